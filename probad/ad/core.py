@@ -1,0 +1,278 @@
+"""Reverse and forward mode on top of the tracer, vector spaces, and the
+``defvjp``/``defjvp`` registry that primitives' derivative rules go through."""
+from __future__ import annotations
+
+from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
+
+__all__ = [
+    "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
+    "defvjp", "defvjp_argnum", "defjvp", "defjvp_argnum", "def_linear",
+    "add_outgrads",
+]
+
+
+# --------------------------------------------------------------- reverse mode
+def make_vjp(fun, x):
+    """Trace ``fun`` at ``x``; return ``(vjp, fun(x))`` where ``vjp(g)`` is the
+    vector-Jacobian product of the output cotangent ``g``."""
+    with trace_scope(ReverseTrace) as trace:
+        start = trace.new_start(x)
+        end = _pack(fun(start))
+        if not isinstance(end, Box) or end._trace is not trace:
+            def vjp(g):
+                return vspace(x).zeros()
+
+            return vjp, end
+        tape = trace.tape
+        end_node = end._node
+
+    def vjp(g):
+        out = backward(tape, end_node, g)
+        if out is None:
+            return vspace(x).zeros()
+        if isinstance(out, SparseObject):
+            return out.add_to(vspace(x).zeros())
+        return out
+
+    return vjp, end._value
+
+
+def backward(tape, end_node, g):
+    """Compose VJPs from ``end_node`` back to the tape's start node."""
+    grads = [None] * (end_node.index + 1)
+    grads[end_node.index] = g
+    for i in range(end_node.index, 0, -1):
+        g = grads[i]
+        if g is None:
+            continue
+        grads[i] = None  # free cotangents as soon as they are consumed
+        node = tape[i]
+        fun, ans, args, kwargs = node.fun, node.ans, node.args, node.kwargs
+        for argnum, parent in zip(node.argnums, node.parents):
+            try:
+                maker = fun.vjps[argnum]
+            except KeyError:
+                raise NotImplementedError(
+                    f"reverse-mode derivative (VJP) of '{fun.__name__}' with respect to "
+                    f"argument {argnum} is not defined; define it with probad.ad.extend.defvjp"
+                ) from None
+            pg = maker(ans, *args, **kwargs)(g)
+            j = parent.index
+            grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
+    return grads[0]
+
+
+def _pack(end):
+    if isinstance(end, (tuple, list, dict)):
+        from .builtins import pack  # containers build on core; import late to avoid a cycle
+
+        return pack(end)
+    return end
+
+
+def add_outgrads(prev, new):
+    """Sum two cotangents; sparse cotangents (from indexing) add into dense."""
+    if isinstance(new, SparseObject):
+        return new.add_to(prev)
+    if isinstance(prev, SparseObject):
+        return prev.add_to(new)
+    vs = vspace(prev)
+    return vs.add(prev, new)
+
+
+# --------------------------------------------------------------- forward mode
+class ForwardTrace(Trace):
+    """Forward mode: each box's ``_node`` is its tangent, pushed through every call."""
+
+    def record(self, fun, ans, args, kwargs, argnums, boxes):
+        tangent = None
+        for argnum, box in zip(argnums, boxes):
+            g = box._node
+            if g is None:
+                continue
+            try:
+                rule = fun.jvps[argnum]
+            except KeyError:
+                raise NotImplementedError(
+                    f"forward-mode derivative (JVP) of '{fun.__name__}' with respect to "
+                    f"argument {argnum} is not defined; define it with probad.ad.extend.defjvp"
+                ) from None
+            out = rule(g, ans, *args, **kwargs)
+            tangent = out if tangent is None else add_outgrads(tangent, out)
+        return new_box(ans, self, tangent)
+
+
+def make_jvp(fun, x):
+    """Return ``jvp(v) -> (fun(x), J v)``, tracing ``fun`` once per call."""
+
+    def jvp(g):
+        with trace_scope(ForwardTrace) as trace:
+            start = new_box(x, trace, g)
+            end = _pack(fun(start))
+            if not isinstance(end, Box) or end._trace is not trace:
+                return end, vspace(end).zeros()
+            tangent = end._node
+            if tangent is None:
+                tangent = vspace(end._value).zeros()
+            return end._value, tangent
+
+    return jvp
+
+
+# ----------------------------------------------------------- derivative rules
+def defvjp_argnum(fun: primitive, maker):
+    """Define VJPs for every argument with one maker ``(argnum, ans, *args) -> vjp``."""
+
+    class _AllArgs(dict):
+        def __missing__(self, argnum):
+            return lambda ans, *args, **kw: maker(argnum, ans, *args, **kw)
+
+    fun.vjps = _AllArgs(fun.vjps)
+
+
+def defvjp(fun: primitive, *makers, argnums=None):
+    """Register VJP makers ``(ans, *args, **kwargs) -> (g -> cotangent)``.
+
+    ``None`` marks an argument as non-differentiable (zero derivative).
+    """
+    for argnum, maker in zip(argnums if argnums is not None else range(len(makers)), makers):
+        fun.vjps[argnum] = maker if maker is not None else _zero_vjp(argnum)
+
+
+def defjvp(fun: primitive, *rules, argnums=None):
+    """Register JVP rules ``(g, ans, *args, **kwargs) -> tangent``.
+
+    The string ``"same"`` reuses the function itself (for linear-in-that-argument
+    maps such as ``reshape``); ``None`` marks a zero derivative.
+    """
+    for argnum, rule in zip(argnums if argnums is not None else range(len(rules)), rules):
+        if rule is None:
+            rule = _zero_jvp
+        elif rule == "same":
+            rule = _linear_jvp(fun, argnum)
+        fun.jvps[argnum] = rule
+
+
+def defjvp_argnum(fun: primitive, rule):
+    """Define JVPs for every argument with one rule ``(argnum, g, ans, *args)``."""
+
+    class _AllArgs(dict):
+        def __missing__(self, argnum):
+            return lambda g, ans, *args, **kw: rule(argnum, g, ans, *args, **kw)
+
+    fun.jvps = _AllArgs(fun.jvps)
+
+
+def def_linear(fun: primitive):
+    """Declare ``fun`` linear in each argument: the derivative is ``fun`` itself
+    with the tangent or cotangent put in that argument's place."""
+
+    def vjp_maker(argnum, ans, *args, **kwargs):
+        return lambda g: fun(*_subval(args, argnum, g), **kwargs)
+
+    defvjp_argnum(fun, vjp_maker)
+    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: fun(*_subval(args, argnum, g), **kw))
+
+
+def _linear_jvp(fun, argnum):
+    return lambda g, ans, *args, **kw: fun(*_subval(args, argnum, g), **kw)
+
+
+def _zero_vjp(argnum):
+    def maker(ans, *args, **kwargs):
+        vs = vspace(args[argnum])
+        return lambda g: vs.zeros()
+
+    return maker
+
+
+def _zero_jvp(g, ans, *args, **kwargs):
+    return vspace(ans).zeros()
+
+
+def _subval(args, i, v):
+    out = list(args)
+    out[i] = v
+    return tuple(out)
+
+
+# --------------------------------------------------------------- vector spaces
+class VSpace:
+    """The vector space a value lives in: what zero, one, a basis and a random
+    direction look like, and how to add and take inner products. Gradients,
+    ``jacobian`` and ``check_grads`` use it to stay agnostic of value types."""
+
+    iscomplex = False
+    mappings: dict = {}
+
+    def zeros(self):
+        raise NotImplementedError
+
+    def ones(self):
+        raise NotImplementedError
+
+    def standard_basis(self):
+        raise NotImplementedError
+
+    def randn(self):
+        raise NotImplementedError
+
+    def add(self, x, y):
+        return x + y
+
+    def mut_add(self, x, y):
+        return self.add(x, y)
+
+    def scalar_mul(self, x, a):
+        return x * a
+
+    def inner_prod(self, x, y):
+        raise NotImplementedError
+
+    def covector(self, x):
+        return x
+
+    def examples(self):
+        return self.standard_basis()
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.__dict__})"
+
+    @classmethod
+    def register(cls, value_type, vspace_maker=None):
+        VSpace.mappings[value_type] = vspace_maker or cls
+
+
+def vspace(value) -> VSpace:
+    """The :class:`VSpace` of ``value`` (looking through boxes)."""
+    try:
+        return VSpace.mappings[type(value)](value)
+    except KeyError:
+        if isinstance(value, Box):
+            return vspace(value._value)
+        raise TypeError(
+            f"probad.ad can't differentiate with respect to a {type(value).__name__}; "
+            "use numpy arrays, floats, complex numbers, or tuples/lists/dicts of them"
+        ) from None
+
+
+class SparseObject:
+    """A cotangent that is cheaper to keep unmaterialised, such as the gradient
+    of ``x[i]``: ``add_to(dense)`` adds it into a dense cotangent."""
+
+    __slots__ = ("vs", "mut_add")
+
+    def __init__(self, vs, mut_add):
+        self.vs = vs
+        self.mut_add = mut_add
+
+    def add_to(self, dense):
+        if isinstance(dense, SparseObject):
+            dense = dense.add_to(self.vs.zeros())
+        return self.mut_add(dense)
+
+
+VSpace.register(SparseObject, lambda x: x.vs)

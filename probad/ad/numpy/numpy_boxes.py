@@ -1,0 +1,178 @@
+"""ArrayBox: a traced numpy array that behaves like one.
+
+Operators and methods route through the wrapped numpy primitives, so ordinary
+array code is recorded without change. Python asking for a concrete value
+(``bool``, ``int``, ``float``, ``.item()``, use as an index) goes through the
+trace's ``concretize``, which is where the compiler records a guard.
+"""
+from __future__ import annotations
+
+import numpy as _np
+
+from ..tracer import Box
+from . import numpy_wrapper as anp
+
+_ASSIGN_HELP = (
+    "probad.ad cannot trace assignment into an array: rebuild the array "
+    "functionally instead, e.g. with np.where(mask, new, x), np.concatenate, "
+    "np.stack, or x + np.eye(n)[i] * (v - x[i])"
+)
+
+
+class ArrayBox(Box):
+    __slots__ = ()
+    # Make ndarray's binary operators defer to ours (ndarray + box -> box.__radd__).
+    __array_ufunc__ = None
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "a traced value reached plain numpy or was assigned into a numpy array. "
+            "Use probad.ad.numpy in place of numpy inside differentiated code; "
+            + _ASSIGN_HELP
+        )
+
+    def __setitem__(self, idx, value):
+        raise TypeError(_ASSIGN_HELP)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, tuple) and any(isinstance(i, Box) for i in idx):
+            return anp.getitem_parts(self, *idx)
+        return anp.getitem(self, idx)
+
+    # Metadata is static: shapes and dtypes never depend on traced values.
+    shape = property(lambda self: self._value.shape)
+    ndim = property(lambda self: self._value.ndim)
+    size = property(lambda self: self._value.size)
+    dtype = property(lambda self: self._value.dtype)
+    T = property(lambda self: anp.transpose(self))
+
+    def __len__(self):
+        return len(self._value)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __hash__(self):
+        return id(self)
+
+    # Concrete values: the trace decides (the compiler records a guard).
+    def __int__(self):
+        return self._trace.concretize(self, int)
+
+    def __float__(self):
+        return self._trace.concretize(self, float)
+
+    def __complex__(self):
+        return self._trace.concretize(self, complex)
+
+    def __index__(self):
+        return self._trace.concretize(self, _index)
+
+    def item(self, *args):
+        if args:
+            return self[args if len(args) > 1 else args[0]].item()
+        return self._trace.concretize(self, _item)
+
+    def tolist(self):
+        return self._trace.concretize(self, _tolist)
+
+    def __neg__(self): return anp.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return anp.abs(self)
+    def __add__(self, other): return anp.add(self, other)
+    def __sub__(self, other): return anp.subtract(self, other)
+    def __mul__(self, other): return anp.multiply(self, other)
+    def __pow__(self, other): return anp.power(self, other)
+    def __truediv__(self, other): return anp.divide(self, other)
+    def __floordiv__(self, other): return anp.floor_divide(self, other)
+    def __mod__(self, other): return anp.mod(self, other)
+    def __matmul__(self, other): return anp.matmul(self, other)
+    def __radd__(self, other): return anp.add(other, self)
+    def __rsub__(self, other): return anp.subtract(other, self)
+    def __rmul__(self, other): return anp.multiply(other, self)
+    def __rpow__(self, other): return anp.power(other, self)
+    def __rtruediv__(self, other): return anp.divide(other, self)
+    def __rfloordiv__(self, other): return anp.floor_divide(other, self)
+    def __rmod__(self, other): return anp.mod(other, self)
+    def __rmatmul__(self, other): return anp.matmul(other, self)
+    def __eq__(self, other): return anp.equal(self, other)
+    def __ne__(self, other): return anp.not_equal(self, other)
+    def __gt__(self, other): return anp.greater(self, other)
+    def __ge__(self, other): return anp.greater_equal(self, other)
+    def __lt__(self, other): return anp.less(self, other)
+    def __le__(self, other): return anp.less_equal(self, other)
+    def __invert__(self): return anp.logical_not(self)
+    def __and__(self, other): return anp.logical_and(self, other)
+    def __or__(self, other): return anp.logical_or(self, other)
+    def __xor__(self, other): return anp.logical_xor(self, other)
+    __rand__ = __and__
+    __ror__ = __or__
+
+    # The common ndarray methods, as their numpy functions.
+    def sum(self, *a, **k): return anp.sum(self, *a, **k)
+    def mean(self, *a, **k): return anp.mean(self, *a, **k)
+    def prod(self, *a, **k): return anp.prod(self, *a, **k)
+    def max(self, *a, **k): return anp.max(self, *a, **k)
+    def min(self, *a, **k): return anp.min(self, *a, **k)
+    def var(self, *a, **k): return anp.var(self, *a, **k)
+    def std(self, *a, **k): return anp.std(self, *a, **k)
+    def cumsum(self, *a, **k): return anp.cumsum(self, *a, **k)
+    def cumprod(self, *a, **k): return anp.cumprod(self, *a, **k)
+    def dot(self, other): return anp.dot(self, other)
+    def ravel(self, *a, **k): return anp.ravel(self, *a, **k)
+    def flatten(self): return anp.ravel(self)
+    def squeeze(self, *a, **k): return anp.squeeze(self, *a, **k)
+    def clip(self, *a, **k): return anp.clip(self, *a, **k)
+    def conj(self): return anp.conj(self)
+    def conjugate(self): return anp.conj(self)
+    def swapaxes(self, a, b): return anp.swapaxes(self, a, b)
+    def repeat(self, *a, **k): return anp.repeat(self, *a, **k)
+    def trace(self, *a, **k): return anp.trace(self, *a, **k)
+    def diagonal(self, *a, **k): return anp.diagonal(self, *a, **k)
+    def argmax(self, *a, **k): return anp.argmax(self, *a, **k)
+    def argmin(self, *a, **k): return anp.argmin(self, *a, **k)
+    def argsort(self, *a, **k): return anp.argsort(self, *a, **k)
+    def any(self, *a, **k): return anp.any(self, *a, **k)
+    def all(self, *a, **k): return anp.all(self, *a, **k)
+    def round(self, *a, **k): return anp.round(self, *a, **k)
+    def astype(self, dtype, *a, **k): return anp.astype_(self, dtype)
+    def copy(self): return self
+
+    def reshape(self, *shape, order="C"):
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = shape[0]
+        return anp.reshape(self, shape, order=order)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = axes[0]
+        return anp.transpose(self, axes or None)
+
+    @property
+    def real(self):
+        return anp.real(self)
+
+    @property
+    def imag(self):
+        return anp.imag(self)
+
+
+def _index(x):
+    return _np.asarray(x).__index__()
+
+
+def _item(x):
+    return _np.asarray(x).item()
+
+
+def _tolist(x):
+    return _np.asarray(x).tolist()
+
+
+for _t in [float, _np.ndarray, complex] + list(set(_np.sctypeDict.values())):
+    if isinstance(_t, type) and issubclass(_t, (float, complex, _np.generic, _np.ndarray)) \
+            and not issubclass(_t, (_np.str_, _np.bytes_, _np.void, _np.object_, _np.datetime64,
+                                    _np.timedelta64)):
+        ArrayBox.register(_t)
+ArrayBox.register(int)
+ArrayBox.register(bool)

@@ -1,0 +1,124 @@
+"""Gradient checking against finite differences: ``check_grads`` and ``combo_check``."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as onp
+
+from .core import make_jvp, make_vjp, vspace
+from .differential_operators import unary_to_nary
+from .tracer import getval
+
+__all__ = ["check_grads", "combo_check", "check_vjp", "check_jvp"]
+
+EPS, RTOL, ATOL = 1e-6, 1e-5, 1e-6
+
+
+def _numerical_jvp(f, x, eps=EPS):
+    """Central differences along direction ``v``."""
+    def jvp(v):
+        x_vs = vspace(x)
+        f_pos = f(x_vs.add(x, x_vs.scalar_mul(v, eps / 2)))
+        f_neg = f(x_vs.add(x, x_vs.scalar_mul(v, -eps / 2)))
+        f_vs = vspace(f_pos)
+        return f_vs.scalar_mul(f_vs.add(f_pos, f_vs.scalar_mul(f_neg, -1.0)), 1.0 / eps)
+    return jvp
+
+
+def _check_equivalent(x, y, what):
+    x_vs, y_vs = vspace(x), vspace(y)
+    if x_vs != y_vs:
+        raise AssertionError(f"{what}: vector spaces differ: {x_vs} vs {y_vs}")
+    x_flat, y_flat = _flat(x), _flat(y)
+    if not onp.allclose(x_flat, y_flat, rtol=RTOL, atol=ATOL):
+        raise AssertionError(f"{what}: derivative check failed:\n  analytic {x_flat}\n  numeric  {y_flat}")
+
+
+def _flat(x):
+    if isinstance(x, dict):
+        return onp.concatenate([_flat(x[k]) for k in sorted(x)] or [onp.zeros(0)])
+    if isinstance(x, (tuple, list)):
+        return onp.concatenate([_flat(e) for e in x] or [onp.zeros(0)])
+    return onp.ravel(onp.asarray(getval(x)))
+
+
+def check_vjp(f, x):
+    """Check the reverse mode of ``f`` at ``x`` along a random direction."""
+    vjp, y = make_vjp(f, x)
+    x_vs, y_vs = vspace(x), vspace(y)
+    x_v, y_v = x_vs.randn(), y_vs.randn()
+    vjp_y = x_vs.covector(vjp(y_vs.covector(y_v)))
+    exact = x_vs.inner_prod(x_v, vjp_y)
+    numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x)(x_v))
+    _check_equivalent(exact, numeric, f"VJP of {getattr(f, '__name__', f)}")
+
+
+def check_jvp(f, x):
+    """Check the forward mode of ``f`` at ``x`` along a random direction."""
+    v = vspace(x).randn()
+    exact = make_jvp(f, x)(v)[1]
+    numeric = _numerical_jvp(f, x)(v)
+    _check_equivalent(exact, numeric, f"JVP of {getattr(f, '__name__', f)}")
+
+
+def _check_grads(f, x, modes=("fwd", "rev"), order=2):
+    """Check derivatives of ``f`` at ``x`` in the given modes, up to ``order``.
+
+    Higher orders differentiate the derivative itself: forward mode checks the
+    JVP as a function of ``(x, v)``, reverse mode the VJP as one of ``(x, g)``.
+    """
+    if not set(modes) <= {"fwd", "rev"}:
+        raise ValueError(f"modes must be a subset of ['fwd', 'rev'], got {modes}")
+    if "fwd" in modes:
+        check_jvp(f, x)
+        if order > 1:
+            def jvp_f(x, v):
+                return make_jvp(f, x)(v)[1]
+            jvp_f.__name__ = f"jvp({getattr(f, '__name__', 'f')})"
+            v = vspace(x).randn()
+            check_grads(jvp_f, (0, 1), modes, order - 1)(x, v)
+    if "rev" in modes:
+        check_vjp(f, x)
+        if order > 1:
+            def vjp_f(x, g):
+                return make_vjp(f, x)[0](g)
+            vjp_f.__name__ = f"vjp({getattr(f, '__name__', 'f')})"
+            g = vspace(f(x)).randn()
+            check_grads(vjp_f, (0, 1), modes, order - 1)(x, g)
+
+
+_check_grads_nary = unary_to_nary(_check_grads)
+
+
+def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
+    """``check_grads(f, modes=["fwd", "rev"], order=2)(*args)``.
+
+    Compares derivatives of ``f`` with central finite differences along random
+    directions, in forward and reverse mode and up to ``order``, with respect
+    to ``argnum`` (default: every positional argument). Raises AssertionError.
+    """
+    if isinstance(argnum, (list, tuple)) and argnum and isinstance(argnum[0], str):
+        modes, argnum = argnum, None  # check_grads(f, ["rev"]) reads naturally too
+
+    def checker(*args, **kwargs):
+        nums = tuple(range(len(args))) if argnum is None else argnum
+        return _check_grads_nary(lambda *a: f(*a, **kwargs), nums, modes, order)(*args)
+
+    return checker
+
+
+def combo_check(fun, *args, **kwargs):
+    """``combo_check(fun, argnums, modes, order)(arg values..., kwarg values...)``:
+    run ``check_grads`` over every combination of the listed argument values."""
+    argnums = args[0] if args else kwargs.pop("argnums", (0,))
+    modes = args[1] if len(args) > 1 else kwargs.pop("modes", ("fwd", "rev"))
+    order = args[2] if len(args) > 2 else kwargs.pop("order", 2)
+
+    def checker(*arg_options, **kwarg_options):
+        kw_keys = list(kwarg_options)
+        for combo in itertools.product(*arg_options, *[kwarg_options[k] for k in kw_keys]):
+            a = combo[: len(arg_options)]
+            kw = dict(zip(kw_keys, combo[len(arg_options):]))
+            check_grads(fun, argnums, modes, order)(*a, **kw)
+
+    return checker

@@ -1,0 +1,237 @@
+"""Tracing: primitives, boxes and traces.
+
+A *primitive* is a wrapped function whose derivative rules we know. Calling a
+primitive on a :class:`Box` (a value being traced) computes the raw result and
+asks the box's *trace* to record the call. Three kinds of trace share this one
+mechanism:
+
+- :class:`ReverseTrace` appends a :class:`Node` to a flat tape; because nodes
+  are appended in execution order, walking the tape backwards is a valid
+  topological order for the backward pass (``core.backward``);
+- ``core.ForwardTrace`` pushes a tangent through each call at once (JVPs);
+- the compiler's recording trace (``compiler.py``) keeps every call, including
+  non-differentiable ones, so that the tape can be replayed on new inputs.
+
+Traces nest: every trace has a ``level``, a call is recorded by the highest
+trace among its boxed arguments, and the unboxed values are passed down to the
+same primitive again so that lower traces record it too. That recursion is all
+it takes for derivatives of any order and for forward-over-reverse products.
+"""
+from __future__ import annotations
+
+import functools
+
+__all__ = [
+    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive",
+    "new_box", "isbox", "getval", "trace_scope",
+]
+
+
+class Box:
+    """A value under a trace.
+
+    ``_value`` is the raw value (or a box of a lower trace), ``_trace`` the
+    trace that owns the box, and ``_node`` what that trace needs to know about
+    it: a tape node in reverse mode, a tangent in forward mode.
+    """
+
+    __slots__ = ("_value", "_trace", "_node")
+    type_mappings: dict = {}
+    types: set = set()
+
+    def __init__(self, value, trace, node):
+        self._value = value
+        self._trace = trace
+        self._node = node
+
+    def __bool__(self):
+        return self._trace.concretize(self, bool)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._value!r}, level={self._trace.level})"
+
+    @classmethod
+    def register(cls, value_type):
+        """Make ``value_type`` traceable with boxes of class ``cls``."""
+        Box.types.add(cls)
+        Box.type_mappings[value_type] = cls
+        Box.type_mappings[cls] = cls
+
+
+def new_box(value, trace, node):
+    try:
+        return Box.type_mappings[type(value)](value, trace, node)
+    except KeyError:
+        raise TypeError(
+            f"can't differentiate with respect to a value of type {type(value).__name__}; "
+            "probad.ad traces numpy arrays, Python floats/complex and containers of them"
+        ) from None
+
+
+def isbox(x) -> bool:
+    return isinstance(x, Box)
+
+
+def getval(x):
+    """The raw value under any number of boxes."""
+    while isinstance(x, Box):
+        x = x._value
+    return x
+
+
+class Node:
+    """One recorded primitive call on a reverse-mode tape.
+
+    Derivative closures are *not* built here: the backward pass builds them
+    from ``fun``, ``ans`` and ``args`` only for nodes that receive a gradient,
+    which keeps the forward pass cheap.
+    """
+
+    __slots__ = ("fun", "ans", "args", "kwargs", "argnums", "parents", "index")
+
+    def __init__(self, fun, ans, args, kwargs, argnums, parents, index):
+        self.fun = fun
+        self.ans = ans
+        self.args = args
+        self.kwargs = kwargs
+        self.argnums = argnums
+        self.parents = parents
+        self.index = index
+
+
+class Trace:
+    """Base class of traces; subclasses decide what a primitive call leaves behind."""
+
+    records_nondiff = False  # only the compiler needs non-differentiable calls kept
+
+    def __init__(self, level):
+        self.level = level
+
+    def concretize(self, box, kind):
+        """Python asked for a concrete value (``bool``/``int``/``float``/...)."""
+        return kind(box._value)
+
+
+class ReverseTrace(Trace):
+    __slots__ = ("level", "tape")
+
+    def __init__(self, level):
+        super().__init__(level)
+        self.tape = []
+
+    def new_start(self, value):
+        node = Node(None, value, (), {}, (), (), len(self.tape))
+        self.tape.append(node)
+        return new_box(value, self, node)
+
+    def record(self, fun, ans, args, kwargs, argnums, boxes):
+        tape = self.tape
+        node = Node(fun, ans, args, kwargs, argnums, [b._node for b in boxes], len(tape))
+        tape.append(node)
+        try:
+            return Box.type_mappings[type(ans)](ans, self, node)
+        except KeyError:
+            return new_box(ans, self, node)
+
+
+class trace_scope:
+    """``with trace_scope(TraceClass) as trace``: a new trace one level above
+    every trace currently open (a plain class: cheaper than a generator)."""
+
+    depth = 0
+    __slots__ = ("trace",)
+
+    def __init__(self, trace_class, *args):
+        trace_scope.depth += 1
+        self.trace = trace_class(trace_scope.depth, *args)
+
+    def __enter__(self):
+        return self.trace
+
+    def __exit__(self, *exc):
+        trace_scope.depth -= 1
+
+
+class primitive:
+    """Wrap ``fun`` so that calls on boxes are recorded.
+
+    Derivative rules live on the primitive itself: ``vjps[argnum]`` is a maker
+    ``(ans, *args, **kwargs) -> (g -> cotangent)`` and ``jvps[argnum]`` a rule
+    ``(g, ans, *args, **kwargs) -> tangent`` (autograd's conventions).
+    """
+
+    differentiable = True
+
+    def __init__(self, fun, name=None):
+        self.fun = fun
+        self.vjps = {}
+        self.jvps = {}
+        functools.update_wrapper(self, fun, updated=())
+        if name is not None:
+            self.__name__ = name
+        self.__name__ = getattr(self, "__name__", None) or getattr(fun, "__name__", repr(fun))
+
+    def __call__(self, *args, **kwargs):
+        boxed = None
+        i = 0
+        for a in args:
+            if isinstance(a, Box):
+                if boxed is None:
+                    boxed = [i]
+                else:
+                    boxed.append(i)
+            i += 1
+        if boxed is None:
+            return self.fun(*args, **kwargs)
+
+        # Record with the highest trace; boxes of lower traces stay boxed in
+        # ``argvals`` so that the nested call below records with them too.
+        top = args[boxed[0]]._trace
+        nested = False
+        for i in boxed[1:]:
+            t = args[i]._trace
+            if t is not top:
+                nested = True
+                if t.level > top.level:
+                    top = t
+        argnums = [i for i in boxed if args[i]._trace is top] if nested else boxed
+        argvals = list(args)
+        boxes = []
+        for i in argnums:
+            b = args[i]
+            boxes.append(b)
+            v = argvals[i] = b._value
+            if isinstance(v, Box):
+                nested = True
+        ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
+        if not self.differentiable and not top.records_nondiff:
+            return ans
+        return top.record(self, ans, tuple(argvals), kwargs, tuple(argnums), boxes)
+
+    def __repr__(self):
+        return f"<primitive {self.__name__}>"
+
+
+class nondiff_primitive(primitive):
+    """A function with zero derivative (floor, argmax, comparisons, ...).
+
+    Derivative traces drop its boxes; the compiler still records it because
+    its result may feed later computation (an index, a mask, a guard).
+    """
+
+    differentiable = False
+
+
+def notrace_primitive(fun):
+    """Wrap ``fun`` so it always sees raw values and is never recorded.
+
+    Use for helpers whose output never depends on traced values in a way that
+    matters (shape queries, dtype checks). The compiler cannot see through
+    such a call, so do not use it for computation on values.
+    """
+
+    @functools.wraps(fun)
+    def wrapped(*args, **kwargs):
+        return fun(*[getval(a) for a in args], **kwargs)
+
+    return wrapped

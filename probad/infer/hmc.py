@@ -1,0 +1,423 @@
+"""Hamiltonian Monte Carlo kernels: leapfrog, Euclidean metrics, static HMC, NUTS.
+
+Kernels are pure functions over NamedTuple states, in the BlackJAX style. They
+see the target only through ``potential_fn(q) -> (U, dU/dq)`` on a flat float64
+vector, where ``U`` is the negative log density. Nothing here adapts: step size
+and metric are arguments, tuned by :mod:`probad.infer.adaptation`.
+
+The NUTS step follows Stan's ``base_nuts.hpp`` (Stan >= 2.21): multinomial
+sampling inside subtrees, biased progressive sampling when a subtree is merged
+into the trajectory, the generalised U-turn criterion on ``rho`` (the summed
+momenta) and ``p_sharp = M^{-1} p``, plus the two extra checks across every
+merge of two subtrees.
+"""
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+PotentialFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+#: Energy error above which a trajectory is declared divergent (Stan's max_deltaH).
+DIVERGENCE_THRESHOLD = 1000.0
+
+
+class IntegratorState(NamedTuple):
+    """A point in phase space, with the potential and its gradient at ``position``."""
+
+    position: np.ndarray
+    momentum: np.ndarray
+    potential_energy: float
+    potential_grad: np.ndarray
+
+
+class HMCState(NamedTuple):
+    """The Markov chain state shared by HMC and NUTS (momentum is resampled each step)."""
+
+    position: np.ndarray
+    potential_energy: float
+    potential_grad: np.ndarray
+
+
+class HMCInfo(NamedTuple):
+    """Diagnostics of one transition, named as ArviZ ``sample_stats`` expects.
+
+    Attributes
+    ----------
+    acceptance_rate : float
+        Static HMC: ``min(1, exp(H0 - H))`` of the proposal. NUTS: Stan's mean of
+        ``min(1, exp(H0 - H))`` over every leapfrog step of the trajectory,
+        including those of a rejected last subtree. This is the statistic step
+        size adaptation targets.
+    diverging : bool
+        Whether some step had ``H - H0 > DIVERGENCE_THRESHOLD`` (NaN counts as +inf).
+    energy : float
+        Hamiltonian at the selected point (what ``arviz.plot_energy`` expects).
+    energy_error : float
+        ``H(selected) - H0``.
+    max_energy_error : float
+        The ``H - H0`` of largest magnitude over the trajectory, sign kept.
+    n_steps : int
+        Number of leapfrog steps, i.e. gradient evaluations.
+    tree_depth : int
+        NUTS tree depth (Stan's ``treedepth__``); 0 for static HMC.
+    """
+
+    acceptance_rate: float
+    diverging: bool
+    energy: float
+    energy_error: float
+    max_energy_error: float
+    n_steps: int
+    tree_depth: int
+
+
+class Metric(NamedTuple):
+    """A Euclidean metric ``M``, i.e. kinetic energy ``K(p) = p^T M^{-1} p / 2``.
+
+    Build one with :func:`make_metric`; factorisations are done there, once, so
+    the per-step functions below are a handful of array operations.
+
+    Attributes
+    ----------
+    inverse_metric : ndarray
+        ``M^{-1}``: 1-D for a diagonal metric, 2-D for a dense one. It is the
+        (co)variance the metric adapts to, so it is what adaptation reports.
+    sample_momentum : callable
+        ``sample_momentum(rng) -> p`` with ``p ~ N(0, M)``.
+    velocity : callable
+        ``velocity(p) -> M^{-1} p``, i.e. ``dK/dp``; Stan's ``p_sharp``.
+    kinetic_energy : callable
+        ``kinetic_energy(p) -> K(p)``.
+    """
+
+    inverse_metric: np.ndarray
+    sample_momentum: Callable[[np.random.Generator], np.ndarray]
+    velocity: Callable[[np.ndarray], np.ndarray]
+    kinetic_energy: Callable[[np.ndarray], float]
+
+
+def make_metric(inverse_metric) -> Metric:
+    """Build the metric functions for a diagonal (1-D) or dense (2-D) inverse metric.
+
+    Parameters
+    ----------
+    inverse_metric : array_like
+        Positive vector (diagonal of ``M^{-1}``) or symmetric positive-definite
+        matrix ``M^{-1}``.
+
+    Returns
+    -------
+    Metric
+
+    Raises
+    ------
+    ValueError
+        If the inverse metric is not finite and positive (definite).
+    """
+    inv = np.array(inverse_metric, dtype=np.float64)
+    if not np.all(np.isfinite(inv)):
+        raise ValueError("inverse metric contains non-finite values")
+    dim = inv.shape[0] if inv.ndim else 0
+
+    if inv.ndim == 1:
+        if not np.all(inv > 0):
+            raise ValueError("a diagonal inverse metric must be strictly positive")
+        momentum_scale = 1.0 / np.sqrt(inv)
+
+        def sample_momentum(rng):
+            return rng.standard_normal(dim) * momentum_scale
+
+        def velocity(p):
+            return inv * p
+
+    elif inv.ndim == 2 and inv.shape == (dim, dim):
+        if not np.allclose(inv, inv.T, rtol=1e-10, atol=0.0):
+            raise ValueError("a dense inverse metric must be symmetric")
+        try:
+            metric = scipy.linalg.cho_solve(scipy.linalg.cho_factor(inv, lower=True), np.eye(dim))
+            # p ~ N(0, M) through the Cholesky factor of M itself.
+            metric_chol = np.linalg.cholesky(0.5 * (metric + metric.T))
+        except np.linalg.LinAlgError:
+            raise ValueError("a dense inverse metric must be positive definite") from None
+
+        def sample_momentum(rng):
+            return metric_chol @ rng.standard_normal(dim)
+
+        velocity = inv.dot
+
+    else:
+        raise ValueError(
+            f"inverse metric must be a vector or a square matrix, got shape {inv.shape}"
+        )
+
+    def kinetic_energy(p):
+        return 0.5 * p.dot(velocity(p))
+
+    return Metric(inv, sample_momentum, velocity, kinetic_energy)
+
+
+def init(position, potential_fn: PotentialFn) -> HMCState:
+    """Evaluate the potential at ``position`` and wrap it as a chain state.
+
+    Raises
+    ------
+    ValueError
+        If the potential or its gradient is not finite there: no transition
+        could ever leave such a point.
+    """
+    q = np.array(position, dtype=np.float64).reshape(-1)
+    potential_energy, potential_grad = potential_fn(q)
+    potential_grad = np.asarray(potential_grad, dtype=np.float64)
+    if not (math.isfinite(potential_energy) and np.all(np.isfinite(potential_grad))):
+        raise ValueError(
+            f"the log density or its gradient is not finite at the initial position "
+            f"(potential energy {potential_energy}); choose another starting point"
+        )
+    return HMCState(q, float(potential_energy), potential_grad)
+
+
+def leapfrog(
+    state: IntegratorState, step_size: float, metric: Metric, potential_fn: PotentialFn
+) -> IntegratorState:
+    """One velocity-Verlet step; a negative ``step_size`` integrates backwards in time.
+
+    Reuses the gradient carried in ``state``, so a step costs one gradient evaluation.
+    """
+    half_step = 0.5 * step_size
+    momentum = state.momentum - half_step * state.potential_grad
+    position = state.position + step_size * metric.velocity(momentum)
+    potential_energy, potential_grad = potential_fn(position)
+    return IntegratorState(
+        position, momentum - half_step * potential_grad, potential_energy, potential_grad
+    )
+
+
+def hamiltonian(state: IntegratorState, metric: Metric) -> float:
+    """Total energy ``U(q) + K(p)``, with NaN mapped to +inf so it reads as divergent."""
+    energy = state.potential_energy + metric.kinetic_energy(state.momentum)
+    return math.inf if energy != energy else energy
+
+
+def hmc_step(
+    rng: np.random.Generator,
+    state: HMCState,
+    potential_fn: PotentialFn,
+    step_size: float,
+    metric: Metric,
+    num_steps: int,
+    jitter: float = 0.0,
+) -> tuple[HMCState, HMCInfo]:
+    """One static HMC transition: ``num_steps`` leapfrog steps, then Metropolis.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    state : HMCState
+    potential_fn : callable
+        ``q -> (U, dU/dq)``.
+    step_size : float
+        Nominal step size.
+    metric : Metric
+    num_steps : int
+        Number of leapfrog steps (>= 1).
+    jitter : float, optional
+        If positive, the step size is drawn uniformly from
+        ``step_size * [1 - jitter, 1 + jitter]`` (Stan's ``stepsize_jitter``),
+        which breaks resonances of a fixed path length with periodic targets.
+
+    Returns
+    -------
+    (HMCState, HMCInfo)
+        Integration stops early at a divergence, which is then rejected.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if jitter:
+        step_size *= 1.0 + jitter * (2.0 * rng.random() - 1.0)
+    z = IntegratorState(
+        state.position, metric.sample_momentum(rng), state.potential_energy, state.potential_grad
+    )
+    energy0 = hamiltonian(z, metric)
+    max_energy_error = 0.0
+    diverging = False
+    n_steps = 0
+    while n_steps < num_steps:
+        z = leapfrog(z, step_size, metric, potential_fn)
+        n_steps += 1
+        energy_error = hamiltonian(z, metric) - energy0
+        if abs(energy_error) > abs(max_energy_error):
+            max_energy_error = energy_error
+        if energy_error > DIVERGENCE_THRESHOLD:
+            diverging = True
+            break
+
+    acceptance_rate = 1.0 if energy_error <= 0.0 else math.exp(-energy_error)
+    # Stan draws the uniform only when the proposal might be rejected.
+    if acceptance_rate < 1.0 and rng.random() >= acceptance_rate:
+        info = HMCInfo(acceptance_rate, diverging, energy0, 0.0, max_energy_error, n_steps, 0)
+        return state, info
+    new_state = HMCState(z.position, z.potential_energy, z.potential_grad)
+    info = HMCInfo(
+        acceptance_rate, diverging, energy0 + energy_error, energy_error,
+        max_energy_error, n_steps, 0,
+    )
+    return new_state, info
+
+
+def _logaddexp(a: float, b: float) -> float:
+    # math-module version: np.logaddexp on Python scalars costs ~1 us per call.
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def _no_u_turn(p_sharp_minus: np.ndarray, p_sharp_plus: np.ndarray, rho: np.ndarray) -> bool:
+    """Generalised U-turn criterion (Betancourt 2017): both ends still move along ``rho``."""
+    return p_sharp_plus.dot(rho) > 0.0 and p_sharp_minus.dot(rho) > 0.0
+
+
+def nuts_step(
+    rng: np.random.Generator,
+    state: HMCState,
+    potential_fn: PotentialFn,
+    step_size: float,
+    metric: Metric,
+    max_tree_depth: int = 10,
+) -> tuple[HMCState, HMCInfo]:
+    """One NUTS transition exactly as Stan's ``base_nuts::transition``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    state : HMCState
+    potential_fn : callable
+        ``q -> (U, dU/dq)``.
+    step_size : float
+    metric : Metric
+    max_tree_depth : int, optional
+        The trajectory stops after ``2**max_tree_depth - 1`` leapfrog steps.
+
+    Returns
+    -------
+    (HMCState, HMCInfo)
+    """
+    if max_tree_depth < 1:
+        raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+    uniform = rng.random
+    velocity = metric.velocity
+
+    p0 = metric.sample_momentum(rng)
+    v0 = velocity(p0)
+    energy0 = state.potential_energy + 0.5 * p0.dot(v0)
+    z0 = IntegratorState(state.position, p0, state.potential_energy, state.potential_grad)
+
+    # Trajectory-wide tallies that every leaf updates (Stan passes them by reference).
+    n_leapfrog = 0
+    sum_accept = 0.0
+    max_energy_error = 0.0
+    diverging = False
+
+    def build_tree(z, depth, signed_step):
+        """Build a subtree of ``2**depth`` leaves starting after ``z``.
+
+        Returns None if the subtree is invalid (divergent, or a U-turn inside it),
+        else ``(z_last, proposal, proposal_energy, log_weight, rho, p_first,
+        p_sharp_first, p_last, p_sharp_last)`` where first/last are the leaves
+        nearest to / farthest from the start of the trajectory.
+        """
+        nonlocal n_leapfrog, sum_accept, max_energy_error, diverging
+        if depth == 0:
+            z = leapfrog(z, signed_step, metric, potential_fn)
+            p = z.momentum
+            p_sharp = velocity(p)
+            energy = z.potential_energy + 0.5 * p.dot(p_sharp)  # K = p.M^-1 p / 2, sharing p_sharp
+            if energy != energy:
+                energy = math.inf
+            energy_error = energy - energy0
+            n_leapfrog += 1
+            sum_accept += 1.0 if energy_error <= 0.0 else math.exp(-energy_error)
+            if abs(energy_error) > abs(max_energy_error):
+                max_energy_error = energy_error
+            if energy_error > DIVERGENCE_THRESHOLD:
+                diverging = True
+                return None
+            return z, z, energy, -energy_error, p, p, p_sharp, p, p_sharp
+
+        init = build_tree(z, depth - 1, signed_step)
+        if init is None:
+            return None
+        z, proposal, proposal_energy, log_w_init, rho_init, p_beg, ps_beg, p_init_end, ps_init_end = init
+        final = build_tree(z, depth - 1, signed_step)
+        if final is None:
+            return None
+        z, proposal_final, energy_final, log_w_final, rho_final, p_final_beg, ps_final_beg, p_end, ps_end = final
+
+        # Multinomial sampling: the final half wins with probability w_final / (w_init + w_final).
+        log_w = _logaddexp(log_w_init, log_w_final)
+        if uniform() < math.exp(log_w_final - log_w):
+            proposal, proposal_energy = proposal_final, energy_final
+
+        rho = rho_init + rho_final
+        # The two extra checks catch U-turns that straddle the two halves (Stan >= 2.21).
+        if not (
+            _no_u_turn(ps_beg, ps_end, rho)
+            and _no_u_turn(ps_beg, ps_final_beg, rho_init + p_final_beg)
+            and _no_u_turn(ps_init_end, ps_end, rho_final + p_init_end)
+        ):
+            return None
+        return z, proposal, proposal_energy, log_w, rho, p_beg, ps_beg, p_end, ps_end
+
+    # The trajectory is a backward half ("bck") and a forward half ("fwd"); each
+    # half has a backward and a forward end. Initially both are the start point.
+    z_fwd = z_bck = z0
+    p_fwd_fwd = p_fwd_bck = p_bck_fwd = p_bck_bck = p0
+    ps_fwd_fwd = ps_fwd_bck = ps_bck_fwd = ps_bck_bck = v0
+    rho = p0
+    log_w = 0.0  # log of the summed weights exp(H0 - H); the start point has weight 1
+    sample, sample_energy = z0, energy0
+    depth = 0
+    while depth < max_tree_depth:
+        if uniform() > 0.5:
+            # Extend forward: the current trajectory becomes the backward half.
+            rho_bck, p_bck_fwd, ps_bck_fwd = rho, p_fwd_fwd, ps_fwd_fwd
+            subtree = build_tree(z_fwd, depth, step_size)
+            if subtree is None:
+                break
+            z_fwd, proposal, proposal_energy, log_w_new, rho_fwd, p_fwd_bck, ps_fwd_bck, p_fwd_fwd, ps_fwd_fwd = subtree
+        else:
+            rho_fwd, p_fwd_bck, ps_fwd_bck = rho, p_bck_bck, ps_bck_bck
+            subtree = build_tree(z_bck, depth, -step_size)
+            if subtree is None:
+                break
+            z_bck, proposal, proposal_energy, log_w_new, rho_bck, p_bck_fwd, ps_bck_fwd, p_bck_bck, ps_bck_bck = subtree
+        depth += 1
+
+        # Biased progressive sampling favours the new subtree, moving draws further out.
+        if log_w_new > log_w or uniform() < math.exp(log_w_new - log_w):
+            sample, sample_energy = proposal, proposal_energy
+        log_w = _logaddexp(log_w, log_w_new)
+
+        rho = rho_bck + rho_fwd
+        if not (
+            _no_u_turn(ps_bck_bck, ps_fwd_fwd, rho)
+            and _no_u_turn(ps_bck_bck, ps_fwd_bck, rho_bck + p_fwd_bck)
+            and _no_u_turn(ps_bck_fwd, ps_fwd_fwd, rho_fwd + p_bck_fwd)
+        ):
+            break
+
+    info = HMCInfo(
+        acceptance_rate=sum_accept / n_leapfrog,
+        diverging=diverging,
+        energy=sample_energy,
+        energy_error=sample_energy - energy0,
+        max_energy_error=max_energy_error,
+        n_steps=n_leapfrog,
+        tree_depth=depth,
+    )
+    new_state = HMCState(sample.position, sample.potential_energy, sample.potential_grad)
+    return new_state, info
