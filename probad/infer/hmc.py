@@ -23,6 +23,10 @@ PotentialFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
 #: Energy error above which a trajectory is declared divergent (Stan's max_deltaH).
 DIVERGENCE_THRESHOLD = 1000.0
 
+# Divergent trajectories overflow by design; they are caught through the energy
+# (NaN reads as +inf), so numpy's floating-point warnings would only be noise.
+quiet_floating_point = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
 
 class IntegratorState(NamedTuple):
     """A point in phase space, with the potential and its gradient at ``position``."""
@@ -186,21 +190,23 @@ def leapfrog(
 
     Reuses the gradient carried in ``state``, so a step costs one gradient evaluation.
     """
+    # array * scalar, not scalar * array: it skips a failed float.__mul__ (~0.1 us each).
     half_step = 0.5 * step_size
-    momentum = state.momentum - half_step * state.potential_grad
-    position = state.position + step_size * metric.velocity(momentum)
+    momentum = state.momentum - state.potential_grad * half_step
+    position = state.position + metric.velocity(momentum) * step_size
     potential_energy, potential_grad = potential_fn(position)
     return IntegratorState(
-        position, momentum - half_step * potential_grad, potential_energy, potential_grad
+        position, momentum - potential_grad * half_step, potential_energy, potential_grad
     )
 
 
 def hamiltonian(state: IntegratorState, metric: Metric) -> float:
     """Total energy ``U(q) + K(p)``, with NaN mapped to +inf so it reads as divergent."""
-    energy = state.potential_energy + metric.kinetic_energy(state.momentum)
+    energy = float(state.potential_energy + metric.kinetic_energy(state.momentum))
     return math.inf if energy != energy else energy
 
 
+@quiet_floating_point
 def hmc_step(
     rng: np.random.Generator,
     state: HMCState,
@@ -281,6 +287,7 @@ def _no_u_turn(p_sharp_minus: np.ndarray, p_sharp_plus: np.ndarray, rho: np.ndar
     return p_sharp_plus.dot(rho) > 0.0 and p_sharp_minus.dot(rho) > 0.0
 
 
+@quiet_floating_point
 def nuts_step(
     rng: np.random.Generator,
     state: HMCState,
@@ -313,7 +320,7 @@ def nuts_step(
 
     p0 = metric.sample_momentum(rng)
     v0 = velocity(p0)
-    energy0 = state.potential_energy + 0.5 * p0.dot(v0)
+    energy0 = float(state.potential_energy + 0.5 * p0.dot(v0))
     z0 = IntegratorState(state.position, p0, state.potential_energy, state.potential_grad)
 
     # Trajectory-wide tallies that every leaf updates (Stan passes them by reference).
@@ -335,7 +342,9 @@ def nuts_step(
             z = leapfrog(z, signed_step, metric, potential_fn)
             p = z.momentum
             p_sharp = velocity(p)
-            energy = z.potential_energy + 0.5 * p.dot(p_sharp)  # K = p.M^-1 p / 2, sharing p_sharp
+            # K = p.M^-1 p / 2 shares p_sharp with the U-turn checks; Python floats keep the
+            # scalar bookkeeping below cheap.
+            energy = float(z.potential_energy + 0.5 * p.dot(p_sharp))
             if energy != energy:
                 energy = math.inf
             energy_error = energy - energy0
@@ -348,14 +357,16 @@ def nuts_step(
                 return None
             return z, z, energy, -energy_error, p, p, p_sharp, p, p_sharp
 
-        init = build_tree(z, depth - 1, signed_step)
-        if init is None:
+        initial = build_tree(z, depth - 1, signed_step)
+        if initial is None:
             return None
-        z, proposal, proposal_energy, log_w_init, rho_init, p_beg, ps_beg, p_init_end, ps_init_end = init
+        (z, proposal, proposal_energy, log_w_init, rho_init,
+         p_beg, ps_beg, p_init_end, ps_init_end) = initial
         final = build_tree(z, depth - 1, signed_step)
         if final is None:
             return None
-        z, proposal_final, energy_final, log_w_final, rho_final, p_final_beg, ps_final_beg, p_end, ps_end = final
+        (z, proposal_final, energy_final, log_w_final, rho_final,
+         p_final_beg, ps_final_beg, p_end, ps_end) = final
 
         # Multinomial sampling: the final half wins with probability w_final / (w_init + w_final).
         log_w = _logaddexp(log_w_init, log_w_final)
@@ -364,10 +375,14 @@ def nuts_step(
 
         rho = rho_init + rho_final
         # The two extra checks catch U-turns that straddle the two halves (Stan >= 2.21).
+        # When both halves are single leaves they repeat the first check exactly.
         if not (
             _no_u_turn(ps_beg, ps_end, rho)
-            and _no_u_turn(ps_beg, ps_final_beg, rho_init + p_final_beg)
-            and _no_u_turn(ps_init_end, ps_end, rho_final + p_init_end)
+            and (
+                depth == 1
+                or _no_u_turn(ps_beg, ps_final_beg, rho_init + p_final_beg)
+                and _no_u_turn(ps_init_end, ps_end, rho_final + p_init_end)
+            )
         ):
             return None
         return z, proposal, proposal_energy, log_w, rho, p_beg, ps_beg, p_end, ps_end
@@ -388,13 +403,16 @@ def nuts_step(
             subtree = build_tree(z_fwd, depth, step_size)
             if subtree is None:
                 break
-            z_fwd, proposal, proposal_energy, log_w_new, rho_fwd, p_fwd_bck, ps_fwd_bck, p_fwd_fwd, ps_fwd_fwd = subtree
+            (z_fwd, proposal, proposal_energy, log_w_new, rho_fwd,
+             p_fwd_bck, ps_fwd_bck, p_fwd_fwd, ps_fwd_fwd) = subtree
         else:
             rho_fwd, p_fwd_bck, ps_fwd_bck = rho, p_bck_bck, ps_bck_bck
             subtree = build_tree(z_bck, depth, -step_size)
             if subtree is None:
                 break
-            z_bck, proposal, proposal_energy, log_w_new, rho_bck, p_bck_fwd, ps_bck_fwd, p_bck_bck, ps_bck_bck = subtree
+            # Built backwards in time, the new half's first leaf is its forward end.
+            (z_bck, proposal, proposal_energy, log_w_new, rho_bck,
+             p_bck_fwd, ps_bck_fwd, p_bck_bck, ps_bck_bck) = subtree
         depth += 1
 
         # Biased progressive sampling favours the new subtree, moving draws further out.
@@ -405,8 +423,11 @@ def nuts_step(
         rho = rho_bck + rho_fwd
         if not (
             _no_u_turn(ps_bck_bck, ps_fwd_fwd, rho)
-            and _no_u_turn(ps_bck_bck, ps_fwd_bck, rho_bck + p_fwd_bck)
-            and _no_u_turn(ps_bck_fwd, ps_fwd_fwd, rho_fwd + p_bck_fwd)
+            and (
+                depth == 1
+                or _no_u_turn(ps_bck_bck, ps_fwd_bck, rho_bck + p_fwd_bck)
+                and _no_u_turn(ps_bck_fwd, ps_fwd_fwd, rho_fwd + p_bck_fwd)
+            )
         ):
             break
 

@@ -1,0 +1,284 @@
+"""Run one Markov chain: Stan's warmup, then sampling, with draws and statistics.
+
+This is the loop that glues :mod:`probad.infer.hmc` kernels to
+:mod:`probad.infer.adaptation`. It still knows nothing about models: it runs
+on ``potential_fn(q) -> (U, dU/dq)`` and returns unconstrained draws. Running
+several chains, constraining draws and building ``InferenceData`` happen above.
+"""
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+from tqdm.std import tqdm as TqdmBase
+
+from probad.infer import hmc
+from probad.infer.adaptation import window_adaptation
+
+#: Per-draw statistics, named as ArviZ ``sample_stats`` expects.
+STAT_DTYPES = {
+    "lp": np.float64,
+    "acceptance_rate": np.float64,
+    "step_size": np.float64,
+    "tree_depth": np.int64,
+    "n_steps": np.int64,
+    "diverging": np.bool_,
+    "energy": np.float64,
+    "energy_error": np.float64,
+    "max_energy_error": np.float64,
+}
+
+
+class ChainResult(NamedTuple):
+    """Output of :func:`run_chain`.
+
+    Attributes
+    ----------
+    positions : ndarray, shape (draws, dim)
+        Unconstrained draws kept after thinning.
+    stats : dict of str to ndarray
+        Per-draw statistics, keys as in :data:`STAT_DTYPES`; ``lp`` is ``-U``.
+    warmup_positions : ndarray or None
+        Every warmup iteration's draw (not thinned), if ``warmup_draws=True``.
+    warmup_stats : dict or None
+        Warmup statistics, if ``warmup_draws=True``.
+    step_size : float
+        Step size used for sampling (the adapted one unless ``tune=0``).
+    inverse_metric : ndarray
+        Inverse metric used for sampling, 1-D (diagonal) or 2-D (dense).
+    num_grad_evals : int
+        Every call of ``potential_fn``, warmup and step size searches included.
+    partial : bool
+        True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
+        hold the draws completed so far and, if warmup was not finished,
+        ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    """
+
+    positions: np.ndarray
+    stats: dict
+    warmup_positions: np.ndarray | None
+    warmup_stats: dict | None
+    step_size: float
+    inverse_metric: np.ndarray
+    num_grad_evals: int
+    partial: bool
+
+
+class ChainProgress(NamedTuple):
+    """What a progress callback receives after every iteration."""
+
+    phase: str  # "warmup" or "sampling"
+    iteration: int  # iterations completed, warmup included
+    total: int
+    step_size: float
+    divergences: int  # divergent transitions so far, warmup included
+
+
+class _Trace:
+    """Preallocated draws and statistics for one phase, filled as the chain runs."""
+
+    def __init__(self, capacity, dim):
+        self.positions = np.empty((capacity, dim))
+        self.stats = {name: np.empty(capacity, dtype) for name, dtype in STAT_DTYPES.items()}
+        self.size = 0
+
+    def record(self, state, info, step_size):
+        i = self.size
+        self.positions[i] = state.position
+        stats = self.stats
+        stats["lp"][i] = -state.potential_energy
+        stats["acceptance_rate"][i] = info.acceptance_rate
+        stats["step_size"][i] = step_size
+        stats["tree_depth"][i] = info.tree_depth
+        stats["n_steps"][i] = info.n_steps
+        stats["diverging"][i] = info.diverging
+        stats["energy"][i] = info.energy
+        stats["energy_error"][i] = info.energy_error
+        stats["max_energy_error"][i] = info.max_energy_error
+        self.size = i + 1
+
+    def arrays(self):
+        """Draws and statistics recorded so far (trimmed if the chain was interrupted)."""
+        n = self.size
+        return self.positions[:n], {name: values[:n] for name, values in self.stats.items()}
+
+
+def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None] | None, Callable]:
+    """Turn the ``progress`` argument into ``(report, close)``."""
+    if progress is None or progress is False:
+        return None, lambda: None
+    if callable(progress) and not isinstance(progress, TqdmBase):
+        return progress, lambda: None
+    owned = not isinstance(progress, TqdmBase)
+    bar = tqdm(total=total, desc="chain", dynamic_ncols=True) if owned else progress
+
+    def report(event):
+        bar.set_postfix_str(
+            f"{event.phase}, step size {event.step_size:.3g}, {event.divergences} divergences",
+            refresh=False,
+        )
+        bar.update(1)
+
+    return report, bar.close if owned else lambda: None
+
+
+def run_chain(
+    potential_fn: hmc.PotentialFn,
+    init_position,
+    *,
+    seed_or_rng=None,
+    draws: int = 1000,
+    tune: int = 1000,
+    algorithm: str = "nuts",
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    num_steps: int | None = None,
+    path_length: float | None = None,
+    jitter: float = 0.0,
+    thin: int = 1,
+    warmup_draws: bool = False,
+    progress=False,
+    step_size: float = 1.0,
+    inverse_metric=None,
+) -> ChainResult:
+    """Warm up and sample one chain of NUTS or static HMC.
+
+    Parameters
+    ----------
+    potential_fn : callable
+        ``q -> (U, dU/dq)`` with ``U`` the negative log density on a flat
+        float64 vector.
+    init_position : array_like
+        Starting point; the potential must be finite there.
+    seed_or_rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        Source of randomness. The same seed gives bit-identical output.
+    draws : int
+        Number of draws kept; sampling runs ``draws * thin`` iterations.
+    tune : int
+        Warmup iterations. With ``tune=0`` nothing is adapted: ``step_size``
+        and ``inverse_metric`` are used as given.
+    algorithm : {"nuts", "hmc"}
+    target_accept : float
+        Target of step size adaptation.
+    max_tree_depth : int
+        NUTS only.
+    dense_mass : bool
+        Adapt a dense inverse metric instead of a diagonal one.
+    num_steps, path_length : int or float, optional
+        Static HMC only, at most one of them: a fixed number of leapfrog steps,
+        or an integration time ``T`` giving ``max(1, int(T / step_size))``
+        steps as in Stan. Default ``path_length=2*pi`` (Stan's ``int_time``).
+    jitter : float
+        Static HMC only: uniform step size jitter, as a fraction of the step.
+    thin : int
+        Keep every ``thin``-th sampling iteration (the last of each group of ``thin``).
+    warmup_draws : bool
+        Also return the draws and statistics of every warmup iteration.
+    progress : bool, callable or tqdm bar
+        ``False``: silent. ``True``: a ``tqdm.auto`` bar showing the phase, step
+        size and divergences. A tqdm bar: advanced (not closed) by this chain.
+        A callable: called with a :class:`ChainProgress` after every iteration.
+    step_size : float
+        Initial step size (the search starts there) or, with ``tune=0``, the
+        step size.
+    inverse_metric : array_like, optional
+        Initial (or, with ``tune=0``, fixed) inverse metric; default identity.
+
+    Returns
+    -------
+    ChainResult
+        A ``KeyboardInterrupt`` (Ctrl-C) stops the chain cleanly and returns
+        what was drawn so far, with ``partial=True``.
+    """
+    if algorithm not in ("nuts", "hmc"):
+        raise ValueError(f'algorithm must be "nuts" or "hmc", got {algorithm!r}')
+    if draws < 0 or tune < 0:
+        raise ValueError(f"draws and tune must be >= 0, got draws={draws}, tune={tune}")
+    if thin < 1:
+        raise ValueError(f"thin must be >= 1, got {thin}")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
+    if algorithm == "nuts":
+        if num_steps is not None or path_length is not None or jitter:
+            raise ValueError("num_steps, path_length and jitter apply to algorithm='hmc' only")
+    else:
+        if num_steps is not None and path_length is not None:
+            raise ValueError("give num_steps or path_length, not both")
+        if num_steps is None and path_length is None:
+            path_length = 2.0 * math.pi
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
+
+    rng = np.random.default_rng(seed_or_rng)
+    num_grad_evals = 0
+
+    def counted_potential(q):
+        nonlocal num_grad_evals
+        num_grad_evals += 1
+        return potential_fn(q)
+
+    if algorithm == "nuts":
+        def transition(state, step_size, metric):
+            return hmc.nuts_step(rng, state, counted_potential, step_size, metric, max_tree_depth)
+    else:
+        def transition(state, step_size, metric):
+            steps = num_steps if num_steps is not None else max(1, int(path_length / step_size))
+            return hmc.hmc_step(rng, state, counted_potential, step_size, metric, steps, jitter)
+
+    state = hmc.init(init_position, counted_potential)
+    dim = state.position.shape[0]
+    if inverse_metric is None:
+        inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
+    metric = hmc.make_metric(inverse_metric)
+
+    warmup_trace = _Trace(tune, dim) if warmup_draws else None
+    trace = _Trace(draws, dim)
+    total = tune + draws * thin
+    report, close_progress = _progress_reporter(progress, total)
+    divergences = 0
+    partial = False
+    try:
+        if tune > 0:
+            adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
+            adapt_state = adaptation.init(rng, state, counted_potential, step_size, inverse_metric)
+            step_size, metric = adapt_state.step_size, adapt_state.metric
+        for iteration in range(total):
+            warmup = iteration < tune
+            state, info = transition(state, step_size, metric)
+            divergences += info.diverging
+            if warmup:
+                if warmup_trace is not None:
+                    warmup_trace.record(state, info, step_size)
+                adapt_state = adaptation.update(
+                    rng, adapt_state, state, info.acceptance_rate, counted_potential
+                )
+                if iteration == tune - 1:
+                    step_size, final_inverse_metric = adaptation.final(adapt_state)
+                    metric = hmc.make_metric(final_inverse_metric)
+                else:
+                    step_size, metric = adapt_state.step_size, adapt_state.metric
+            elif (iteration - tune + 1) % thin == 0:
+                trace.record(state, info, step_size)
+            if report is not None:
+                report(ChainProgress(
+                    "warmup" if warmup else "sampling", iteration + 1, total, step_size, divergences
+                ))
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        close_progress()
+
+    positions, stats = trace.arrays()
+    warmup_positions, warmup_stats = warmup_trace.arrays() if warmup_trace is not None else (None, None)
+    return ChainResult(
+        positions=positions,
+        stats=stats,
+        warmup_positions=warmup_positions,
+        warmup_stats=warmup_stats,
+        step_size=step_size,
+        inverse_metric=metric.inverse_metric,
+        num_grad_evals=num_grad_evals,
+        partial=partial,
+    )
