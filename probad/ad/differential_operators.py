@@ -62,7 +62,7 @@ def _scalar_one(ans, name):
         return 1.0
     dtype = getattr(ans, "dtype", None)
     if dtype is not None and dtype.kind == "f" and ans.size == 1:
-        return onp.ones(ans.shape, dtype)[()] if ans.shape == () else onp.ones(ans.shape, dtype)
+        return dtype.type(1.0) if ans.shape == () else onp.ones(ans.shape, dtype)
     return _check_scalar(ans, name).ones()
 
 

@@ -109,7 +109,16 @@ class Trace:
 
     def concretize(self, box, kind):
         """Python asked for a concrete value (``bool``/``int``/``float``/...)."""
-        return kind(box._value)
+        value = box._value
+        if isinstance(value, Box):
+            # Pass the question down: a lower trace (the compiler's) may need
+            # to record it, and ``kind`` may not accept a box (``.item()``).
+            return value._trace.concretize(value, kind)
+        return kind(value)
+
+    def primitive_raised(self, fun):
+        """A call of ``fun`` on this trace's boxes raised; the compiler's trace
+        refuses to replay a recording in which the function caught that."""
 
 
 class ReverseTrace(Trace):
@@ -126,7 +135,8 @@ class ReverseTrace(Trace):
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         tape = self.tape
-        node = Node(fun, ans, args, kwargs, argnums, [b._node for b in boxes], len(tape))
+        parents = [boxes[0]._node] if len(boxes) == 1 else [b._node for b in boxes]
+        node = Node(fun, ans, args, kwargs, argnums, parents, len(tape))
         tape.append(node)
         try:
             return Box.type_mappings[type(ans)](ans, self, node)
@@ -203,10 +213,14 @@ class primitive:
             v = argvals[i] = b._value
             if isinstance(v, Box):
                 nested = True
-        ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
+        try:
+            ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
+        except Exception:
+            top.primitive_raised(self)
+            raise
         if not self.differentiable and not top.records_nondiff:
             return ans
-        return top.record(self, ans, tuple(argvals), kwargs, tuple(argnums), boxes)
+        return top.record(self, ans, argvals, kwargs, argnums, boxes)
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"

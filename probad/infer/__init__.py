@@ -1,0 +1,13 @@
+"""``probad.infer``: from a model's potential to posterior draws.
+
+Kernels (``hmc``), adaptation (``adaptation``) and the single-chain loop
+(``chain``) know only a function ``q -> (U, dU/dq)``; ``density`` builds that
+function from a model; ``mcmc`` drives chains and ``results`` packages draws
+as ArviZ InferenceData.
+"""
+from .density import Potential, log_density, potential  # noqa: F401
+from .diagnostics import SamplingWarning, check_sampling, summary  # noqa: F401
+from .initialization import init_to_median, init_to_sample, init_to_uniform, init_to_value  # noqa: F401
+from .mcmc import hmc  # noqa: F401
+from .predictive import predictive, prior_predictive  # noqa: F401
+from .reparam import LocScaleReparam  # noqa: F401

@@ -1,0 +1,2 @@
+"""Runnable examples: ``python -m probad.examples`` lists them, and
+``python -m probad.examples NAME`` runs one."""

@@ -1,0 +1,354 @@
+"""Effect handlers: the interpreters of a model's messages.
+
+Each handler changes what the primitives in ``probad.primitives`` mean, and
+handlers compose by nesting, with Pyro/NumPyro semantics::
+
+    tr = handlers.trace(handlers.seed(model, rng_seed=0)).get_trace(J=8)
+    with handlers.seed(rng_seed=0), handlers.condition(data={"y": y}):
+        model()
+
+Every handler is a context manager, a wrapper (``handler(model, ...)``) and a
+decorator (``@handler(...)``). Inference is built from them: the potential
+energy is the model run under ``substitute`` (unconstrained values in) and
+``trace`` (log densities out).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as onp
+
+from .primitives import CondIndepStackFrame, Messenger, SiteError, apply_stack
+
+__all__ = [
+    "trace", "seed", "condition", "substitute", "block", "replay", "scale",
+    "mask", "do", "uncondition", "lift", "scope", "reparam",
+]
+
+
+class trace(Messenger):
+    """Record every site's message, in execution order.
+
+    ``handlers.trace(model).get_trace(*args, **kwargs)`` runs the model and
+    returns an ``OrderedDict`` of name -> message copy; ``with
+    handlers.trace() as tr:`` gives the same dict. Two sample, param or
+    deterministic sites with one name are an error: inference could not tell
+    them apart.
+    """
+
+    def __enter__(self):
+        super().__enter__()
+        self.trace = OrderedDict()
+        return self.trace
+
+    def postprocess_message(self, msg):
+        name = msg["name"]
+        previous = self.trace.get(name)
+        if previous is not None and not (msg["type"] == previous["type"] == "plate"):
+            raise SiteError(
+                f"two sites are named '{name}' (a {previous['type']} site and a "
+                f"{msg['type']} site): site names must be unique; rename one, e.g. "
+                "with a loop index in the name or handlers.scope")
+        self.trace[name] = msg.copy()
+
+    def get_trace(self, *args, **kwargs) -> OrderedDict:
+        """Run the model with these arguments and return its trace."""
+        self(*args, **kwargs)
+        return self.trace
+
+
+class seed(Messenger):
+    """Draw every unobserved sample site (and plate subsample) from one numpy
+    Generator, so the same ``rng_seed`` gives the same values.
+
+    Parameters
+    ----------
+    rng_seed : int, numpy.random.SeedSequence or numpy.random.Generator
+        Seed of the generator (a Generator is used as it is). The generator
+        advances as sites draw, so calling a seeded model twice gives two
+        different draws, each reproducible.
+    """
+
+    def __init__(self, fn=None, rng_seed=None):
+        self.rng = onp.random.default_rng(rng_seed)
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        # The innermost seed wins: one already set an rng for this message.
+        if msg["type"] in ("sample", "plate") and msg["value"] is None \
+                and msg["kwargs"]["rng"] is None:
+            msg["kwargs"]["rng"] = self.rng
+
+
+class condition(Messenger):
+    """Observe sample sites: ``data[name]`` (or ``condition_fn(msg)`` when not
+    None) becomes the site's value and the site counts as data."""
+
+    def __init__(self, fn=None, data=None, condition_fn=None):
+        if (data is None) == (condition_fn is None):
+            raise ValueError("condition needs exactly one of data=... or condition_fn=...")
+        self.data = data
+        self.condition_fn = condition_fn
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample":
+            return
+        value = self.data.get(msg["name"]) if self.data is not None else self.condition_fn(msg)
+        if value is not None:
+            msg["value"] = value
+            msg["is_observed"] = True
+
+
+class substitute(Messenger):
+    """Fix site values without making them data.
+
+    ``data[name]`` (or ``substitute_fn(msg)`` when not None) replaces the value
+    of sample, param, deterministic and plate sites; a sample site keeps its
+    latent/observed status. This is how inference evaluates the log density
+    at chosen values.
+    """
+
+    def __init__(self, fn=None, data=None, substitute_fn=None):
+        if (data is None) == (substitute_fn is None):
+            raise ValueError("substitute needs exactly one of data=... or substitute_fn=...")
+        self.data = data
+        self.substitute_fn = substitute_fn
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] not in ("sample", "param", "deterministic", "plate"):
+            return
+        value = self.data.get(msg["name"]) if self.data is not None else self.substitute_fn(msg)
+        if value is not None:
+            msg["value"] = value
+
+
+class block(Messenger):
+    """Hide sites from the handlers outside this one (a ``trace`` outside
+    does not see them). By default every site is hidden.
+
+    Parameters
+    ----------
+    hide_fn : callable, optional
+        ``hide_fn(msg) -> bool``.
+    hide : list of str, optional
+        Names to hide.
+    expose : list of str, optional
+        Names to keep visible; everything else is hidden.
+    """
+
+    def __init__(self, fn=None, hide_fn=None, hide=None, expose=None):
+        if sum(x is not None for x in (hide_fn, hide, expose)) > 1:
+            raise ValueError("block takes at most one of hide_fn, hide and expose")
+        if hide_fn is not None:
+            self.hide_fn = hide_fn
+        elif hide is not None:
+            hidden = set(hide)
+            self.hide_fn = lambda msg: msg["name"] in hidden
+        elif expose is not None:
+            exposed = set(expose)
+            self.hide_fn = lambda msg: msg["name"] not in exposed
+        else:
+            self.hide_fn = lambda msg: True
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if self.hide_fn(msg):
+            msg["stop"] = True
+
+
+class replay(Messenger):
+    """Reuse the values of a recorded trace (e.g. a guide's) at the latent
+    sample sites and plates of the same names; observed sites keep their data.
+
+    Parameters
+    ----------
+    trace : mapping
+        A trace from ``handlers.trace(...).get_trace(...)``. ``guide_trace``
+        is accepted as a synonym (Pyro's older keyword).
+    """
+
+    def __init__(self, fn=None, trace=None, guide_trace=None):
+        if (trace is None) == (guide_trace is None):
+            raise ValueError("replay needs one trace: replay(model, trace=...)")
+        self.trace = trace if trace is not None else guide_trace
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        name = msg["name"]
+        if msg["type"] not in ("sample", "plate") or name not in self.trace:
+            return
+        recorded = self.trace[name]
+        if msg["type"] == "plate":
+            msg["value"] = recorded["value"]
+            return
+        if msg["is_observed"]:
+            return
+        if recorded["type"] != "sample" or recorded["is_observed"]:
+            raise SiteError(f"replay: site '{name}' is latent in the model but not a latent "
+                            "sample site in the replayed trace")
+        msg["value"] = recorded["value"]
+        msg["infer"] = dict(recorded["infer"])
+
+
+def _check_scale(value):
+    if onp.any(onp.asarray(value) <= 0):
+        raise ValueError(f"scale must be positive, got {value}")
+
+
+class scale(Messenger):
+    """Multiply the log density of every sample site inside by ``scale``
+    (a positive number or array broadcasting with the sites' batch shapes);
+    scales of nested handlers and subsampled plates multiply."""
+
+    def __init__(self, fn=None, scale=1.0):
+        _check_scale(scale)
+        self.scale = scale
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["scale"] = self.scale if msg["scale"] is None else self.scale * msg["scale"]
+
+
+class mask(Messenger):
+    """Keep only the log density where ``mask`` is True (a bool or a boolean
+    array broadcasting with the sites' batch shapes); nested masks combine
+    with logical and."""
+
+    def __init__(self, fn=None, mask=True):
+        if onp.asarray(mask).dtype != bool:
+            raise TypeError(f"mask must be a bool or a boolean array, got dtype "
+                            f"{onp.asarray(mask).dtype}")
+        self.mask = mask
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["mask"] = (self.mask if msg["mask"] is None
+                           else onp.logical_and(self.mask, msg["mask"]))
+
+
+class do(Messenger):
+    """Intervene: the model downstream of site ``name`` sees ``data[name]``.
+
+    Unlike ``condition`` the intervened value is not an observation: it adds
+    nothing to the log density. As in Pyro, the site itself is still sampled
+    as usual (its own value is independent of the intervention), and the
+    intervened copy is renamed ``f"{name}__CF"`` and hidden from handlers
+    outside ``do``.
+    """
+
+    def __init__(self, fn=None, data=None):
+        if data is None:
+            raise ValueError("do needs data={site: value}")
+        self.data = data
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["infer"].get("_intervened_by") is self:
+            return
+        intervention = self.data.get(msg["name"])
+        if intervention is None:
+            return
+        # Send an untouched copy of the site through the whole stack again so
+        # that the factual site is recorded; the marker keeps this handler
+        # from intervening on the copy, and the fresh plate stack, scale and
+        # mask let the handlers inside re-apply their effects once.
+        factual = dict(msg, cond_indep_stack=[], scale=None, mask=None,
+                       kwargs=dict(msg["kwargs"]), infer=dict(msg["infer"], _intervened_by=self))
+        apply_stack(factual)
+        msg["name"] = msg["name"] + "__CF"
+        msg["value"] = intervention
+        msg["is_observed"] = False
+        msg["stop"] = True
+
+
+class uncondition(Messenger):
+    """Make observed sample sites latent again, so they are sampled (the
+    data is kept in ``msg["infer"]["obs"]``). Useful for prior predictive
+    checks of a model with its data attached."""
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and not msg["infer"].get("is_factor"):
+            msg["infer"]["was_observed"] = True
+            msg["infer"]["obs"] = msg["value"]
+            msg["is_observed"] = False
+            msg["value"] = None
+
+
+class lift(Messenger):
+    """Turn ``param`` sites into latent ``sample`` sites with a prior.
+
+    Parameters
+    ----------
+    prior : Distribution or dict of name -> Distribution
+        One prior for every param, or priors by name (params not named stay params).
+    """
+
+    def __init__(self, fn=None, prior=None):
+        if prior is None:
+            raise ValueError("lift needs prior=... (a distribution or a dict of them)")
+        self.prior = prior
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "param":
+            return
+        prior = self.prior.get(msg["name"]) if isinstance(self.prior, dict) else self.prior
+        if prior is None:
+            return
+        msg.update(type="sample", fn=prior, args=(), kwargs={"rng": None}, value=None,
+                   is_observed=False)
+
+
+class scope(Messenger):
+    """Prefix site and plate names: ``f"{prefix}{divider}{name}"``, so that
+    a sub-model can be used twice in one model."""
+
+    def __init__(self, fn=None, prefix=None, divider="/"):
+        if prefix is None:
+            raise ValueError("scope needs prefix=...")
+        self.prefix = prefix
+        self.divider = divider
+        super().__init__(fn)
+
+    def _scoped(self, name):
+        return f"{self.prefix}{self.divider}{name}"
+
+    def process_message(self, msg):
+        msg["name"] = self._scoped(msg["name"])
+        # Only the frames of plates inside this scope are in the stack so far.
+        msg["cond_indep_stack"] = [CondIndepStackFrame(self._scoped(f.name), f.dim, f.size)
+                                   for f in msg["cond_indep_stack"]]
+
+
+class reparam(Messenger):
+    """Reparameterise sample sites: ``config`` maps a site name to a
+    reparameteriser (e.g. ``probad.infer.reparam.LocScaleReparam(0)``), or is a
+    function ``msg -> reparameteriser or None``.
+
+    The reparameteriser samples new auxiliary sites and returns the original
+    site's value, which is then recorded as a deterministic site.
+    """
+
+    def __init__(self, fn=None, config=None):
+        if config is None:
+            raise ValueError("reparam needs config={site: reparameteriser}")
+        self.config = config
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample":
+            return
+        reparameteriser = (self.config.get(msg["name"]) if isinstance(self.config, dict)
+                           else self.config(msg))
+        if reparameteriser is None:
+            return
+        if msg["is_observed"]:
+            raise SiteError(f"reparam: site '{msg['name']}' is observed; only latent sites "
+                            "can be reparameterised")
+        value = reparameteriser(msg["name"], msg["fn"])
+        msg.update(type="deterministic", fn=None, value=value, is_observed=False,
+                   scale=None, mask=None)

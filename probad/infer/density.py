@@ -1,0 +1,534 @@
+"""From a model to a density over one flat unconstrained vector.
+
+``potential(model, data)`` runs the model once on concrete values to learn
+its latent sites and check the input (the *check pass*), then builds
+``U(q)``, the negative log joint density over ``q``: the latent sites,
+each mapped to the real line by ``biject_to(support)`` and flattened into one
+float64 vector. Kernels see only ``U`` and its gradient.
+
+``U(q)`` runs the model under ``substitute`` (values from ``q``) and
+``trace`` and sums log densities with ``probad.ad.numpy``; it makes no Python
+decision on a traced value, so the compiler can record it once and replay it.
+Input checks never run inside it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as onp
+
+import probad.ad.numpy as np
+from ..ad import value_and_grad
+from ..ad.compiler import compile as compile_function
+from ..ad.tracer import isbox
+from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
+                                          enable_validation, is_validation_enabled)
+from ..distributions.transforms import biject_to
+from ..handlers import seed as seeded
+from ..handlers import substitute, trace
+from ..primitives import SiteError
+from .initialization import init_to_uniform
+
+__all__ = ["potential", "Potential", "Site", "log_density"]
+
+# Tries of the init strategy before giving up on a finite starting point.
+MAX_INIT_ATTEMPTS = 100
+
+_FIXED_STRUCTURE = ("a model's set of latent sites must not depend on the values of its latent "
+                    "sites (a site sampled only in one branch of an `if`); sample it in every "
+                    "run, or marginalise the choice with pb.factor")
+
+
+def _is_factor(msg) -> bool:
+    return bool(msg["infer"].get("is_factor"))
+
+
+def _site_log_prob(msg):
+    """The log density of one sample site, scaled and masked, not summed."""
+    log_prob = msg["fn"].log_prob(msg["value"])
+    if msg["scale"] is not None:
+        log_prob = log_prob * msg["scale"]
+    if msg["mask"] is not None:
+        log_prob = np.where(msg["mask"], log_prob, 0.0)
+    return log_prob
+
+
+def _log_joint(model_trace):
+    total = 0.0
+    for msg in model_trace.values():
+        if msg["type"] == "sample":
+            total = total + np.sum(_site_log_prob(msg))
+    return total
+
+
+def log_density(model: Callable, data: Mapping | None, params: Mapping):
+    """The log joint density of ``model`` at constrained latent values.
+
+    Parameters
+    ----------
+    model : callable
+        The model; ``data`` is passed to it as keyword arguments.
+    data : mapping or None
+        Model arguments, observed values among them.
+    params : mapping of site name -> value
+        A value for every latent sample site, in constrained space.
+
+    Returns
+    -------
+    float
+        ``sum(scale * log_prob)`` over every sample site (masked entries
+        left out), with no Jacobian: the density with respect to the
+        constrained values. If ``params`` are traced (inside
+        ``probad.ad.grad``), the traced value, so it can be differentiated.
+    """
+    model_trace = trace(substitute(model, data=dict(params))).get_trace(**dict(data or {}))
+    missing = [name for name, msg in model_trace.items()
+               if msg["type"] == "sample" and not msg["is_observed"] and name not in params]
+    if missing:
+        raise ValueError(f"log_density needs a value for every latent site; missing: "
+                         f"{', '.join(missing)}")
+    total = _log_joint(model_trace)
+    return total if isbox(total) else float(total)
+
+
+# ------------------------------------------------------------ the check pass
+def _first_position(bad: onp.ndarray) -> tuple:
+    return tuple(int(i) for i in onp.argwhere(bad)[0])
+
+
+def _plate_names(msg) -> str:
+    return ", ".join(f"'{f.name}' (size {f.size}, dim {f.dim})" for f in msg["cond_indep_stack"])
+
+
+def _written(fn):
+    """The distribution the user wrote, under the wrappers of plates,
+    ``expand``, ``to_event`` and ``mask``."""
+    while isinstance(fn, (ExpandedDistribution, Independent, MaskedDistribution)):
+        fn = fn.base_dist
+    return fn
+
+
+def _check_parameters(msg):
+    try:
+        _written(msg["fn"]).validate_args()
+    except ValueError as exc:
+        raise SiteError(f"site '{msg['name']}': {exc}. Fix the distribution's parameters "
+                        "at this site (or the priors/data they are computed from).") from None
+
+
+def _check_observation(msg):
+    name, fn = msg["name"], msg["fn"]
+    value = onp.asarray(msg["value"])
+    if value.dtype.kind in "fc" and not onp.all(onp.isfinite(value)):
+        bad = ~onp.isfinite(value)
+        where = f" at position {_first_position(bad)}" if value.ndim else ""
+        raise SiteError(
+            f"observed data for site '{name}' contains {int(bad.sum())} NaN/inf value(s), "
+            f"the first{where} ({value[bad][0]}). Drop those observations or impute them "
+            "before passing the data.")
+    shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
+    try:
+        joint = onp.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        joint = None
+    # Inside plates the data must fit the plates' batch shape: extra
+    # dimensions would silently multiply the likelihood.
+    if joint is None or (msg["cond_indep_stack"] and joint != shape):
+        inside = f" inside plate(s) {_plate_names(msg)}" if msg["cond_indep_stack"] else ""
+        raise SiteError(
+            f"site '{name}': observed data of shape {value.shape} does not fit the "
+            f"distribution's shape {shape} (batch {tuple(fn.batch_shape)}, event "
+            f"{tuple(fn.event_shape)}){inside}. Reshape the data or the distribution's "
+            "parameters so the plate dimensions line up.")
+    try:
+        _written(fn).check_support(value)
+    except ValueError as exc:
+        raise SiteError(f"observed data for site '{name}' is outside the support of "
+                        f"{type(_written(fn)).__name__}: {exc}") from None
+
+
+def _checked_prototype_value(rng):
+    """substitute_fn for the check pass: validates every sample site as it
+    is reached (so errors name the first offending site) and gives latent
+    sites a valid value without sampling (improper priors have no sampler)."""
+    start = init_to_uniform()
+
+    def value(msg):
+        if msg["type"] != "sample":
+            return None
+        _check_parameters(msg)
+        if msg["is_observed"]:
+            if not _is_factor(msg):
+                _check_observation(msg)
+            return None
+        fn = msg["fn"]
+        if fn.support.is_discrete:
+            raise SiteError(
+                f"site '{msg['name']}' is a latent discrete variable "
+                f"({type(_written(fn)).__name__} with support {fn.support!r}); gradient-based inference needs continuous "
+                "latent variables. Marginalise it out: sum its values' probabilities into "
+                "the likelihood with pb.factor and logsumexp (or observe it).")
+        return start(msg, rng)
+
+    return value
+
+
+def _prototype_trace(model, data):
+    return trace(substitute(seeded(model, rng_seed=0),
+                            substitute_fn=_checked_prototype_value(onp.random.default_rng(0)))
+                 ).get_trace(**data)
+
+
+def _model_location(exc) -> str:
+    """The innermost line of user code in ``exc``'s traceback."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not os.path.abspath(frame.filename).startswith(package + os.sep):
+            return f"{frame.filename}:{frame.lineno}: {frame.line}"
+    return "an unknown line"
+
+
+def _check_pass(model, data):
+    """Run the model once on concrete values, validating every site.
+
+    A distribution with invalid concrete parameters refuses to be built,
+    before its site is reached. The model is then run again with that
+    construction-time check off, so that the site itself validates the
+    parameters and the error names it. If that run cannot get there either
+    (the distribution fails to build without validation, or it is not a
+    site), the first error is raised with the model line it came from.
+    """
+    try:
+        return _prototype_trace(model, data)
+    except SiteError:
+        raise
+    except ValueError as first:
+        was_enabled = is_validation_enabled()
+        enable_validation(False)
+        try:
+            with onp.errstate(all="ignore"):
+                _prototype_trace(model, data)
+        except SiteError as named:
+            raise named from None
+        except Exception:  # noqa: BLE001  (any other failure: report the first error)
+            pass
+        finally:
+            enable_validation(was_enabled)
+        raise ValueError(f"{first} (in the model at {_model_location(first)})") from first
+
+
+# ------------------------------------------------------------ the potential
+@dataclass(frozen=True)
+class Site:
+    """A latent site's place in the flat vector ``q``.
+
+    Attributes
+    ----------
+    name : str
+    shape : tuple
+        Shape of the constrained value.
+    unconstrained_shape : tuple
+        Shape of its unconstrained image (smaller for a simplex, ...).
+    size : int
+        Number of entries of ``q`` it takes.
+    offset : int
+        Where they start.
+    transform : Transform
+        ``biject_to(support)``: unconstrained -> constrained, as built at
+        the check pass (a support that depends on other sites gets its
+        transform rebuilt at every evaluation).
+    dims : tuple of str
+        ArviZ dim names: the plate's name for plate dimensions, else
+        ``f"{name}_dim_{i}"``.
+    """
+
+    name: str
+    shape: tuple
+    unconstrained_shape: tuple
+    size: int
+    offset: int
+    transform: Any
+    dims: tuple
+
+
+def _dims(name, shape, frames, event_ndim) -> tuple:
+    by_dim = {f.dim: f for f in frames}
+    batch_ndim = len(shape) - event_ndim
+    dims = []
+    for axis, n in enumerate(shape):
+        frame = by_dim.get(axis - batch_ndim) if axis < batch_ndim else None
+        dims.append(frame.name if frame is not None and frame.size == n else f"{name}_dim_{axis}")
+    return tuple(dims)
+
+
+def _msg_dims(msg) -> tuple:
+    value = msg["value"]
+    event_ndim = len(msg["fn"].event_shape) if msg["type"] == "sample" else 0
+    return _dims(msg["name"], onp.shape(value), msg["cond_indep_stack"], event_ndim)
+
+
+def _finite(x) -> bool:
+    return bool(onp.all(onp.isfinite(x)))
+
+
+class Potential:
+    """The potential energy ``U(q) = -log p(x(q), data) - log|det dx/dq|``.
+
+    Built by :func:`potential`; see there. Attributes: ``model``, ``data``,
+    ``dim`` (length of ``q``), ``sites`` (name -> :class:`Site`, in model
+    order), ``observed`` (observed site -> data), ``constant_data``
+    (array-valued model arguments that are not observed sites), ``dims``
+    (site -> ArviZ dim names, for latent, deterministic and observed sites).
+    """
+
+    def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True):
+        self.model = model
+        self.data = dict(data or {})
+        prototype = _check_pass(model, self.data)
+        self.sites: dict[str, Site] = {}
+        self.observed: dict[str, onp.ndarray] = {}
+        self.dims: dict[str, tuple] = {}
+        # U must be a pure function of q, so a subsampling plate keeps the
+        # subsample drawn in the check pass instead of drawing at every call.
+        self._subsamples = {name: msg["value"] for name, msg in prototype.items()
+                            if msg["type"] == "plate" and len(msg["value"]) < msg["args"][0]}
+        offset = 0
+        for name, msg in prototype.items():
+            if msg["type"] == "deterministic":
+                self.dims[name] = _msg_dims(msg)
+            if msg["type"] != "sample" or _is_factor(msg):
+                continue
+            self.dims[name] = _msg_dims(msg)
+            if msg["is_observed"]:
+                self.observed[name] = onp.asarray(msg["value"])
+                continue
+            transform = biject_to(msg["fn"].support)
+            shape = onp.shape(msg["value"])
+            unconstrained_shape = tuple(transform.inverse_shape(shape))
+            size = math.prod(unconstrained_shape)
+            self.sites[name] = Site(name, shape, unconstrained_shape, size, offset, transform,
+                                    self.dims[name])
+            offset += size
+        self.dim = offset
+        self.constant_data = {
+            k: onp.asarray(v) for k, v in self.data.items()
+            if k not in self.observed and v is not None
+            and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
+        if compile:
+            self._energy = compile_function(self._energy_fn)
+            self._energy_and_grad = compile_function(value_and_grad(self._energy_fn))
+        else:
+            self._energy = self._energy_fn
+            self._energy_and_grad = value_and_grad(self._energy_fn)
+
+    # -- q <-> site values
+    def _run(self, q):
+        """Run the model with the latent sites read from ``q``; return the
+        trace and each site's log|det J|.
+
+        Each site's transform is built from its distribution in this run, so
+        a support that depends on other sites (``Uniform(0, 1 - a)``) is
+        followed correctly.
+        """
+        log_dets = {}
+
+        def latent_value(msg):
+            if msg["type"] == "plate":
+                return self._subsamples.get(msg["name"])
+            if msg["type"] != "sample" or msg["is_observed"]:
+                return None
+            site = self._site_of(msg)
+            u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
+            transform = biject_to(msg["fn"].support)
+            x = transform(u)
+            log_dets[site.name] = np.sum(transform.log_abs_det_jacobian(u, x))
+            return x
+
+        model_trace = trace(substitute(self.model, substitute_fn=latent_value)
+                            ).get_trace(**self.data)
+        if len(log_dets) != len(self.sites):
+            missing = [name for name in self.sites if name not in log_dets]
+            raise ValueError(f"latent site(s) {', '.join(missing)} of the model's first run did "
+                             f"not appear this time: {_FIXED_STRUCTURE}")
+        return model_trace, log_dets
+
+    def _site_of(self, msg) -> Site:
+        try:
+            return self.sites[msg["name"]]
+        except KeyError:
+            raise ValueError(f"latent site '{msg['name']}' was not in the model's first run "
+                             f"(whose latent sites were {list(self.sites)}): "
+                             f"{_FIXED_STRUCTURE}") from None
+
+    def _q_from_trace(self, model_trace) -> onp.ndarray:
+        parts = []
+        for site in self.sites.values():
+            msg = model_trace[site.name]
+            value = onp.asarray(msg["value"], dtype=onp.float64)
+            support = msg["fn"].support
+            outside = ~onp.asarray(support.check(value), dtype=bool)
+            if onp.any(outside):
+                where = f" at position {_first_position(outside)}" if outside.ndim else ""
+                raise ValueError(f"site '{site.name}': value outside its support {support!r}"
+                                 f"{where}")
+            parts.append(onp.ravel(biject_to(support).inv(value)))
+        return onp.concatenate(parts) if parts else onp.zeros(0)
+
+    def _energy_fn(self, q):
+        model_trace, log_dets = self._run(q)
+        return -(_log_joint(model_trace) + sum(log_dets.values()))
+
+    def _concrete_run(self, q):
+        q = onp.asarray(q, dtype=onp.float64)
+        if q.shape != (self.dim,):
+            raise ValueError(f"q must have shape ({self.dim},), got {q.shape}")
+        return self._run(q)
+
+    # -- the public interface
+    def __call__(self, q) -> float:
+        """``U(q)``."""
+        return float(self._energy(onp.asarray(q, dtype=onp.float64)))
+
+    def value_and_grad(self, q) -> tuple[float, onp.ndarray]:
+        """``(U(q), dU/dq)``, the gradient a float64 vector."""
+        value, grad = self._energy_and_grad(onp.asarray(q, dtype=onp.float64))
+        return float(value), onp.asarray(grad, dtype=onp.float64)
+
+    def constrain(self, q) -> dict[str, onp.ndarray]:
+        """Constrained values of the latent sites and the deterministic sites at ``q``."""
+        model_trace, _ = self._concrete_run(q)
+        return {name: onp.asarray(msg["value"]) for name, msg in model_trace.items()
+                if name in self.sites or msg["type"] == "deterministic"}
+
+    def unconstrain(self, values: Mapping) -> onp.ndarray:
+        """The ``q`` of constrained latent values (other names are ignored)."""
+        missing = [name for name in self.sites if name not in values]
+        if missing:
+            raise ValueError(f"unconstrain needs a value for every latent site; missing: "
+                             f"{', '.join(missing)}")
+        for site in self.sites.values():
+            shape = onp.shape(values[site.name])
+            if shape != site.shape:
+                raise ValueError(f"site '{site.name}': expected a value of shape {site.shape}, "
+                                 f"got {shape}")
+
+        def latent_value(msg):
+            if msg["type"] == "plate":
+                return self._subsamples.get(msg["name"])
+            if msg["type"] == "sample" and not msg["is_observed"]:
+                return values[self._site_of(msg).name]
+            return None
+
+        return self._q_from_trace(trace(substitute(self.model, substitute_fn=latent_value)
+                                        ).get_trace(**self.data))
+
+    def log_likelihood(self, q) -> dict[str, onp.ndarray]:
+        """Pointwise log-likelihood of each observed site at ``q``, unscaled
+        and unmasked (what ``az.loo`` wants); factor sites are left out."""
+        model_trace, _ = self._concrete_run(q)
+        return {name: onp.asarray(msg["fn"].log_prob(msg["value"]))
+                for name, msg in model_trace.items() if name in self.observed}
+
+    def initial_point(self, seed=None, strategy=None) -> onp.ndarray:
+        """A starting ``q`` where ``U`` and its gradient are finite.
+
+        Parameters
+        ----------
+        seed : int, numpy.random.Generator or None
+        strategy : init strategy, optional
+            ``init_to_uniform()`` (Stan's default) when None.
+
+        Raises
+        ------
+        ValueError
+            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites whose log
+            density or gradient was not finite at the last try.
+        """
+        rng = onp.random.default_rng(seed)
+        strategy = init_to_uniform() if strategy is None else strategy
+
+        def init_value(msg):
+            if msg["type"] == "plate":
+                return self._subsamples.get(msg["name"])
+            if msg["type"] == "sample" and not msg["is_observed"]:
+                return strategy(msg, rng)
+            return None
+
+        for _ in range(MAX_INIT_ATTEMPTS):
+            init_trace = trace(substitute(seeded(self.model, rng), substitute_fn=init_value)
+                               ).get_trace(**self.data)
+            # Overflow at a bad point (or a draw on the edge of its support)
+            # is expected here; finiteness is checked below.
+            with onp.errstate(all="ignore"):
+                q = self._q_from_trace(init_trace)
+                energy, grad = self.value_and_grad(q)
+            if _finite(q) and math.isfinite(energy) and _finite(grad):
+                return q
+        raise ValueError(self._describe_failed_start(q, grad, strategy))
+
+    def _describe_failed_start(self, q, grad, strategy) -> str:
+        with onp.errstate(all="ignore"):
+            model_trace, log_dets = self._concrete_run(q)
+            bad_density = [name for name, msg in model_trace.items()
+                           if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+        bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
+        bad_grad = [site.name for site in self.sites.values()
+                    if not _finite(grad[site.offset:site.offset + site.size])]
+        parts = []
+        if bad_density:
+            parts.append(f"log density not finite at site(s) {', '.join(bad_density)}")
+        if bad_jacobian:
+            parts.append(f"transform Jacobian not finite at site(s) {', '.join(bad_jacobian)}")
+        if bad_grad:
+            parts.append(f"gradient not finite for site(s) {', '.join(bad_grad)}")
+        return (f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at "
+                f"the last try: {'; '.join(parts) or 'the potential was not finite'}. Check "
+                "that the data fit the likelihood and the priors' supports, or give starting "
+                "values with init_to_value(values={...}).")
+
+
+def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True) -> Potential:
+    """The potential energy of ``model`` over one flat unconstrained vector.
+
+    ``U(q) = -(sum over sample sites of scale * log_prob, masked)
+    - sum over latent sites of log|det J|`` where each latent site's
+    constrained value is ``biject_to(support)`` of its slice of ``q``.
+
+    Parameters
+    ----------
+    model : callable
+        A model calling ``pb.sample`` etc.
+    data : mapping, optional
+        Keyword arguments of the model. Observed sites get their values
+        here; a site whose data is None is latent.
+    compile : bool
+        Record ``U`` and ``(U, dU/dq)`` once with ``probad.ad.compile`` and
+        replay them (fast); otherwise run the model at every call.
+
+    Notes
+    -----
+    ``U`` is a pure function of ``q``: a plate with ``subsample_size`` uses
+    the subsample drawn (with seed 0) when the potential is built, scaled up
+    to the full size, at every evaluation.
+
+    Returns
+    -------
+    Potential
+        With ``dim``, ``sites``, ``__call__(q)``, ``value_and_grad(q)``,
+        ``constrain(q)``, ``unconstrain(values)``, ``initial_point(seed,
+        strategy)``, ``log_likelihood(q)``, ``observed``, ``constant_data``,
+        ``dims``.
+
+    Raises
+    ------
+    ValueError
+        Before any evaluation, naming the site: an invalid distribution
+        parameter, observed data that is NaN/inf, outside the support or the
+        wrong shape for its plates, two sites with one name, or a latent
+        discrete site.
+    """
+    return Potential(model, data, compile=compile)

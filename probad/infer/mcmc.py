@@ -1,0 +1,240 @@
+"""``pb.hmc``: run NUTS/HMC chains on a model and return ``arviz.InferenceData``.
+
+The driver's jobs are the ones the kernels should not know about: building the
+potential, giving each chain its own reproducible random stream, running the
+chains in this process or on any ``concurrent.futures.Executor``, surviving
+Ctrl-C and failed chains, and packaging the results with diagnostics.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import cloudpickle
+import numpy as np
+
+from .chain import run_chain
+from .density import potential as make_potential
+from .diagnostics import check_sampling
+from .initialization import init_to_uniform, init_to_value
+from .results import draws_to_inference_data
+
+__all__ = ["hmc"]
+
+
+@dataclass
+class _ChainJob:
+    """Everything one chain needs, shippable to another process by cloudpickle."""
+
+    model: Callable
+    data: Mapping | None
+    compile: bool
+    chain: int
+    seed: np.random.SeedSequence
+    init: Any
+    options: dict = field(default_factory=dict)
+
+
+def _run_job(job: _ChainJob, pot=None):
+    """Run one chain; in a worker process the potential is built there."""
+    if pot is None:
+        pot = make_potential(job.model, job.data, compile=job.compile)
+    init_seed, chain_seed = job.seed.spawn(2)
+    strategy = job.init
+    if isinstance(strategy, Mapping):
+        strategy = init_to_value(values=strategy)
+    q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
+    progress = job.options.pop("progress", False)
+    bar = _progress_bar(job, progress)
+    try:
+        return run_chain(pot.value_and_grad, q0, seed_or_rng=np.random.default_rng(chain_seed),
+                         progress=bar, **job.options)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _run_pickled(payload: bytes):
+    return _run_job(cloudpickle.loads(payload))
+
+
+def _progress_bar(job, progress):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    total = job.options["tune"] + job.options["draws"] * job.options.get("thin", 1)
+    return tqdm(total=total, desc=f"chain {job.chain}", position=job.chain, leave=True,
+                dynamic_ncols=True)
+
+
+def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 1000,
+        chains: int = 4, seed=None, algorithm: str = "nuts", target_accept: float = 0.8,
+        max_tree_depth: int = 10, dense_mass: bool = False, init=None, thin: int = 1,
+        progress: bool = True, executor: Executor | None = None, warmup_draws: bool = False,
+        compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
+        jitter: float = 0.0, coords: Mapping | None = None, dims: Mapping | None = None,
+        log_likelihood: bool = True):
+    """Sample a model's posterior with NUTS (or static HMC).
+
+    Parameters
+    ----------
+    model : callable
+        A sampler program: a Python function that calls ``pb.sample``.
+    data : mapping, optional
+        Keyword arguments for the model. Observed sites get their values
+        here; a site whose data is ``None`` is latent.
+    draws, tune : int
+        Kept draws and warmup iterations per chain.
+    chains : int
+        Number of independent chains.
+    seed : int or numpy.random.SeedSequence, optional
+        The same seed gives bit-identical draws however the chains are run.
+    algorithm : {"nuts", "hmc"}
+        NUTS (Stan's multinomial variant) or static HMC.
+    target_accept : float
+        Target mean acceptance statistic for step-size adaptation.
+    max_tree_depth : int
+        NUTS tree-depth cap (2**depth leapfrog steps).
+    dense_mass : bool
+        Adapt a dense inverse metric instead of a diagonal one.
+    init : strategy or dict, optional
+        An init strategy (``init_to_uniform()`` is the default, as in Stan) or
+        a dict of constrained starting values.
+    thin : int
+        Keep every ``thin``-th draw.
+    progress : bool
+        Show one progress bar per chain.
+    executor : concurrent.futures.Executor, optional
+        Run chains on it (e.g. ``ProcessPoolExecutor``); the model ships with
+        cloudpickle, so models defined in a notebook work.
+    warmup_draws : bool
+        Keep the warmup iterations as ``warmup_posterior``/``warmup_sample_stats``.
+    compile : bool
+        Replay a compiled tape of the potential (fast) instead of re-running
+        the model's Python at every gradient.
+    num_steps, path_length, jitter :
+        Static HMC's trajectory: a fixed number of steps or a path length,
+        and a relative step-size jitter.
+    coords, dims : mapping, optional
+        ArviZ coordinates for dims (e.g. ``{"school": names}``) and extra dims.
+    log_likelihood : bool
+        Compute the pointwise ``log_likelihood`` group (needed by ``az.loo``).
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data``
+        and ``constant_data`` (+ warmup groups on request). If sampling was
+        interrupted, the draws so far, with ``attrs["partial"] = True``.
+    """
+    if algorithm not in ("nuts", "hmc"):
+        raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
+    if algorithm == "hmc" and num_steps is None and path_length is None:
+        raise ValueError("static HMC needs num_steps=... or path_length=...")
+    if draws < 1 or tune < 0 or chains < 1 or thin < 1:
+        raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
+    start = time.perf_counter()
+    pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
+                   max_tree_depth=max_tree_depth, dense_mass=dense_mass, thin=thin,
+                   warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
+                   jitter=jitter)
+    jobs = [_ChainJob(model, data, compile, c, s, init if init is not None else init_to_uniform(),
+                      dict(options, progress=progress))
+            for c, s in enumerate(root.spawn(chains))]
+    if executor is None:
+        results, errors = _run_sequential(jobs, pot)
+    else:
+        results, errors = _run_on_executor(jobs, executor)
+    sampling_time = time.perf_counter() - start
+    return _package(pot, results, errors, chains=chains, coords=coords, dims=dims,
+                    sampling_time=sampling_time, max_tree_depth=max_tree_depth,
+                    algorithm=algorithm, log_likelihood=log_likelihood, seed=seed)
+
+
+def _run_sequential(jobs, pot):
+    results, errors = {}, {}
+    for job in jobs:
+        try:
+            res = _run_job(job, pot)
+        except KeyboardInterrupt:
+            break
+        except Exception as exc:  # one failed chain must not lose the others
+            errors[job.chain] = exc
+            continue
+        results[job.chain] = res
+        if res.partial:
+            break  # Ctrl-C inside the chain: stop here and keep what we have
+    return results, errors
+
+
+def _run_on_executor(jobs, executor):
+    futures = {executor.submit(_run_pickled, cloudpickle.dumps(job)): job.chain for job in jobs}
+    results, errors = {}, {}
+    try:
+        for fut, chain in futures.items():
+            try:
+                results[chain] = fut.result()
+            except Exception as exc:
+                errors[chain] = exc
+    except KeyboardInterrupt:
+        for fut, chain in futures.items():
+            if chain in results or chain in errors:
+                continue
+            if not fut.cancel():
+                try:
+                    results[chain] = fut.result(timeout=10)
+                except BaseException as exc:
+                    errors[chain] = exc
+    return results, errors
+
+
+def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_tree_depth,
+             algorithm, log_likelihood, seed):
+    for chain, exc in sorted(errors.items()):
+        warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
+                      RuntimeWarning, stacklevel=3)
+    done = [results[c] for c in sorted(results) if len(results[c].positions) > 0]
+    if not done:
+        if errors:
+            first = errors[min(errors)]
+            raise RuntimeError(f"every chain failed; chain {min(errors)}: {first}") from first
+        raise KeyboardInterrupt("sampling was interrupted before any draw was kept")
+    n = min(len(r.positions) for r in done)
+    partial = len(done) < chains or any(r.partial for r in done) or \
+        any(len(r.positions) > n for r in done)
+    q = np.stack([r.positions[:n] for r in done])
+    stats = {k: np.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
+    warm_q = warm_stats = None
+    if done[0].warmup_positions is not None:
+        m = min(len(r.warmup_positions) for r in done)
+        warm_q = np.stack([r.warmup_positions[:m] for r in done])
+        warm_stats = {k: np.stack([r.warmup_stats[k][:m] for r in done]) for k in done[0].warmup_stats}
+    from .. import __version__
+
+    attrs = {
+        "inference_library": "probad",
+        "inference_library_version": __version__,
+        "sampling_time": sampling_time,
+        "algorithm": algorithm,
+        "step_size": [float(r.step_size) for r in done],
+        "inverse_metric": [np.asarray(r.inverse_metric).tolist() for r in done],
+        "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
+        "partial": int(partial),
+    }
+    if seed is not None and not isinstance(seed, np.random.SeedSequence):
+        attrs["seed"] = seed
+    idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
+                                    warmup_stats=warm_stats, coords=coords, dims=dims,
+                                    attrs=attrs, log_likelihood=log_likelihood)
+    if partial:
+        warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
+                      RuntimeWarning, stacklevel=3)
+    else:
+        check_sampling(idata, max_tree_depth=max_tree_depth, stacklevel=4)
+    return idata

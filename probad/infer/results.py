@@ -1,0 +1,126 @@
+"""Unconstrained draws -> ``arviz.InferenceData``.
+
+Every engine (NUTS, ADVI, Laplace) ends with draws of the flat unconstrained
+vector q. This module is the one place that turns them into what users look
+at: constrained latent values and deterministic sites with plate names as
+dims, pointwise log-likelihoods for ``az.loo``, and the data the model saw.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = ["draws_to_inference_data", "constrained_draws"]
+
+
+def _import_arviz():
+    # ArviZ announces its coming refactor on import; users of probad did not ask.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True):
+    """Map q draws of shape ``(chains, draws, dim)`` through the model.
+
+    Returns ``(posterior, log_lik)``: dicts of arrays with leading
+    ``(chains, draws)`` axes.
+    """
+    q_draws = np.asarray(q_draws, dtype=float)
+    chains, draws = q_draws.shape[:2]
+    posterior: dict[str, np.ndarray] = {}
+    loglik: dict[str, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for c in range(chains):
+            for d in range(draws):
+                q = q_draws[c, d]
+                _store(posterior, potential.constrain(q), c, d, chains, draws)
+                if log_likelihood:
+                    _store(loglik, potential.log_likelihood(q), c, d, chains, draws)
+    return posterior, loglik
+
+
+def _store(out, values, c, d, chains, draws):
+    for name, value in values.items():
+        value = np.asarray(value)
+        if name not in out:
+            out[name] = np.empty((chains, draws) + value.shape, dtype=np.result_type(value, float))
+        out[name][c, d] = value
+
+
+def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=None,
+                            warmup_stats=None, coords=None, dims=None, attrs=None,
+                            log_likelihood: bool = True):
+    """Build an ``arviz.InferenceData`` from unconstrained draws.
+
+    Parameters
+    ----------
+    potential : probad.infer.density.Potential
+        The model's potential; supplies ``constrain``, ``log_likelihood``,
+        ``observed``, ``constant_data`` and ``dims``.
+    q_draws : array, shape (chains, draws, dim)
+    sample_stats, warmup_stats : dict of arrays shaped (chains, draws), optional
+    warmup_q : array, shape (chains, warmup_draws, dim), optional
+        Kept as ``warmup_posterior`` when given.
+    coords : dict, optional
+        Coordinate values per dim name (e.g. ``{"school": names}``).
+    dims : dict, optional
+        Extra or overriding dims per variable name.
+    attrs : dict, optional
+        Attributes for the posterior group.
+    log_likelihood : bool
+        Whether to compute the pointwise ``log_likelihood`` group.
+    """
+    az = _import_arviz()
+    posterior, loglik = constrained_draws(potential, q_draws, log_likelihood=log_likelihood)
+    all_dims = {k: list(v) for k, v in getattr(potential, "dims", {}).items()}
+    all_dims.update({k: list(v) for k, v in (dims or {}).items()})
+    groups = dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        log_likelihood=loglik or None,
+        observed_data={k: np.asarray(v) for k, v in potential.observed.items()} or None,
+        constant_data={k: np.asarray(v) for k, v in potential.constant_data.items()} or None,
+    )
+    if warmup_q is not None and np.shape(warmup_q)[1] > 0:
+        groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False)
+        groups["warmup_sample_stats"] = warmup_stats
+        groups["save_warmup"] = True
+    used_dims = {}
+    for name in _variables(groups):
+        if name in all_dims:
+            used_dims[name] = all_dims[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None},
+                             coords=_complete_coords(coords, used_dims, groups),
+                             dims=used_dims, attrs=attrs)
+    return idata
+
+
+def _variables(groups):
+    names = set()
+    for key, group in groups.items():
+        if isinstance(group, dict):
+            names.update(group)
+    return names
+
+
+def _complete_coords(coords, dims, groups):
+    """Default coordinates 0..n-1 for every dim the user did not name, so that
+    a dim shared by several variables (a plate) is one ArviZ dimension."""
+    coords = dict(coords or {})
+    sizes = {}
+    for key, group in groups.items():
+        if not isinstance(group, dict):
+            continue
+        draw_axes = 0 if key in ("observed_data", "constant_data") else 2
+        for name, value in group.items():
+            for dim, n in zip(dims.get(name, ()), np.shape(value)[draw_axes:]):
+                sizes.setdefault(dim, n)
+    for dim, n in sizes.items():
+        coords.setdefault(dim, np.arange(n))
+    return coords

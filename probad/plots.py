@@ -1,0 +1,114 @@
+"""The plots probad adds where ArviZ has none.
+
+Everything else (trace, pair, energy, rank, forest, ppc) is ArviZ's job:
+``idata`` from probad is an ordinary ``arviz.InferenceData``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_compare", "plot_warmup"]
+
+
+def _posterior_of(fit, draws: int, seed):
+    """An InferenceData's posterior, or one drawn from a fit object."""
+    if hasattr(fit, "posterior"):
+        return fit.posterior
+    return fit.sample(draws, seed=seed).posterior
+
+
+def _scalar_columns(posterior, var_names):
+    names = var_names or [v for v in posterior.data_vars]
+    cols = {}
+    for name in names:
+        values = np.asarray(posterior[name])
+        flat = values.reshape(values.shape[:2] + (-1,))
+        for i in range(flat.shape[-1]):
+            label = name if flat.shape[-1] == 1 else f"{name}[{i}]"
+            cols[label] = flat[..., i].ravel()
+    return cols
+
+
+def plot_compare(*fits, labels=None, var_names=None, draws: int = 2000, seed=0, max_panels: int = 16,
+                 figsize=None):
+    """Overlay marginal densities of several fits, one panel per scalar.
+
+    Parameters
+    ----------
+    *fits : InferenceData or fit objects
+        NUTS results, ADVI/Laplace fits (anything with ``.sample(draws)``).
+    labels : list of str, optional
+        Legend labels, one per fit (default: "fit 0", "fit 1", ...).
+    var_names : list of str, optional
+        Variables to show (default: all in the first fit, up to ``max_panels``
+        scalars).
+    draws : int
+        Draws taken from fit objects that are not InferenceData.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    from scipy.stats import gaussian_kde
+
+    labels = list(labels) if labels is not None else [f"fit {i}" for i in range(len(fits))]
+    columns = [_scalar_columns(_posterior_of(f, draws, seed), var_names) for f in fits]
+    names = [n for n in columns[0] if all(n in c for c in columns)][:max_panels]
+    ncols = min(4, len(names))
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        for cols, label in zip(columns, labels):
+            x = cols[name]
+            lo, hi = np.quantile(x, [0.001, 0.999])
+            grid = np.linspace(lo, hi, 200)
+            ax.plot(grid, gaussian_kde(x)(grid), label=label)
+        ax.set_title(name)
+        ax.set_xlabel("value")
+        ax.set_ylabel("density")
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize="small")
+    fig.suptitle("Marginal posteriors")
+    fig.tight_layout()
+    return fig
+
+
+def plot_warmup(idata, *, figsize=(9, 5)):
+    """Step size and tree depth across warmup, adaptation windows shaded.
+
+    Needs ``pb.hmc(..., warmup_draws=True)``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .infer.adaptation import window_ends
+
+    if "warmup_sample_stats" not in idata.groups():
+        raise ValueError("plot_warmup needs the warmup draws: run pb.hmc(..., warmup_draws=True)")
+    stats = idata.warmup_sample_stats
+    step = np.asarray(stats["step_size"])
+    depth = np.asarray(stats["tree_depth"])
+    n_warmup = step.shape[1]
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=figsize)
+    it = np.arange(n_warmup)
+    for c in range(step.shape[0]):
+        ax1.plot(it, step[c], lw=0.8, label=f"chain {c}")
+        ax2.plot(it, depth[c], lw=0.8)
+    start = 0
+    for i, end in enumerate(window_ends(n_warmup)):
+        for ax in (ax1, ax2):
+            ax.axvspan(start - 0.5, end + 0.5, color="C7", alpha=0.08 if i % 2 else 0.18, lw=0)
+        start = end + 1
+    ax1.set_yscale("log")
+    ax1.set_ylabel("step size")
+    ax1.set_title("Warmup: step size and tree depth (shaded: adaptation windows)")
+    ax1.legend(fontsize="small", ncol=4)
+    ax2.set_ylabel("tree depth")
+    ax2.set_xlabel("warmup iteration")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,467 @@
+"""From model to density: the potential against hand-written densities,
+transforms and Jacobians, init strategies, and every bad-input error."""
+import math
+
+import numpy as onp
+import pytest
+
+import probad.ad.numpy as np
+from probad import distributions as dist
+from probad import handlers
+from probad.infer.density import MAX_INIT_ATTEMPTS, log_density, potential
+from probad.infer.initialization import (init_to_median, init_to_sample, init_to_uniform,
+                                         init_to_value)
+from probad.infer.reparam import LocScaleReparam
+from probad.primitives import factor, plate, sample
+from tests import models
+
+ES = models.EIGHT_SCHOOLS
+
+
+def eight_schools_log_joint(mu, tau, theta_t):
+    """The non-centred eight schools log joint, written out with numpy."""
+    y, sigma = ES["y"], ES["sigma"]
+
+    def normal(x, loc, scale):
+        return -0.5 * ((x - loc) / scale) ** 2 - onp.log(scale) - 0.5 * math.log(2 * math.pi)
+
+    half_cauchy = math.log(2 / (math.pi * 5.0)) - onp.log1p((tau / 5.0) ** 2)
+    return (normal(mu, 0.0, 5.0) + half_cauchy + onp.sum(normal(theta_t, 0.0, 1.0))
+            + onp.sum(normal(y, mu + tau * theta_t, sigma)))
+
+
+def eight_schools_energy(q):
+    # tau = exp(q[1]): the log-Jacobian of the exp transform is q[1]
+    return -(eight_schools_log_joint(q[0], onp.exp(q[1]), q[2:]) + q[1])
+
+
+def finite_difference_grad(f, q, h=1e-6):
+    grad = onp.empty_like(q)
+    for i in range(len(q)):
+        e = onp.zeros_like(q)
+        e[i] = h
+        grad[i] = (f(q + e) - f(q - e)) / (2 * h)
+    return grad
+
+
+@pytest.fixture(scope="module")
+def eight_schools():
+    return potential(models.eight_schools_noncentered, ES, compile=False)
+
+
+def test_eight_schools_sites_and_metadata(eight_schools):
+    pot = eight_schools
+    assert pot.dim == 10 and list(pot.sites) == ["mu", "tau", "theta_t"]
+    tau = pot.sites["tau"]
+    assert (tau.shape, tau.size, tau.offset) == ((), 1, 1)
+    assert pot.sites["theta_t"].offset == 2 and pot.sites["theta_t"].shape == (8,)
+    assert pot.dims == {"mu": (), "tau": (), "theta_t": ("school",), "theta": ("school",),
+                        "y": ("school",)}
+    assert list(pot.observed) == ["y"] and onp.array_equal(pot.observed["y"], ES["y"])
+    assert list(pot.constant_data) == ["sigma"]  # J is a scalar, y is observed
+    assert pot.model is models.eight_schools_noncentered and pot.data["J"] == 8
+
+
+def test_eight_schools_potential_matches_hand_written_density(eight_schools):
+    rng = onp.random.default_rng(0)
+    for _ in range(5):
+        q = rng.normal(size=10)
+        energy, grad = eight_schools.value_and_grad(q)
+        assert energy == pytest.approx(eight_schools_energy(q), rel=1e-12)
+        assert eight_schools(q) == pytest.approx(energy, rel=1e-14)
+        assert isinstance(energy, float) and grad.dtype == onp.float64 and grad.shape == (10,)
+        assert onp.allclose(grad, finite_difference_grad(eight_schools_energy, q),
+                            rtol=1e-6, atol=1e-6)
+
+
+def test_log_density_at_constrained_values():
+    params = {"mu": 1.0, "tau": 2.0, "theta_t": onp.linspace(-1, 1, 8)}
+    value = log_density(models.eight_schools_noncentered, ES, params)
+    assert value == pytest.approx(eight_schools_log_joint(1.0, 2.0, params["theta_t"]))
+    with pytest.raises(ValueError, match="missing: tau"):
+        log_density(models.eight_schools_noncentered, ES, {"mu": 1.0, "theta_t": onp.zeros(8)})
+
+
+def test_constrain_unconstrain_round_trip(eight_schools):
+    q = onp.random.default_rng(1).normal(size=10)
+    values = eight_schools.constrain(q)
+    assert set(values) == {"mu", "tau", "theta_t", "theta"}  # latent + deterministic
+    assert values["tau"] == pytest.approx(math.exp(q[1]))
+    assert onp.allclose(values["theta"], values["mu"] + values["tau"] * values["theta_t"])
+    assert onp.allclose(eight_schools.unconstrain(values), q)
+    with pytest.raises(ValueError, match="missing: theta_t"):
+        eight_schools.unconstrain({"mu": 0.0, "tau": 1.0})
+    with pytest.raises(ValueError, match=r"site 'tau': value outside its support positive"):
+        eight_schools.unconstrain({"mu": 0.0, "tau": -1.0, "theta_t": onp.zeros(8)})
+    with pytest.raises(ValueError, match=r"expected a value of shape \(8,\)"):
+        eight_schools.unconstrain({"mu": 0.0, "tau": 1.0, "theta_t": onp.zeros(7)})
+    with pytest.raises(ValueError, match=r"q must have shape \(10,\)"):
+        eight_schools.constrain(onp.zeros(3))
+
+
+@pytest.mark.parametrize("model, data", [
+    (models.dirichlet_categorical, models.categorical_data()),
+    (models.lkj_mvn, models.mvn_data()),
+    (models.garch11, models.garch_data()),
+])
+def test_round_trip_through_shape_changing_and_dependent_transforms(model, data):
+    pot = potential(model, data, compile=False)
+    rng = onp.random.default_rng(2)
+    for _ in range(3):
+        q = rng.normal(size=pot.dim)
+        values = pot.constrain(q)
+        assert onp.allclose(pot.unconstrain(values), q, atol=1e-10)
+    if model is models.dirichlet_categorical:
+        assert pot.dim == 2 and values["theta"].shape == (3,)
+        assert values["theta"].sum() == pytest.approx(1.0)
+    if model is models.garch11:  # beta1 ~ Uniform(0, 1 - alpha1) follows alpha1
+        assert 0.0 < values["beta1"] < 1.0 - values["alpha1"]
+
+
+def test_jacobian_of_a_positive_site():
+    def model():
+        sample("s", dist.HalfNormal(2.0))
+
+    pot = potential(model, compile=False)
+    for q in (-1.3, 0.0, 0.7):
+        expected = -(float(dist.HalfNormal(2.0).log_prob(math.exp(q))) + q)
+        assert pot(onp.array([q])) == pytest.approx(expected, rel=1e-12)
+
+
+def test_jacobian_of_a_dependent_interval():
+    def model():
+        a = sample("a", dist.Uniform(0.0, 1.0))
+        sample("b", dist.Uniform(0.0, a))
+
+    pot = potential(model, compile=False)
+
+    def energy(q):
+        # a = sigmoid(q0), b = a * sigmoid(q1); log p(a, b) = 0 - log(a)
+        a = 1 / (1 + math.exp(-q[0]))
+        s = 1 / (1 + math.exp(-q[1]))
+        log_det = math.log(a * (1 - a)) + math.log(a * s * (1 - s))
+        return -(-math.log(a) + log_det)
+
+    q = onp.array([0.3, -0.8])
+    value, grad = pot.value_and_grad(q)
+    assert value == pytest.approx(energy(q), rel=1e-12)
+    assert onp.allclose(grad, finite_difference_grad(energy, q), atol=1e-6)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_subsampling_plate_keeps_one_subsample(compile):
+    data = onp.linspace(-2.0, 2.0, 50)
+
+    def model():
+        loc = sample("loc", dist.Normal(0.0, 1.0))
+        with plate("obs", 50, subsample_size=5) as idx:
+            sample("y", dist.Normal(loc, 1.0), obs=data[idx])
+
+    pot = potential(model, compile=compile)
+    batch = pot.observed["y"]
+    assert len(batch) == 5 and onp.all(onp.isin(batch, data))
+    q = onp.array([0.3])
+    expected = -(float(dist.Normal(0.0, 1.0).log_prob(0.3))
+                 + 10.0 * float(onp.sum(dist.Normal(0.3, 1.0).log_prob(batch))))
+    assert [pot(q) for _ in range(3)] == pytest.approx([expected] * 3)
+    assert pot.log_likelihood(q)["y"].shape == (5,)
+
+
+def test_loc_scale_reparam_matches_the_non_centred_model():
+    reparam = handlers.reparam(models.eight_schools_centered,
+                               config={"theta": LocScaleReparam(0)})
+    pot = potential(reparam, ES, compile=False)
+    assert list(pot.sites) == ["mu", "tau", "theta_decentered"]
+    assert pot.dims["theta"] == ("school",)
+    ref = potential(models.eight_schools_noncentered, ES, compile=False)
+    rng = onp.random.default_rng(3)
+    for _ in range(3):
+        q = rng.normal(size=10)
+        value, grad = pot.value_and_grad(q)
+        ref_value, ref_grad = ref.value_and_grad(q)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        assert onp.allclose(grad, ref_grad, rtol=1e-12)
+        assert onp.allclose(pot.constrain(q)["theta"], ref.constrain(q)["theta"])
+
+
+def test_latent_observed_sites_and_pointwise_log_likelihood(eight_schools):
+    q = onp.random.default_rng(4).normal(size=10)
+    loglik = eight_schools.log_likelihood(q)
+    values = eight_schools.constrain(q)
+    assert list(loglik) == ["y"] and loglik["y"].shape == (8,)
+    assert onp.allclose(loglik["y"], dist.Normal(values["theta"], ES["sigma"]).log_prob(ES["y"]))
+    # without its data y is latent (prior predictive style)
+    prior = potential(models.eight_schools_noncentered, {"J": 8, "sigma": ES["sigma"]},
+                      compile=False)
+    assert list(prior.sites) == ["mu", "tau", "theta_t", "y"] and prior.observed == {}
+    # factor sites are not part of the pointwise log-likelihood
+    mixture = potential(models.normal_mixture, models.mixture_data(), compile=False)
+    assert mixture.log_likelihood(onp.zeros(mixture.dim)) == {} and mixture.observed == {}
+
+
+def test_dims_and_constant_data_of_other_models():
+    data = models.regression_data()
+    pot = potential(models.linear_regression, {"X": data["X"], "y": data["y"]}, compile=False)
+    assert pot.dims["beta"] == ("beta_dim_0",) and pot.dims["mu"] == ("obs",)
+    assert pot.dims["y"] == ("obs",) and list(pot.constant_data) == ["X"]
+    lkj = potential(models.lkj_mvn, models.mvn_data(), compile=False)
+    assert lkj.dims["L"] == ("L_dim_0", "L_dim_1") and lkj.dims["y"] == ("obs", "y_dim_1")
+
+    def renamed(y):
+        sample("err", dist.Normal(0.0, 1.0), obs=y[1:] - y[:-1])
+
+    pot = potential(renamed, {"y": onp.arange(4.0)}, compile=False)
+    assert list(pot.observed) == ["err"] and list(pot.constant_data) == ["y"]
+
+
+MODELS = {
+    "eight_schools_centered": (models.eight_schools_centered, ES),
+    "eight_schools_noncentered": (models.eight_schools_noncentered, ES),
+    "linear_regression": (models.linear_regression,
+                          {k: models.regression_data()[k] for k in ("X", "y")}),
+    "logistic_regression": (models.logistic_regression,
+                            {k: models.regression_data()[k] for k in ("X", "y01")}),
+    "garch11": (models.garch11, models.garch_data()),
+    "dirichlet_categorical": (models.dirichlet_categorical, models.categorical_data()),
+    "lkj_mvn": (models.lkj_mvn, models.mvn_data()),
+    "normal_with_deterministics": (models.normal_with_deterministics,
+                                   {"y": models.mixture_data()["y"]}),
+    "normal_mixture": (models.normal_mixture, models.mixture_data()),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_library_model_has_a_finite_start_and_correct_gradient(name):
+    model, data = MODELS[name]
+    pot = potential(model, data, compile=False)
+    q = pot.initial_point(seed=0)
+    value, grad = pot.value_and_grad(q)
+    assert math.isfinite(value) and onp.all(onp.isfinite(grad))
+    fd = finite_difference_grad(pot, q, h=1e-5)
+    assert onp.allclose(grad, fd, rtol=1e-5, atol=1e-5 * max(1.0, abs(value)))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compiled_potential_matches_eager(name):
+    model, data = MODELS[name]
+    eager = potential(model, data, compile=False)
+    compiled = potential(model, data, compile=True)
+    for seed in range(3):  # the first call records, the others replay
+        q = eager.initial_point(seed=seed)
+        value, grad = compiled.value_and_grad(q)
+        ref_value, ref_grad = eager.value_and_grad(q)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        assert onp.allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+        assert compiled(q) == pytest.approx(ref_value, rel=1e-12)
+    assert compiled._energy_and_grad.trace_count == 1
+
+
+def test_compiled_potential_follows_a_branch_on_a_latent_value():
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        # a Python branch on a traced value: recorded as a guard, retraced when it flips
+        scale = 1.0 if x > 0 else 2.0
+        sample("y", dist.Normal(x, scale), obs=0.5)
+
+    compiled = potential(model, compile=True)
+    eager = potential(model, compile=False)
+    for x in (0.3, -0.4, 0.8, -1.1):
+        q = onp.array([x])
+        assert compiled.value_and_grad(q)[0] == pytest.approx(eager.value_and_grad(q)[0])
+    assert compiled._energy_and_grad.trace_count == 2
+
+
+# --------------------------------------------------------------- init strategies
+def test_init_to_uniform_stays_in_the_box(eight_schools):
+    q = eight_schools.initial_point(seed=0)
+    assert onp.all(onp.abs(q) <= 2.0)
+    q = eight_schools.initial_point(seed=0, strategy=init_to_uniform(radius=0.1))
+    assert onp.all(onp.abs(q) <= 0.1)
+    assert onp.array_equal(eight_schools.initial_point(seed=5), eight_schools.initial_point(seed=5))
+    assert not onp.array_equal(eight_schools.initial_point(seed=5),
+                               eight_schools.initial_point(seed=6))
+
+
+def test_init_to_value_with_fallback(eight_schools):
+    q = eight_schools.initial_point(seed=0, strategy=init_to_value({"mu": 1.0, "tau": 2.0}))
+    assert q[0] == 1.0 and q[1] == pytest.approx(math.log(2.0)) and onp.all(onp.abs(q[2:]) <= 2)
+    q = eight_schools.initial_point(seed=0, strategy=init_to_value(
+        {"theta_t": onp.full(8, 0.5)}, fallback=init_to_uniform(radius=0.0)))
+    assert onp.array_equal(q, onp.r_[0.0, 0.0, onp.full(8, 0.5)])
+    with pytest.raises(ValueError, match="value for site 'tau' is outside the site's support"):
+        eight_schools.initial_point(strategy=init_to_value({"tau": -1.0}))
+    with pytest.raises(ValueError, match=r"site 'theta_t' has shape \(3,\)"):
+        eight_schools.initial_point(strategy=init_to_value({"theta_t": onp.zeros(3)}))
+
+
+def test_init_to_median_and_init_to_sample(eight_schools):
+    # the median of n draws has standard error 1 / (2 f(m) sqrt(n)); allow 4 of them
+    n = 2001
+    q = eight_schools.initial_point(seed=0, strategy=init_to_median(num_samples=n))
+    mu_se = 1 / (2 * (1 / (5 * math.sqrt(2 * math.pi))) * math.sqrt(n))
+    tau_se = 1 / (2 * (2 / (math.pi * 5 * 2)) * math.sqrt(n))
+    assert abs(q[0]) < 4 * mu_se and abs(math.exp(q[1]) - 5.0) < 4 * tau_se
+    assert onp.all(onp.abs(q[2:]) < 4 * 1 / (2 * (1 / math.sqrt(2 * math.pi)) * math.sqrt(n)))
+    a = eight_schools.initial_point(seed=1, strategy=init_to_sample())
+    assert onp.array_equal(a, eight_schools.initial_point(seed=1, strategy=init_to_sample()))
+    assert not onp.array_equal(a, eight_schools.initial_point(seed=2, strategy=init_to_sample()))
+
+
+def test_improper_sites_fall_back_to_uniform():
+    def model():
+        x = sample("x", dist.ImproperUniform(dist.constraints.simplex, (), (3,)))
+        sample("y", dist.Normal(x[0], 1.0), obs=0.2)
+
+    pot = potential(model, compile=False)
+    for strategy in (init_to_median(), init_to_sample(), init_to_uniform()):
+        q = pot.initial_point(seed=0, strategy=strategy)
+        assert q.shape == (2,) and onp.all(onp.abs(q) <= 2.0)
+
+
+def test_no_finite_starting_point_names_the_site():
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        factor("wall", np.where(x > 50.0, 0.0, -onp.inf))
+
+    pot = potential(model, compile=False)
+    with pytest.raises(ValueError, match=rf"after {MAX_INIT_ATTEMPTS} tries of init_to_uniform"
+                                         r".*log density not finite at site\(s\) wall"):
+        pot.initial_point(seed=0)
+    q = pot.initial_point(strategy=init_to_value({"x": 60.0}))
+    assert q[0] == 60.0
+
+
+# ------------------------------------------------------------------- bad input
+def _bad(model, data=None):
+    return lambda: potential(model, data, compile=False)
+
+
+def test_invalid_parameter_names_site_argument_and_constraint():
+    def model():
+        sample("x", dist.Normal(0.0, -1.0))
+
+    with pytest.raises(ValueError, match=r"site 'x': Normal: parameter 'scale' must satisfy "
+                                         r"positive, got -1\.0"):
+        _bad(model)()
+
+
+def test_invalid_parameter_inside_a_plate():
+    def model():
+        with plate("i", 3):
+            sample("p", dist.Bernoulli(probs=onp.array([0.5, 1.5, 0.2])), obs=onp.ones(3))
+
+    with pytest.raises(ValueError, match=r"site 'p': Bernoulli: parameter 'probs'.*1\.5.*\(1,\)"):
+        _bad(model)()
+
+
+def test_non_positive_definite_covariance():
+    def model():
+        sample("z", dist.MultivariateNormal(onp.zeros(2),
+                                            covariance_matrix=onp.array([[1.0, 2.0], [2.0, 1.0]])))
+
+    # MultivariateNormal cannot be built from a non-PD matrix even unvalidated,
+    # so the error points at the model line that builds it.
+    with pytest.raises(ValueError, match=r"(?s)MultivariateNormal: parameter 'covariance_matrix' "
+                                         r"must satisfy positive_definite.*in the model at "
+                                         r'.*test_density.py:\d+: sample\("z"'):
+        _bad(model)()
+
+
+def test_invalid_parameter_of_a_distribution_that_is_not_a_site():
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        factor("f", dist.Normal(x, -2.0).log_prob(1.0))
+
+    with pytest.raises(ValueError, match=r"(?s)parameter 'scale' must satisfy positive.*"
+                                         r'in the model at .*factor\("f"'):
+        _bad(model)()
+
+
+@pytest.mark.parametrize("fn, obs, position", [
+    (dist.Poisson(3.0), onp.array([1.0, 2.0, -1.0, 0.0]), r"\(2,\)"),
+    (dist.Bernoulli(probs=0.3), onp.array([0.0, 1.2, 1.0]), r"\(1,\)"),
+])
+def test_observed_data_outside_the_support(fn, obs, position):
+    def model():
+        with plate("obs", len(obs)):
+            sample("k", fn, obs=obs)
+
+    with pytest.raises(ValueError, match=rf"observed data for site 'k' is outside the support "
+                                         rf"of {type(fn).__name__}.*{position}"):
+        _bad(model)()
+
+
+def test_observed_shape_clash_with_plate():
+    def model():
+        with plate("school", 8):
+            sample("y", dist.Normal(0.0, 1.0), obs=onp.zeros(7))
+
+    with pytest.raises(ValueError, match=r"site 'y': observed data of shape \(7,\) does not fit"
+                                         r".*plate\(s\) 'school' \(size 8"):
+        _bad(model)()
+
+    def stacked():
+        with plate("school", 8):
+            sample("y", dist.Normal(0.0, 1.0), obs=onp.zeros((8, 8)))
+
+    with pytest.raises(ValueError, match=r"observed data of shape \(8, 8\)"):
+        _bad(stacked)()
+
+
+def test_latent_site_shape_clash_with_plate():
+    def model():
+        with plate("school", 8):
+            sample("theta", dist.Normal(onp.zeros(3), 1.0))
+
+    with pytest.raises(ValueError, match=r"site 'theta'.*clashes with plate 'school'"):
+        _bad(model)()
+
+
+def test_duplicate_site_names():
+    def model():
+        for _ in range(2):
+            sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="two sites are named 'x'"):
+        _bad(model)()
+
+
+def test_nan_in_observed_data_with_its_position():
+    y = ES["y"].copy()
+    y[3] = onp.nan
+    with pytest.raises(ValueError, match=r"observed data for site 'y' contains 1 NaN/inf.*"
+                                         r"position \(3,\)"):
+        _bad(models.eight_schools_noncentered, dict(ES, y=y))()
+
+
+def test_latent_discrete_site():
+    def model():
+        k = sample("k", dist.Poisson(3.0))
+        sample("y", dist.Normal(k, 1.0), obs=2.0)
+
+    with pytest.raises(ValueError, match=r"site 'k' is a latent discrete.*Marginalise.*factor.*"
+                                         r"logsumexp"):
+        _bad(model)()
+
+
+def test_checks_restore_the_validation_switch():
+    from probad.distributions.distribution import is_validation_enabled
+
+    def model():
+        sample("x", dist.Normal(0.0, -1.0))
+
+    with pytest.raises(ValueError):
+        _bad(model)()
+    assert is_validation_enabled()
+
+
+def test_structure_changing_with_latent_values_is_an_error():
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        if float(x) > 0:
+            sample("extra", dist.Normal(0.0, 1.0))
+
+    pot = potential(model, compile=False)
+    other = 1.0 if "extra" not in pot.sites else -1.0
+    with pytest.raises(ValueError, match="must not depend on the values of its latent sites"):
+        pot(onp.full(pot.dim, other))

@@ -1,0 +1,64 @@
+"""Prior and posterior predictive draws."""
+import numpy as onp
+import pytest
+
+from probad.infer.predictive import predictive, prior_predictive
+from tests import models
+
+ES = models.EIGHT_SCHOOLS
+
+
+def test_prior_predictive_draws_every_site_including_observed_ones():
+    draws = prior_predictive(models.eight_schools_noncentered, ES, draws=400, seed=0)
+    assert set(draws) == {"mu", "tau", "theta_t", "theta", "y"}
+    assert draws["mu"].shape == (400,) and draws["y"].shape == (400, 8)
+    assert not onp.any(onp.all(draws["y"] == ES["y"], axis=1))  # the data is not returned
+    assert onp.allclose(draws["theta"], draws["mu"][:, None] + draws["tau"][:, None]
+                        * draws["theta_t"])
+    # theta_t ~ Normal(0, 1): the mean of 3200 draws is within 4 standard errors of 0
+    assert abs(draws["theta_t"].mean()) < 4 / onp.sqrt(draws["theta_t"].size)
+    same = prior_predictive(models.eight_schools_noncentered, ES, draws=400, seed=0)
+    assert all(onp.array_equal(draws[k], same[k]) for k in draws)
+    only = prior_predictive(models.eight_schools_noncentered, ES, draws=3, seed=0, sites=["y"])
+    assert list(only) == ["y"]
+
+
+def test_posterior_predictive_substitutes_latents_and_resamples_observations():
+    rng = onp.random.default_rng(1)
+    n = 2000
+    posterior = {"mu": rng.normal(size=n), "tau": onp.exp(rng.normal(size=n)),
+                 "theta_t": rng.normal(size=(n, 8))}
+    out = predictive(models.eight_schools_noncentered, ES, posterior, seed=2)
+    assert onp.array_equal(out["mu"], posterior["mu"])
+    theta = posterior["mu"][:, None] + posterior["tau"][:, None] * posterior["theta_t"]
+    assert onp.allclose(out["theta"], theta)
+    # y ~ Normal(theta, sigma) given the draw: standardised residuals are N(0, 1)
+    z = (out["y"] - theta) / ES["sigma"]
+    assert abs(z.mean()) < 4 / onp.sqrt(z.size)
+    assert abs(z.std() - 1.0) < 4 * onp.sqrt(0.5 / z.size)
+    again = predictive(models.eight_schools_noncentered, ES, posterior, seed=2)
+    assert onp.array_equal(out["y"], again["y"])
+    assert list(predictive(models.eight_schools_noncentered, ES, posterior, sites=["y"],
+                           seed=0)) == ["y"]
+
+
+def test_posterior_predictive_with_new_covariates():
+    data = models.regression_data()
+    n_draws = 5
+    posterior = {"alpha": onp.zeros(n_draws), "beta": onp.ones((n_draws, 3)),
+                 "sigma": onp.full(n_draws, 1e-8)}
+    X_new = onp.eye(3)
+    out = predictive(models.linear_regression, {"X": X_new}, posterior, seed=0)
+    assert out["y"].shape == (n_draws, 3)
+    assert onp.allclose(out["y"], 1.0, atol=1e-6)
+    assert data["X"].shape[1] == 3
+
+
+def test_posterior_samples_must_agree_in_length():
+    with pytest.raises(ValueError, match="different numbers of draws"):
+        predictive(models.eight_schools_noncentered, ES,
+                   {"mu": onp.zeros(3), "tau": onp.ones(4)})
+    with pytest.raises(ValueError, match="posterior_samples is empty"):
+        predictive(models.eight_schools_noncentered, ES, {})
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        prior_predictive(models.eight_schools_noncentered, ES, draws=0)
