@@ -1,0 +1,93 @@
+"""probad.ad.scipy.integrate.odeint: values against scipy, adjoint (reverse)
+and forward-sensitivity derivatives against closed forms and by check_grads.
+
+Finite differences of an ODE solution are only as good as the solver's
+tolerance divided by the step, so the checks integrate with rtol = atol =
+1e-12."""
+import numpy as onp
+import pytest
+import scipy.integrate as osi
+import scipy.linalg as osl
+
+import probad.ad.numpy as np
+from probad.ad import grad, jacobian, make_jvp
+from probad.ad.scipy.integrate import odeint
+from probad.ad.test_util import check_grads
+
+TIGHT = dict(rtol=1e-12, atol=1e-12)
+MODES = ["fwd", "rev"]
+
+
+def nonlinear(y, t, a, c):
+    return np.tanh(a @ y) * c + 0.1 * np.sin(t)
+
+
+def setup():
+    r = onp.random.default_rng(0)
+    return r.normal(size=(2, 2)) * 0.5, 0.7, onp.array([0.3, -0.2]), onp.array([0.0, 0.5, 1.2])
+
+
+def test_values_match_scipy():
+    a, c, y0, t = setup()
+    expected = osi.odeint(lambda y, t: onp.tanh(a @ y) * c + 0.1 * onp.sin(t), y0, t, **TIGHT)
+    onp.testing.assert_allclose(odeint(nonlinear, y0, t, (a, c), **TIGHT), expected, rtol=1e-10)
+
+
+def test_linear_system_against_the_matrix_exponential():
+    # y' = A y: y(t) = expm(A t) y0, so dy(t)/dy0 = expm(A t) and dy/dt = A y(t).
+    a = onp.array([[-0.5, 1.0], [-1.0, -0.3]])
+    y0, t = onp.array([1.0, 0.5]), onp.array([0.0, 1.5])
+    flow = osl.expm(a * t[1])
+
+    def final_state(y0, t):
+        return odeint(lambda y, t, a: a @ y, y0, t, (a,), **TIGHT)[1]
+
+    onp.testing.assert_allclose(jacobian(final_state)(y0, t), flow, rtol=1e-8)
+    dt = jacobian(final_state, 1)(y0, t)
+    onp.testing.assert_allclose(dt[:, 1], a @ flow @ y0, rtol=1e-8)
+    onp.testing.assert_allclose(dt[:, 0], -flow @ a @ y0, rtol=1e-8)  # moving the start time
+    _, forward = make_jvp(final_state)(y0, t)(onp.array([1.0, 0.0]))
+    onp.testing.assert_allclose(forward, flow[:, 0], rtol=1e-8)
+
+
+def test_gradient_with_respect_to_a_rate():
+    # y' = -k y, y(2) = exp(-2k): d/dk = -2 exp(-2k).
+    def final(k):
+        return odeint(lambda y, t, k: -k * y, onp.array([1.0]), onp.array([0.0, 2.0]), (k,), **TIGHT)[1, 0]
+
+    assert grad(final)(0.7) == pytest.approx(-2 * onp.exp(-1.4), rel=1e-9)
+
+
+def test_first_derivatives_in_every_argument():
+    a, c, y0, t = setup()
+    check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), **TIGHT),
+                modes=MODES, order=1)(y0, t, a, c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argnum", [0, 1, 2])
+def test_second_derivatives(argnum):
+    # The adjoint and sensitivity systems are odeint calls themselves, so they
+    # differentiate again (each check solves nested augmented systems: ~1 s).
+    a, c, y0, t = setup()
+    args = [y0, t, a]
+
+    def fun(x):
+        call = list(args)
+        call[argnum] = x
+        return odeint(nonlinear, call[0], call[1], (call[2], c), **TIGHT)
+
+    check_grads(fun, modes=MODES, order=2)(args[argnum])
+
+
+def test_single_output_time():
+    y0 = onp.array([1.0, 2.0])
+    out = odeint(lambda y, t: -y, y0, onp.array([0.5]))
+    onp.testing.assert_allclose(out, y0[None])
+    onp.testing.assert_allclose(grad(lambda y0: np.sum(odeint(lambda y, t: -y, y0, onp.array([0.5]))))(y0),
+                                onp.ones(2))
+
+
+def test_unsupported_options():
+    with pytest.raises(TypeError, match="full_output"):
+        odeint(lambda y, t: -y, onp.ones(1), onp.array([0.0, 1.0]), full_output=True)
