@@ -36,7 +36,7 @@ _EULER_GAMMA = 0.5772156649015329
 
 
 def _softplus(x):
-    return np.logaddexp(0.0, x)
+    return special.softplus(x)
 
 
 def _tiny_uniform(rng, shape):

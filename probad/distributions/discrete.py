@@ -80,7 +80,7 @@ class Bernoulli(_ProbsOrLogits):
 
     def log_prob(self, value):
         if self._given == "logits":
-            return value * self.logits - np.logaddexp(0.0, self.logits)
+            return value * self.logits - special.softplus(self.logits)
         return special.xlogy(value, self.probs) + special.xlog1py(1.0 - value, -self.probs)
 
     @property
@@ -95,7 +95,7 @@ class Bernoulli(_ProbsOrLogits):
     def entropy(self):
         if self._given == "logits":
             # log(1 + e^l) - p l, stable for large |l|.
-            return np.logaddexp(0.0, self.logits) - self.probs * self.logits
+            return special.softplus(self.logits) - self.probs * self.logits
         p = self.probs
         return -special.xlogy(p, p) - special.xlog1py(1.0 - p, -p)
 
@@ -127,7 +127,7 @@ class Binomial(_ProbsOrLogits):
         n = self.total_count
         log_choose = _log_binomial_coefficient(n, value)
         if self._given == "logits":
-            return log_choose + value * self.logits - n * np.logaddexp(0.0, self.logits)
+            return log_choose + value * self.logits - n * special.softplus(self.logits)
         return log_choose + special.xlogy(value, self.probs) + special.xlog1py(n - value, -self.probs)
 
     @property
@@ -353,7 +353,7 @@ class Geometric(_ProbsOrLogits):
     def log_prob(self, value):
         if self._given == "logits":
             # log p = -softplus(-l), log(1 - p) = -softplus(l)
-            return -value * np.logaddexp(0.0, self.logits) - np.logaddexp(0.0, -self.logits)
+            return -value * special.softplus(self.logits) - special.softplus(-self.logits)
         return special.xlog1py(value, -self.probs) + np.log(self.probs)
 
     @property

@@ -20,6 +20,7 @@ import math
 import numpy as onp
 
 import probad.ad.numpy as np
+from probad.ad.scipy import special
 from probad.ad.tracer import getval, isbox
 
 from . import constraints
@@ -34,7 +35,7 @@ __all__ = [
 
 
 def _softplus(x):
-    return np.logaddexp(0.0, x)
+    return special.softplus(x)
 
 
 def sum_rightmost(x, n: int):
