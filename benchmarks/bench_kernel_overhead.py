@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from probad.infer import hmc
+from probad.infer import kernels
 
 REPEATS = 7
 
@@ -37,7 +37,7 @@ def seconds_per_leapfrog(step, dim, metric, iterations, **kwargs):
     best = np.inf
     for _ in range(REPEATS):
         rng = np.random.default_rng(0)
-        state = hmc.init(np.zeros(dim), standard_normal_potential)
+        state = kernels.init(np.zeros(dim), standard_normal_potential)
         n_steps = 0
         start = time.perf_counter()
         for _ in range(iterations):
@@ -50,16 +50,16 @@ def seconds_per_leapfrog(step, dim, metric, iterations, **kwargs):
 def main():
     cases = (
         # A tuned step for a standard normal gives trees of depth 3-4 ...
-        ("nuts, step 0.3", hmc.nuts_step, 500, {"step_size": 0.3}),
+        ("nuts, step 0.3", kernels.nuts_step, 500, {"step_size": 0.3}),
         # ... a tiny one saturates max_tree_depth=10 (1023 steps per transition).
-        ("nuts, depth 10", hmc.nuts_step, 3, {"step_size": 1e-3}),
-        ("hmc, 20 steps", hmc.hmc_step, 500, {"step_size": 0.3, "num_steps": 20}),
+        ("nuts, depth 10", kernels.nuts_step, 3, {"step_size": 1e-3}),
+        ("hmc, 20 steps", kernels.hmc_step, 500, {"step_size": 0.3, "num_steps": 20}),
     )
     print(f"{'kernel':<17}{'dim':>5}{'metric':>8}{'us/leapfrog':>13}{'overhead us':>13}")
     for dim in (10, 100):
         potential_cost = seconds_per_potential_call(dim)
         for metric_name, inverse_metric in (("diag", np.ones(dim)), ("dense", np.eye(dim))):
-            metric = hmc.make_metric(inverse_metric)
+            metric = kernels.make_metric(inverse_metric)
             for name, step, iterations, kwargs in cases:
                 per_step = seconds_per_leapfrog(step, dim, metric, iterations, **kwargs)
                 print(f"{name:<17}{dim:>5}{metric_name:>8}{per_step * 1e6:>13.2f}"

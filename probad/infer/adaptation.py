@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from probad.infer.hmc import (
+from probad.infer.kernels import (
     HMCState,
     IntegratorState,
     Metric,

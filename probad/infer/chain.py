@@ -1,6 +1,6 @@
 """Run one Markov chain: Stan's warmup, then sampling, with draws and statistics.
 
-This is the loop that glues :mod:`probad.infer.hmc` kernels to
+This is the loop that glues :mod:`probad.infer.kernels` to
 :mod:`probad.infer.adaptation`. It still knows nothing about models: it runs
 on ``potential_fn(q) -> (U, dU/dq)`` and returns unconstrained draws. Running
 several chains, constraining draws and building ``InferenceData`` happen above.
@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as TqdmBase
 
-from probad.infer import hmc
+from probad.infer import kernels
 from probad.infer.adaptation import window_adaptation
 
 #: Per-draw statistics, named as ArviZ ``sample_stats`` expects.
@@ -124,7 +124,7 @@ def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None]
 
 
 def run_chain(
-    potential_fn: hmc.PotentialFn,
+    potential_fn: kernels.PotentialFn,
     init_position,
     *,
     seed_or_rng=None,
@@ -221,17 +221,17 @@ def run_chain(
 
     if algorithm == "nuts":
         def transition(state, step_size, metric):
-            return hmc.nuts_step(rng, state, counted_potential, step_size, metric, max_tree_depth)
+            return kernels.nuts_step(rng, state, counted_potential, step_size, metric, max_tree_depth)
     else:
         def transition(state, step_size, metric):
             steps = num_steps if num_steps is not None else max(1, int(path_length / step_size))
-            return hmc.hmc_step(rng, state, counted_potential, step_size, metric, steps, jitter)
+            return kernels.hmc_step(rng, state, counted_potential, step_size, metric, steps, jitter)
 
-    state = hmc.init(init_position, counted_potential)
+    state = kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
     if inverse_metric is None:
         inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
-    metric = hmc.make_metric(inverse_metric)
+    metric = kernels.make_metric(inverse_metric)
 
     warmup_trace = _Trace(tune, dim) if warmup_draws else None
     trace = _Trace(draws, dim)
@@ -256,7 +256,7 @@ def run_chain(
                 )
                 if iteration == tune - 1:
                     step_size, final_inverse_metric = adaptation.final(adapt_state)
-                    metric = hmc.make_metric(final_inverse_metric)
+                    metric = kernels.make_metric(final_inverse_metric)
                 else:
                     step_size, metric = adapt_state.step_size, adapt_state.metric
             elif (iteration - tune + 1) % thin == 0:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from probad.infer import hmc
+from probad.infer import kernels
 from probad.infer.adaptation import (
     dual_averaging_init,
     dual_averaging_update,
@@ -142,8 +142,8 @@ def test_find_reasonable_step_size_brackets_the_acceptance_crossing(scale):
     def potential(q):
         return 0.5 * q.dot(q) / scale**2, q / scale**2
 
-    metric = hmc.make_metric(np.ones(2))
-    state = hmc.init(np.full(2, scale), potential)
+    metric = kernels.make_metric(np.ones(2))
+    state = kernels.init(np.full(2, scale), potential)
     step_size = find_reasonable_step_size(np.random.default_rng(1), state, potential, metric, 1.0)
     # The search moves by factors of 2 from 1 and ends on the step size of the
     # order of the target's scale whose trial crossed log(0.8).
@@ -172,9 +172,9 @@ def test_find_reasonable_step_size_follows_stans_trial_sequence():
             break
         eps = eps * 2 if direction == 1 else eps / 2
 
-    state = hmc.init(np.array([q]), standard_normal)
+    state = kernels.init(np.array([q]), standard_normal)
     found = find_reasonable_step_size(np.random.default_rng(2), state, standard_normal,
-                                      hmc.make_metric(np.ones(1)), 1.0)
+                                      kernels.make_metric(np.ones(1)), 1.0)
     assert found == eps
 
 
@@ -182,21 +182,21 @@ def test_find_reasonable_step_size_flags_an_improper_posterior():
     def flat(q):
         return 0.0, np.zeros_like(q)
 
-    state = hmc.init(np.zeros(2), flat)
+    state = kernels.init(np.zeros(2), flat)
     with pytest.raises(RuntimeError, match="improper"):
         find_reasonable_step_size(np.random.default_rng(3), state, flat,
-                                  hmc.make_metric(np.ones(2)), 1.0)
+                                  kernels.make_metric(np.ones(2)), 1.0)
 
 
 def test_find_reasonable_step_size_flags_a_density_no_step_can_leave():
-    state = hmc.init(np.zeros(2), standard_normal)
+    state = kernels.init(np.zeros(2), standard_normal)
 
     def nan_anywhere(q):
         return np.nan, q
 
     with pytest.raises(RuntimeError, match="not continuous"):
         find_reasonable_step_size(np.random.default_rng(4), state, nan_anywhere,
-                                  hmc.make_metric(np.ones(2)), 1.0)
+                                  kernels.make_metric(np.ones(2)), 1.0)
 
 
 # ---------------------------------------------------------------- window adaptation
@@ -210,7 +210,7 @@ def test_window_adaptation_updates_metric_at_slow_window_ends(dense):
     positions = rng.normal([1.0, -2.0], [0.5, 3.0], size=(num_warmup, 2))
     accept_stats = rng.uniform(0.5, 1.0, num_warmup)
     adaptation = window_adaptation(num_warmup, dense_mass=dense)
-    adapt_state = adaptation.init(rng, hmc.init(positions[0], standard_normal), standard_normal)
+    adapt_state = adaptation.init(rng, kernels.init(positions[0], standard_normal), standard_normal)
     assert adapt_state.dual_averaging.mu == pytest.approx(math.log(10 * adapt_state.step_size))
     identity = np.eye(2) if dense else np.ones(2)
     np.testing.assert_array_equal(adapt_state.metric.inverse_metric, identity)
@@ -222,7 +222,7 @@ def test_window_adaptation_updates_metric_at_slow_window_ends(dense):
         return welford_covariance(welford)
 
     for i in range(num_warmup):
-        state = hmc.init(positions[i], standard_normal)
+        state = kernels.init(positions[i], standard_normal)
         adapt_state = adaptation.update(rng, adapt_state, state, accept_stats[i], standard_normal)
         inverse_metric = adapt_state.metric.inverse_metric
         if i < 99:
@@ -248,7 +248,7 @@ def test_window_adaptation_updates_metric_at_slow_window_ends(dense):
 def test_short_warmup_adapts_step_size_only():
     adaptation = window_adaptation(15)
     rng = np.random.default_rng(6)
-    state = hmc.init(np.ones(3), standard_normal)
+    state = kernels.init(np.ones(3), standard_normal)
     adapt_state = adaptation.init(rng, state, standard_normal)
     for _ in range(15):
         adapt_state = adaptation.update(rng, adapt_state, state, 0.3, standard_normal)

@@ -15,7 +15,7 @@ import pytest
 import scipy.special
 from tqdm.auto import tqdm
 
-from probad.infer import hmc
+from probad.infer import kernels
 from probad.infer.chain import STAT_DTYPES, ChainProgress, run_chain
 
 
@@ -65,7 +65,7 @@ def test_metric_momentum_distribution_and_velocity(dense):
     else:
         inverse_metric = np.array([0.25, 1.0, 9.0])
         inverse_matrix = np.diag(inverse_metric)
-    metric = hmc.make_metric(inverse_metric)
+    metric = kernels.make_metric(inverse_metric)
     metric_matrix = np.linalg.inv(inverse_matrix)
 
     n = 40_000
@@ -87,12 +87,12 @@ def test_metric_momentum_distribution_and_velocity(dense):
 )
 def test_make_metric_rejects_invalid_inverse_metric(inverse_metric):
     with pytest.raises(ValueError, match="inverse metric"):
-        hmc.make_metric(inverse_metric)
+        kernels.make_metric(inverse_metric)
 
 
 def test_init_rejects_non_finite_potential():
     with pytest.raises(ValueError, match="not finite"):
-        hmc.init(np.zeros(2), lambda q: (np.inf, q))
+        kernels.init(np.zeros(2), lambda q: (np.inf, q))
 
 
 @pytest.mark.parametrize("dense", [False, True])
@@ -100,22 +100,22 @@ def test_leapfrog_is_reversible(dense):
     rng = np.random.default_rng(1)
     covariance = np.array([[2.0, 0.9], [0.9, 1.0]])
     potential = gaussian(covariance)
-    metric = hmc.make_metric(covariance if dense else np.diag(covariance))
+    metric = kernels.make_metric(covariance if dense else np.diag(covariance))
     q = rng.standard_normal(2)
-    start = hmc.IntegratorState(q, rng.standard_normal(2), *potential(q))
+    start = kernels.IntegratorState(q, rng.standard_normal(2), *potential(q))
 
     z = start
     for _ in range(25):
-        z = hmc.leapfrog(z, 0.1, metric, potential)
+        z = kernels.leapfrog(z, 0.1, metric, potential)
     z = z._replace(momentum=-z.momentum)
     for _ in range(25):
-        z = hmc.leapfrog(z, 0.1, metric, potential)
+        z = kernels.leapfrog(z, 0.1, metric, potential)
     np.testing.assert_allclose(z.position, start.position, atol=1e-12)
     np.testing.assert_allclose(-z.momentum, start.momentum, atol=1e-12)
 
     # Integrating with a negative step is the same as flipping the momentum.
-    forward = hmc.leapfrog(start._replace(momentum=-start.momentum), 0.1, metric, potential)
-    backward = hmc.leapfrog(start, -0.1, metric, potential)
+    forward = kernels.leapfrog(start._replace(momentum=-start.momentum), 0.1, metric, potential)
+    backward = kernels.leapfrog(start, -0.1, metric, potential)
     np.testing.assert_allclose(backward.position, forward.position, atol=1e-15)
     np.testing.assert_allclose(backward.momentum, -forward.momentum, atol=1e-15)
 
@@ -124,16 +124,16 @@ def test_leapfrog_energy_error_is_second_order():
     rng = np.random.default_rng(2)
     covariance = np.array([[2.0, 0.9], [0.9, 1.0]])
     potential = gaussian(covariance)
-    metric = hmc.make_metric(np.ones(2))
+    metric = kernels.make_metric(np.ones(2))
     q = rng.standard_normal(2)
-    start = hmc.IntegratorState(q, rng.standard_normal(2), *potential(q))
-    energy0 = hmc.hamiltonian(start, metric)
+    start = kernels.IntegratorState(q, rng.standard_normal(2), *potential(q))
+    energy0 = kernels.hamiltonian(start, metric)
 
     def max_energy_error(step_size):
         z, worst = start, 0.0
         for _ in range(round(3.0 / step_size)):  # the same integration time for every step size
-            z = hmc.leapfrog(z, step_size, metric, potential)
-            worst = max(worst, abs(hmc.hamiltonian(z, metric) - energy0))
+            z = kernels.leapfrog(z, step_size, metric, potential)
+            worst = max(worst, abs(kernels.hamiltonian(z, metric) - energy0))
         return worst
 
     errors = [max_energy_error(h) for h in (0.1, 0.05, 0.025)]
@@ -149,17 +149,17 @@ def test_leapfrog_energy_error_is_second_order():
 @pytest.mark.parametrize("step", ["nuts", "hmc"])
 def test_info_reports_energies_relative_to_the_initial_hamiltonian(step):
     potential = gaussian(np.array([[2.0, 0.9], [0.9, 1.0]]))
-    metric = hmc.make_metric(np.array([2.0, 1.0]))
-    state = hmc.init(np.array([0.3, -0.4]), potential)
+    metric = kernels.make_metric(np.array([2.0, 1.0]))
+    state = kernels.init(np.array([0.3, -0.4]), potential)
     for seed in range(20):
         rng = np.random.default_rng(seed)
         # Both kernels start by drawing the momentum, so a copy of the generator replays it.
         p0 = metric.sample_momentum(np.random.default_rng(seed))
         energy0 = state.potential_energy + metric.kinetic_energy(p0)
         if step == "nuts":
-            new_state, info = hmc.nuts_step(rng, state, potential, 0.4, metric)
+            new_state, info = kernels.nuts_step(rng, state, potential, 0.4, metric)
         else:
-            new_state, info = hmc.hmc_step(rng, state, potential, 0.4, metric, num_steps=5)
+            new_state, info = kernels.hmc_step(rng, state, potential, 0.4, metric, num_steps=5)
         assert info.energy - info.energy_error == pytest.approx(energy0, abs=1e-12)
         assert abs(info.max_energy_error) >= abs(info.energy_error)
         assert 0.0 <= info.acceptance_rate <= 1.0
@@ -168,12 +168,12 @@ def test_info_reports_energies_relative_to_the_initial_hamiltonian(step):
 
 
 def test_nuts_tree_depth_and_leapfrog_count_are_consistent():
-    metric = hmc.make_metric(np.ones(3))
+    metric = kernels.make_metric(np.ones(3))
     rng = np.random.default_rng(3)
-    state = hmc.init(np.ones(3), standard_normal)
+    state = kernels.init(np.ones(3), standard_normal)
     depths = set()
     for _ in range(300):
-        state, info = hmc.nuts_step(rng, state, standard_normal, 0.3, metric)
+        state, info = kernels.nuts_step(rng, state, standard_normal, 0.3, metric)
         # A trajectory holds 2**depth - 1 accepted steps plus part of a rejected last subtree.
         assert 2**info.tree_depth - 1 <= info.n_steps < 2 ** (info.tree_depth + 1)
         depths.add(info.tree_depth)
@@ -181,9 +181,9 @@ def test_nuts_tree_depth_and_leapfrog_count_are_consistent():
 
 
 def test_nuts_stops_at_max_tree_depth():
-    metric = hmc.make_metric(np.ones(2))
-    state = hmc.init(np.ones(2), standard_normal)
-    _, info = hmc.nuts_step(np.random.default_rng(4), state, standard_normal, 1e-4, metric,
+    metric = kernels.make_metric(np.ones(2))
+    state = kernels.init(np.ones(2), standard_normal)
+    _, info = kernels.nuts_step(np.random.default_rng(4), state, standard_normal, 1e-4, metric,
                             max_tree_depth=6)
     assert info.tree_depth == 6
     assert info.n_steps == 2**6 - 1
@@ -192,16 +192,16 @@ def test_nuts_stops_at_max_tree_depth():
 
 @pytest.mark.parametrize("step", ["nuts", "hmc"])
 def test_absurd_step_size_diverges(step):
-    metric = hmc.make_metric(np.ones(5))
-    state = hmc.init(np.ones(5), standard_normal)
+    metric = kernels.make_metric(np.ones(5))
+    state = kernels.init(np.ones(5), standard_normal)
     rng = np.random.default_rng(5)
     for _ in range(10):
         if step == "nuts":
-            new_state, info = hmc.nuts_step(rng, state, standard_normal, 1e3, metric)
+            new_state, info = kernels.nuts_step(rng, state, standard_normal, 1e3, metric)
         else:
-            new_state, info = hmc.hmc_step(rng, state, standard_normal, 1e3, metric, num_steps=10)
+            new_state, info = kernels.hmc_step(rng, state, standard_normal, 1e3, metric, num_steps=10)
         assert info.diverging
-        assert info.max_energy_error > hmc.DIVERGENCE_THRESHOLD
+        assert info.max_energy_error > kernels.DIVERGENCE_THRESHOLD
         assert info.acceptance_rate < 1e-100
         np.testing.assert_array_equal(new_state.position, state.position)
 
@@ -210,12 +210,12 @@ def test_nan_potential_is_a_divergence_not_an_error():
     def nan_outside_unit_ball(q):
         return (0.5 * q.dot(q) if q.dot(q) < 1.0 else np.nan), q
 
-    metric = hmc.make_metric(np.ones(2))
-    state = hmc.init(np.array([0.5, 0.5]), nan_outside_unit_ball)
+    metric = kernels.make_metric(np.ones(2))
+    state = kernels.init(np.array([0.5, 0.5]), nan_outside_unit_ball)
     rng = np.random.default_rng(6)
     divergences = 0
     for _ in range(50):
-        state, info = hmc.nuts_step(rng, state, nan_outside_unit_ball, 0.5, metric)
+        state, info = kernels.nuts_step(rng, state, nan_outside_unit_ball, 0.5, metric)
         assert np.isfinite(state.potential_energy)
         divergences += info.diverging
     assert divergences > 0
@@ -374,13 +374,13 @@ def test_nuts_matches_a_transliteration_of_stan(target, dim, step_size, diverges
     else:
         potential = log_gamma_potential(np.array([1.5, 4.0]))
     inverse_metric = rng.uniform(0.5, 2.0, dim)
-    metric = hmc.make_metric(inverse_metric)
-    state = hmc.init(rng.standard_normal(dim), potential)
+    metric = kernels.make_metric(inverse_metric)
+    state = kernels.init(rng.standard_normal(dim), potential)
     kernel_rng, oracle_rng = np.random.default_rng(21), np.random.default_rng(21)
     oracle = StanNutsOracle(oracle_rng, potential, step_size, inverse_metric, max_depth=8)
     q, depths, divergences = state.position, set(), 0
     for _ in range(150):
-        state, info = hmc.nuts_step(kernel_rng, state, potential, step_size, metric,
+        state, info = kernels.nuts_step(kernel_rng, state, potential, step_size, metric,
                                     max_tree_depth=8)
         z, acceptance_rate = oracle.transition(q, *potential(q))
         q = z.q
@@ -414,13 +414,13 @@ def test_nuts_kernel_preserves_a_skewed_target(dense):
     # The step is large (acceptance ~0.5) so that wrong weights in the multinomial or
     # progressive sampling would bias the moments well beyond Monte Carlo error.
     shape = np.array([1.5, 4.0])
-    metric = hmc.make_metric(np.array([[0.8, 0.1], [0.1, 0.3]]) if dense else np.array([0.8, 0.3]))
+    metric = kernels.make_metric(np.array([[0.8, 0.1], [0.1, 0.3]]) if dense else np.array([0.8, 0.3]))
     potential = log_gamma_potential(shape)
     rng = np.random.default_rng(7)
-    state = hmc.init(np.zeros(2), potential)
+    state = kernels.init(np.zeros(2), potential)
     draws = np.empty((10_000, 2))
     for i in range(len(draws)):
-        state, _ = hmc.nuts_step(rng, state, potential, 1.4, metric)
+        state, _ = kernels.nuts_step(rng, state, potential, 1.4, metric)
         draws[i] = state.position
     assert_moments(draws, scipy.special.digamma(shape), scipy.special.polygamma(1, shape))
 
@@ -462,13 +462,13 @@ def test_static_hmc_samples_correlated_gaussian():
 def test_static_hmc_kernel_preserves_a_skewed_target():
     shape = np.array([2.0])
     potential = log_gamma_potential(shape)
-    metric = hmc.make_metric(np.array([0.5]))
+    metric = kernels.make_metric(np.array([0.5]))
     rng = np.random.default_rng(11)
-    state = hmc.init(np.zeros(1), potential)
+    state = kernels.init(np.zeros(1), potential)
     draws = np.empty((10_000, 1))
     for i in range(len(draws)):
         # Acceptance ~0.9: without the Metropolis correction the mean is off by ~19 sd.
-        state, _ = hmc.hmc_step(rng, state, potential, 1.0, metric, num_steps=3, jitter=0.3)
+        state, _ = kernels.hmc_step(rng, state, potential, 1.0, metric, num_steps=3, jitter=0.3)
         draws[i] = state.position
     assert_moments(draws, scipy.special.digamma(shape), scipy.special.polygamma(1, shape))
 

@@ -7,6 +7,9 @@ trace's ``concretize``, which is where the compiler records a guard.
 """
 from __future__ import annotations
 
+import dis
+import sys
+
 import numpy as _np
 
 from ..tracer import Box
@@ -17,6 +20,25 @@ _ASSIGN_HELP = (
     "functionally instead, e.g. with np.where(mask, new, x), np.concatenate, "
     "np.stack, or x + np.eye(n)[i] * (v - x[i])"
 )
+
+
+_STORE_HELP = (
+    "a traced value cannot be stored into a numpy array (a[i] = value would drop its "
+    "derivative); build the array functionally instead, e.g. np.stack or np.concatenate "
+    "of the pieces, np.where(mask, value, a), or a + np.eye(n)[i] * (value - a[i])"
+)
+_STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+
+
+def _storing_into_array() -> bool:
+    """Whether a box is being converted because numpy stores it into an array.
+
+    numpy turns the value of ``a[i] = box`` into a number with ``float(box)``
+    (or int/complex), which is indistinguishable from a deliberate ``float(x)``
+    except that the calling frame is executing an item assignment.
+    """
+    frame = sys._getframe(2)  # 0: here, 1: the conversion method, 2: its caller
+    return frame.f_code.co_code[frame.f_lasti] == _STORE_SUBSCR
 
 
 class ArrayBox(Box):
@@ -40,10 +62,23 @@ class ArrayBox(Box):
         return anp.getitem(self, idx)
 
     # Metadata is static: shapes and dtypes never depend on traced values.
-    shape = property(lambda self: self._value.shape)
-    ndim = property(lambda self: self._value.ndim)
-    size = property(lambda self: self._value.size)
-    dtype = property(lambda self: self._value.dtype)
+    # (A traced Python scalar answers like a 0-d array.)
+    @property
+    def shape(self):
+        try:
+            return self._value.shape
+        except AttributeError:
+            return ()
+
+    @property
+    def dtype(self):
+        try:
+            return self._value.dtype
+        except AttributeError:
+            return _np.result_type(self._value)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(_np.prod(self.shape)))
     T = property(lambda self: anp.transpose(self))
 
     def __len__(self):
@@ -57,15 +92,23 @@ class ArrayBox(Box):
 
     # Concrete values: the trace decides (the compiler records a guard).
     def __int__(self):
+        if _storing_into_array():
+            raise TypeError(_STORE_HELP)
         return self._trace.concretize(self, int)
 
     def __float__(self):
+        if _storing_into_array():
+            raise TypeError(_STORE_HELP)
         return self._trace.concretize(self, float)
 
     def __complex__(self):
+        if _storing_into_array():
+            raise TypeError(_STORE_HELP)
         return self._trace.concretize(self, complex)
 
     def __index__(self):
+        if _storing_into_array():
+            raise TypeError(_STORE_HELP)
         return self._trace.concretize(self, _index)
 
     def item(self, *args):
@@ -101,12 +144,16 @@ class ArrayBox(Box):
     def __ge__(self, other): return anp.greater_equal(self, other)
     def __lt__(self, other): return anp.less(self, other)
     def __le__(self, other): return anp.less_equal(self, other)
-    def __invert__(self): return anp.logical_not(self)
-    def __and__(self, other): return anp.logical_and(self, other)
-    def __or__(self, other): return anp.logical_or(self, other)
-    def __xor__(self, other): return anp.logical_xor(self, other)
-    __rand__ = __and__
-    __ror__ = __or__
+    def __divmod__(self, other): return anp.divmod(self, other)
+    def __rdivmod__(self, other): return anp.divmod(other, self)
+    # As for ndarray, these are bitwise (logical on booleans); they have no derivative.
+    def __invert__(self): return anp.invert(self)
+    def __and__(self, other): return anp.bitwise_and(self, other)
+    def __or__(self, other): return anp.bitwise_or(self, other)
+    def __xor__(self, other): return anp.bitwise_xor(self, other)
+    def __rand__(self, other): return anp.bitwise_and(other, self)
+    def __ror__(self, other): return anp.bitwise_or(other, self)
+    def __rxor__(self, other): return anp.bitwise_xor(other, self)
 
     # The common ndarray methods, as their numpy functions.
     def sum(self, *a, **k): return anp.sum(self, *a, **k)
@@ -136,7 +183,26 @@ class ArrayBox(Box):
     def all(self, *a, **k): return anp.all(self, *a, **k)
     def round(self, *a, **k): return anp.round(self, *a, **k)
     def astype(self, dtype, *a, **k): return anp.astype_(self, dtype)
-    def copy(self): return self
+    def copy(self, *a, **k): return self
+    def take(self, *a, **k): return anp.take(self, *a, **k)
+    def compress(self, *a, **k): return anp.compress(a[0], self, *a[1:], **k)
+    def nonzero(self): return anp.nonzero(self)
+    def searchsorted(self, *a, **k): return anp.searchsorted(self, *a, **k)
+    def argpartition(self, *a, **k): return anp.argpartition(self, *a, **k)
+    mT = property(lambda self: anp.matrix_transpose(self))
+
+    # ndarray's in-place methods have functional counterparts.
+    def sort(self, *a, **k):
+        raise TypeError("x.sort() sorts in place, which probad.ad cannot trace; use np.sort(x)")
+
+    def partition(self, *a, **k):
+        raise TypeError("x.partition() works in place, which probad.ad cannot trace; use np.partition(x, kth)")
+
+    def fill(self, value):
+        raise TypeError("x.fill() works in place, which probad.ad cannot trace; use np.full_like(x, value)")
+
+    def put(self, *a, **k):
+        raise TypeError(_ASSIGN_HELP)
 
     def reshape(self, *shape, order="C"):
         if len(shape) == 1 and not isinstance(shape[0], int):

@@ -1,8 +1,9 @@
 """Forward-mode rules (JVPs) for the wrapped numpy functions.
 
 Each rule takes ``(g, ans, *args, **kwargs)`` where ``g`` is the tangent of
-one argument, and returns the tangent of the output. Functions that are linear
-in an argument reuse themselves (``"same"``).
+one argument and returns the tangent of the output, with the output's shape
+and dtype. Elementwise functions reuse the derivative tables of
+``numpy_vjps``; functions linear in an argument reuse themselves (``"same"``).
 """
 from __future__ import annotations
 
@@ -10,132 +11,90 @@ import numpy as onp
 
 from ..core import defjvp, defjvp_argnum
 from . import numpy_wrapper as anp
-from .numpy_vjps import balanced_eq, _count, repeat_to_match_shape
+from .numpy_vjps import (BINARY_DERIVATIVES, UNARY_DERIVATIVES, _safe_divide, _unsupported, _where_count,
+                         centred, clip_masks, exclusive_cumprod, linear_scan, match_dtype, prod_factors,
+                         repeat_to_match_shape)
 
 
-def _bcast(g, ans):
-    """Broadcast an argument's tangent to the output's shape."""
-    if anp.shape(g) == onp.shape(ans):
-        return g
-    return anp.broadcast_to(g, onp.shape(ans))
+def fit(g, ans):
+    """Broadcast a tangent to the output's shape and give it the output's dtype."""
+    if getattr(g, "shape", ()) != getattr(ans, "shape", ()):
+        g = anp.broadcast_to(g, anp.shape(ans))
+    return match_dtype(g, ans)
 
 
-# --------------------------------------------------------- binary operators
-defjvp(anp.add, lambda g, ans, x, y: _bcast(g, ans), lambda g, ans, x, y: _bcast(g, ans))
-defjvp(anp.subtract, lambda g, ans, x, y: _bcast(g, ans), lambda g, ans, x, y: _bcast(-g, ans))
-defjvp(anp.multiply, lambda g, ans, x, y: _bcast(g * y, ans), lambda g, ans, x, y: _bcast(x * g, ans))
-defjvp(anp.divide, lambda g, ans, x, y: _bcast(g / y, ans), lambda g, ans, x, y: _bcast(-g * x / y**2, ans))
-defjvp(anp.maximum, lambda g, ans, x, y: _bcast(g * balanced_eq(x, ans, y), ans),
-       lambda g, ans, x, y: _bcast(g * balanced_eq(y, ans, x), ans))
-defjvp(anp.minimum, lambda g, ans, x, y: _bcast(g * balanced_eq(x, ans, y), ans),
-       lambda g, ans, x, y: _bcast(g * balanced_eq(y, ans, x), ans))
-defjvp(anp.fmax, lambda g, ans, x, y: _bcast(g * balanced_eq(x, ans, y), ans),
-       lambda g, ans, x, y: _bcast(g * balanced_eq(y, ans, x), ans))
-defjvp(anp.fmin, lambda g, ans, x, y: _bcast(g * balanced_eq(x, ans, y), ans),
-       lambda g, ans, x, y: _bcast(g * balanced_eq(y, ans, x), ans))
-defjvp(anp.logaddexp, lambda g, ans, x, y: _bcast(g * anp.exp(x - ans), ans),
-       lambda g, ans, x, y: _bcast(g * anp.exp(y - ans), ans))
-defjvp(anp.logaddexp2, lambda g, ans, x, y: _bcast(g * 2 ** (x - ans), ans),
-       lambda g, ans, x, y: _bcast(g * 2 ** (y - ans), ans))
-defjvp(anp.mod, lambda g, ans, x, y: _bcast(g, ans), lambda g, ans, x, y: _bcast(-g * anp.floor(x / y), ans))
-defjvp(anp.hypot, lambda g, ans, x, y: _bcast(g * x / ans, ans), lambda g, ans, x, y: _bcast(g * y / ans, ans))
-defjvp(anp.arctan2, lambda g, ans, x, y: _bcast(g * y / (x**2 + y**2), ans),
-       lambda g, ans, x, y: _bcast(g * -x / (x**2 + y**2), ans))
+# ------------------------------------------------------------ elementwise
+def _def_elementwise_jvps():
+    for fun, rule in UNARY_DERIVATIVES.items():
+        defjvp(fun, lambda g, ans, x, rule=rule, **kw: match_dtype(rule(g, ans, x), ans))
+    for fun, rules in BINARY_DERIVATIVES.items():
+        defjvp(fun, *[None if rule is None else
+                      (lambda g, ans, x, y, rule=rule, **kw: fit(rule(g, ans, x, y), ans))
+                      for rule in rules])
 
 
-def _power_jvp_x(g, ans, x, y):
-    return _bcast(g * anp.where(y, y * x ** anp.where(y, y - 1, 1.0), 0.0), ans)
+_def_elementwise_jvps()
 
 
-def _power_jvp_y(g, ans, x, y):
-    if anp.iscomplexobj(x) or anp.iscomplexobj(y):
-        return _bcast(g * ans * anp.log(anp.where(x, x, 1.0)), ans)
-    safe = anp.where(x > 0, x, 1.0)
-    return _bcast(g * anp.where(x > 0, ans * anp.log(safe), 0.0), ans)
+def _abs_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.real(g * anp.conj(x)) * _safe_divide(1.0, ans)
+    return fit(g * anp.sign(x), ans)
 
 
-defjvp(anp.power, _power_jvp_x, _power_jvp_y)
-
-# ------------------------------------------------------- elementwise unary
-defjvp(anp.negative, "same")
-defjvp(anp.positive, "same")
-defjvp(anp.abs, lambda g, ans, x: anp.real(g * anp.conj(x)) / anp.where(ans == 0, 1.0, ans)
-       if anp.iscomplexobj(x) else g * anp.sign(x))
-defjvp(anp.fabs, lambda g, ans, x: g * anp.sign(x))
-defjvp(anp.exp, lambda g, ans, x: g * ans)
-defjvp(anp.exp2, lambda g, ans, x: g * ans * onp.log(2))
-defjvp(anp.expm1, lambda g, ans, x: g * (ans + 1))
-defjvp(anp.log, lambda g, ans, x: g / x)
-defjvp(anp.log2, lambda g, ans, x: g / (x * onp.log(2)))
-defjvp(anp.log10, lambda g, ans, x: g / (x * onp.log(10)))
-defjvp(anp.log1p, lambda g, ans, x: g / (x + 1))
-defjvp(anp.sin, lambda g, ans, x: g * anp.cos(x))
-defjvp(anp.cos, lambda g, ans, x: -g * anp.sin(x))
-defjvp(anp.tan, lambda g, ans, x: g / anp.cos(x) ** 2)
-defjvp(anp.arcsin, lambda g, ans, x: g / anp.sqrt(1 - x**2))
-defjvp(anp.arccos, lambda g, ans, x: -g / anp.sqrt(1 - x**2))
-defjvp(anp.arctan, lambda g, ans, x: g / (1 + x**2))
-defjvp(anp.sinh, lambda g, ans, x: g * anp.cosh(x))
-defjvp(anp.cosh, lambda g, ans, x: g * anp.sinh(x))
-defjvp(anp.tanh, lambda g, ans, x: g * (1 - ans**2))
-defjvp(anp.arcsinh, lambda g, ans, x: g / anp.sqrt(x**2 + 1))
-defjvp(anp.arccosh, lambda g, ans, x: g / anp.sqrt(x**2 - 1))
-defjvp(anp.arctanh, lambda g, ans, x: g / (1 - x**2))
-defjvp(anp.square, lambda g, ans, x: g * 2 * x)
-defjvp(anp.reciprocal, lambda g, ans, x: -g * ans**2)
-defjvp(anp.sinc, lambda g, ans, x: g * anp.where(
-    x == 0, 0.0, (anp.cos(onp.pi * x) * onp.pi * x - anp.sin(onp.pi * x)) / (onp.pi * anp.where(x == 0, 1.0, x) ** 2)))
-defjvp(anp.deg2rad, "same")
-defjvp(anp.rad2deg, "same")
+def _angle_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.imag(anp.conj(x) * g) * _safe_divide(1.0, anp.real(x * anp.conj(x)))
+    return fit(anp.real(g) * 0.0, ans)
 
 
-def _sqrt_jvp(g, ans, x):
-    if anp.iscomplexobj(ans):
-        return g * 0.5 / ans
-    at_zero = ans == 0
-    safe = anp.where(at_zero, 1.0, ans)
-    return anp.where(at_zero, anp.where(g == 0, 0.0, anp.copysign(onp.inf, g)), g * 0.5 / safe)
-
-
-defjvp(anp.sqrt, _sqrt_jvp)
-defjvp(anp.cbrt, lambda g, ans, x: g / (3 * ans**2))
-defjvp(anp.real_if_close, "same")
+defjvp(anp.abs, _abs_jvp)
+defjvp(anp.angle, _angle_jvp)
 defjvp(anp.real, "same")
 defjvp(anp.imag, "same")
 defjvp(anp.conj, "same")
-defjvp(anp.angle, lambda g, ans, x: anp.real(g * anp.conj(x * 1j)) / anp.abs(x) ** 2 if anp.iscomplexobj(x)
-       else anp.zeros_like(x) * 0.0)
-defjvp(anp.clip, lambda g, ans, x, a_min=None, a_max=None, **kw: _bcast(g, ans) * anp.logical_and(
-    ans != (a_min if a_min is not None else onp.nan), ans != (a_max if a_max is not None else onp.nan)))
+defjvp(anp.real_if_close, lambda g, ans, x, **kw: match_dtype(g, ans))
+defjvp(anp.modf, lambda g, ans, x: (match_dtype(g, ans[0]), match_dtype(g * 0.0, ans[1])))
+defjvp(anp.frexp, lambda g, ans, x: (anp.ldexp(g, -ans[1]), onp.zeros(anp.shape(ans[1]))))
+defjvp_argnum(anp._clip, lambda argnum, g, ans, x, lo, hi: fit(
+    anp.where3(clip_masks(x, ans, lo, hi)[argnum], g, 0.0), ans))
 
 # ------------------------------------------------------------- reductions
-defjvp(anp.sum, "same")
+defjvp(anp.sum, lambda g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None:
+       anp.sum(g, axis=axis, dtype=dtype, keepdims=keepdims, **({} if where is None else {"where": where})))
 defjvp(anp.mean, "same")
 
 
-def _var_jvp(g, ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-    n = _count(onp.shape(x), axis)
-    centred = x - anp.mean(x, axis=axis, keepdims=True)
-    return 2.0 * anp.real(anp.sum(anp.conj(centred) * g, axis=axis, keepdims=keepdims)) / (n - ddof)
+def _var_jvp(g, ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, correction=None):
+    ddof = ddof if correction is None else correction
+    dof = _where_count(x, axis, where) - ddof
+    total = 2.0 * anp.real(anp.sum(anp.conj(centred(x, axis, where)) * g, axis=axis, keepdims=True)) / dof
+    return match_dtype(total if keepdims else anp.reshape(total, anp.shape(ans)), ans)
 
 
-def _std_jvp(g, ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-    return _var_jvp(g, ans**2, x, axis=axis, ddof=ddof, keepdims=keepdims) / (2 * ans)
+def _std_jvp(g, ans, x, **kwargs):
+    return _safe_divide(_var_jvp(g, ans**2, x, **kwargs), 2 * ans)
 
 
-def _extremum_jvp(g, ans, x, axis=None, keepdims=False, **kw):
-    full_ans = repeat_to_match_shape(ans, onp.shape(x), axis, keepdims)
-    winners = x == full_ans
-    return anp.sum(g * winners, axis=axis, keepdims=keepdims) / anp.sum(winners, axis=axis, keepdims=keepdims)
+def _extremum_jvp(g, ans, x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    winners = anp.equal(x, repeat_to_match_shape(ans, anp.shape(x), axis, keepdims))
+    if where is not None:
+        winners = anp.logical_and(winners, where)
+    counts = anp.sum(winners, axis=axis, keepdims=keepdims)
+    total = anp.sum(anp.where3(winners, g, 0.0), axis=axis, keepdims=keepdims)
+    return fit(_safe_divide(total, counts), ans)
 
 
-def _prod_jvp(g, ans, x, axis=None, keepdims=False, **kw):
-    if axis is None and onp.ndim(x) > 0:
-        flat, gf = anp.ravel(x), anp.ravel(g)
-        n = onp.size(flat)
-        terms = [anp.prod(anp.concatenate([flat[:i], flat[i + 1:]])) * gf[i] for i in range(n)]
-        return anp.sum(anp.stack(terms)) if n <= 64 else ans * anp.sum(gf / flat)
-    return ans * anp.sum(g / x, axis=axis, keepdims=keepdims)
+def _prod_jvp(g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    total = anp.sum(g * prod_factors(x, axis, initial, where), axis=axis, keepdims=keepdims)
+    return fit(total, ans)
+
+
+def _cumprod_jvp(g, ans, x, axis=None, dtype=None, out=None):
+    # T[j] = x[j] * T[j-1] + g[j] * prod(x[:j])
+    if axis is None:
+        x, g, axis = anp.ravel(x), anp.ravel(g), 0
+    return fit(linear_scan(x, g * exclusive_cumprod(x, axis), axis), ans)
 
 
 defjvp(anp.var, _var_jvp)
@@ -143,24 +102,25 @@ defjvp(anp.std, _std_jvp)
 for _f in (anp.max, anp.min, anp.amax, anp.amin):
     defjvp(_f, _extremum_jvp)
 defjvp(anp.prod, _prod_jvp)
+defjvp(anp.cumsum, "same")
+defjvp(anp.cumprod, _cumprod_jvp)
 
 # ------------------------------------------------------- shape and layout
 for _f in (anp.reshape, anp.ravel, anp.squeeze, anp.expand_dims, anp.broadcast_to, anp.transpose,
-           anp.swapaxes, anp.moveaxis, anp.getitem):
+           anp.swapaxes, anp.moveaxis, anp.flip, anp.fliplr, anp.flipud, anp.roll, anp.rot90,
+           anp.tril, anp.triu, anp.diagonal, anp.diagonal_adjoint, anp.getitem, anp.untake,
+           anp.astype_float):
     defjvp(_f, "same")
-defjvp(anp.astype_float, "same")
-defjvp_argnum(anp.getitem_parts, lambda argnum, g, ans, A, *idx: anp.getitem(g, tuple(idx))
-              if argnum == 0 else anp.zeros_like(ans) * 0.0)
-defjvp(anp.untake, "same")
+defjvp_argnum(anp.getitem_parts, lambda argnum, g, ans, A, *idx: anp.getitem(g, tuple(idx)) if argnum == 0
+              else onp.zeros(anp.shape(ans), anp.result_type(ans, float)))
 
 # --------------------------------------------------------------- selection
 
 
 def _where_jvp(argnum, g, ans, c, x=None, y=None):
     if argnum == 0:
-        return onp.zeros(onp.shape(ans), dtype=onp.result_type(ans, float))
-    zero = onp.zeros((), dtype=onp.result_type(g, float))
-    return _bcast(anp.where3(c, g, zero) if argnum == 1 else anp.where3(c, zero, g), ans)
+        return onp.zeros(anp.shape(ans), anp.result_type(ans, float))
+    return fit(anp.where3(c, g, 0.0) if argnum == 1 else anp.where3(c, 0.0, g), ans)
 
 
 defjvp_argnum(anp.where3, _where_jvp)
@@ -169,20 +129,34 @@ defjvp_argnum(anp.where3, _where_jvp)
 
 
 def _concatenate_jvp(argnum, g, ans, axis, *args):
-    parts = [g if i == argnum - 1 else onp.zeros(onp.shape(a), dtype=onp.result_type(ans))
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
              for i, a in enumerate(args)]
     return anp.concatenate_args(axis, *parts)
 
 
-defjvp_argnum(anp.concatenate_args, _concatenate_jvp)
-
-
 def _array_from_args_jvp(argnum, g, ans, array_kwargs, *args):
-    parts = [g if i == argnum - 1 else onp.zeros(onp.shape(a), dtype=onp.result_type(ans))
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
              for i, a in enumerate(args)]
     return anp.array_from_args(array_kwargs, *parts)
 
 
+defjvp_argnum(anp.concatenate_args, _concatenate_jvp)
 defjvp_argnum(anp.array_from_args, _array_from_args_jvp)
-for _f in (anp.dot, anp.matmul, anp.tensordot, anp.outer):
+for _f in (anp.dot, anp.matmul, anp.tensordot, anp.outer, anp.convolve):
     defjvp(_f, "same", "same")
+
+
+def _einsum_jvp(argnum, g, ans, subscripts, *operands, **kwargs):
+    ops = list(operands)
+    ops[argnum - 1] = g
+    return fit(anp._einsum(subscripts, *ops, **kwargs), ans)
+
+
+defjvp_argnum(anp._einsum, _einsum_jvp)
+
+# --------------------------------------------- functions without derivatives
+for _name, _reason in anp.UNSUPPORTED.items():
+    defjvp_argnum(getattr(anp, _name), lambda argnum, g, ans, *a, _r=_unsupported(_name, _reason), **k: _r())
+

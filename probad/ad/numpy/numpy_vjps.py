@@ -3,46 +3,79 @@
 Each maker takes ``(ans, *args, **kwargs)`` and returns ``g -> cotangent``.
 Rules are written with the wrapped (differentiable) functions, so the
 backward pass can itself be traced: that is how higher derivatives work.
+
+Conventions:
+
+- complex numbers follow autograd: the cotangent of ``x * y`` with respect to
+  ``x`` is ``g * y`` (no conjugate), so for real ``f`` of complex ``z`` the
+  gradient is ``df/dx - i df/dy``;
+- a cotangent has its argument's shape and dtype (float32 in, float32 out;
+  a real argument gets a real cotangent);
+- where a derivative is infinite (``sqrt`` at 0, ``arcsin`` at 1, ...), a zero
+  cotangent still gives zero, so a function in the branch of ``np.where`` not
+  taken never turns a gradient into NaN.
+
+Elementwise functions share one table of derivatives with forward mode
+(``UNARY_DERIVATIVES``, ``BINARY_DERIVATIVES``): each entry maps a tangent or
+cotangent ``g`` to ``g * f'(x)``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as onp
 
 from ..core import defvjp, defvjp_argnum
 from . import numpy_wrapper as anp
 
-# ------------------------------------------------------------- broadcasting
+LN2, LN10 = math.log(2.0), math.log(10.0)
+
+# ------------------------------------------- fitting a cotangent to its argument
 
 
-def _shape(x):
-    try:
-        return x.shape
-    except AttributeError:
-        return onp.shape(x)
-
-
-def _iscomplex(x):
-    try:
-        return x.dtype.kind == "c"
-    except AttributeError:
-        return isinstance(x, complex)
+def match_dtype(g, target):
+    """Cast ``g`` to the dtype a (co)tangent of ``target`` must have: real for
+    a real target, complex for a complex one, in the target's precision."""
+    gd = getattr(g, "dtype", None)
+    if gd is None:
+        return g  # a Python scalar fits any target
+    td = getattr(target, "dtype", None)
+    if gd is td:
+        return g
+    if td is None:  # a Python scalar target
+        if isinstance(target, complex):
+            return g if gd.kind == "c" else anp.astype_float(g, onp.complex128)
+        return anp.real(g) if gd.kind == "c" else g
+    if td.kind not in "fc":  # ints and bools get float64 cotangents
+        return anp.real(g) if gd.kind == "c" else g
+    if gd.kind == "c" and td.kind == "f":
+        g = anp.real(g)
+        gd = g.dtype
+    return g if gd == td else anp.astype_float(g, td)
 
 
 def unbroadcast(g, target):
     """Sum ``g`` down to the shape of ``target`` (undoing numpy broadcasting)
-    and drop the imaginary part when the target is real."""
-    target_shape = _shape(target)
-    g_shape = _shape(g)
-    if g_shape != target_shape:
-        extra = len(g_shape) - len(target_shape)
-        if extra > 0:
-            g = anp.sum(g, axis=tuple(range(extra)))
-        axes = tuple(i for i, n in enumerate(target_shape) if n == 1 and _shape(g)[i] != 1)
-        if axes:
-            g = anp.sum(g, axis=axes, keepdims=True)
-    if _iscomplex(g) and not _iscomplex(target):
-        g = anp.real(g)
-    return g
+    and give it ``target``'s dtype (see :func:`match_dtype`)."""
+    try:  # the common case, checked first: nothing to do
+        if g.shape == target.shape and g.dtype is target.dtype:
+            return g
+    except AttributeError:
+        if type(g) is type(target):  # Python scalars
+            return g
+    t_shape = getattr(target, "shape", ())
+    g_shape = getattr(g, "shape", ())
+    if g_shape != t_shape:
+        extra = len(g_shape) - len(t_shape)
+        if extra < 0:
+            g = anp.broadcast_to(g, t_shape)
+        else:
+            if extra:
+                g = anp.sum(g, axis=tuple(range(extra)))
+            axes = tuple(i for i, n in enumerate(t_shape) if n == 1 and g_shape[extra + i] != 1)
+            if axes:
+                g = anp.sum(g, axis=axes, keepdims=True)
+    return match_dtype(g, target)
 
 
 def unbroadcast_f(target, f):
@@ -51,240 +84,453 @@ def unbroadcast_f(target, f):
 
 def balanced_eq(x, z, y):
     """Share the gradient of max/min equally between tied arguments."""
-    return (x == z) / (1.0 + (x == y))
+    return anp.where3(anp.equal(x, z), anp.where3(anp.equal(x, y), 0.5, 1.0), 0.0)
 
 
-# --------------------------------------------------------- binary operators
-defvjp(anp.add, lambda ans, x, y: unbroadcast_f(x, lambda g: g),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g))
-defvjp(anp.subtract, lambda ans, x, y: unbroadcast_f(x, lambda g: g),
-       lambda ans, x, y: unbroadcast_f(y, anp.negative))
-defvjp(anp.multiply, lambda ans, x, y: unbroadcast_f(x, lambda g: y * g),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: x * g))
-defvjp(anp.divide, lambda ans, x, y: unbroadcast_f(x, lambda g: g / y),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: -g * x / y**2))
-anp.true_divide = anp.divide
-defvjp(anp.maximum, lambda ans, x, y: unbroadcast_f(x, lambda g: g * balanced_eq(x, ans, y)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * balanced_eq(y, ans, x)))
-defvjp(anp.minimum, lambda ans, x, y: unbroadcast_f(x, lambda g: g * balanced_eq(x, ans, y)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * balanced_eq(y, ans, x)))
-defvjp(anp.fmax, lambda ans, x, y: unbroadcast_f(x, lambda g: g * balanced_eq(x, ans, y)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * balanced_eq(y, ans, x)))
-defvjp(anp.fmin, lambda ans, x, y: unbroadcast_f(x, lambda g: g * balanced_eq(x, ans, y)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * balanced_eq(y, ans, x)))
-defvjp(anp.logaddexp, lambda ans, x, y: unbroadcast_f(x, lambda g: g * anp.exp(x - ans)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * anp.exp(y - ans)))
-defvjp(anp.logaddexp2, lambda ans, x, y: unbroadcast_f(x, lambda g: g * 2 ** (x - ans)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * 2 ** (y - ans)))
-defvjp(anp.mod, lambda ans, x, y: unbroadcast_f(x, lambda g: g),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: -g * anp.floor(x / y)))
-anp.remainder = anp.mod
-defvjp(anp.hypot, lambda ans, x, y: unbroadcast_f(x, lambda g: g * x / ans),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * y / ans))
-defvjp(anp.arctan2, lambda ans, x, y: unbroadcast_f(x, lambda g: g * y / (x**2 + y**2)),
-       lambda ans, x, y: unbroadcast_f(y, lambda g: g * -x / (x**2 + y**2)))
+def _safe_reciprocal(den):
+    """``1 / den``, but ``inf`` where ``den`` is zero, without a warning."""
+    at_zero = anp.equal(den, 0)
+    return anp.where3(at_zero, onp.inf, 1.0 / anp.where3(at_zero, 1.0, den))
 
 
-def _power_vjp_x(ans, x, y):
-    # y * x**(y-1) without forming 0**(-1) when y == 0.
-    return unbroadcast_f(x, lambda g: g * anp.where(y, y * x ** anp.where(y, y - 1, 1.0), 0.0))
+def times_singular(g, d):
+    """``g * d`` for a derivative ``d`` that may be infinite: zero where ``g``
+    is zero (never ``0 * inf = NaN``)."""
+    return g * anp.where3(anp.equal(g, 0), 0.0, d)
 
 
-def _power_vjp_y(ans, x, y):
-    # log(x) only where x > 0 (or complex); 0 ** y contributes 0.
+def _safe_divide(num, den):
+    """``num / den``, zero where ``den`` is zero (used at removable points)."""
+    at_zero = anp.equal(den, 0)
+    return anp.where3(at_zero, 0.0, num / anp.where3(at_zero, 1.0, den))
+
+
+# --------------------------------------------------- elementwise derivatives
+def _sinc_derivative(x):
+    safe = anp.where3(anp.equal(x, 0), 1.0, x)
+    px = onp.pi * safe
+    return anp.where3(anp.equal(x, 0), 0.0, (anp.cos(px) * px - anp.sin(px)) / (onp.pi * safe**2))
+
+
+UNARY_DERIVATIVES = {
+    anp.negative: lambda g, ans, x: -g,
+    anp.positive: lambda g, ans, x: g,
+    anp.exp: lambda g, ans, x: g * ans,
+    anp.exp2: lambda g, ans, x: g * ans * LN2,
+    anp.expm1: lambda g, ans, x: g * (ans + 1),
+    anp.log: lambda g, ans, x: g / x,
+    anp.log2: lambda g, ans, x: g / (x * LN2),
+    anp.log10: lambda g, ans, x: g / (x * LN10),
+    anp.log1p: lambda g, ans, x: g / (x + 1),
+    anp.sin: lambda g, ans, x: g * anp.cos(x),
+    anp.cos: lambda g, ans, x: -g * anp.sin(x),
+    anp.tan: lambda g, ans, x: g * (1 + ans**2),
+    anp.arcsin: lambda g, ans, x: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))),
+    anp.arccos: lambda g, ans, x: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))),
+    anp.arctan: lambda g, ans, x: g / (1 + x**2),
+    anp.sinh: lambda g, ans, x: g * anp.cosh(x),
+    anp.cosh: lambda g, ans, x: g * anp.sinh(x),
+    anp.tanh: lambda g, ans, x: g * (1 - ans**2),
+    anp.arcsinh: lambda g, ans, x: g / anp.sqrt(x**2 + 1),
+    # sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
+    anp.arccosh: lambda g, ans, x: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
+    anp.arctanh: lambda g, ans, x: g / (1 - x**2),
+    anp.square: lambda g, ans, x: g * 2 * x,
+    anp.reciprocal: lambda g, ans, x: -g * ans**2,
+    # Convention at 0: the derivative is +inf (the one-sided limit), but a zero
+    # cotangent stays zero, so sqrt in the branch of a where() not taken, or
+    # multiplied by 0, contributes 0 rather than NaN; no division by zero is
+    # evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
+    anp.sqrt: lambda g, ans, x: times_singular(g, _safe_reciprocal(2 * ans)),
+    anp.cbrt: lambda g, ans, x: times_singular(g, _safe_reciprocal(3 * ans**2)),
+    anp.deg2rad: lambda g, ans, x: g * (onp.pi / 180),
+    anp.radians: lambda g, ans, x: g * (onp.pi / 180),
+    anp.rad2deg: lambda g, ans, x: g * (180 / onp.pi),
+    anp.degrees: lambda g, ans, x: g * (180 / onp.pi),
+    anp.sinc: lambda g, ans, x: g * _sinc_derivative(x),
+    anp.fabs: lambda g, ans, x: g * anp.sign(x),
+    anp.nan_to_num: lambda g, ans, x: anp.where3(anp.isfinite(x), g, 0.0),
+}
+
+
+def _power_dx(g, ans, x, y):
+    """``g * y * x**(y - 1)``, with the limits at ``x == 0`` (0 for y > 1 or
+    y == 0, 1 for y == 1, inf for y < 1) and no 0 ** negative evaluated."""
+    if isinstance(y, (int, float)) and (y >= 1 or y == 0):
+        return g * 0.0 if y == 0 else g if y == 1 else g * 2 * x if y == 2 else g * y * x ** (y - 1)
+    at_zero = anp.equal(x, 0)
+    safe_x = anp.where3(at_zero, 1.0, x)
+    y_real = anp.real(y)
+    limit = anp.where3(anp.logical_or(anp.greater(y_real, 1), anp.equal(y_real, 0)), 0.0,
+                       anp.where3(anp.equal(y_real, 1), 1.0, onp.inf))
+    return times_singular(g, anp.where3(at_zero, limit, y * safe_x ** (y - 1)))
+
+
+def _power_dy(g, ans, x, y):
+    """``g * x**y * log(x)``; where ``x**y`` has no real logarithm (x <= 0)
+    its contribution is 0, as is 0**y's (y > 0)."""
     if anp.iscomplexobj(x) or anp.iscomplexobj(y):
-        return unbroadcast_f(y, lambda g: g * ans * anp.log(anp.where(x, x, 1.0)))
-    safe = anp.where(x > 0, x, 1.0)
-    return unbroadcast_f(y, lambda g: g * anp.where(x > 0, ans * anp.log(safe), 0.0))
+        nonzero = anp.not_equal(x, 0)
+        return g * anp.where3(nonzero, ans * anp.log(anp.where3(nonzero, x, 1.0)), 0.0)
+    positive = anp.greater(x, 0)
+    return g * anp.where3(positive, ans * anp.log(anp.where3(positive, x, 1.0)), 0.0)
 
 
-defvjp(anp.power, _power_vjp_x, _power_vjp_y)
-
-# ------------------------------------------------------- elementwise unary
-defvjp(anp.negative, lambda ans, x: lambda g: -g)
-defvjp(anp.positive, lambda ans, x: lambda g: g)
-defvjp(anp.abs, lambda ans, x: lambda g: g * anp.conj(x) / anp.where(ans == 0, 1.0, ans) if anp.iscomplexobj(x)
-       else g * anp.sign(x))
-anp.absolute = anp.abs
-defvjp(anp.fabs, lambda ans, x: lambda g: g * anp.sign(x))
-defvjp(anp.exp, lambda ans, x: lambda g: g * ans)
-defvjp(anp.exp2, lambda ans, x: lambda g: g * ans * onp.log(2))
-defvjp(anp.expm1, lambda ans, x: lambda g: g * (ans + 1))
-defvjp(anp.log, lambda ans, x: lambda g: g / x)
-defvjp(anp.log2, lambda ans, x: lambda g: g / (x * onp.log(2)))
-defvjp(anp.log10, lambda ans, x: lambda g: g / (x * onp.log(10)))
-defvjp(anp.log1p, lambda ans, x: lambda g: g / (x + 1))
-defvjp(anp.sin, lambda ans, x: lambda g: g * anp.cos(x))
-defvjp(anp.cos, lambda ans, x: lambda g: -g * anp.sin(x))
-defvjp(anp.tan, lambda ans, x: lambda g: g / anp.cos(x) ** 2)
-defvjp(anp.arcsin, lambda ans, x: lambda g: g / anp.sqrt(1 - x**2))
-defvjp(anp.arccos, lambda ans, x: lambda g: -g / anp.sqrt(1 - x**2))
-defvjp(anp.arctan, lambda ans, x: lambda g: g / (1 + x**2))
-defvjp(anp.sinh, lambda ans, x: lambda g: g * anp.cosh(x))
-defvjp(anp.cosh, lambda ans, x: lambda g: g * anp.sinh(x))
-defvjp(anp.tanh, lambda ans, x: lambda g: g * (1 - ans**2))
-defvjp(anp.arcsinh, lambda ans, x: lambda g: g / anp.sqrt(x**2 + 1))
-defvjp(anp.arccosh, lambda ans, x: lambda g: g / anp.sqrt(x**2 - 1))
-defvjp(anp.arctanh, lambda ans, x: lambda g: g / (1 - x**2))
-defvjp(anp.square, lambda ans, x: lambda g: g * 2 * x)
-defvjp(anp.reciprocal, lambda ans, x: lambda g: -g * ans**2)
-defvjp(anp.sinc, lambda ans, x: lambda g: g * anp.where(
-    x == 0, 0.0, (anp.cos(onp.pi * x) * onp.pi * x - anp.sin(onp.pi * x)) / (onp.pi * anp.where(x == 0, 1.0, x) ** 2)))
-defvjp(anp.deg2rad, lambda ans, x: lambda g: g * onp.pi / 180)
-defvjp(anp.rad2deg, lambda ans, x: lambda g: g * 180 / onp.pi)
-anp.radians, anp.degrees = anp.deg2rad, anp.rad2deg
+def _mod_quotient(x, y, rounding):
+    nonzero = anp.not_equal(y, 0)
+    return anp.where3(nonzero, rounding(x / anp.where3(nonzero, y, 1.0)), 0.0)
 
 
-def _sqrt_vjp(ans, x):
-    # Convention at 0: the derivative is +inf, except that a zero cotangent
-    # stays zero, so sqrt inside a where() branch not taken (or sqrt(x**2) at
-    # 0) never turns gradients into NaN. No division by zero is evaluated.
-    if anp.iscomplexobj(ans):
-        return lambda g: g * 0.5 / anp.conj(ans)
-    at_zero = ans == 0
-    safe = anp.where(at_zero, 1.0, ans)
-    return lambda g: anp.where(at_zero, anp.where(g == 0, 0.0, anp.copysign(onp.inf, g)), g * 0.5 / safe)
+def _copysign_dx(g, ans, x, y):
+    return g * anp.where3(anp.equal(anp.signbit(x), anp.signbit(ans)), 1.0, -1.0)
 
 
-defvjp(anp.sqrt, _sqrt_vjp)
-defvjp(anp.cbrt, lambda ans, x: lambda g: g / (3 * ans**2))
-defvjp(anp.real_if_close, lambda ans, x: lambda g: g)
-defvjp(anp.real, lambda ans, x: lambda g: anp.real(g) if not anp.iscomplexobj(x) else g + 0j)
-defvjp(anp.imag, lambda ans, x: lambda g: -1j * g)
+# (d/dx, d/dy); None for an argument with zero derivative.
+BINARY_DERIVATIVES = {
+    anp.add: (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
+    anp.subtract: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
+    anp.multiply: (lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g),
+    anp.divide: (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y),
+    anp.maximum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
+    anp.minimum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
+    anp.fmax: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
+    anp.fmin: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
+    anp.logaddexp: (lambda g, ans, x, y: g * anp.exp(x - ans), lambda g, ans, x, y: g * anp.exp(y - ans)),
+    anp.logaddexp2: (lambda g, ans, x, y: g * anp.exp2(x - ans), lambda g, ans, x, y: g * anp.exp2(y - ans)),
+    anp.mod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.floor)),
+    anp.fmod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.trunc)),
+    # hypot and arctan2 are smooth except at the origin; their gradient there is
+    # taken to be 0 (as for a norm at zero).
+    anp.hypot: (lambda g, ans, x, y: g * _safe_divide(x, ans), lambda g, ans, x, y: g * _safe_divide(y, ans)),
+    anp.arctan2: (lambda g, ans, x, y: g * _safe_divide(y, x**2 + y**2),
+                  lambda g, ans, x, y: g * _safe_divide(-x, x**2 + y**2)),
+    anp.power: (_power_dx, _power_dy),
+    anp.float_power: (_power_dx, _power_dy),
+    anp.copysign: (_copysign_dx, None),
+    anp.ldexp: (lambda g, ans, x, y: anp.ldexp(g, y), None),
+}
+
+
+def _def_elementwise_vjps():
+    # A unary rule keeps the dtype of g, which is already that of ans (and x).
+    for fun, rule in UNARY_DERIVATIVES.items():
+        defvjp(fun, lambda ans, x, rule=rule, **kw: lambda g: rule(g, ans, x))
+    for fun, (dx, dy) in BINARY_DERIVATIVES.items():
+        defvjp(fun, None if dx is None else lambda ans, x, y, dx=dx, **kw: lambda g: unbroadcast(dx(g, ans, x, y), x),
+               None if dy is None else lambda ans, x, y, dy=dy, **kw: lambda g: unbroadcast(dy(g, ans, x, y), y))
+
+
+_def_elementwise_vjps()
+
+
+# The non-holomorphic elementwise functions.
+def _abs_vjp(ans, x):
+    if anp.iscomplexobj(x):
+        return lambda g: g * anp.conj(x) * _safe_divide(1.0, ans)
+    return lambda g: g * anp.sign(x)
+
+
+def _angle_vjp(ans, x):
+    if anp.iscomplexobj(x):
+        return lambda g: g * -1j * anp.conj(x) * _safe_divide(1.0, anp.real(x * anp.conj(x)))
+    return lambda g: match_dtype(g * 0.0, x)
+
+
+defvjp(anp.abs, _abs_vjp)
+defvjp(anp.angle, _angle_vjp)
+defvjp(anp.real, lambda ans, x: lambda g: match_dtype(g, x))
+defvjp(anp.imag, lambda ans, x: lambda g: match_dtype(-1j * g, x))
 defvjp(anp.conj, lambda ans, x: lambda g: anp.conj(g))
-anp.conjugate = anp.conj
-defvjp(anp.angle, lambda ans, x: lambda g: g * anp.conj(x * 1j) / anp.abs(x) ** 2 if anp.iscomplexobj(x)
-       else anp.zeros_like(x) * g)
-defvjp(anp.clip, lambda ans, x, a_min=None, a_max=None, **kw: unbroadcast_f(
-    x, lambda g: g * anp.logical_and(ans != (a_min if a_min is not None else onp.nan),
-                                    ans != (a_max if a_max is not None else onp.nan))),
-    None, None)
+defvjp(anp.real_if_close, lambda ans, x, **kw: lambda g: match_dtype(g, x))
+defvjp(anp.modf, lambda ans, x: lambda g: match_dtype(g[0], x))
+defvjp(anp.frexp, lambda ans, x: lambda g: match_dtype(anp.ldexp(g[0], -ans[1]), x))
+
+
+def clip_masks(x, ans, lo, hi):
+    """Which of (x, a_min, a_max) each element of ``clip(x, lo, hi)`` follows.
+    The three masks partition the output, so the gradients add up to g; a
+    value exactly on a bound follows x, and NaN follows x."""
+    lo_wins = anp.less(x, lo) if lo is not None else False
+    hi_wins = anp.greater(x, hi) if hi is not None else False
+    if lo is not None and hi is not None:
+        crossed = anp.greater(lo, hi)  # numpy returns a_max when the bounds cross
+        hi_wins = anp.logical_or(hi_wins, anp.logical_and(lo_wins, crossed))
+        lo_wins = anp.logical_and(lo_wins, anp.logical_not(crossed))
+    x_wins = anp.logical_not(anp.logical_or(lo_wins, hi_wins))
+    return x_wins, lo_wins, hi_wins
+
+
+def _clip_vjp(argnum, ans, x, lo, hi):
+    target = (x, lo, hi)[argnum]
+    return lambda g: unbroadcast(anp.where3(clip_masks(x, ans, lo, hi)[argnum], g, 0.0), target)
+
+
+defvjp_argnum(anp._clip, _clip_vjp)
+
 
 # ------------------------------------------------------------- reductions
-
-
-def _reduction_shape(x_shape, axis, keepdims):
-    if keepdims or axis is None and not x_shape:
-        return x_shape
-    axes = range(len(x_shape)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
-    axes = {a % len(x_shape) for a in axes}
-    return tuple(1 if i in axes else n for i, n in enumerate(x_shape))
+def reduced_axes(axis, ndim):
+    """``axis`` (None, int or tuple, possibly negative) as a sorted tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(sorted(a % ndim if ndim else a for a in axes))
 
 
 def repeat_to_match_shape(g, x_shape, axis, keepdims):
-    """Broadcast a reduced cotangent back over the reduced axes."""
+    """Broadcast a reduced (co)tangent back over the reduced axes."""
     if x_shape == ():
         return g
-    return anp.broadcast_to(anp.reshape(g, _reduction_shape(x_shape, axis, keepdims)), x_shape)
+    axes = reduced_axes(axis, len(x_shape))
+    kept_dims = tuple(1 if i in axes else n for i, n in enumerate(x_shape))
+    if not keepdims:
+        g = anp.reshape(g, kept_dims)
+    return anp.broadcast_to(g, x_shape)
 
 
 def _count(x_shape, axis):
+    return int(onp.prod([x_shape[a] for a in reduced_axes(axis, len(x_shape))]))
+
+
+def _real_dtype(x):
+    dtype = anp.result_type(x)
+    return onp.empty(0, dtype).real.dtype if dtype.kind in "fc" else onp.dtype(float)
+
+
+def _as_real(mask_or_count, x):
+    """A boolean or integer array as floats of ``x``'s precision."""
+    return anp.astype_float(mask_or_count, _real_dtype(x))
+
+
+def _sum_vjp(ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    shape = anp.shape(x)
+    if where is None:
+        return lambda g: match_dtype(repeat_to_match_shape(g, shape, axis, keepdims), x)
+    return lambda g: match_dtype(anp.where3(where, repeat_to_match_shape(g, shape, axis, keepdims), 0.0), x)
+
+
+def _where_count(x, axis, where):
+    if where is None:
+        return _count(anp.shape(x), axis)
+    mask = anp.broadcast_to(where, anp.shape(x))
+    return _as_real(anp.sum(mask, axis=axis, keepdims=True), x)
+
+
+def _mean_vjp(ans, x, axis=None, dtype=None, out=None, keepdims=False, where=None):
+    shape = anp.shape(x)
+    n = _where_count(x, axis, where)
+    if where is None:
+        return lambda g: match_dtype(repeat_to_match_shape(g, shape, axis, keepdims) / n, x)
+    return lambda g: match_dtype(anp.where3(where, repeat_to_match_shape(g, shape, axis, keepdims), 0.0) / n, x)
+
+
+def centred(x, axis, where=None):
+    """``x - mean(x)`` over ``axis`` (0 outside ``where``)."""
+    if where is None:
+        return x - anp.mean(x, axis=axis, keepdims=True)
+    return anp.where3(where, x - anp.mean(x, axis=axis, keepdims=True, where=where), 0.0)
+
+
+def _var_vjp(ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, correction=None):
+    ddof = ddof if correction is None else correction
+    shape = anp.shape(x)
+    dof = _where_count(x, axis, where) - ddof
+    c = anp.conj(centred(x, axis, where))
+    return lambda g: match_dtype(2.0 * repeat_to_match_shape(g, shape, axis, keepdims) * c / dof, x)
+
+
+def _std_vjp(ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, correction=None):
+    # Where every element is equal the std has a kink; its gradient there is 0.
+    ddof = ddof if correction is None else correction
+    shape = anp.shape(x)
+    dof = _where_count(x, axis, where) - ddof
+    c = anp.conj(centred(x, axis, where))
+    return lambda g: match_dtype(
+        repeat_to_match_shape(_safe_divide(g, ans), shape, axis, keepdims) * c / dof, x)
+
+
+def _extremum_vjp(ans, x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    # Ties share the gradient equally; if `initial` wins, x gets none.
+    shape = anp.shape(x)
+    winners = anp.equal(x, repeat_to_match_shape(ans, shape, axis, keepdims))
+    if where is not None:
+        winners = anp.logical_and(winners, where)
+    counts = anp.sum(winners, axis=axis, keepdims=True)
+    share = _as_real(winners, x) / _as_real(anp.where3(anp.equal(counts, 0), 1, counts), x)
+    return lambda g: match_dtype(repeat_to_match_shape(g, shape, axis, keepdims) * share, x)
+
+
+def shift_along(x, d, axis, fill=0.0):
+    """``x`` shifted by ``d`` along ``axis``, filled with ``fill`` at the start."""
+    shape = list(anp.shape(x))
+    shape[axis] = min(d, shape[axis])
+    head = onp.full(shape, fill, dtype=anp.result_type(x))
+    body = anp.getitem(x, (slice(None),) * (axis % len(shape)) + (slice(None, -d),))
+    return anp.concatenate([head, body], axis=axis)
+
+
+def exclusive_cumprod(x, axis):
+    """The product of the elements strictly before each one along ``axis``."""
+    return anp.cumprod(shift_along(x, 1, axis, fill=1.0), axis=axis)
+
+
+def linear_scan(a, b, axis):
+    """``T`` with ``T[j] = a[j] * T[j-1] + b[j]`` (``T[-1] = 0``) along
+    ``axis``, by recursive doubling: log2(n) rounds of shifted products, no
+    division, differentiable again."""
+    n = anp.shape(b)[axis]
+    d = 1
+    while d < n:
+        b = b + a * shift_along(b, d, axis)
+        a = a * shift_along(a, d, axis)
+        d *= 2
+    return b
+
+
+def products_of_others(x, axis):
+    """The product of all elements but each one along ``axis``, without
+    dividing (so zeros are fine): exclusive prefix times exclusive suffix."""
+    prefix = exclusive_cumprod(x, axis)
+    suffix = anp.flip(exclusive_cumprod(anp.flip(x, axis), axis), axis)
+    return prefix * suffix
+
+
+def reduce_to_last_axis(x, axis):
+    """Move the reduced axes of ``x`` to the end and merge them: returns the
+    reshaped array and a function mapping such an array back to ``x``'s layout."""
+    shape = anp.shape(x)
+    ndim = len(shape)
+    axes = reduced_axes(axis, ndim)
+    kept = [d for d in range(ndim) if d not in axes]
+    perm = kept + list(axes)
+    moved_shape = tuple(shape[d] for d in perm)
+    merged = anp.reshape(anp.transpose(x, perm), tuple(shape[d] for d in kept) + (-1,))
+
+    def restore(y):
+        return anp.transpose(anp.reshape(y, moved_shape), onp.argsort(perm))
+
+    return merged, restore
+
+
+def prod_factors(x, axis, initial, where):
+    """For ``prod(x, axis)``: d ans / d x, as the product of the others."""
+    if where is not None:
+        x = anp.where3(where, x, 1.0)
+    merged, restore = reduce_to_last_axis(x, axis)
+    others = restore(products_of_others(merged, -1))
+    if initial is not None:
+        others = others * initial
+    if where is not None:
+        others = anp.where3(where, others, 0.0)
+    return others
+
+
+def _prod_vjp(ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    shape = anp.shape(x)
+    others = prod_factors(x, axis, initial, where)
+    return lambda g: match_dtype(repeat_to_match_shape(g, shape, axis, keepdims) * others, x)
+
+
+def _cumsum_vjp(ans, x, axis=None, dtype=None, out=None):
     if axis is None:
-        return int(onp.prod(x_shape))
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    return int(onp.prod([x_shape[a] for a in axes]))
+        shape = anp.shape(x)
+        return lambda g: match_dtype(anp.reshape(anp.flip(anp.cumsum(anp.flip(g))), shape), x)
+    return lambda g: match_dtype(anp.flip(anp.cumsum(anp.flip(g, axis), axis), axis), x)
 
 
-def _sum_vjp(ans, x, axis=None, dtype=None, keepdims=False, **kw):
-    shape = onp.shape(x)
-    return lambda g: repeat_to_match_shape(g, shape, axis, keepdims)
+def _cumprod_vjp(ans, x, axis=None, dtype=None, out=None):
+    # x̄[i] = prod(x[:i]) * R[i], with R[i] = g[i] + x[i+1] * R[i+1].
+    shape = anp.shape(x)
+    if axis is None:
+        x, axis = anp.ravel(x), 0
+    before = exclusive_cumprod(x, axis)
+    following = shift_along(anp.flip(x, axis), 1, axis)
 
+    def vjp(g):
+        if anp.shape(g) != anp.shape(x):
+            g = anp.reshape(g, anp.shape(x))
+        r = anp.flip(linear_scan(following, anp.flip(g, axis), axis), axis)
+        return match_dtype(anp.reshape(before * r, shape), x)
 
-def _mean_vjp(ans, x, axis=None, dtype=None, keepdims=False, **kw):
-    shape = onp.shape(x)
-    n = _count(shape, axis)
-    return lambda g: repeat_to_match_shape(g, shape, axis, keepdims) / n
-
-
-def _var_vjp(ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-    shape = onp.shape(x)
-    n = _count(shape, axis)
-    centred = x - anp.mean(x, axis=axis, keepdims=True)
-    return lambda g: 2.0 * repeat_to_match_shape(g, shape, axis, keepdims) * anp.conj(centred) / (n - ddof)
-
-
-def _std_vjp(ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-    shape = onp.shape(x)
-    n = _count(shape, axis)
-    centred = x - anp.mean(x, axis=axis, keepdims=True)
-    return lambda g: repeat_to_match_shape(g / ans, shape, axis, keepdims) * anp.conj(centred) / (n - ddof)
-
-
-def _extremum_vjp(ans, x, axis=None, keepdims=False, **kw):
-    shape = onp.shape(x)
-    full_ans = repeat_to_match_shape(ans, shape, axis, keepdims)
-    winners = x == full_ans
-    n_winners = anp.sum(winners, axis=axis, keepdims=True)
-    return lambda g: repeat_to_match_shape(g, shape, axis, keepdims) * winners / n_winners
-
-
-def _prod_vjp(ans, x, axis=None, keepdims=False, **kw):
-    shape = onp.shape(x)
-    # Correct when some entries are zero: product of the others, computed directly.
-    if axis is None and onp.ndim(x) > 0:
-        flat = anp.ravel(x)
-        n = onp.size(flat)
-        others = anp.stack([anp.prod(anp.concatenate([flat[:i], flat[i + 1:]])) for i in range(n)]) \
-            if n <= 64 else ans / flat
-        return lambda g: anp.reshape(g * others, shape)
-    return lambda g: repeat_to_match_shape(g * ans, shape, axis, keepdims) / x
+    return vjp
 
 
 defvjp(anp.sum, _sum_vjp)
 defvjp(anp.mean, _mean_vjp)
 defvjp(anp.var, _var_vjp)
 defvjp(anp.std, _std_vjp)
-defvjp(anp.max, _extremum_vjp)
-defvjp(anp.min, _extremum_vjp)
-defvjp(anp.amax, _extremum_vjp)
-defvjp(anp.amin, _extremum_vjp)
+for _f in (anp.max, anp.min, anp.amax, anp.amin):
+    defvjp(_f, _extremum_vjp)
 defvjp(anp.prod, _prod_vjp)
+defvjp(anp.cumsum, _cumsum_vjp)
+defvjp(anp.cumprod, _cumprod_vjp)
 
 # ------------------------------------------------------- shape and layout
-defvjp(anp.reshape, lambda ans, x, shape, order=None: lambda g: anp.reshape(g, onp.shape(x), order=order))
-defvjp(anp.ravel, lambda ans, x, order=None: lambda g: anp.reshape(g, onp.shape(x), order=order))
-defvjp(anp.squeeze, lambda ans, x, axis=None: lambda g: anp.reshape(g, onp.shape(x)))
-defvjp(anp.expand_dims, lambda ans, x, axis: lambda g: anp.reshape(g, onp.shape(x)))
+defvjp(anp.reshape, lambda ans, x, *a, order="C", **kw: lambda g: anp.reshape(g, anp.shape(x), order=order))
+defvjp(anp.ravel, lambda ans, x, order="C": lambda g: anp.reshape(g, anp.shape(x), order=order))
+defvjp(anp.squeeze, lambda ans, x, axis=None: lambda g: anp.reshape(g, anp.shape(x)))
+defvjp(anp.expand_dims, lambda ans, x, axis: lambda g: anp.reshape(g, anp.shape(x)))
 defvjp(anp.broadcast_to, lambda ans, x, shape, subok=False: lambda g: unbroadcast(g, x))
 
 
 def _transpose_vjp(ans, x, axes=None):
-    inverse = None if axes is None else onp.argsort(axes)
+    if axes is None:
+        return lambda g: anp.transpose(g)
+    inverse = onp.argsort([a % anp.ndim(x) for a in axes])
     return lambda g: anp.transpose(g, inverse)
 
 
 defvjp(anp.transpose, _transpose_vjp)
 defvjp(anp.swapaxes, lambda ans, x, a, b: lambda g: anp.swapaxes(g, a, b))
 defvjp(anp.moveaxis, lambda ans, x, source, destination: lambda g: anp.moveaxis(g, destination, source))
-defvjp(anp.astype_float, lambda ans, x, dtype: lambda g: anp.astype_(unbroadcast(g, x), onp.result_type(x))
-       if onp.result_type(x).kind in "fc" else anp.real(g))
+defvjp(anp.flip, lambda ans, x, axis=None: lambda g: anp.flip(g, axis))
+defvjp(anp.fliplr, lambda ans, x: lambda g: anp.fliplr(g))
+defvjp(anp.flipud, lambda ans, x: lambda g: anp.flipud(g))
+defvjp(anp.roll, lambda ans, x, shift, axis=None: lambda g: anp.roll(g, anp.negative(shift), axis))
+defvjp(anp.rot90, lambda ans, x, k=1, axes=(0, 1): lambda g: anp.rot90(g, -k, axes))
+defvjp(anp.tril, lambda ans, x, k=0: lambda g: unbroadcast(anp.tril(g, k), x))
+defvjp(anp.triu, lambda ans, x, k=0: lambda g: unbroadcast(anp.triu(g, k), x))
+defvjp(anp.diagonal, lambda ans, x, offset=0, axis1=0, axis2=1:
+       lambda g: anp.diagonal_adjoint(g, anp.shape(x), offset, axis1, axis2))
+defvjp(anp.diagonal_adjoint, lambda ans, d, shape, offset=0, axis1=0, axis2=1:
+       lambda g: anp.diagonal(g, offset, axis1, axis2))
+defvjp(anp.astype_float, lambda ans, x, dtype: lambda g: match_dtype(g, x))
 
 # ----------------------------------------------------------------- indexing
-defvjp(anp.getitem, lambda ans, A, idx: (lambda shape, dtype: lambda g: anp.untake(g, idx, shape, dtype))(
-    onp.shape(A), onp.result_type(A, float)), None)
+
+
+def _cotangent_dtype(x):
+    dtype = anp.result_type(x)
+    return dtype if dtype.kind in "fc" else onp.dtype(float)
+
+
+def _getitem_vjp(ans, A, idx):
+    shape, dtype = anp.shape(A), _cotangent_dtype(A)
+    return lambda g: anp.untake(match_dtype(g, A), idx, shape, dtype)
 
 
 def _getitem_parts_vjp(argnum, ans, A, *idx):
     if argnum != 0:
-        return lambda g: onp.zeros(onp.shape(idx[argnum - 1]))
-    shape, dtype = onp.shape(A), onp.result_type(A, float)
-    return lambda g: anp.untake(g, tuple(idx), shape, dtype)
+        return lambda g: onp.zeros(anp.shape(idx[argnum - 1]))
+    shape, dtype = anp.shape(A), _cotangent_dtype(A)
+    return lambda g: anp.untake(match_dtype(g, A), tuple(idx), shape, dtype)
 
 
+defvjp(anp.getitem, _getitem_vjp, None)
 defvjp_argnum(anp.getitem_parts, _getitem_parts_vjp)
-defvjp(anp.untake, lambda ans, g, idx, shape, dtype: lambda h: anp.getitem(h, idx), None, None, None)
+defvjp(anp.untake, lambda ans, g, idx, shape, dtype: lambda h: match_dtype(anp.getitem(h, idx), g),
+       None, None, None)
 
 # --------------------------------------------------------------- selection
 
 
 def _where_vjp(argnum, ans, c, x=None, y=None):
     if argnum == 0:
-        return lambda g: onp.zeros(onp.shape(c))
+        return lambda g: onp.zeros(anp.shape(c))
     target = x if argnum == 1 else y
-    zero = onp.zeros((), dtype=onp.result_type(target, float))
     if argnum == 1:
-        return lambda g: unbroadcast(anp.where3(c, g, zero), target)
-    return lambda g: unbroadcast(anp.where3(c, zero, g), target)
+        return lambda g: unbroadcast(anp.where3(c, g, 0.0), target)
+    return lambda g: unbroadcast(anp.where3(c, 0.0, g), target)
 
 
 defvjp_argnum(anp.where3, _where_vjp)
@@ -293,135 +539,183 @@ defvjp_argnum(anp.where3, _where_vjp)
 
 
 def _concatenate_vjp(argnum, ans, axis, *args):
-    if argnum == 0:
-        return lambda g: 0.0
-    sizes = [onp.shape(a)[axis] for a in args]
+    sizes = [anp.shape(a)[axis] for a in args]
     start = sum(sizes[: argnum - 1])
-    stop = start + sizes[argnum - 1]
-    ndim = onp.ndim(ans)
-
-    def vjp(g):
-        idx = [slice(None)] * ndim
-        idx[axis] = slice(start, stop)
-        return g[tuple(idx)]
-
-    return vjp
+    idx = (slice(None),) * (axis % anp.ndim(ans)) + (slice(start, start + sizes[argnum - 1]),)
+    target = args[argnum - 1]
+    return lambda g: match_dtype(anp.getitem(g, idx), target)
 
 
 defvjp_argnum(anp.concatenate_args, _concatenate_vjp)
-
-
-def _array_from_args_vjp(argnum, ans, array_kwargs, *args):
-    if argnum == 0:
-        return lambda g: 0.0
-    return lambda g: g[argnum - 1]
-
-
-defvjp_argnum(anp.array_from_args, _array_from_args_vjp)
+defvjp_argnum(anp.array_from_args,
+              lambda argnum, ans, array_kwargs, *args: lambda g: match_dtype(g[argnum - 1], args[argnum - 1]))
 
 # ---------------------------------------------------------- linear algebra
 
 
-def _dot_vjp_0(ans, A, B):
-    A_ndim, B_ndim = onp.ndim(A), onp.ndim(B)
-    if A_ndim == 0 or B_ndim == 0:
-        return unbroadcast_f(A, lambda g: anp.sum(g * B) if A_ndim == 0 else g * B)
-    if B_ndim == 1:
-        return lambda g: anp.multiply.outer(g, B) if A_ndim > 1 else g * B
-    # g has shape A.shape[:-1] + B.shape[:-2] + B.shape[-1:]
-    def vjp(g):
-        axes_g = list(range(A_ndim - 1, onp.ndim(g)))
-        axes_b = [i for i in range(B_ndim) if i != B_ndim - 2]
-        return anp.tensordot(g, B, (axes_g, axes_b))
-    return vjp
-
-
-def _dot_vjp_1(ans, A, B):
-    A_ndim, B_ndim = onp.ndim(A), onp.ndim(B)
-    if A_ndim == 0 or B_ndim == 0:
-        return unbroadcast_f(B, lambda g: anp.sum(g * A) if B_ndim == 0 else g * A)
-    if A_ndim == 1 and B_ndim == 1:
-        return lambda g: g * A
-    if B_ndim == 1:
-        return lambda g: anp.tensordot(A, g, (list(range(A_ndim - 1)), list(range(A_ndim - 1))))
-
-    def vjp(g):
-        # result axes: A[:-1], B[:-2], B[-1]
-        a_lead = A_ndim - 1
-        g_ = anp.tensordot(A, g, (list(range(a_lead)), list(range(a_lead))))
-        # g_ has axes (A[-1], B[:-2], B[-1]); move A[-1] to position B_ndim-2
-        return anp.moveaxis(g_, 0, B_ndim - 2)
-    return vjp
-
-
-defvjp(anp.dot, _dot_vjp_0, _dot_vjp_1)
-
-
-def _matmul_vjp_0(ans, A, B):
-    if onp.ndim(B) == 1:
-        if onp.ndim(A) == 1:
-            return lambda g: g * B
-        return unbroadcast_f(A, lambda g: anp.expand_dims(g, -1) * B)
-    if onp.ndim(A) == 1:
-        return lambda g: unbroadcast(anp.matmul(B, anp.expand_dims(g, -1))[..., 0], A) \
-            if onp.ndim(B) > 2 else anp.matmul(B, g)
-    return unbroadcast_f(A, lambda g: anp.matmul(g, anp.swapaxes(B, -1, -2)))
-
-
-def _matmul_vjp_1(ans, A, B):
-    if onp.ndim(A) == 1:
-        if onp.ndim(B) == 1:
-            return lambda g: g * A
-        return unbroadcast_f(B, lambda g: anp.expand_dims(A, -1) * anp.expand_dims(g, -2))
-    if onp.ndim(B) == 1:
-        return unbroadcast_f(B, lambda g: anp.matmul(anp.swapaxes(A, -1, -2), g) if onp.ndim(A) == 2
-                             else anp.sum(anp.swapaxes(A, -1, -2) * anp.expand_dims(g, -2), axis=-1))
-    return unbroadcast_f(B, lambda g: anp.matmul(anp.swapaxes(A, -1, -2), g))
-
-
-defvjp(anp.matmul, _matmul_vjp_0, _matmul_vjp_1)
-
-
-def _tensordot_axes(A_ndim, B_ndim, axes):
-    if onp.isscalar(axes) or isinstance(axes, int):
-        axes = int(axes)
-        return list(range(A_ndim - axes, A_ndim)), list(range(axes))
+def tensordot_axes(a_ndim, b_ndim, axes):
+    """``tensordot``'s ``axes`` argument as two lists of non-negative axes."""
+    if isinstance(axes, (int, onp.integer)):
+        return list(range(a_ndim - axes, a_ndim)), list(range(axes))
     a, b = axes
-    a = [a] if isinstance(a, int) else list(a)
-    b = [b] if isinstance(b, int) else list(b)
-    return [x % A_ndim for x in a], [x % B_ndim for x in b]
+    a = [a] if isinstance(a, (int, onp.integer)) else list(a)
+    b = [b] if isinstance(b, (int, onp.integer)) else list(b)
+    return [i % a_ndim for i in a], [i % b_ndim for i in b]
 
 
-def _tensordot_vjp_0(ans, A, B, axes=2):
-    A_ndim, B_ndim = onp.ndim(A), onp.ndim(B)
-    a_ax, b_ax = _tensordot_axes(A_ndim, B_ndim, axes)
-    a_free = [i for i in range(A_ndim) if i not in a_ax]
-    b_free = [i for i in range(B_ndim) if i not in b_ax]
+def _tensordot_adjoints(A, B, a_ax, b_ax):
+    """The VJPs of ``tensordot(A, B, (a_ax, b_ax))`` for A and for B."""
+    a_free = [i for i in range(anp.ndim(A)) if i not in a_ax]
+    b_free = [i for i in range(anp.ndim(B)) if i not in b_ax]
 
-    def vjp(g):
-        # g axes: a_free..., b_free...
-        g_b_axes = list(range(len(a_free), len(a_free) + len(b_free)))
-        out = anp.tensordot(g, B, (g_b_axes, b_free))  # axes: a_free..., b_ax (in B order)
-        # current order of A's axes in `out`
-        current = a_free + [a_ax[b_ax.index(j)] for j in sorted(b_ax)]
-        return anp.transpose(out, onp.argsort(current))
+    def vjp_a(g):
+        # contract g's B-part with B's free axes; the result's axes are
+        # A's free axes, then A's contracted ones in the order of B's axes
+        g_b = list(range(len(a_free), len(a_free) + len(b_free)))
+        out = anp.tensordot(g, B, (g_b, b_free))
+        order = a_free + [a_ax[b_ax.index(j)] for j in sorted(b_ax)]
+        return match_dtype(anp.transpose(out, onp.argsort(order)), A)
+
+    def vjp_b(g):
+        out = anp.tensordot(A, g, (a_free, list(range(len(a_free)))))
+        order = [b_ax[a_ax.index(i)] for i in sorted(a_ax)] + b_free
+        return match_dtype(anp.transpose(out, onp.argsort(order)), B)
+
+    return vjp_a, vjp_b
+
+
+def _tensordot_vjp(argnum, ans, A, B, axes=2):
+    a_ax, b_ax = tensordot_axes(anp.ndim(A), anp.ndim(B), axes)
+    return _tensordot_adjoints(A, B, a_ax, b_ax)[argnum]
+
+
+def dot_axes(a_ndim, b_ndim):
+    """``dot(A, B)`` as ``tensordot(A, B, axes)``."""
+    if a_ndim == 0 or b_ndim == 0:
+        return [], []
+    return [a_ndim - 1], [0 if b_ndim == 1 else b_ndim - 2]
+
+
+def _dot_vjp(argnum, ans, A, B):
+    return _tensordot_adjoints(A, B, *dot_axes(anp.ndim(A), anp.ndim(B)))[argnum]
+
+
+defvjp(anp.tensordot, lambda ans, A, B, axes=2: _tensordot_vjp(0, ans, A, B, axes),
+       lambda ans, A, B, axes=2: _tensordot_vjp(1, ans, A, B, axes))
+defvjp(anp.dot, lambda ans, A, B: _dot_vjp(0, ans, A, B), lambda ans, A, B: _dot_vjp(1, ans, A, B))
+
+
+def _matmul_vjp(argnum, ans, A, B):
+    # Treat vectors as (1, n) / (n, 1) matrices, then undo batch broadcasting.
+    a_vec, b_vec = anp.ndim(A) == 1, anp.ndim(B) == 1
+    A2 = anp.expand_dims(A, 0) if a_vec else A
+    B2 = anp.expand_dims(B, 1) if b_vec else B
+
+    def as_matrix(g):
+        if a_vec and b_vec:
+            return anp.reshape(g, (1, 1))
+        if a_vec:
+            return anp.expand_dims(g, -2)
+        return anp.expand_dims(g, -1) if b_vec else g
+
+    if argnum == 0:
+        def vjp(g):
+            out = unbroadcast(anp.matmul(as_matrix(g), anp.swapaxes(B2, -1, -2)), A2)
+            return anp.reshape(out, anp.shape(A)) if a_vec else out
+    else:
+        def vjp(g):
+            out = unbroadcast(anp.matmul(anp.swapaxes(A2, -1, -2), as_matrix(g)), B2)
+            return anp.reshape(out, anp.shape(B)) if b_vec else out
     return vjp
 
 
-def _tensordot_vjp_1(ans, A, B, axes=2):
-    A_ndim, B_ndim = onp.ndim(A), onp.ndim(B)
-    a_ax, b_ax = _tensordot_axes(A_ndim, B_ndim, axes)
-    a_free = [i for i in range(A_ndim) if i not in a_ax]
-    b_free = [i for i in range(B_ndim) if i not in b_ax]
+defvjp(anp.matmul, lambda ans, A, B: _matmul_vjp(0, ans, A, B), lambda ans, A, B: _matmul_vjp(1, ans, A, B))
+defvjp(anp.outer,
+       lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(g, anp.ravel(b)), anp.shape(a)), a),
+       lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(anp.ravel(a), g), anp.shape(b)), b))
+
+
+def _einsum_vjp(argnum, ans, subscripts, *operands, **kwargs):
+    """The cotangent of one operand is itself an einsum: the output's
+    cotangent against the other operands, with the operand's indices as
+    output. Repeated indices (diagonals) get identity matrices, indices summed
+    away in this operand alone get vectors of ones, and axes of length 1 that
+    were broadcast are summed back."""
+    inputs, output = subscripts.split("->")
+    inputs = inputs.split(",")
+    k = argnum - 1
+    target, target_shape = inputs[k], anp.shape(operands[k])
+    sizes = {}
+    for sub, op in zip(inputs, operands):
+        for c, n in zip(sub, anp.shape(op)):
+            sizes[c] = max(sizes.get(c, 1), n)
+    others = [(s, op) for i, (s, op) in enumerate(zip(inputs, operands)) if i != k]
+    spare = iter(c for c in anp._LETTERS if c not in subscripts)
+    real = _real_dtype(ans)
+    out_letters, extra_subs, extra_ops = [], [], []
+    for c in target:
+        if c in out_letters:
+            fresh = next(spare)
+            out_letters.append(fresh)
+            extra_subs.append(c + fresh)
+            extra_ops.append(onp.eye(sizes[c], dtype=real))
+        else:
+            out_letters.append(c)
+    reachable = set(output + "".join(s for s, _ in others) + "".join(extra_subs))
+    for c in dict.fromkeys(target):
+        if c not in reachable:
+            extra_subs.append(c)
+            extra_ops.append(onp.ones(sizes[c], dtype=real))
+    spec = ",".join([output] + [s for s, _ in others] + extra_subs) + "->" + "".join(out_letters)
+    full_shape = tuple(sizes[c] for c in target)
+    summed = tuple(i for i, (n, m) in enumerate(zip(target_shape, full_shape)) if n != m)
+    opts = {k_: v for k_, v in kwargs.items() if k_ == "optimize"}
 
     def vjp(g):
-        g_a_axes = list(range(len(a_free)))
-        out = anp.tensordot(A, g, (a_free, g_a_axes))  # axes: a_ax (in A order)..., b_free...
-        current = [b_ax[a_ax.index(i)] for i in sorted(a_ax)] + b_free
-        return anp.transpose(out, onp.argsort(current))
+        out = anp._einsum(spec, g, *[op for _, op in others], *extra_ops, **opts)
+        if anp.shape(out) != full_shape:
+            out = anp.broadcast_to(out, full_shape)
+        if summed:
+            out = anp.sum(out, axis=summed, keepdims=True)
+        return match_dtype(out, operands[k])
+
     return vjp
 
 
-defvjp(anp.tensordot, _tensordot_vjp_0, _tensordot_vjp_1)
-defvjp(anp.outer, lambda ans, a, b: lambda g: anp.reshape(anp.dot(g, anp.ravel(b)), onp.shape(a)),
-       lambda ans, a, b: lambda g: anp.reshape(anp.dot(anp.ravel(a), g), onp.shape(b)))
+defvjp_argnum(anp._einsum, _einsum_vjp)
+
+_CONVOLVE_OFFSET = {"full": lambda n, m: 0, "same": lambda n, m: (min(n, m) - 1) // 2,
+                    "valid": lambda n, m: min(n, m) - 1}
+
+
+def _convolve_vjp(argnum, ans, a, v, mode="full"):
+    # The cotangent of one factor is the (valid) convolution of the full-length
+    # output cotangent with the other factor reversed.
+    n, m = anp.shape(a)[0], anp.shape(v)[0]
+    length = n + m - 1
+    offset = _CONVOLVE_OFFSET[mode](n, m)
+    other, target = (v, a) if argnum == 0 else (a, v)
+
+    def vjp(g):
+        pad_after = length - offset - anp.shape(g)[0]
+        if offset or pad_after:
+            dtype = anp.result_type(g)
+            g = anp.concatenate([onp.zeros(offset, dtype), g, onp.zeros(pad_after, dtype)])
+        return match_dtype(anp.convolve(g, anp.flip(other), "valid"), target)
+
+    return vjp
+
+
+defvjp(anp.convolve, lambda ans, a, v, mode="full": _convolve_vjp(0, ans, a, v, mode),
+       lambda ans, a, v, mode="full": _convolve_vjp(1, ans, a, v, mode))
+
+
+# --------------------------------------------- functions without derivatives
+def _unsupported(name, reason):
+    def raise_(*args, **kwargs):
+        raise NotImplementedError(f"probad.ad cannot differentiate numpy.{name}: {reason}")
+    return raise_
+
+
+for _name, _reason in anp.UNSUPPORTED.items():
+    defvjp_argnum(getattr(anp, _name), lambda argnum, ans, *a, _r=_unsupported(_name, _reason), **k: _r())

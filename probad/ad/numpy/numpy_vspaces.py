@@ -7,12 +7,21 @@ from ..core import VSpace
 
 
 class ArrayVSpace(VSpace):
+    """Real arrays (and scalars) of one shape; integer and boolean values get
+    float64 (co)tangents."""
+
     def __init__(self, value):
         value = _np.asarray(value)
         self.shape = value.shape
-        self.dtype = value.dtype
-        if not (_np.issubdtype(self.dtype, _np.floating) or _np.issubdtype(self.dtype, _np.complexfloating)):
-            self.dtype = _np.dtype(float)  # ints and bools get real-valued cotangents
+        self.dtype = value.dtype if value.dtype.kind in "fc" else _np.dtype(float)
+
+    @classmethod
+    def of(cls, shape, dtype):
+        """The space of arrays of ``shape`` and ``dtype``, without an example value."""
+        vs = cls.__new__(cls)
+        vs.shape = tuple(shape)
+        vs.dtype = dtype if dtype.kind in "fc" else _np.dtype(float)
+        return vs
 
     @property
     def size(self):
@@ -63,7 +72,7 @@ class ComplexArrayVSpace(ArrayVSpace):
                 yield vec
 
     def randn(self):
-        return (_np.random.randn(*self.shape) + 1.0j * _np.random.randn(*self.shape)).astype(self.dtype)
+        return _np.asarray(_np.random.randn(*self.shape) + 1.0j * _np.random.randn(*self.shape)).astype(self.dtype)
 
     def inner_prod(self, x, y):
         from . import numpy_wrapper as anp
@@ -76,11 +85,24 @@ class ComplexArrayVSpace(ArrayVSpace):
         return anp.conj(x)
 
 
+_VSPACES: dict = {}
+
+
 def _array_vspace(value):
-    value = _np.asarray(value)
-    if _np.iscomplexobj(value):
-        return ComplexArrayVSpace(value)
-    return ArrayVSpace(value)
+    # vspace() runs whenever two cotangents meet in the backward pass, so the
+    # (immutable) space of each shape and dtype is built once and reused.
+    try:
+        key = (value.shape, value.dtype)
+    except AttributeError:  # a Python scalar
+        key = ((), _np.result_type(value))
+    try:
+        return _VSPACES[key]
+    except KeyError:
+        pass
+    vs = (ComplexArrayVSpace if key[1].kind == "c" else ArrayVSpace).of(*key)
+    if len(_VSPACES) < 10_000:  # bounded: shapes seen by one program are few
+        _VSPACES[key] = vs
+    return vs
 
 
 for _t in [float, int, bool, complex, _np.ndarray] + list(set(_np.sctypeDict.values())):

@@ -1,0 +1,309 @@
+"""``pb.map`` and ``pb.laplace``: the posterior mode and a Gaussian around it.
+
+Both optimise over the potential's unconstrained vector q with scipy and the
+potential's compiled gradient. ``map`` finds the mode of the posterior
+density of the constrained values (no Jacobian, as Stan's ``optimize`` and
+NumPyro's ``AutoDelta``). ``laplace`` finds the mode of the density over q
+(Jacobian included, the density the samplers see) and fits
+``N(q*, H^-1)`` with ``H`` the Hessian of ``U`` there; this is Stan's
+``laplace_sample``. The Hessian is formed from central differences of the
+exact (autodiff) gradient, column by column.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Mapping
+
+import numpy as onp
+import scipy.optimize
+
+from .. import ad
+import probad.ad.numpy as np
+from .advi import GaussianApproximation, _is_identity
+from .density import potential as make_potential
+from .initialization import init_to_median, init_to_value
+
+__all__ = ["map", "laplace", "MAPResult", "LaplaceFit", "hessian_of"]
+
+# An eigenvalue of H below this fraction of the largest counts as not
+# positive: the finite-difference Hessian is accurate to far better than this.
+RELATIVE_EIGEN_TOL = 1e-8
+
+
+class MAPResult(dict):
+    """The mode, as a dict of constrained values (latent and deterministic sites).
+
+    Attributes
+    ----------
+    q : ndarray
+        The mode in unconstrained space.
+    potential : probad.infer.density.Potential
+        The model's potential (``potential.constrain(q)`` gives this dict).
+    log_density : float
+        The objective at the mode: the log joint density, with the
+        Jacobian term when ``jacobian=True``.
+    success : bool
+        Whether scipy reported convergence.
+    message : str
+        scipy's message.
+    num_iterations : int
+    wall_time : float
+    """
+
+    def __init__(self, values, *, q, potential, log_density, success, message, num_iterations,
+                 wall_time):
+        super().__init__(values)
+        self.q = q
+        self.potential = potential
+        self.log_density = log_density
+        self.success = success
+        self.message = message
+        self.num_iterations = num_iterations
+        self.wall_time = wall_time
+
+    def __repr__(self):
+        return f"MAPResult({dict.__repr__(self)}, log_density={self.log_density:.6g})"
+
+
+def _log_det_jacobian_fn(pot):
+    """``q -> sum of log|det J|`` over the latent sites, differentiable."""
+    sites = [site for site in pot.sites.values() if not _is_identity(site.transform)]
+
+    def log_det(q):
+        total = 0.0
+        for site in sites:
+            u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
+            total = total + np.sum(site.transform.log_abs_det_jacobian(u, site.transform(u)))
+        return total
+
+    return log_det if sites else None
+
+
+def _find_mode(pot, *, init, seed, method, jacobian, options):
+    """Minimise ``U`` (``jacobian=True``) or ``U + log|det J|`` over q."""
+    strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
+        (init if init is not None else init_to_median())
+    q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
+    log_det = None if jacobian else _log_det_jacobian_fn(pot)
+    log_det_and_grad = ad.value_and_grad(log_det) if log_det is not None else None
+
+    def objective(q):
+        value, grad = pot.value_and_grad(q)
+        if log_det_and_grad is not None:
+            extra, extra_grad = log_det_and_grad(q)
+            value, grad = value + float(extra), grad + onp.asarray(extra_grad)
+        if not (onp.isfinite(value) and onp.isfinite(grad).all()):
+            # scipy's line search backs off from an infinite value.
+            return onp.inf, onp.zeros_like(q)
+        return value, grad
+
+    with onp.errstate(all="ignore"):
+        result = scipy.optimize.minimize(objective, q0, jac=True, method=method,
+                                         options=options or None)
+    return result
+
+
+def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
+        compile: bool = True, seed=None, jacobian: bool = False,
+        options: Mapping | None = None) -> MAPResult:
+    """The posterior mode (maximum a posteriori) of a model.
+
+    Parameters
+    ----------
+    model : callable
+    data : mapping, optional
+        Keyword arguments of the model.
+    init : init strategy or dict, optional
+        Starting point; default ``init_to_median()``.
+    method : str
+        A gradient-based ``scipy.optimize.minimize`` method.
+    compile : bool
+        Use the compiled potential.
+    seed : int, optional
+        For init strategies that draw.
+    jacobian : bool
+        Maximise the density over the unconstrained q instead (the mode
+        ``laplace`` expands around).
+    options : mapping, optional
+        scipy solver options, e.g. ``{"maxiter": 1000}``.
+
+    Returns
+    -------
+    MAPResult
+        A dict of constrained values (latent and deterministic sites), with
+        ``.q``, ``.potential``, ``.log_density``, ``.success``, ``.message``.
+    """
+    start = time.perf_counter()
+    pot = make_potential(model, data, compile=compile)
+    result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
+                        options=options)
+    if not result.success:
+        warnings.warn(f"map: the optimiser did not report convergence ({result.message}); "
+                      "try options={'maxiter': ...} or another init", UserWarning, stacklevel=2)
+    q = onp.asarray(result.x, dtype=float)
+    return MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
+                     success=bool(result.success), message=str(result.message),
+                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
+
+
+def hessian_of(value_and_grad, q, *, relative_step: float = 1e-5) -> onp.ndarray:
+    """The Hessian at ``q`` of a function known through its exact gradient.
+
+    Central differences of the gradient along each coordinate, with steps
+    ``relative_step * max(|q_i|, 1)``, refined to at most 1e-3 of the
+    coordinate's curvature scale ``1/sqrt(H_ii)`` when that is smaller.
+    Symmetrised.
+    """
+    q = onp.asarray(q, dtype=float)
+    steps = relative_step * onp.maximum(onp.abs(q), 1.0)
+    hess = _difference_columns(value_and_grad, q, steps)
+    diag = onp.diagonal(hess)
+    scale = onp.where(diag > 0, 1.0 / onp.sqrt(onp.where(diag > 0, diag, 1.0)), onp.inf)
+    refined = onp.minimum(steps, 1e-3 * scale)
+    if onp.any(refined < steps):
+        hess = _difference_columns(value_and_grad, q, refined)
+    return 0.5 * (hess + hess.T)
+
+
+def _difference_columns(value_and_grad, q, steps):
+    cols = []
+    for i, h in enumerate(steps):
+        up, down = q.copy(), q.copy()
+        up[i] += h
+        down[i] -= h
+        cols.append((value_and_grad(up)[1] - value_and_grad(down)[1]) / (2 * h))
+    return onp.array(cols).T
+
+
+def _site_loadings(pot, vector) -> str:
+    """The sites a direction in q mostly moves, with their shares."""
+    shares = {name: float(onp.sum(vector[s.offset:s.offset + s.size] ** 2))
+              for name, s in pot.sites.items()}
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    listed = [f"{name} ({share:.0%})" for name, share in ranked if share >= 0.1] or \
+        [f"{ranked[0][0]} ({ranked[0][1]:.0%})"]
+    return ", ".join(listed)
+
+
+def _check_positive_definite(pot, hess):
+    eigvals, eigvecs = onp.linalg.eigh(hess)
+    largest = max(float(onp.max(onp.abs(eigvals))), onp.finfo(float).tiny)
+    bad = onp.flatnonzero(eigvals <= RELATIVE_EIGEN_TOL * largest)
+    if bad.size == 0:
+        return
+    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving {_site_loadings(pot, eigvecs[:, i])}"
+             for i in bad[:3]]
+    more = f"\n  ... and {bad.size - 3} more" if bad.size > 3 else ""
+    raise ValueError(
+        "laplace: the Hessian of the negative log density at the mode is not positive "
+        f"definite ({bad.size} of {len(eigvals)} directions are flat or curve downwards; "
+        f"the largest eigenvalue is {largest:.3g}):\n" + "\n".join(lines) + more +
+        "\nThe posterior is not locally Gaussian there: the mode may be a saddle or on a "
+        "ridge (a non-identified parameter, an improper prior). Give those sites proper "
+        "priors or reparameterise, or use pb.hmc / pb.advi.")
+
+
+class LaplaceFit(GaussianApproximation):
+    """The result of :func:`laplace`: ``N(q*, H^-1)`` over the unconstrained q.
+
+    Attributes
+    ----------
+    mean, std : dict
+        Constrained means and sds per site (exact for untransformed sites,
+        else from draws).
+    loc : ndarray
+        The mode q* (unconstrained).
+    cov : ndarray
+        ``H^-1``, the covariance over q.
+    hessian : ndarray
+        ``H``, the Hessian of the potential at q*.
+    map : MAPResult
+        The mode (of the density over q) as constrained values.
+    potential : probad.infer.density.Potential
+    wall_time : float
+    """
+
+    inference_method = "laplace"
+
+    def __init__(self, potential, mode: MAPResult, hessian, *, seed_sequence, wall_time):
+        super().__init__(potential, seed_sequence)
+        self.map = mode
+        self.hessian = hessian
+        self._chol_cov = onp.linalg.inv(onp.linalg.cholesky(hessian)).T
+        self.wall_time = wall_time
+
+    def __repr__(self):
+        return f"<LaplaceFit: {self.potential.dim} dims, {self.wall_time:.2f} s>"
+
+    @property
+    def loc(self) -> onp.ndarray:
+        return self.map.q.copy()
+
+    @property
+    def cov(self) -> onp.ndarray:
+        return self._chol_cov @ self._chol_cov.T
+
+    @property
+    def marginal_sd(self) -> onp.ndarray:
+        return onp.sqrt(onp.einsum("ij,ij->i", self._chol_cov, self._chol_cov))
+
+    def sample_q(self, draws: int, rng) -> onp.ndarray:
+        eps = onp.random.default_rng(rng).standard_normal((draws, len(self.map.q)))
+        return self.map.q + eps @ self._chol_cov.T
+
+
+def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
+            compile: bool = True, seed=None, options: Mapping | None = None) -> LaplaceFit:
+    """The Laplace approximation: a Gaussian at the mode of the density over q.
+
+    Parameters
+    ----------
+    model : callable
+    data : mapping, optional
+        Keyword arguments of the model.
+    init : init strategy or dict, optional
+        Where the optimiser starts; default ``init_to_median()``.
+    method : str
+        A gradient-based ``scipy.optimize.minimize`` method.
+    compile : bool
+        Use the compiled potential.
+    seed : int or numpy.random.SeedSequence, optional
+        For the init strategy and the draws behind ``mean``/``std``/``sample``.
+    options : mapping, optional
+        scipy solver options.
+
+    Returns
+    -------
+    LaplaceFit
+        ``.mean``/``.std`` (constrained), ``.cov`` (unconstrained),
+        ``.sample(draws, seed)`` -> ``arviz.InferenceData``.
+
+    Raises
+    ------
+    ValueError
+        If the Hessian at the mode is not positive definite; the message
+        names the sites along the flattest or most negatively curved
+        directions.
+    """
+    start = time.perf_counter()
+    pot = make_potential(model, data, compile=compile)
+    root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
+    init_seq, fit_seq = root.spawn(2)
+    result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,
+                        options=options)
+    if not result.success:
+        warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
+                      UserWarning, stacklevel=2)
+    q = onp.asarray(result.x, dtype=float)
+    with onp.errstate(all="ignore"):
+        hess = hessian_of(pot.value_and_grad, q)
+    if not onp.isfinite(hess).all():
+        raise ValueError("laplace: the Hessian at the mode is not finite; the mode found "
+                         f"may be at the edge of the support (sites {', '.join(pot.sites)})")
+    _check_positive_definite(pot, hess)
+    mode = MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
+                     success=bool(result.success), message=str(result.message),
+                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
+    return LaplaceFit(pot, mode, hess, seed_sequence=fit_seq,
+                      wall_time=time.perf_counter() - start)
