@@ -390,12 +390,25 @@ class Potential:
 
     # -- the public interface
     def __call__(self, q) -> float:
-        """``U(q)``."""
-        return float(self._energy(onp.asarray(q, dtype=onp.float64)))
+        """``U(q)`` (infinite where the model's linear algebra fails)."""
+        try:
+            return float(self._energy(onp.asarray(q, dtype=onp.float64)))
+        except onp.linalg.LinAlgError:
+            return onp.inf
 
     def value_and_grad(self, q) -> tuple[float, onp.ndarray]:
-        """``(U(q), dU/dq)``, the gradient a float64 vector."""
-        value, grad = self._energy_and_grad(onp.asarray(q, dtype=onp.float64))
+        """``(U(q), dU/dq)``, the gradient a float64 vector.
+
+        A linear-algebra failure inside the model (a Cholesky factor of a
+        matrix that is not numerically positive definite) means the density
+        cannot be evaluated there: as in Stan, the point gets infinite
+        energy, so a sampler rejects it instead of the chain dying.
+        """
+        q = onp.asarray(q, dtype=onp.float64)
+        try:
+            value, grad = self._energy_and_grad(q)
+        except onp.linalg.LinAlgError:
+            return onp.inf, onp.zeros_like(q)
         return float(value), onp.asarray(grad, dtype=onp.float64)
 
     def constrain(self, q) -> dict[str, onp.ndarray]:
