@@ -70,8 +70,15 @@ def _pack(end):
     return end
 
 
+#: Value types whose ``+`` is vector addition (arrays, scalars, array boxes);
+#: registered by the numpy layer so core stays numpy-agnostic.
+plus_adds = set()
+
+
 def add_outgrads(prev, new):
     """Sum two cotangents; sparse cotangents (from indexing) add into dense."""
+    if type(prev) in plus_adds and type(new) in plus_adds:
+        return prev + new
     if isinstance(new, SparseObject):
         return new.add_to(prev)
     if isinstance(prev, SparseObject):

@@ -186,14 +186,31 @@ class primitive:
         i = 0
         for a in args:
             if isinstance(a, Box):
-                if boxed is None:
-                    boxed = [i]
-                else:
-                    boxed.append(i)
+                if boxed is not None:
+                    return self._call_traced(args, kwargs)
+                boxed = i
             i += 1
         if boxed is None:
             return self.fun(*args, **kwargs)
+        # The common case, inlined: exactly one traced argument, not nested.
+        box = args[boxed]
+        value = box._value
+        if isinstance(value, Box):
+            return self._call_traced(args, kwargs)
+        top = box._trace
+        argvals = list(args)
+        argvals[boxed] = value
+        try:
+            ans = self.fun(*argvals, **kwargs)
+        except Exception:
+            top.primitive_raised(self)
+            raise
+        if not self.differentiable and not top.records_nondiff:
+            return ans
+        return top.record(self, ans, argvals, kwargs, (boxed,), (box,))
 
+    def _call_traced(self, args, kwargs):
+        boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
         # Record with the highest trace; boxes of lower traces stay boxed in
         # ``argvals`` so that the nested call below records with them too.
         top = args[boxed[0]]._trace

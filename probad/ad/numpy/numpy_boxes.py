@@ -12,6 +12,7 @@ import sys
 
 import numpy as _np
 
+from ..core import plus_adds
 from ..tracer import Box
 from . import numpy_wrapper as anp
 
@@ -242,3 +243,7 @@ for _t in [float, _np.ndarray, complex] + list(set(_np.sctypeDict.values())):
         ArrayBox.register(_t)
 ArrayBox.register(int)
 ArrayBox.register(bool)
+
+# Cotangents of these types add with ``+`` (core.add_outgrads' fast path).
+plus_adds.update(t for t, box in Box.type_mappings.items()
+                 if box is ArrayBox and t not in (bool, int, _np.bool_))
