@@ -5,9 +5,13 @@ Kernels (``hmc``), adaptation (``adaptation``) and the single-chain loop
 function from a model; ``mcmc`` drives chains and ``results`` packages draws
 as ArviZ InferenceData.
 """
+from . import autoguide  # noqa: F401
+from .advi import ADVIFit, advi  # noqa: F401
 from .density import Potential, log_density, potential  # noqa: F401
 from .diagnostics import SamplingWarning, check_sampling, summary  # noqa: F401
 from .initialization import init_to_median, init_to_sample, init_to_uniform, init_to_value  # noqa: F401
+from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
 from .mcmc import hmc  # noqa: F401
 from .predictive import predictive, prior_predictive  # noqa: F401
 from .reparam import LocScaleReparam  # noqa: F401
+from .svi import SVI, Trace_ELBO, TraceMeanField_ELBO, kl_divergence, register_kl  # noqa: F401

@@ -37,7 +37,6 @@ from ..primitives import param, sample
 from .advi import _is_identity
 from .density import potential as make_potential
 from .initialization import init_to_median
-from .laplace import hessian_of
 
 __all__ = ["AutoGuide", "AutoNormal", "AutoDelta", "AutoContinuous", "AutoDiagonalNormal",
            "AutoMultivariateNormal", "AutoLowRankMultivariateNormal",
@@ -86,10 +85,8 @@ class AutoGuide(ABC):
         self._potential, self._init_q = pot, init_q
         self._init_values = {name: init_values[name] for name in pot.sites}
         self._supports = {name: prototype[name]["fn"].support for name in pot.sites}
-        self._setup_params()
-
-    def _setup_params(self):
-        """Hook for guides that precompute something from the structure."""
+        self._identity_sites = {name for name, site in pot.sites.items()
+                                if _is_identity(site.transform)}
 
     @property
     def sites(self):
@@ -189,7 +186,8 @@ class AutoNormal(AutoGuide):
         self._setup(args, kwargs)
         values = {}
         for name, site in self.sites.items():
-            init = self._init_q[site.offset:site.offset + site.size].reshape(site.unconstrained_shape)
+            init = self._init_q[site.offset:site.offset + site.size]
+            init = init.reshape(site.unconstrained_shape)
             loc = param(f"{self.prefix}_{name}_loc", init)
             scale = param(f"{self.prefix}_{name}_scale", onp.full(site.unconstrained_shape,
                                                                  self.init_scale),
@@ -203,9 +201,6 @@ class AutoNormal(AutoGuide):
             log_det = np.sum(site.transform.log_abs_det_jacobian(u, x))
             values[name] = sample(name, Delta(x, log_density=-log_det, event_dim=len(site.shape)))
         return values
-
-    def _setup_params(self):
-        self._identity_sites = {n for n, s in self.sites.items() if _is_identity(s.transform)}
 
     def _gaussian(self, params):
         loc = onp.concatenate([onp.ravel(params[f"{self.prefix}_{n}_loc"]) for n in self.sites])
@@ -361,8 +356,7 @@ class AutoLaplaceApproximation(AutoContinuous):
         """
         self._check_ready()
         loc = onp.asarray(self._params(params)[f"{self.prefix}_loc"], dtype=float)
-        with onp.errstate(all="ignore"):
-            hess = hessian_of(self._potential.value_and_grad, loc)
+        hess = self._potential.hessian(loc)
         try:
             chol = onp.linalg.cholesky(hess)
         except onp.linalg.LinAlgError:

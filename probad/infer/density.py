@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as onp
 
 import probad.ad.numpy as np
-from ..ad import value_and_grad
+from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
@@ -389,6 +389,16 @@ class Potential:
         return self._run(q)
 
     # -- the public interface
+    def energy(self, q):
+        """``U(q)`` as a differentiable function of ``q`` (uncompiled), for
+        composing with ``probad.ad`` transformations."""
+        return self._energy_fn(q)
+
+    def hessian(self, q) -> onp.ndarray:
+        """The exact Hessian ``d2U/dq2`` at ``q``, by probad.ad (reverse over reverse)."""
+        with onp.errstate(all="ignore"):
+            return onp.asarray(hessian(self._energy_fn)(onp.asarray(q, dtype=onp.float64)))
+
     def __call__(self, q) -> float:
         """``U(q)`` (infinite where the model's linear algebra fails)."""
         try:

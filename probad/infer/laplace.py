@@ -18,13 +18,13 @@ from typing import Mapping
 import numpy as onp
 import scipy.optimize
 
-from .. import ad
 import probad.ad.numpy as np
+from .. import ad
 from .advi import GaussianApproximation, _is_identity
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
-__all__ = ["map", "laplace", "MAPResult", "LaplaceFit", "hessian_of"]
+__all__ = ["map", "laplace", "MAPResult", "LaplaceFit"]
 
 # An eigenvalue of H below this fraction of the largest counts as not
 # positive: the finite-difference Hessian is accurate to far better than this.
@@ -147,35 +147,6 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
                      num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
 
 
-def hessian_of(value_and_grad, q, *, relative_step: float = 1e-5) -> onp.ndarray:
-    """The Hessian at ``q`` of a function known through its exact gradient.
-
-    Central differences of the gradient along each coordinate, with steps
-    ``relative_step * max(|q_i|, 1)``, refined to at most 1e-3 of the
-    coordinate's curvature scale ``1/sqrt(H_ii)`` when that is smaller.
-    Symmetrised.
-    """
-    q = onp.asarray(q, dtype=float)
-    steps = relative_step * onp.maximum(onp.abs(q), 1.0)
-    hess = _difference_columns(value_and_grad, q, steps)
-    diag = onp.diagonal(hess)
-    scale = onp.where(diag > 0, 1.0 / onp.sqrt(onp.where(diag > 0, diag, 1.0)), onp.inf)
-    refined = onp.minimum(steps, 1e-3 * scale)
-    if onp.any(refined < steps):
-        hess = _difference_columns(value_and_grad, q, refined)
-    return 0.5 * (hess + hess.T)
-
-
-def _difference_columns(value_and_grad, q, steps):
-    cols = []
-    for i, h in enumerate(steps):
-        up, down = q.copy(), q.copy()
-        up[i] += h
-        down[i] -= h
-        cols.append((value_and_grad(up)[1] - value_and_grad(down)[1]) / (2 * h))
-    return onp.array(cols).T
-
-
 def _site_loadings(pot, vector) -> str:
     """The sites a direction in q mostly moves, with their shares."""
     shares = {name: float(onp.sum(vector[s.offset:s.offset + s.size] ** 2))
@@ -192,8 +163,8 @@ def _check_positive_definite(pot, hess):
     bad = onp.flatnonzero(eigvals <= RELATIVE_EIGEN_TOL * largest)
     if bad.size == 0:
         return
-    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving {_site_loadings(pot, eigvecs[:, i])}"
-             for i in bad[:3]]
+    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving "
+             f"{_site_loadings(pot, eigvecs[:, i])}" for i in bad[:3]]
     more = f"\n  ... and {bad.size - 3} more" if bad.size > 3 else ""
     raise ValueError(
         "laplace: the Hessian of the negative log density at the mode is not positive "
@@ -296,8 +267,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
         warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
                       UserWarning, stacklevel=2)
     q = onp.asarray(result.x, dtype=float)
-    with onp.errstate(all="ignore"):
-        hess = hessian_of(pot.value_and_grad, q)
+    hess = pot.hessian(q)
     if not onp.isfinite(hess).all():
         raise ValueError("laplace: the Hessian at the mode is not finite; the mode found "
                          f"may be at the edge of the support (sites {', '.join(pot.sites)})")

@@ -207,9 +207,11 @@ class TraceMeanField_ELBO(Trace_ELBO):
     """:class:`Trace_ELBO` with the analytic KL divergence for every latent
     site whose (guide, model) distribution pair has a registered rule
     (:func:`kl_divergence`; Normal-Normal and its plate/``to_event``
-    wrappers are built in). Lower variance where it applies; like the name
-    says, it assumes each guide site's distribution does not depend on
-    other latent sites' values in a way the KL would miss.
+    wrappers are built in). Same expectation as :class:`Trace_ELBO`; the
+    analytic term removes those sites' own sampling noise, which usually,
+    though not always (it can be anticorrelated with the likelihood's),
+    lowers the variance. Like the name says, it suits guides whose sites
+    are independent of each other.
     """
 
     def _latent_term(self, model_msg, guide_msg):
@@ -286,6 +288,7 @@ class SVI:
             The model's and guide's arguments.
         """
         entropy = onp.random.SeedSequence(seed).entropy
+        # The set-up run draws from a stream no step uses (steps use keys 0, 1, ...).
         rng = onp.random.default_rng(onp.random.SeedSequence(entropy, spawn_key=(2**32,)))
         guide_trace = handlers.trace(handlers.seed(self.guide, rng)).get_trace(*args, **kwargs)
         model_trace = handlers.trace(handlers.replay(handlers.seed(self.model, rng),
