@@ -99,6 +99,29 @@ class Node:
         self.index = index
 
 
+class ValueMeta:
+    """What a VJP may still ask of an argument whose value the tape dropped:
+    its shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+    stub_types: set = set()  # value types that may be replaced (registered by the numpy layer)
+
+    def __init__(self, value):
+        self.shape = value.shape
+        self.dtype = value.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
 class Trace:
     """Base class of traces; subclasses decide what a primitive call leaves behind."""
 
@@ -135,8 +158,16 @@ class ReverseTrace(Trace):
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         tape = self.tape
+        keeps = fun.vjp_keeps
+        if keeps is not None:
+            # Keep only the values the VJP reads (autograd's closures do the
+            # same); the rest become shape/dtype stubs, so memory is released.
+            keep_ans, keep_args = keeps(argnums)
+            args = [a if i in keep_args or type(a) not in ValueMeta.stub_types else ValueMeta(a)
+                    for i, a in enumerate(args)]
         parents = [boxes[0]._node] if len(boxes) == 1 else [b._node for b in boxes]
-        node = Node(fun, ans, args, kwargs, argnums, parents, len(tape))
+        node = Node(fun, ans if keeps is None or keep_ans else None, args, kwargs, argnums,
+                    parents, len(tape))
         tape.append(node)
         try:
             return Box.type_mappings[type(ans)](ans, self, node)
@@ -165,12 +196,17 @@ class trace_scope:
 class primitive:
     """Wrap ``fun`` so that calls on boxes are recorded.
 
+    ``vjp_keeps``, when set, is ``argnums -> (keep_ans, kept_arg_positions)``:
+    what the VJP rules read beyond shapes and dtypes, so the tape can drop
+    the rest.
+
     Derivative rules live on the primitive itself: ``vjps[argnum]`` is a maker
     ``(ans, *args, **kwargs) -> (g -> cotangent)`` and ``jvps[argnum]`` a rule
     ``(g, ans, *args, **kwargs) -> tangent`` (autograd's conventions).
     """
 
     differentiable = True
+    vjp_keeps = None
 
     def __init__(self, fun, name=None):
         self.fun = fun

@@ -13,7 +13,7 @@ import sys
 import numpy as _np
 
 from ..core import plus_adds
-from ..tracer import Box
+from ..tracer import Box, ValueMeta
 from . import numpy_wrapper as anp
 
 _ASSIGN_HELP = (
@@ -247,3 +247,4 @@ ArrayBox.register(bool)
 # Cotangents of these types add with ``+`` (core.add_outgrads' fast path).
 plus_adds.update(t for t, box in Box.type_mappings.items()
                  if box is ArrayBox and t not in (bool, int, _np.bool_))
+ValueMeta.stub_types.add(_np.ndarray)

@@ -223,6 +223,26 @@ def _def_elementwise_vjps():
 _def_elementwise_vjps()
 
 
+def _declare_keeps():
+    """Tell the tape what each common rule reads (see ``primitive.vjp_keeps``);
+    everything else is kept whole."""
+    nothing = lambda argnums: (False, ())  # noqa: E731
+    ans_only = lambda argnums: (True, ())  # noqa: E731
+    x_only = lambda argnums: (False, (0,))  # noqa: E731
+    for f in (anp.exp, anp.exp2, anp.expm1, anp.tan, anp.tanh, anp.reciprocal, anp.sqrt, anp.cbrt):
+        f.vjp_keeps = ans_only
+    for f in (anp.log, anp.log2, anp.log10, anp.log1p, anp.sin, anp.cos, anp.arcsin, anp.arccos,
+              anp.arctan, anp.sinh, anp.cosh, anp.arcsinh, anp.arccosh, anp.arctanh, anp.square):
+        f.vjp_keeps = x_only
+    for f in (anp.negative, anp.positive, anp.add, anp.subtract, anp.sum, anp.mean):
+        f.vjp_keeps = nothing
+    anp.multiply.vjp_keeps = lambda argnums: (False, tuple(1 - i for i in argnums))
+    anp.divide.vjp_keeps = lambda argnums: (1 in argnums, (1,))
+
+
+_declare_keeps()
+
+
 # The non-holomorphic elementwise functions.
 def _abs_vjp(ans, x):
     if anp.iscomplexobj(x):
