@@ -117,8 +117,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         Replay a compiled tape of the potential (fast) instead of re-running
         the model's Python at every gradient.
     num_steps, path_length, jitter :
-        Static HMC's trajectory: a fixed number of steps or a path length,
-        and a relative step-size jitter.
+        Static HMC's trajectory: a fixed number of steps or a path length
+        (by default ``2 * pi``, Stan's), and a relative step-size jitter.
     coords, dims : mapping, optional
         ArviZ coordinates for dims (e.g. ``{"school": names}``) and extra dims.
     log_likelihood : bool
@@ -131,10 +131,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         and ``constant_data`` (+ warmup groups on request). If sampling was
         interrupted, the draws so far, with ``attrs["partial"] = True``.
     """
-    if algorithm not in ("nuts", "hmc"):
-        raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
-    if algorithm == "hmc" and num_steps is None and path_length is None:
-        raise ValueError("static HMC needs num_steps=... or path_length=...")
+    _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter)
     if draws < 1 or tune < 0 or chains < 1 or thin < 1:
         raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
     start = time.perf_counter()
@@ -155,6 +152,24 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     return _package(pot, results, errors, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
                     algorithm=algorithm, log_likelihood=log_likelihood, seed=seed)
+
+
+def _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter):
+    """Refuse options every chain would refuse, before any chain starts."""
+    if algorithm not in ("nuts", "hmc"):
+        raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
+    if algorithm == "nuts":
+        if max_tree_depth < 1:
+            raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+        if num_steps is not None or path_length is not None or jitter:
+            raise ValueError("num_steps, path_length and jitter apply to algorithm='hmc' only")
+    else:
+        if num_steps is not None and path_length is not None:
+            raise ValueError("give num_steps or path_length, not both")
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
 
 
 def _run_sequential(jobs, pot):
@@ -199,7 +214,8 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
     for chain, exc in sorted(errors.items()):
         warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=3)
-    done = [results[c] for c in sorted(results) if len(results[c].positions) > 0]
+    kept = [c for c in sorted(results) if len(results[c].positions) > 0]
+    done = [results[c] for c in kept]
     if not done:
         if errors:
             first = errors[min(errors)]
@@ -229,6 +245,8 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
     }
     if seed is not None and not isinstance(seed, np.random.SeedSequence):
         attrs["seed"] = seed
+    # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
+    coords = {"chain": kept, **(coords or {})}
     idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
                                     warmup_stats=warm_stats, coords=coords, dims=dims,
                                     attrs=attrs, log_likelihood=log_likelihood)

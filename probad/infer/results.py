@@ -70,7 +70,7 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
     dims : dict, optional
         Extra or overriding dims per variable name.
     attrs : dict, optional
-        Attributes for the posterior group.
+        Attributes of the InferenceData (``idata.attrs``).
     log_likelihood : bool
         Whether to compute the pointwise ``log_likelihood`` group.
     """

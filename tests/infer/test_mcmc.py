@@ -1,0 +1,522 @@
+"""``pb.hmc``, the MCMC driver: reproducibility, executors, the InferenceData it
+returns, diagnostics, Ctrl-C and failed chains, known targets, bad input.
+
+Sampling checks compare Monte Carlo estimates with exact values through
+z-scores ``(estimate - truth) / (sd / sqrt(ESS))`` and require ``|z| < 4``
+with fixed seeds; a failure is a bug, not a tolerance to widen.
+"""
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+import arviz as az
+import numpy as onp
+import pytest
+
+import probad as pb
+import probad.ad.numpy as np
+from probad import distributions as dist
+from probad import handlers
+from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
+from tests.models import EIGHT_SCHOOLS, eight_schools_centered, eight_schools_noncentered
+
+STATS = {"lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
+         "energy_error", "max_energy_error"}
+SCHOOLS = ["Choate", "Deerfield", "Phillips Andover", "Phillips Exeter", "Hotchkiss",
+           "Lawrenceville", "St. Paul's", "Mt. Hermon"]
+
+
+def sample(model, data=None, **options):
+    """``pb.hmc`` without progress bars or diagnostic warnings (short test runs
+    have low ESS by design; tests of the warnings call ``pb.hmc`` directly)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        return pb.hmc(model, data, progress=False, **options)
+
+
+def assert_same_draws(a, b):
+    for group in ("posterior", "sample_stats"):
+        first, second = a[group], b[group]
+        assert set(first.data_vars) == set(second.data_vars)
+        for name in first.data_vars:
+            onp.testing.assert_array_equal(first[name].values, second[name].values,
+                                           err_msg=f"{group}.{name}")
+
+
+def z_scores(draws, truth):
+    """z-scores of the mean over (chain, draw) of ``draws`` (chain, draw, k) against ``truth``."""
+    ess = onp.asarray(az.ess(draws, method="bulk")) if draws.ndim == 2 else \
+        onp.array([az.ess(draws[..., i], method="bulk") for i in range(draws.shape[-1])])
+    flat = draws.reshape(-1, *draws.shape[2:])
+    return (flat.mean(axis=0) - truth) / (flat.std(axis=0) / onp.sqrt(ess))
+
+
+def assert_moments(draws, mean, variance):
+    """Means and variances (as means of squared deviations) within Monte Carlo error."""
+    assert onp.all(onp.abs(z_scores(draws, mean)) < 4)
+    assert onp.all(onp.abs(z_scores((draws - mean) ** 2, variance)) < 4)
+
+
+# ------------------------------------------------------------------ targets
+def bimodal():
+    """Two modes at -5 and +5 separated by a barrier of ~50 nats: a chain
+    stays in the mode it starts next to."""
+    x = pb.sample("x", dist.Normal(0.0, 10.0))
+    pb.factor("modes", np.logaddexp(dist.Normal(-5.0, 0.5).log_prob(x),
+                                    dist.Normal(5.0, 0.5).log_prob(x)))
+
+
+def funnel():
+    """Neal's funnel: v ~ N(0, 3), nine x_k ~ N(0, exp(v / 2))."""
+    v = pb.sample("v", dist.Normal(0.0, 3.0))
+    with pb.plate("k", 9):
+        pb.sample("x", dist.Normal(0.0, np.exp(v / 2)))
+
+
+def gaussian(covariance):
+    pb.sample("x", dist.MultivariateNormal(onp.zeros(len(covariance)),
+                                           covariance_matrix=covariance))
+
+
+def iid_normal(dim):
+    with pb.plate("k", dim):
+        pb.sample("x", dist.Normal(0.0, 1.0))
+
+
+def two_groups(a, b):
+    """Two observed sites in two plates, sharing a scale."""
+    sigma = pb.sample("sigma", dist.HalfNormal(2.0))
+    mu = pb.sample("mu", dist.Normal(0.0, 5.0).expand((2,)).to_event(1))
+    with pb.plate("first", len(a)):
+        pb.sample("a", dist.Normal(mu[0], sigma), obs=a)
+    with pb.plate("second", len(b)):
+        pb.sample("b", dist.Normal(mu[1], sigma), obs=b)
+
+
+TWO_GROUPS = {"a": onp.array([1.2, 0.4, 2.1, 1.7]), "b": onp.array([-0.3, 0.5, -1.1])}
+
+
+# ------------------------------------------------------------ reproducibility
+@pytest.fixture(scope="module")
+def pool():
+    with ProcessPoolExecutor(max_workers=2) as executor:
+        yield executor
+
+
+def test_same_seed_gives_bit_identical_draws_sequentially_and_on_a_pool(pool):
+    options = dict(draws=40, tune=40, chains=3, seed=11)
+    first = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    again = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    pooled = sample(eight_schools_noncentered, EIGHT_SCHOOLS, executor=pool, **options)
+    assert_same_draws(first, again)
+    assert_same_draws(first, pooled)
+    mu = first.posterior["mu"].values
+    assert not onp.array_equal(mu[0], mu[1]) and not onp.array_equal(mu[1], mu[2])
+    other = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **dict(options, seed=12))
+    assert not onp.array_equal(other.posterior["mu"].values, mu)
+
+
+def test_a_model_defined_in_a_function_runs_on_a_pool(pool):
+    prior_scale = 3.0  # captured by the closure: the model only pickles by value
+
+    def local_model(y):
+        loc = pb.sample("loc", dist.Normal(0.0, prior_scale))
+        with pb.plate("obs", len(y)):
+            pb.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+    data = {"y": onp.array([0.5, 1.5, 1.0])}
+    options = dict(draws=30, tune=30, chains=2, seed=4)
+    pooled = sample(local_model, data, executor=pool, **options)
+    assert_same_draws(sample(local_model, data, **options), pooled)
+    assert pooled.posterior["loc"].shape == (2, 30)
+
+
+@pytest.mark.parametrize("on_pool", [False, True])
+def test_progress_bars_leave_the_draws_alone(on_pool, pool):
+    options = dict(draws=20, tune=20, chains=2, seed=13)
+    executor = pool if on_pool else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        shown = pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, executor=executor,
+                       progress=True, **options)
+    assert_same_draws(shown, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
+
+
+# ----------------------------------------------------------- output structure
+@pytest.fixture(scope="module")
+def schools():
+    return sample(eight_schools_noncentered, EIGHT_SCHOOLS, draws=100, tune=100, chains=2,
+                  seed=5, warmup_draws=True, coords={"school": SCHOOLS})
+
+
+def test_posterior_has_plate_dims_and_user_coords(schools):
+    post = schools.posterior
+    assert set(post.data_vars) == {"mu", "tau", "theta_t", "theta"}
+    assert post["mu"].dims == ("chain", "draw")
+    assert post["theta"].dims == ("chain", "draw", "school")
+    assert post["theta_t"].dims == ("chain", "draw", "school")
+    assert list(post["school"].values) == SCHOOLS
+    assert post["theta"].shape == (2, 100, 8)
+    onp.testing.assert_allclose(post["theta"], post["mu"] + post["tau"] * post["theta_t"])
+    assert onp.all(post["tau"].values > 0)
+
+
+def test_sample_stats_have_the_arviz_names(schools):
+    stats = schools.sample_stats
+    assert set(stats.data_vars) == STATS
+    assert stats["diverging"].dtype == bool
+    assert stats["tree_depth"].dtype.kind == stats["n_steps"].dtype.kind == "i"
+    assert stats["lp"].shape == (2, 100)
+    # A trajectory of depth d holds 2**d - 1 steps plus part of a rejected last subtree.
+    depth, steps = stats["tree_depth"].values, stats["n_steps"].values
+    assert onp.all((2**depth - 1 <= steps) & (steps < 2 ** (depth + 1)))
+    # The step size is fixed after warmup, one value per chain.
+    assert onp.all(stats["step_size"].values == stats["step_size"].values[:, :1])
+
+
+def test_log_likelihood_observed_and_constant_data(schools):
+    from scipy.stats import norm
+
+    y, sigma = EIGHT_SCHOOLS["y"], EIGHT_SCHOOLS["sigma"]
+    loglik = schools.log_likelihood["y"]
+    assert loglik.dims == ("chain", "draw", "school")
+    theta = schools.posterior["theta"].values
+    onp.testing.assert_allclose(loglik.values, norm.logpdf(y, theta, sigma), rtol=1e-12)
+    onp.testing.assert_array_equal(schools.observed_data["y"].values, y)
+    assert schools.observed_data["y"].dims == ("school",)
+    onp.testing.assert_array_equal(schools.constant_data["sigma"].values, sigma)
+
+
+def test_log_likelihood_has_one_variable_per_observed_site():
+    idata = sample(two_groups, TWO_GROUPS, draws=50, tune=50, chains=2, seed=3)
+    assert set(idata.log_likelihood.data_vars) == {"a", "b"}
+    assert idata.log_likelihood["a"].dims == ("chain", "draw", "first")
+    assert idata.log_likelihood["b"].dims == ("chain", "draw", "second")
+    mu, sigma = idata.posterior["mu"].values, idata.posterior["sigma"].values
+    from scipy.stats import norm
+
+    onp.testing.assert_allclose(idata.log_likelihood["b"].values,
+                                norm.logpdf(TWO_GROUPS["b"], mu[..., 1:], sigma[..., None]))
+    assert az.loo(idata, var_name="a").elpd_loo < 0
+
+
+def test_warmup_groups_on_request(schools):
+    assert "warmup_posterior" in schools.groups() and "warmup_sample_stats" in schools.groups()
+    assert schools.warmup_posterior["theta"].shape == (2, 100, 8)
+    assert set(schools.warmup_sample_stats.data_vars) == STATS
+    # Warmup adapts the step size; sampling keeps the last one.
+    assert onp.unique(schools.warmup_sample_stats["step_size"].values[0]).size > 1
+    plain = sample(eight_schools_noncentered, EIGHT_SCHOOLS, draws=10, tune=10, chains=1, seed=5)
+    assert not any(group.startswith("warmup") for group in plain.groups())
+
+
+def test_attrs_record_the_run(schools):
+    attrs = schools.attrs
+    assert attrs["inference_library"] == "probad"
+    assert attrs["inference_library_version"] == pb.__version__
+    assert attrs["sampling_time"] > 0
+    assert attrs["algorithm"] == "nuts"
+    assert not attrs["partial"]
+    step_sizes = onp.asarray(attrs["step_size"])
+    onp.testing.assert_array_equal(step_sizes, schools.sample_stats["step_size"].values[:, 0])
+    inverse_metric = onp.asarray(attrs["inverse_metric"])
+    assert inverse_metric.shape == (2, 10)  # diagonal, over the 10 unconstrained coordinates
+    assert onp.all(inverse_metric > 0)
+    # Every leapfrog step is a gradient; the step size search and init add a few more.
+    steps = schools.sample_stats["n_steps"].values.sum(axis=1) + \
+        schools.warmup_sample_stats["n_steps"].values.sum(axis=1)
+    grads = onp.asarray(attrs["num_gradient_evaluations"])
+    assert onp.all(grads >= steps) and onp.all(grads < steps + 100)
+
+
+def test_arviz_functions_accept_the_result(schools, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # short chains: ArviZ warns about k-hat
+        table = az.summary(schools)
+        loo = az.loo(schools, pointwise=True)
+    assert {"mu", "tau", "theta[Choate]"} <= set(table.index)
+    assert loo.loo_i.shape == (8,)
+    for plot, name in ((az.plot_trace, "trace.png"), (az.plot_energy, "energy.png")):
+        with warnings.catch_warnings():
+            # ArviZ 0.23 calls a matplotlib API that matplotlib 3.11 deprecates.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            plot(schools)
+        plt.gcf().savefig(tmp_path / name)
+        plt.close("all")
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_pb_summary_prints_a_table(schools, capsys):
+    table = pb.summary(schools, var_names=["mu", "tau"])
+    out = capsys.readouterr().out
+    assert list(table.index) == ["mu", "tau"]
+    for word in ("mean", "sd", "ess_bulk", "r_hat", "mu", "tau", "Number of divergences: 0"):
+        assert word in out
+
+
+def test_thin_keeps_every_thin_th_draw():
+    full = sample(eight_schools_noncentered, EIGHT_SCHOOLS, draws=40, tune=20, chains=1, seed=8)
+    thinned = sample(eight_schools_noncentered, EIGHT_SCHOOLS, draws=20, tune=20, chains=1,
+                     seed=8, thin=2)
+    onp.testing.assert_array_equal(thinned.posterior["theta"].values,
+                                   full.posterior["theta"].values[:, 1::2])
+    onp.testing.assert_array_equal(thinned.sample_stats["n_steps"].values,
+                                   full.sample_stats["n_steps"].values[:, 1::2])
+
+
+def test_static_hmc():
+    idata = sample(iid_normal, {"dim": 3}, algorithm="hmc", num_steps=5, draws=100, tune=100,
+                   chains=2, seed=2)
+    assert idata.attrs["algorithm"] == "hmc"
+    assert onp.all(idata.sample_stats["n_steps"].values == 5)
+    assert idata.posterior["x"].shape == (2, 100, 3)
+    # Without a trajectory length: Stan's integration time 2 pi.
+    idata = sample(iid_normal, {"dim": 3}, algorithm="hmc", draws=20, tune=50, chains=1, seed=2)
+    steps = int(2 * onp.pi / idata.attrs["step_size"][0])
+    assert onp.all(idata.sample_stats["n_steps"].values == steps)
+
+
+def test_dense_mass_adapts_a_full_inverse_metric():
+    covariance = onp.array([[1.0, 0.9], [0.9, 1.0]])
+    idata = sample(gaussian, {"covariance": covariance}, dense_mass=True, draws=50, tune=200,
+                   chains=2, seed=6)
+    inverse_metric = onp.asarray(idata.attrs["inverse_metric"])
+    assert inverse_metric.shape == (2, 2, 2)
+    onp.testing.assert_allclose(inverse_metric, inverse_metric.transpose(0, 2, 1))
+    # The off-diagonal is learned: the metric follows the target's correlation.
+    assert onp.all(inverse_metric[:, 0, 1] > 0.5 * onp.sqrt(inverse_metric[:, 0, 0]
+                                                            * inverse_metric[:, 1, 1]))
+
+
+@pytest.mark.parametrize("side", [-1.0, 1.0])
+def test_init_as_dict_and_as_strategy(side):
+    by_dict = sample(bimodal, draws=20, tune=20, chains=2, seed=1, init={"x": 5.0 * side})
+    by_strategy = sample(bimodal, draws=20, tune=20, chains=2, seed=1,
+                         init=init_to_value(values={"x": 5.0 * side}))
+    for idata in (by_dict, by_strategy):
+        assert onp.all(onp.sign(idata.posterior["x"].values) == side)
+    assert_same_draws(by_dict, by_strategy)
+
+
+# ------------------------------------------------------------------ warnings
+def test_divergences_are_counted_with_advice():
+    with pytest.warns(SamplingWarning) as record:
+        idata = pb.hmc(eight_schools_centered, EIGHT_SCHOOLS, draws=100, tune=100, chains=1,
+                       seed=2, progress=False)
+    n_div = int(idata.sample_stats["diverging"].sum())
+    assert n_div > 0
+    message = next(str(w.message) for w in record if "divergent" in str(w.message))
+    assert message.startswith(f"{n_div} divergent transition(s)")
+    assert "target_accept" in message and "LocScaleReparam" in message
+
+
+@pytest.mark.parametrize("max_tree_depth", [1, 2])
+def test_saturated_tree_depth_is_reported(max_tree_depth):
+    with pytest.warns(SamplingWarning, match=f"maximum tree depth {max_tree_depth}") as record:
+        idata = pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, draws=50, tune=50, chains=2,
+                       seed=3, max_tree_depth=max_tree_depth, progress=False)
+    depth = idata.sample_stats["tree_depth"].values
+    assert depth.max() == max_tree_depth
+    n_sat = int((depth == max_tree_depth).sum())
+    message = next(str(w.message) for w in record if "tree depth" in str(w.message))
+    assert message.startswith(f"{n_sat} transition(s)")
+    assert "dense_mass=True" in message
+
+
+def test_low_ess_is_reported():
+    with pytest.warns(SamplingWarning, match="bulk ESS below 200") as record:
+        pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, draws=20, tune=50, chains=2, seed=4,
+               progress=False)
+    assert any("draw more samples" in str(w.message) for w in record)
+
+
+def test_chains_in_different_modes_give_an_rhat_warning():
+    with pytest.warns(SamplingWarning, match=r"R-hat > 1.01 for x") as record:
+        idata = pb.hmc(bimodal, draws=100, tune=100, chains=4, seed=0, progress=False)
+    assert any("multimodality" in str(w.message) for w in record)
+    signs = onp.sign(idata.posterior["x"].values.mean(axis=1))
+    assert set(signs) == {-1.0, 1.0}
+
+
+def test_a_clean_run_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplingWarning)
+        warnings.simplefilter("error", RuntimeWarning)
+        pb.hmc(iid_normal, {"dim": 2}, draws=500, tune=200, chains=2, seed=1, progress=False)
+
+
+# ------------------------------------------------- Ctrl-C and failing chains
+class InterruptAt:
+    """Counts model runs; the ``n``-th raises KeyboardInterrupt, as one Ctrl-C would."""
+
+    def __init__(self, n: float):
+        self.n = n
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return 0.0
+
+
+def clocked_normal(clock):
+    """A standard normal whose every run ticks ``clock`` (with ``compile=False``
+    the model's Python runs at every gradient, so the clock can stop it)."""
+    pb.sample("x", dist.Normal(0.0, 1.0))
+    pb.factor("clock", clock())
+
+
+INTERRUPT_OPTIONS = dict(draws=300, tune=30, chains=2, seed=9, compile=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    clock = InterruptAt(onp.inf)
+    return sample(clocked_normal, {"clock": clock}, **INTERRUPT_OPTIONS), clock.calls
+
+
+@pytest.mark.parametrize("chain", [0, 1])
+def test_ctrl_c_returns_the_draws_so_far(uninterrupted, chain):
+    full, _ = uninterrupted
+    grads = full.attrs["num_gradient_evaluations"]
+    # The check pass, each chain's init and its gradients run the model; half a
+    # chain's gradients in, that chain is sampling (warmup is 30 of 330 iterations).
+    stop_at = 3 + sum(grads[:chain]) + 2 * chain + grads[chain] // 2
+    with pytest.warns(RuntimeWarning, match="sampling stopped early"):
+        partial = pb.hmc(clocked_normal, {"clock": InterruptAt(stop_at)}, progress=False,
+                         **INTERRUPT_OPTIONS)
+    assert partial.attrs["partial"]
+    assert partial.posterior.sizes["chain"] == chain + 1
+    n = partial.posterior.sizes["draw"]
+    assert 0 < n < INTERRUPT_OPTIONS["draws"]
+    # The draws are exactly the first ones of the uninterrupted run.
+    onp.testing.assert_array_equal(partial.posterior["x"].values,
+                                   full.posterior["x"].values[:chain + 1, :n])
+
+
+def test_ctrl_c_before_any_draw_propagates():
+    with pytest.raises(KeyboardInterrupt):
+        pb.hmc(clocked_normal, {"clock": InterruptAt(3)}, progress=False, **INTERRUPT_OPTIONS)
+
+
+class FailInChain:
+    """``init_to_uniform()``, except that it raises in chain ``bad``.
+
+    The driver gives chain ``c`` the random stream ``SeedSequence(seed).spawn(chains)[c]``,
+    from which the init stream is spawned; its spawn key starts with ``c``.
+    """
+
+    def __init__(self, bad: int):
+        self.bad = bad
+
+    def __call__(self, site, rng):
+        if rng.bit_generator.seed_seq.spawn_key[0] == self.bad:
+            raise RuntimeError("no valid start in this chain")
+        return init_to_uniform()(site, rng)
+
+
+@pytest.mark.parametrize("on_pool", [False, True])
+def test_a_failing_chain_does_not_lose_the_others(on_pool, pool):
+    options = dict(draws=30, tune=30, chains=3, seed=7)
+    executor = pool if on_pool else None
+    with pytest.warns(RuntimeWarning, match="chain 1 failed .*no valid start") as record:
+        idata = pb.hmc(iid_normal, {"dim": 2}, init=FailInChain(1), executor=executor,
+                       progress=False, **options)
+    assert not any("chain 0 failed" in str(w.message) or "chain 2 failed" in str(w.message)
+                   for w in record)
+    assert idata.attrs["partial"]
+    assert list(idata.posterior["chain"].values) == [0, 2]
+    complete = sample(iid_normal, {"dim": 2}, **options)
+    onp.testing.assert_array_equal(idata.posterior["x"].values,
+                                   complete.posterior["x"].values[[0, 2]])
+
+
+# --------------------------------------------------------- known targets
+@pytest.mark.slow
+def test_funnel_diverges_when_centred_and_not_when_non_centred():
+    options = dict(draws=500, tune=500, chains=2, seed=0)
+    centred = sample(funnel, **options)
+    assert int(centred.sample_stats["diverging"].sum()) > 0
+    non_centred = sample(handlers.reparam(funnel, config={"x": LocScaleReparam(0)}), **options)
+    assert int(non_centred.sample_stats["diverging"].sum()) == 0
+    assert set(non_centred.posterior.data_vars) == {"v", "x_decentered", "x"}
+    assert_moments(non_centred.posterior["v"].values, 0.0, 9.0)
+
+
+def ill_conditioned_covariance(dim=4, seed=0):
+    """Eigenvalues 1 ... 1e4 (condition number 1e4) in a random rotation."""
+    rotation, _ = onp.linalg.qr(onp.random.default_rng(seed).normal(size=(dim, dim)))
+    return rotation @ onp.diag(onp.logspace(0, 4, dim)) @ rotation.T
+
+
+@pytest.mark.slow
+def test_dense_mass_recovers_an_ill_conditioned_gaussian_in_few_steps():
+    covariance = ill_conditioned_covariance()
+    data = {"covariance": covariance}
+    dense = sample(gaussian, data, dense_mass=True, draws=500, tune=500, chains=2, seed=0)
+    x = dense.posterior["x"].values
+    assert int(dense.sample_stats["diverging"].sum()) == 0
+    assert_moments(x, onp.zeros(4), onp.diag(covariance))
+    # Off-diagonal second moments too: whitened draws are standard normal.
+    whitened = onp.linalg.solve(onp.linalg.cholesky(covariance), x[..., None])[..., 0]
+    assert_moments(whitened, onp.zeros(4), onp.ones(4))
+    diagonal = sample(gaussian, data, draws=100, tune=300, chains=2, seed=0)
+    dense_steps = dense.sample_stats["n_steps"].values.mean()
+    diagonal_steps = diagonal.sample_stats["n_steps"].values.mean()
+    assert dense_steps < 10
+    assert diagonal_steps > 3 * dense_steps
+
+
+def test_100_dimensional_standard_normal():
+    idata = sample(iid_normal, {"dim": 100}, draws=500, tune=500, chains=2, seed=1)
+    assert int(idata.sample_stats["diverging"].sum()) == 0
+    assert_moments(idata.posterior["x"].values, onp.zeros(100), onp.ones(100))
+
+
+# ------------------------------------------------------------- bad input
+class NoChainsExecutor(Executor):
+    """Fails the test if the driver starts a chain."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        raise AssertionError("a chain was started")
+
+
+def invalid_parameter():
+    pb.sample("x", dist.Normal(0.0, -1.0))
+
+
+def latent_coin():
+    p = pb.sample("p", dist.Beta(1.0, 1.0))
+    pb.sample("coin", dist.Bernoulli(probs=p))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(algorithm="mala"), "algorithm"),
+    (dict(target_accept=1.2), "target_accept"),
+    (dict(max_tree_depth=0), "max_tree_depth"),
+    (dict(num_steps=10), "algorithm='hmc' only"),
+    (dict(algorithm="hmc", num_steps=10, path_length=2.0), "not both"),
+    (dict(draws=0), "draws"),
+])
+def test_bad_options_raise_before_sampling(options, message):
+    with pytest.raises(ValueError, match=message):
+        pb.hmc(iid_normal, {"dim": 2}, executor=NoChainsExecutor(), progress=False, **options)
+
+
+@pytest.mark.parametrize("model, data, message", [
+    (invalid_parameter, None, "site 'x'.*scale"),
+    (latent_coin, None, "site 'coin'.*[Mm]arginalise"),
+    (eight_schools_noncentered, dict(EIGHT_SCHOOLS, y=onp.array([28.0, 8.0, onp.nan, 7.0, -1.0,
+                                                                  1.0, 18.0, 12.0])),
+     "site 'y'.*NaN"),
+])
+def test_bad_input_raises_before_sampling(model, data, message):
+    with pytest.raises(ValueError, match=message):
+        pb.hmc(model, data, executor=NoChainsExecutor(), progress=False)
