@@ -53,15 +53,16 @@ def arma11(T, y):
     phi = pb.sample("phi", dist.Normal(0.0, 2.0))
     theta = pb.sample("theta", dist.Normal(0.0, 2.0))
     sigma = pb.sample("sigma", dist.HalfCauchy(2.5))
-    # The MA recursion is inherently sequential: a Python loop over time.
-    nu = mu + phi * mu
-    err = y[0] - nu
+    # The MA recursion is inherently sequential: a Python loop over time. On
+    # scalars (``x[()]`` of a 0-d array) each step is a few float operations
+    # rather than numpy calls on 0-d arrays.
+    mu_, phi_, theta_ = mu[()], phi[()], theta[()]
+    err = y[0] - (mu_ + phi_ * mu_)
     errs = [err]
     for t in range(1, T):
-        nu = mu + phi * y[t - 1] + theta * err
-        err = y[t] - nu
+        err = y[t] - (mu_ + phi_ * y[t - 1] + theta_ * err)
         errs.append(err)
-    pb.sample("err", dist.Normal(0.0, sigma), obs=np.stack(errs))
+    pb.sample("err", dist.Normal(0.0, sigma), obs=np.array(errs))
 
 
 def gp_pois_regr(N, x, k, y=None):
@@ -90,12 +91,13 @@ def hmm_example(N, K, y):
     theta2 = pb.sample("theta2", dist.ImproperUniform(constraints.simplex, (), (K,)))
     mu = pb.sample("mu", dist.ImproperUniform(constraints.positive_ordered_vector, (), (K,)))
     pb.factor("mu_prior", dist.Normal(3.0, 1.0).log_prob(mu[0]) + dist.Normal(10.0, 1.0).log_prob(mu[1]))
-    log_theta = np.log(np.stack([theta1, theta2]))  # [from, to]
+    # log_theta_T[k, j] = log P(state k | previous state j): row k is what state k is reached from.
+    log_theta_T = np.log(np.stack([theta1, theta2])).T
     emission = dist.Normal(mu, 1.0).log_prob(y[:, None])  # (N, K)
     # The forward algorithm: a Python loop, marginalising the hidden states.
     gamma = emission[0]
     for t in range(1, N):
-        gamma = logsumexp(gamma[:, None] + log_theta, axis=0) + emission[t]
+        gamma = logsumexp(gamma + log_theta_T, axis=1) + emission[t]
     pb.factor("y", logsumexp(gamma))
 
 

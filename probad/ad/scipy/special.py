@@ -211,13 +211,23 @@ def _keepdims_shape(shape, axis):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
+# Up to this many entries, logsumexp is one ufunc reduction (logaddexp): the
+# max-shift form's five numpy calls cost ~10 us, which dominates a model that
+# calls logsumexp on a handful of states per step of a loop (an HMM). Past it,
+# the max-shift form is faster: one exp per entry instead of an exp and a log1p.
+_LOGADDEXP_MAX_SIZE = 64
+
+
 @primitive
 def _logsumexp(a, b, axis, keepdims, return_sign):
     if b is None and not return_sign:
-        # The common case, directly: scipy's array-API dispatch costs ~20 us
-        # a call, which dominates models that call logsumexp in a loop (HMMs).
+        # The common case, directly: scipy's array-API dispatch costs ~20 us a call.
         a = onp.asarray(a)
-        if a.size:
+        if 0 < a.size <= _LOGADDEXP_MAX_SIZE and a.dtype.kind == "f":
+            peak = onp.maximum.reduce(a, axis=None)
+            if peak == peak:  # no NaN entry, on which logaddexp warns (scipy, below, does not)
+                return onp.logaddexp.reduce(a, axis=axis, keepdims=keepdims)
+        elif a.size:
             m = a.max(axis=axis, keepdims=True)
             if onp.isfinite(m).all():
                 s = onp.exp(a - m).sum(axis=axis, keepdims=keepdims)
@@ -226,17 +236,49 @@ def _logsumexp(a, b, axis, keepdims, return_sign):
     return tuple(out) if return_sign else out
 
 
+@primitive
+def _softmax_weights(a, lse, shape):
+    """``exp(a - lse)``, ``lse`` reshaped to ``shape`` (``a``'s shape with the
+    summed axes kept as 1); 0 on slices whose ``lse`` is not finite.
+
+    One primitive for what the VJP and JVP of logsumexp need, rather than the
+    six calls (and guards) of the NaN-safe ``where`` form: in an HMM's loop it
+    runs once per step.
+    """
+    lse = onp.asarray(lse).reshape(shape)
+    finite = onp.isfinite(lse)
+    if onp.logical_and.reduce(finite, axis=None):
+        return onp.exp(a - lse)
+    # exp(-inf) = 0 on those slices: nothing there can overflow or be NaN.
+    return onp.exp(onp.where(finite, a - onp.where(finite, lse, 0), -onp.inf))
+
+
+def _summed_axes(shape):
+    return tuple(i for i, n in enumerate(shape) if n == 1)
+
+
+# d exp(a - lse) = exp(a - lse) (da - dlse); the weights are 0 where lse is not
+# finite, and so are these derivatives.
+defvjp(_softmax_weights,
+       lambda ans, a, lse, shape: lambda g: g * ans,
+       lambda ans, a, lse, shape: lambda g: -np.reshape(
+           np.sum(g * ans, axis=_summed_axes(shape)), onp.shape(lse)),
+       None)
+defjvp(_softmax_weights,
+       lambda g, ans, a, lse, shape: g * ans,
+       lambda g, ans, a, lse, shape: -np.reshape(g, shape) * ans,
+       None)
+
+
 def _lse_weights(ans, a, b, axis, keepdims, return_sign):
-    """``sign * exp(a - lse)`` (and the same times ``b``), shaped like ``a``.
+    """``sign * exp(a - lse)`` (to be multiplied by ``b``), shaped like ``a``.
 
     Slices whose sum is zero (all entries ``-inf`` or zero weight) have
     ``lse = -inf``; their weights are 0 rather than ``exp(-inf + inf)``.
     """
     lse, sign = ans if return_sign else (ans, 1.0)
     shape = _keepdims_shape(onp.shape(a), axis)
-    lse = np.reshape(lse, shape)
-    finite = np.isfinite(lse)
-    e = np.where(finite, np.exp(a - np.where(finite, lse, 0)), 0)
+    e = _softmax_weights(a, lse, shape)
     if return_sign:
         e = e * np.reshape(sign, shape)
     return e, shape
