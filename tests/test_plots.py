@@ -1,0 +1,62 @@
+"""probad's own plots render to PNG (ArviZ's plots are ArviZ's to test)."""
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as onp  # noqa: E402
+import pytest  # noqa: E402
+
+import probad as pb  # noqa: E402
+from probad import distributions as dist  # noqa: E402
+
+
+def _model(y=None):
+    mu = pb.sample("mu", dist.Normal(0.0, 5.0))
+    sigma = pb.sample("sigma", dist.HalfNormal(2.0))
+    with pb.plate("obs", 20):
+        pb.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+DATA = {"y": onp.random.default_rng(0).normal(1.0, 0.5, size=20)}
+
+
+@pytest.fixture(scope="module")
+def idata():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pb.infer.SamplingWarning)  # short run: low ESS is expected
+        return pb.hmc(_model, DATA, draws=150, tune=300, chains=2, seed=3, progress=False,
+                      warmup_draws=True)
+
+
+def test_plot_warmup_renders_windows(idata, tmp_path):
+    fig = pb.plot_warmup(idata)
+    ax_step, ax_depth = fig.axes
+    assert ax_step.get_ylabel() == "step size" and ax_depth.get_xlabel() == "warmup iteration"
+    # One shaded span per adaptation window on each axis.
+    from probad.infer.adaptation import window_ends
+
+    assert len(ax_step.patches) == len(window_ends(300))
+    fig.savefig(tmp_path / "warmup.png")
+    assert (tmp_path / "warmup.png").stat().st_size > 10_000
+    plt.close(fig)
+
+
+def test_plot_warmup_needs_warmup_draws():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pb.infer.SamplingWarning)
+        short = pb.hmc(_model, DATA, draws=20, tune=30, chains=1, seed=3, progress=False)
+    with pytest.raises(ValueError, match="warmup_draws=True"):
+        pb.plot_warmup(short)
+
+
+def test_plot_compare_overlays_fits(idata, tmp_path):
+    fit = pb.advi(_model, DATA, seed=0, progress=False)
+    fig = pb.plot_compare(idata, fit, labels=["NUTS", "ADVI"], var_names=["mu", "sigma"])
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["mu", "sigma"]
+    assert all(len(ax.lines) == 2 for ax in panels)
+    fig.savefig(tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    plt.close(fig)
