@@ -255,7 +255,7 @@ def getitem_parts(A, *idx):
 
 
 def _is_basic_index(idx):
-    if type(idx) is int:  # the common case (``x[t]`` in a loop), answered without a generator
+    if type(idx) is int or type(idx) is slice:  # the common cases (``x[t]``, ``q[a:b]``), quickly
         return True
     parts = idx if isinstance(idx, tuple) else (idx,)
     return builtins.all(p is None or p is Ellipsis or isinstance(p, (int, _np.integer, slice)) for p in parts)
