@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# A bare Figure draws without pyplot, so importing this script never
+# changes the caller's matplotlib backend.
+from matplotlib.figure import Figure
 import numpy as onp  # noqa: E402
 
 import probad.ad.numpy as np  # noqa: E402
@@ -273,7 +272,8 @@ def section_neural_network(steps: int = 1000, hidden: int = 20, seed: int = 0) -
 
 # -------------------------------------------------------------------- figure
 def plot(results, out_path):
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    fig = Figure(figsize=(14, 8), layout="constrained")
+    axes = fig.subplots(2, 3)
 
     ax = axes[0, 0]
     grid = onp.linspace(-3.0, 3.0, 200)
@@ -331,10 +331,8 @@ def plot(results, out_path):
     ax.legend(frameon=False, fontsize=8)
 
     fig.suptitle("probad.ad tutorial")
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
 
 
 def main(linear_steps: int = 200, polynomial_steps: int = 500, network_steps: int = 1000,

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# A bare Figure draws without pyplot, so importing this script never
+# changes the caller's matplotlib backend.
+from matplotlib.figure import Figure
 import numpy as onp  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
@@ -186,7 +185,8 @@ def main(n: int = 64, steps: int = 50, sweeps: int = 20, iterations: int = 80, s
 
 def plot(smoke0, target, before, after, frames, velocity, losses, out_path):
     steps = len(frames)
-    fig, axes = plt.subplots(2, 4, figsize=(14, 7.2))
+    fig = Figure(figsize=(14, 7.2), layout="constrained")
+    axes = fig.subplots(2, 4)
     images = [(smoke0, "initial smoke"), (target, "target"),
               (before, f"after {steps} steps, small random v0"),
               (after, f"after {steps} steps, optimised v0")]
@@ -225,10 +225,8 @@ def plot(smoke0, target, before, after, frames, velocity, losses, out_path):
     ax.grid(True, which="both", alpha=0.3)
 
     fig.suptitle("Optimising the initial velocity of a fluid through its simulation")
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ from __future__ import annotations
 import os
 import timeit
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# A bare Figure draws without pyplot, so importing this script never
+# changes the caller's matplotlib backend.
+from matplotlib.figure import Figure
 import numpy as onp  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
@@ -131,7 +130,8 @@ def main(dims=(10, 20, 40, 80, 160, 320, 640), newton_dim: int = 200, seed: int 
           f"|x - 1|_max = {onp.max(onp.abs(newton.x - 1)):.1e} after {newton.nit} iterations, "
           f"{newton.njev} gradients and {newton.nhev} Hessian-vector products")
 
-    fig, (ax_time, ax_opt) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    ax_time, ax_opt = fig.subplots(1, 2)
     for (name, ts), marker in zip(times.items(), "osD^"):
         ax_time.loglog(dims, ts, marker=marker, ms=5, label=name)
     ax_time.set_xlabel("dimension n")
@@ -147,10 +147,8 @@ def main(dims=(10, 20, 40, 80, 160, 320, 640), newton_dim: int = 200, seed: int 
     ax_opt.set_title(f"Newton-CG on HVPs, n = {newton_dim}: {newton.nhev} products, no Hessian")
     ax_opt.legend(frameon=False)
     ax_opt.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=120)
-    plt.close(fig)
     return {"max_rel_error": max_rel_error, "times": times, "newton": newton, "history": history}
 
 

@@ -30,10 +30,9 @@ import os
 import time
 import tracemalloc
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# A bare Figure draws without pyplot, so importing this script never
+# changes the caller's matplotlib backend.
+from matplotlib.figure import Figure
 import numpy as onp  # noqa: E402
 
 import probad.ad.numpy as np  # noqa: E402
@@ -216,7 +215,8 @@ def main(steps: int = 100, meta_steps: int = 30, segment_lengths=(1, 4, 10, 25),
 
 
 def plot(costs, meta_losses, schedule0, schedule, curves, out_path):
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
 
     ax = axes[0, 0]
     ax.plot(schedule0, "--", color="0.5", label="initial (constant)")
@@ -247,10 +247,8 @@ def plot(costs, meta_losses, schedule0, schedule, curves, out_path):
     ax.set(xlabel="checkpoint segment length (SGD steps)", ylabel="peak memory of one hypergradient (MB)",
            title="Memory for time (labels: seconds, timed under tracemalloc)")
 
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

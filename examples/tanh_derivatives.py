@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 
+# A bare Figure draws without pyplot, so importing this script never
+# changes the caller's matplotlib backend.
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 import numpy as onp  # noqa: E402
 from numpy.polynomial import Polynomial  # noqa: E402
 
@@ -75,11 +75,12 @@ def main(n_points: int = 400, order: int = 6, out_path: str = DEFAULT_FIGURE) ->
     # shared axis would flatten the low orders. The last panel overlays all
     # of them scaled to a peak of 1, to compare their shapes.
     n_rows = -(-(order + 2) // 4)
-    fig, axes = plt.subplots(n_rows, 4, figsize=(13, 3.2 * n_rows), squeeze=False)
+    fig = Figure(figsize=(13, 3.2 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, 4, squeeze=False)
     axes = axes.ravel()
     for ax in axes[order + 1:-1]:
         ax.set_visible(False)
-    colours = plt.cm.viridis(onp.linspace(0.0, 0.85, order + 1))
+    colours = matplotlib.colormaps["viridis"](onp.linspace(0.0, 0.85, order + 1))
     marks = slice(None, None, max(1, n_points // 25))
     for k, (v, e, c) in enumerate(zip(values, exact, colours)):
         ax = axes[k]
@@ -97,10 +98,8 @@ def main(n_points: int = 400, order: int = 6, out_path: str = DEFAULT_FIGURE) ->
     for ax in axes[::4]:
         ax.set_ylabel(r"$d^k \tanh(x) / dx^k$")
     fig.suptitle(f"tanh and its first {order} derivatives by automatic differentiation")
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=120)
-    plt.close(fig)
     return {"x": x, "values": values, "max_abs_error": errors}
 
 

@@ -57,7 +57,8 @@ def plot_compare(*fits, labels=None, var_names=None, draws: int = 2000, seed=0, 
     names = [n for n in columns[0] if all(n in c for c in columns)][:max_panels]
     ncols = min(4, len(names))
     nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.6 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.6 * ncols, 2.8 * nrows), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes.ravel(), names):
         for cols, label in zip(columns, labels):
             x = cols[name]
@@ -71,7 +72,6 @@ def plot_compare(*fits, labels=None, var_names=None, draws: int = 2000, seed=0, 
         ax.set_visible(False)
     axes.ravel()[0].legend(fontsize="small")
     fig.suptitle("Marginal posteriors")
-    fig.tight_layout()
     return fig
 
 
@@ -94,7 +94,7 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     step = np.asarray(stats["step_size"])
     depth = np.asarray(stats["tree_depth"])
     n_warmup = step.shape[1]
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=figsize)
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=figsize, layout="constrained")
     it = np.arange(n_warmup)
     for c in range(step.shape[0]):
         ax1.plot(it, step[c], lw=0.8, label=f"chain {c}")
@@ -110,5 +110,4 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     ax1.legend(fontsize="small", ncol=4)
     ax2.set_ylabel("tree depth")
     ax2.set_xlabel("warmup iteration")
-    fig.tight_layout()
     return fig

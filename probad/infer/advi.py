@@ -44,6 +44,7 @@ from scipy.special import expit
 from ..optim import Adam, ClippedAdam, OptimizerState
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
+from .progress import progress_bar
 from .results import constrained_draws, draws_to_inference_data
 
 __all__ = ["advi", "ADVIFit", "GaussianApproximation"]
@@ -1009,9 +1010,7 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     theta0 = family.initial_params(q0, init_scale, rng)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"ADVI ({family.method})", unit="step",
+        bar = progress_bar(total=steps, desc=f"ADVI ({family.method})", unit="step",
                    dynamic_ncols=True)
     try:
         # Draws far in the tails may overflow on the way to a non-finite

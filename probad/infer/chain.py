@@ -10,11 +10,10 @@ import math
 from typing import Callable, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
-from tqdm.std import tqdm as TqdmBase
 
 from probad.infer import kernels
 from probad.infer.adaptation import window_adaptation
+from probad.infer.progress import TextBar, progress_bar
 
 #: Per-draw statistics, named as ArviZ ``sample_stats`` expects.
 STAT_DTYPES = {
@@ -108,10 +107,10 @@ def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None]
     """Turn the ``progress`` argument into ``(report, close)``."""
     if progress is None or progress is False:
         return None, lambda: None
-    if callable(progress) and not isinstance(progress, TqdmBase):
+    if callable(progress) and not isinstance(progress, TextBar):
         return progress, lambda: None
-    owned = not isinstance(progress, TqdmBase)
-    bar = tqdm(total=total, desc="chain", dynamic_ncols=True) if owned else progress
+    owned = not isinstance(progress, TextBar)
+    bar = progress_bar(total=total, desc="chain", dynamic_ncols=True) if owned else progress
 
     def report(event):
         bar.set_postfix_str(
@@ -177,7 +176,7 @@ def run_chain(
     warmup_draws : bool
         Also return the draws and statistics of every warmup iteration.
     progress : bool, callable or tqdm bar
-        ``False``: silent. ``True``: a ``tqdm.auto`` bar showing the phase, step
+        ``False``: silent. ``True``: a tqdm bar showing the phase, step
         size and divergences. A tqdm bar: advanced (not closed) by this chain.
         A callable: called with a :class:`ChainProgress` after every iteration.
     step_size : float

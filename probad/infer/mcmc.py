@@ -20,6 +20,7 @@ from .chain import run_chain
 from .density import potential as make_potential
 from .diagnostics import check_sampling
 from .initialization import init_to_uniform, init_to_value
+from .progress import progress_bar
 from .results import draws_to_inference_data
 
 __all__ = ["hmc"]
@@ -64,10 +65,8 @@ def _run_pickled(payload: bytes):
 def _progress_bar(job, progress):
     if not progress:
         return None
-    from tqdm.auto import tqdm
-
     total = job.options["tune"] + job.options["draws"] * job.options.get("thin", 1)
-    return tqdm(total=total, desc=f"chain {job.chain}", position=job.chain, leave=True,
+    return progress_bar(total=total, desc=f"chain {job.chain}", position=job.chain, leave=True,
                 dynamic_ncols=True)
 
 

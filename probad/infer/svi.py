@@ -36,6 +36,7 @@ from ..distributions.distribution import ExpandedDistribution, Independent
 from ..distributions.transforms import biject_to, sum_rightmost
 from .. import handlers
 from ..optim import Optimizer, OptimizerState
+from .progress import progress_bar
 
 __all__ = ["SVI", "SVIState", "SVIRunResult", "Trace_ELBO", "TraceMeanField_ELBO",
            "kl_divergence", "register_kl"]
@@ -359,9 +360,7 @@ class SVI:
         losses = onp.full(num_steps, onp.nan)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=num_steps, desc="SVI", unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=num_steps, desc="SVI", unit="step", dynamic_ncols=True)
         every = max(1, num_steps // 100)
         last = time.perf_counter()
         try:
