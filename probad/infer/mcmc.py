@@ -92,6 +92,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         Number of independent chains.
     seed : int or numpy.random.SeedSequence, optional
         The same seed gives bit-identical draws however the chains are run.
+        None draws a fresh seed; ``idata.attrs["seed"]`` records the seed
+        used, so passing it back repeats the run.
     algorithm : {"nuts", "hmc"}
         NUTS (Stan's multinomial variant) or static HMC.
     target_accept : float
@@ -135,6 +137,10 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    if seed is None:
+        # A fresh seed, recorded in attrs["seed"], so any run can be repeated
+        # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
                    max_tree_depth=max_tree_depth, dense_mass=dense_mass, thin=thin,
@@ -242,7 +248,7 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
         "partial": int(partial),
     }
-    if seed is not None and not isinstance(seed, np.random.SeedSequence):
+    if not isinstance(seed, np.random.SeedSequence):
         attrs["seed"] = seed
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
     coords = {"chain": kept, **(coords or {})}

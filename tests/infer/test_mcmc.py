@@ -117,6 +117,16 @@ def test_same_seed_gives_bit_identical_draws_sequentially_and_on_a_pool(pool):
     assert not onp.array_equal(other.posterior["mu"].values, mu)
 
 
+def test_an_unseeded_run_records_the_seed_that_repeats_it():
+    options = dict(draws=20, tune=20, chains=2)
+    first = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    seed = first.attrs["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**63
+    assert_same_draws(first, sample(eight_schools_noncentered, EIGHT_SCHOOLS, seed=seed, **options))
+    other = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    assert other.attrs["seed"] != seed
+
+
 def test_a_model_defined_in_a_function_runs_on_a_pool(pool):
     prior_scale = 3.0  # captured by the closure: the model only pickles by value
 
