@@ -70,3 +70,20 @@ def test_nuts_matches_reference(name):
             if abs(zm) >= 4 or abs(zs) >= 4:
                 failures.append(f"{key}: z_mean={zm:.2f} z_sd={zs:.2f}")
     assert not failures, "; ".join(failures)
+
+
+@pytest.mark.parametrize("name", list(POSTERIORS))
+def test_compiled_potential_matches_eager(name):
+    # These models hold the suite's loops (arK, arma11's recursion, the HMM's
+    # forward algorithm): replayed tapes must give the eager numbers.
+    from probad.infer.density import potential
+
+    model, data = model_and_data(name)
+    eager, compiled = potential(model, data, compile=False), potential(model, data)
+    for seed in range(3):  # the first call records, the others replay
+        q = eager.initial_point(seed=seed)
+        value, grad = compiled.value_and_grad(q)
+        ref_value, ref_grad = eager.value_and_grad(q)
+        assert value == pytest.approx(ref_value, rel=1e-12, abs=1e-12)
+        onp.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-12 * onp.abs(ref_grad).max())
+    assert compiled._energy_and_grad.trace_count == 1
