@@ -321,9 +321,11 @@ class Potential:
         if compile:
             self._energy = compile_function(self._energy_fn)
             self._energy_and_grad = compile_function(value_and_grad(self._energy_fn))
+            self._outputs = compile_function(self._constrain_and_log_likelihood)
         else:
             self._energy = self._energy_fn
             self._energy_and_grad = value_and_grad(self._energy_fn)
+            self._outputs = self._constrain_and_log_likelihood
 
     # -- q <-> site values
     def _run(self, q):
@@ -382,11 +384,38 @@ class Potential:
         model_trace, log_dets = self._run(q)
         return -(_log_joint(model_trace) + sum(log_dets.values()))
 
-    def _concrete_run(self, q):
+    def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
+        """What one draw contributes to the results, from one run of the model:
+        ``(latent and deterministic site values, pointwise log-likelihoods)``,
+        the latter empty unless ``with_log_likelihood``.
+
+        A static flag rather than two functions: the compiler keys its tapes
+        on it, so a run that needs no log-likelihood skips computing it.
+        """
+        model_trace, _ = self._run(q)
+        values = {name: msg["value"] for name, msg in model_trace.items()
+                  if name in self.sites or msg["type"] == "deterministic"}
+        loglik = {name: msg["fn"].log_prob(msg["value"])
+                  for name, msg in model_trace.items()
+                  if with_log_likelihood and name in self.observed}
+        return values, loglik
+
+    def _concrete_q(self, q) -> onp.ndarray:
         q = onp.asarray(q, dtype=onp.float64)
         if q.shape != (self.dim,):
             raise ValueError(f"q must have shape ({self.dim},), got {q.shape}")
-        return self._run(q)
+        return q
+
+    def _concrete_run(self, q):
+        return self._run(self._concrete_q(q))
+
+    def _concrete_outputs(self, q, with_log_likelihood: bool):
+        values, loglik = self._outputs(self._concrete_q(q), with_log_likelihood)
+        # Copies: a replay hands out the same array object for an output that
+        # does not depend on q (and an eager run may hand out the user's data);
+        # changing the result in place must not change the next one.
+        return ({name: onp.array(v) for name, v in values.items()},
+                {name: onp.array(v) for name, v in loglik.items()})
 
     # -- the public interface
     def energy(self, q):
@@ -423,9 +452,7 @@ class Potential:
 
     def constrain(self, q) -> dict[str, onp.ndarray]:
         """Constrained values of the latent sites and the deterministic sites at ``q``."""
-        model_trace, _ = self._concrete_run(q)
-        return {name: onp.asarray(msg["value"]) for name, msg in model_trace.items()
-                if name in self.sites or msg["type"] == "deterministic"}
+        return self._concrete_outputs(q, False)[0]
 
     def unconstrain(self, values: Mapping) -> onp.ndarray:
         """The ``q`` of constrained latent values (other names are ignored)."""
@@ -452,9 +479,17 @@ class Potential:
     def log_likelihood(self, q) -> dict[str, onp.ndarray]:
         """Pointwise log-likelihood of each observed site at ``q``, unscaled
         and unmasked (what ``az.loo`` wants); factor sites are left out."""
-        model_trace, _ = self._concrete_run(q)
-        return {name: onp.asarray(msg["fn"].log_prob(msg["value"]))
-                for name, msg in model_trace.items() if name in self.observed}
+        return self._concrete_outputs(q, True)[1]
+
+    def constrain_and_log_likelihood(self, q) -> tuple[dict[str, onp.ndarray],
+                                                        dict[str, onp.ndarray]]:
+        """``(constrain(q), log_likelihood(q))`` from one run of the model.
+
+        This is what packaging a draw needs. With ``compile=True`` the run is
+        recorded once and replayed, like ``U``: a draw then costs a fraction
+        of an eager model run, and the results are the eager ones.
+        """
+        return self._concrete_outputs(q, True)
 
     def initial_point(self, seed=None, strategy=None) -> onp.ndarray:
         """A starting ``q`` where ``U`` and its gradient are finite.
@@ -529,8 +564,9 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         Keyword arguments of the model. Observed sites get their values
         here; a site whose data is None is latent.
     compile : bool
-        Record ``U`` and ``(U, dU/dq)`` once with ``probad.ad.compile`` and
-        replay them (fast); otherwise run the model at every call.
+        Record ``U``, ``(U, dU/dq)`` and the constrained values and
+        log-likelihoods of a draw once with ``probad.ad.compile`` and replay
+        them (fast); otherwise run the model at every call.
 
     Notes
     -----
@@ -543,8 +579,8 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
     Potential
         With ``dim``, ``sites``, ``__call__(q)``, ``value_and_grad(q)``,
         ``constrain(q)``, ``unconstrain(values)``, ``initial_point(seed,
-        strategy)``, ``log_likelihood(q)``, ``observed``, ``constant_data``,
-        ``dims``.
+        strategy)``, ``log_likelihood(q)``, ``constrain_and_log_likelihood(q)``,
+        ``observed``, ``constant_data``, ``dims``.
 
     Raises
     ------

@@ -26,29 +26,45 @@ def _import_arviz():
 def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True):
     """Map q draws of shape ``(chains, draws, dim)`` through the model.
 
+    Each draw is one run of the model (a replay of its recording when the
+    potential is compiled) giving both its constrained values and, if asked,
+    its pointwise log-likelihood.
+
     Returns ``(posterior, log_lik)``: dicts of arrays with leading
-    ``(chains, draws)`` axes.
+    ``(chains, draws)`` axes. A deterministic site missing from some draws
+    (computed in one branch of an ``if``) is NaN there.
     """
     q_draws = np.asarray(q_draws, dtype=float)
-    chains, draws = q_draws.shape[:2]
+    chains, draws, dim = q_draws.shape
+    leading, n = (chains, draws), chains * draws
     posterior: dict[str, np.ndarray] = {}
     loglik: dict[str, np.ndarray] = {}
     with np.errstate(all="ignore"):
-        for c in range(chains):
-            for d in range(draws):
-                q = q_draws[c, d]
-                _store(posterior, potential.constrain(q), c, d, chains, draws)
-                if log_likelihood:
-                    _store(loglik, potential.log_likelihood(q), c, d, chains, draws)
-    return posterior, loglik
+        for i, q in enumerate(q_draws.reshape((n, dim))):
+            if log_likelihood:
+                values, pointwise = potential.constrain_and_log_likelihood(q)
+                _store(loglik, pointwise, i, n)
+            else:
+                values = potential.constrain(q)
+            _store(posterior, values, i, n)
+    return ({name: v.reshape(leading + v.shape[1:]) for name, v in posterior.items()},
+            {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()})
 
 
-def _store(out, values, c, d, chains, draws):
+def _store(out, values, i, n):
+    """Write draw ``i`` of ``n`` into ``out`` (name -> array of all draws)."""
     for name, value in values.items():
-        value = np.asarray(value)
-        if name not in out:
-            out[name] = np.empty((chains, draws) + value.shape, dtype=np.result_type(value, float))
-        out[name][c, d] = value
+        column = out.get(name)
+        if column is None:
+            # np.empty, not np.full: the pages of a large log-likelihood array
+            # are then written once, not twice. Rows of draws in which the
+            # site was missing get their NaN explicitly.
+            column = out[name] = np.empty((n,) + value.shape, np.result_type(value, float))
+            column[:i] = np.nan
+        column[i] = value
+    if len(out) > len(values):
+        for name in out.keys() - values.keys():
+            out[name][i] = np.nan
 
 
 def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=None,
