@@ -252,7 +252,7 @@ transition distribution is much narrower, the momentum resampling cannot
 move the sampler between energy levels quickly: the E-BFMI statistic is
 low and the chains explore the tails slowly.
 
-# %%
+# %% figure=eight_schools_energy
 ax = az.plot_energy(idata_centred, figsize=(6, 3.5))
 ax.set_title("Centred model: energy")
 ax.set_xlabel("energy (centred)");
@@ -265,7 +265,7 @@ a chain wanders into the neck of the funnel, and the final compromise is
 too large for the neck and needlessly small elsewhere. Tree depth (bottom)
 is the number of doublings of each trajectory.
 
-# %%
+# %% figure=eight_schools_warmup
 pb.plot_warmup(idata_centred);
 
 # %% [markdown]
@@ -464,7 +464,7 @@ The ELBO trace of the full-rank fit: the raw single-draw estimates are
 noisy, their block means settle, and the shaded window is the stretch of
 iterates averaged into the reported guide.
 
-# %%
+# %% figure=logistic_regression_elbo
 ax = fit_fullrank.plot()
 ax.set_title("Full-rank ADVI: ELBO by step");
 
