@@ -267,7 +267,16 @@ def test_diagonal_adaptation_learns_scales():
         grad = q / scales**2
         return 0.5 * q.dot(grad), grad
 
-    result = run_chain(potential, scales, seed_or_rng=7, draws=10, tune=1000)
-    # The last window estimates each variance from ~500 nearly independent draws (rel. sd ~0.06).
-    np.testing.assert_allclose(result.inverse_metric / scales**2, 1.0, atol=0.25)
+    # The last slow window (draws 450-949) holds n = 500 draws; Stan's shrinkage biases
+    # the estimate to (n/(n+5)) var + 1e-3 (5/(n+5)), which is +10% at scale 0.01.
+    n = 500
+    expected = n / (n + 5) * scales**2 + 1e-3 * 5 / (n + 5)
+    ratios = []
+    for seed in range(8):
+        result = run_chain(potential, scales, seed_or_rng=seed, draws=10, tune=1000)
+        ratios.append(result.inverse_metric / expected)
+    # Warmup draws are autocorrelated and the step size still moves, so one chain's
+    # ratio has sd ~0.1 (measured over 20 seeds); the mean of 8 chains has sd ~0.035,
+    # and a correct, unbiased estimator keeps it within 4 of those.
+    np.testing.assert_allclose(np.mean(ratios, axis=0), 1.0, atol=0.14)
     assert result.step_size > 0.5  # the rescaled target is a standard normal
