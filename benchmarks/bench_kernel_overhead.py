@@ -3,8 +3,10 @@
 The target is a standard normal, ``U = q.q / 2``, whose potential costs well
 under a microsecond; that cost is measured on its own and subtracted, so what
 remains is the kernel's bookkeeping: integrator, energies, U-turn checks,
-multinomial sampling. Each figure is the best of several identical runs, which
-filters out noise from other processes.
+multinomial sampling. A last row runs whole chains through ``run_chain``
+(warmup adaptation, recording draws, the gradient counter) to show what the
+driver adds. Each figure is the best of several identical runs, which
+filters out noise from other processes. Target: at most 10 us per leapfrog.
 
 Run: ``python benchmarks/bench_kernel_overhead.py``
 """
@@ -14,8 +16,10 @@ import time
 import numpy as np
 
 from probad.infer import kernels
+from probad.infer.chain import run_chain
 
 REPEATS = 7
+TARGET_US = 10.0
 
 
 def standard_normal_potential(q):
@@ -47,6 +51,15 @@ def seconds_per_leapfrog(step, dim, metric, iterations, **kwargs):
     return best
 
 
+def seconds_per_leapfrog_in_run_chain(dim, **kwargs):
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        result = run_chain(standard_normal_potential, np.zeros(dim), seed_or_rng=0, **kwargs)
+        best = min(best, (time.perf_counter() - start) / result.num_grad_evals)
+    return best
+
+
 def main():
     cases = (
         # A tuned step for a standard normal gives trees of depth 3-4 ...
@@ -64,6 +77,11 @@ def main():
                 per_step = seconds_per_leapfrog(step, dim, metric, iterations, **kwargs)
                 print(f"{name:<17}{dim:>5}{metric_name:>8}{per_step * 1e6:>13.2f}"
                       f"{(per_step - potential_cost) * 1e6:>13.2f}")
+        per_step = seconds_per_leapfrog_in_run_chain(dim, draws=500, tune=500)
+        overhead_us = (per_step - potential_cost) * 1e6
+        verdict = "met" if overhead_us <= TARGET_US else "MISSED"
+        print(f"{'run_chain, nuts':<17}{dim:>5}{'diag':>8}{per_step * 1e6:>13.2f}"
+              f"{overhead_us:>13.2f}   target <= {TARGET_US:g} us: {verdict}")
     print("overhead = time per leapfrog step minus one potential call "
           f"({potential_cost * 1e6:.2f} us at dim 100)")
 

@@ -71,7 +71,7 @@ class ChainProgress(NamedTuple):
     iteration: int  # iterations completed, warmup included
     total: int
     step_size: float
-    divergences: int  # divergent transitions so far, warmup included
+    divergences: int  # divergent transitions so far in this phase
 
 
 class _Trace:
@@ -110,7 +110,7 @@ def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None]
     if callable(progress) and not isinstance(progress, TextBar):
         return progress, lambda: None
     owned = not isinstance(progress, TextBar)
-    bar = progress_bar(total=total, desc="chain", dynamic_ncols=True) if owned else progress
+    bar = progress_bar(total=total, desc="chain", unit="draw", dynamic_ncols=True) if owned else progress
 
     def report(event):
         bar.set_postfix_str(
@@ -141,6 +141,7 @@ def run_chain(
     progress=False,
     step_size: float = 1.0,
     inverse_metric=None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
 
@@ -184,12 +185,16 @@ def run_chain(
         step size.
     inverse_metric : array_like, optional
         Initial (or, with ``tune=0``, fixed) inverse metric; default identity.
+    should_stop : callable, optional
+        Asked after every iteration; ``True`` stops the chain as Ctrl-C would.
+        A chain in a worker process never sees the Ctrl-C pressed in the
+        main one, so the driver tells it to stop through this.
 
     Returns
     -------
     ChainResult
-        A ``KeyboardInterrupt`` (Ctrl-C) stops the chain cleanly and returns
-        what was drawn so far, with ``partial=True``.
+        A ``KeyboardInterrupt`` (Ctrl-C) or ``should_stop`` stops the chain
+        cleanly and returns what was drawn so far, with ``partial=True``.
     """
     if algorithm not in ("nuts", "hmc"):
         raise ValueError(f'algorithm must be "nuts" or "hmc", got {algorithm!r}')
@@ -246,6 +251,8 @@ def run_chain(
         for iteration in range(total):
             warmup = iteration < tune
             state, info = transition(state, step_size, metric)
+            if iteration == tune:
+                divergences = 0  # the bar reports sampling's divergences, as the summary does
             divergences += info.diverging
             if warmup:
                 if warmup_trace is not None:
@@ -264,6 +271,8 @@ def run_chain(
                 report(ChainProgress(
                     "warmup" if warmup else "sampling", iteration + 1, total, step_size, divergences
                 ))
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         partial = True
     finally:

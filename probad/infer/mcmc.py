@@ -7,6 +7,8 @@ Ctrl-C and failed chains, and packaging the results with diagnostics.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import warnings
 from concurrent.futures import Executor
@@ -37,6 +39,39 @@ class _ChainJob:
     seed: np.random.SeedSequence
     init: Any
     options: dict = field(default_factory=dict)
+    stop: "_StopFlag | None" = None
+
+
+class _StopFlag:
+    """A file whose existence tells worker chains to stop, as Ctrl-C would.
+
+    Ctrl-C reaches only the main process (a notebook's "interrupt kernel"
+    and cluster workers never see it), so the driver raises this flag and
+    each chain returns its draws. A file works for any executor on this
+    machine and costs nothing to ship; chains look at it at most every
+    ``interval`` seconds, so the check stays off the sampler's hot path.
+    """
+
+    def __init__(self, interval: float = 0.2):
+        handle, self.path = tempfile.mkstemp(prefix="probad-stop-")
+        os.close(handle)
+        os.remove(self.path)
+        self.interval = interval
+        self._next_check = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.interval
+        return os.path.exists(self.path)
+
+    def raise_flag(self) -> None:
+        open(self.path, "w").close()
+
+    def remove(self) -> None:
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 def _run_job(job: _ChainJob, pot=None):
@@ -52,7 +87,7 @@ def _run_job(job: _ChainJob, pot=None):
     bar = _progress_bar(job, progress)
     try:
         return run_chain(pot.value_and_grad, q0, seed_or_rng=np.random.default_rng(chain_seed),
-                         progress=bar, **job.options)
+                         progress=bar, should_stop=job.stop, **job.options)
     finally:
         if bar is not None:
             bar.close()
@@ -67,7 +102,7 @@ def _progress_bar(job, progress):
         return None
     total = job.options["tune"] + job.options["draws"] * job.options.get("thin", 1)
     return progress_bar(total=total, desc=f"chain {job.chain}", position=job.chain, leave=True,
-                dynamic_ncols=True)
+                        unit="draw", dynamic_ncols=True)
 
 
 def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 1000,
@@ -130,7 +165,9 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     arviz.InferenceData
         ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data``
         and ``constant_data`` (+ warmup groups on request). If sampling was
-        interrupted, the draws so far, with ``attrs["partial"] = True``.
+        interrupted, the draws so far, with ``attrs["partial"] = True``; a
+        chain that raised is dropped with a warning, listed in
+        ``attrs["failed_chains"]``, and the others are kept and checked.
     """
     _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter)
     if draws < 1 or tune < 0 or chains < 1 or thin < 1:
@@ -173,6 +210,10 @@ def _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_len
     else:
         if num_steps is not None and path_length is not None:
             raise ValueError("give num_steps or path_length, not both")
+        if num_steps is not None and (int(num_steps) != num_steps or num_steps < 1):
+            raise ValueError(f"num_steps must be an integer >= 1, got {num_steps}")
+        if path_length is not None and not path_length > 0.0:
+            raise ValueError(f"path_length must be > 0, got {path_length}")
         if not 0.0 <= jitter < 1.0:
             raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
 
@@ -194,6 +235,9 @@ def _run_sequential(jobs, pot):
 
 
 def _run_on_executor(jobs, executor):
+    stop = _StopFlag()
+    for job in jobs:
+        job.stop = stop
     futures = {executor.submit(_run_pickled, cloudpickle.dumps(job)): job.chain for job in jobs}
     results, errors = {}, {}
     try:
@@ -203,14 +247,18 @@ def _run_on_executor(jobs, executor):
             except Exception as exc:
                 errors[chain] = exc
     except KeyboardInterrupt:
+        # Chains not started are cancelled; running ones see the flag within
+        # a fraction of a second and return their draws so far.
+        stop.raise_flag()
         for fut, chain in futures.items():
-            if chain in results or chain in errors:
+            if chain in results or chain in errors or fut.cancel():
                 continue
-            if not fut.cancel():
-                try:
-                    results[chain] = fut.result(timeout=10)
-                except BaseException as exc:
-                    errors[chain] = exc
+            try:
+                results[chain] = fut.result(timeout=60)
+            except BaseException as exc:
+                errors[chain] = exc
+    finally:
+        stop.remove()
     return results, errors
 
 
@@ -227,7 +275,7 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
             raise RuntimeError(f"every chain failed; chain {min(errors)}: {first}") from first
         raise KeyboardInterrupt("sampling was interrupted before any draw was kept")
     n = min(len(r.positions) for r in done)
-    partial = len(done) < chains or any(r.partial for r in done) or \
+    interrupted = len(results) + len(errors) < chains or any(r.partial for r in done) or \
         any(len(r.positions) > n for r in done)
     q = np.stack([r.positions[:n] for r in done])
     stats = {k: np.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
@@ -246,7 +294,8 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
         "step_size": [float(r.step_size) for r in done],
         "inverse_metric": [np.asarray(r.inverse_metric).tolist() for r in done],
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
-        "partial": int(partial),
+        "partial": int(interrupted or bool(errors)),
+        "failed_chains": sorted(errors),
     }
     if not isinstance(seed, np.random.SeedSequence):
         attrs["seed"] = seed
@@ -255,9 +304,9 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
     idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
                                     warmup_stats=warm_stats, coords=coords, dims=dims,
                                     attrs=attrs, log_likelihood=log_likelihood)
-    if partial:
+    if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)
-    else:
+    else:  # the chains that finished are still checked when another one failed
         check_sampling(idata, max_tree_depth=max_tree_depth, stacklevel=4)
     return idata

@@ -7,6 +7,10 @@ with fixed seeds; a failure is a bug, not a tolerance to widen.
 """
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -151,6 +155,29 @@ def test_progress_bars_leave_the_draws_alone(on_pool, pool):
         shown = pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, executor=executor,
                        progress=True, **options)
     assert_same_draws(shown, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
+
+
+def test_the_progress_bar_shows_phase_step_size_divergences_and_rate(capsys):
+    from probad.infer.chain import run_chain
+
+    events = []
+    run_chain(lambda q: (0.5 * q @ q, q), onp.zeros(2), seed_or_rng=0, draws=20, tune=20,
+              progress=events.append)
+    assert [e.phase for e in events] == ["warmup"] * 20 + ["sampling"] * 20
+    assert events[-1].iteration == events[-1].total == 40
+    # A hard wall (infinite energy past |q| = 1) makes trajectories diverge. The bar
+    # counts each phase's divergences afresh, so its figure is the summary's.
+    events = []
+    walled = run_chain(lambda q: (0.5 * q @ q if onp.all(onp.abs(q) < 1) else onp.inf, q),
+                       onp.zeros(2), seed_or_rng=1, draws=100, tune=100, warmup_draws=True,
+                       progress=events.append)
+    warm, kept = walled.warmup_stats["diverging"], walled.stats["diverging"]
+    assert warm.sum() > 0 and kept.sum() > 0
+    assert [e.divergences for e in events] == list(onp.cumsum(warm)) + list(onp.cumsum(kept))
+    run_chain(lambda q: (0.5 * q @ q, q), onp.zeros(2), seed_or_rng=0, draws=20, tune=20,
+              progress=True)
+    text = capsys.readouterr().err
+    assert "sampling, step size" in text and "divergences" in text and "draw/s" in text
 
 
 # ----------------------------------------------------------- output structure
@@ -418,6 +445,26 @@ def test_ctrl_c_before_any_draw_propagates():
         pb.hmc(clocked_normal, {"clock": InterruptAt(3)}, progress=False, **INTERRUPT_OPTIONS)
 
 
+def test_ctrl_c_in_the_main_process_stops_chains_on_a_pool(pool):
+    """A notebook's "interrupt kernel" signals the main process only: the
+    workers must still stop and hand back their draws."""
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.perf_counter()
+    try:
+        with pytest.warns(RuntimeWarning, match="sampling stopped early"):
+            idata = pb.hmc(iid_normal, {"dim": 2}, draws=300_000, tune=50, chains=2, seed=3,
+                           executor=pool, progress=False)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 20.0
+    assert idata.attrs["partial"] and idata.attrs["failed_chains"] == []
+    assert idata.posterior.sizes["chain"] == 2
+    assert 0 < idata.posterior.sizes["draw"] < 300_000
+    # The workers are free again: nothing is left running on the pool.
+    assert pool.submit(abs, -1).result(timeout=5) == 1
+
+
 class FailInChain:
     """``init_to_uniform()``, except that it raises in chain ``bad``.
 
@@ -443,7 +490,7 @@ def test_a_failing_chain_does_not_lose_the_others(on_pool, pool):
                        progress=False, **options)
     assert not any("chain 0 failed" in str(w.message) or "chain 2 failed" in str(w.message)
                    for w in record)
-    assert idata.attrs["partial"]
+    assert idata.attrs["partial"] and idata.attrs["failed_chains"] == [1]
     assert list(idata.posterior["chain"].values) == [0, 2]
     complete = sample(iid_normal, {"dim": 2}, **options)
     onp.testing.assert_array_equal(idata.posterior["x"].values,
@@ -515,6 +562,8 @@ def latent_coin():
     (dict(max_tree_depth=0), "max_tree_depth"),
     (dict(num_steps=10), "algorithm='hmc' only"),
     (dict(algorithm="hmc", num_steps=10, path_length=2.0), "not both"),
+    (dict(algorithm="hmc", num_steps=0), "num_steps"),
+    (dict(algorithm="hmc", path_length=-1.0), "path_length"),
     (dict(draws=0), "draws"),
 ])
 def test_bad_options_raise_before_sampling(options, message):
