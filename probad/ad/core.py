@@ -171,14 +171,14 @@ def defjvp_argnum(fun: primitive, rule):
 
 
 def def_linear(fun: primitive):
-    """Declare ``fun`` linear in each argument: the derivative is ``fun`` itself
-    with the tangent or cotangent put in that argument's place."""
+    """Declare ``fun`` linear in each argument, which defines its forward mode:
+    the JVP is ``fun`` itself with the tangent in that argument's place.
 
-    def vjp_maker(argnum, ans, *args, **kwargs):
-        return lambda g: fun(*_subval(args, argnum, g), **kwargs)
-
-    defvjp_argnum(fun, vjp_maker)
-    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: fun(*_subval(args, argnum, g), **kw))
+    Reverse mode needs the transpose of the map, which ``fun`` does not give;
+    define it with :func:`defvjp` (until then ``grad`` raises an error that
+    names the function and the argument).
+    """
+    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: _linear_jvp(fun, argnum)(g, ans, *args, **kw))
 
 
 def _linear_jvp(fun, argnum):
