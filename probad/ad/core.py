@@ -28,11 +28,7 @@ def make_vjp(fun, x):
 
     def vjp(g):
         out = backward(tape, end_node, g)
-        if out is None:
-            return vspace(x).zeros()
-        if isinstance(out, SparseObject):
-            return out.add_to(vspace(x).zeros())
-        return out
+        return vspace(x).zeros() if out is None else out
 
     return vjp, end._value
 
@@ -41,6 +37,11 @@ def backward(tape, end_node, g):
     """Compose VJPs from ``end_node`` back to the tape's start node."""
     grads = [None] * (end_node.index + 1)
     grads[end_node.index] = g
+    # A sparse cotangent is added in place, so only into a buffer that this
+    # pass made (a VJP's result may be shared with another node, or be a
+    # read-only broadcast view). Every sum made here is a new buffer, so a
+    # node stays in ``owned`` once a sparse add has given it one.
+    owned = set()
     for i in range(end_node.index, 0, -1):
         g = grads[i]
         if g is None:
@@ -58,7 +59,11 @@ def backward(tape, end_node, g):
                 ) from None
             pg = maker(ans, *args, **kwargs)(g)
             j = parent.index
-            grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
+            if type(pg) is SparseObject:
+                grads[j] = _add_sparse(pg, grads[j], j in owned)
+                owned.add(j)
+            else:
+                grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
     return grads[0]
 
 
@@ -76,15 +81,19 @@ plus_adds = set()
 
 
 def add_outgrads(prev, new):
-    """Sum two cotangents; sparse cotangents (from indexing) add into dense."""
+    """Sum two dense (co)tangents into a new value."""
     if type(prev) in plus_adds and type(new) in plus_adds:
         return prev + new
-    if isinstance(new, SparseObject):
-        return new.add_to(prev)
-    if isinstance(prev, SparseObject):
-        return prev.add_to(new)
-    vs = vspace(prev)
-    return vs.add(prev, new)
+    return vspace(prev).add(prev, new)
+
+
+def _add_sparse(sparse, dense, owned):
+    """``dense + sparse`` (``dense`` None meaning zero) through ``sparse.mut_add``,
+    which writes in place: into ``dense`` only if ``owned``, else into a copy."""
+    vs = sparse.vs
+    if dense is None:
+        return sparse.mut_add(vs.zeros())
+    return sparse.mut_add(dense if owned else vs.add(vs.zeros(), dense))
 
 
 # --------------------------------------------------------------- forward mode
@@ -267,19 +276,23 @@ def vspace(value) -> VSpace:
 
 
 class SparseObject:
-    """A cotangent that is cheaper to keep unmaterialised, such as the gradient
-    of ``x[i]``: ``add_to(dense)`` adds it into a dense cotangent."""
+    """A cotangent that is cheaper to add than to build densely, such as the
+    gradient of ``x[i]``; a VJP may return one (JVPs return dense tangents).
+
+    Parameters
+    ----------
+    vs : VSpace
+        The space of the dense cotangent.
+    mut_add : callable ``dense -> dense``
+        Adds this cotangent into ``dense`` in place and returns it. The
+        backward pass only hands it a buffer that it allocated itself.
+    """
 
     __slots__ = ("vs", "mut_add")
 
     def __init__(self, vs, mut_add):
         self.vs = vs
         self.mut_add = mut_add
-
-    def add_to(self, dense):
-        if isinstance(dense, SparseObject):
-            dense = dense.add_to(self.vs.zeros())
-        return self.mut_add(dense)
 
 
 VSpace.register(SparseObject, lambda x: x.vs)

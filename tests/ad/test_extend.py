@@ -1,11 +1,12 @@
 """The extension API (``probad.ad.extend``): new primitives and their rules,
-linear maps."""
+linear maps, sparse cotangents."""
 import numpy as onp
 import pytest
 
 import probad.ad.numpy as np
-from probad.ad import grad, make_jvp
-from probad.ad.extend import defjvp, defjvp_argnum, def_linear, defvjp, defvjp_argnum, primitive
+from probad.ad import grad, make_jvp, make_vjp
+from probad.ad.extend import (SparseObject, def_linear, defjvp, defjvp_argnum, defvjp, defvjp_argnum, primitive,
+                              vspace)
 from probad.ad.test_util import check_grads
 
 R = onp.random.RandomState(0)
@@ -98,3 +99,48 @@ def test_def_linear_in_each_of_two_arguments():
     x, y, dx, dy = R.randn(2), R.randn(3), R.randn(2), R.randn(3)
     _, tangent = make_jvp(lambda xy: outer(*xy))((x, y))((dx, dy))
     onp.testing.assert_allclose(tangent, onp.outer(dx, y) + onp.outer(x, dy))
+
+
+# ------------------------------------------------------- sparse cotangents
+@primitive
+def take(x, i):
+    return x[i]
+
+
+def _take_vjp(ans, x, i):
+    vs = vspace(x)
+
+    def vjp(g):
+        def mut_add(dense):
+            dense[i] += g  # in place: the backward pass passes a buffer it owns
+            return dense
+
+        return SparseObject(vs, mut_add)
+
+    return vjp
+
+
+defvjp(take, _take_vjp, None)
+W = onp.array([1.0, 10.0, 100.0])
+
+
+@pytest.mark.parametrize("f, dense", [
+    (lambda x: take(x, 1), lambda x: x[1]),
+    (lambda x: np.sin(take(x, 1)) + take(x, 0) + take(x, 1), lambda x: np.sin(x[1]) + x[0] + x[1]),
+    # sum's cotangent is a read-only broadcast view of g
+    (lambda x: np.sum(x) + take(x, 1), lambda x: np.sum(x) + x[1]),
+    # p and q get the very same cotangent array from the add below them
+    (lambda x: (lambda p, q: np.sum((p + q) * W) + take(p, 1) * 1000 + take(q, 2))(x * 1.0, x * 1.0),
+     lambda x: (lambda p, q: np.sum((p + q) * W) + p[1] * 1000 + q[2])(x * 1.0, x * 1.0)),
+])
+def test_sparse_cotangents_match_dense_ones(f, dense):
+    x = onp.ones(3)
+    onp.testing.assert_allclose(grad(f)(x), grad(dense)(x))
+    check_grads(f, modes=["rev"], order=1)(R.randn(3))
+
+
+def test_sparse_cotangent_leaves_the_callers_cotangent_alone():
+    vjp, _ = make_vjp(lambda x: np.positive(x) + take(x, 0))(onp.ones(2))
+    g = onp.array([1.0, 2.0])
+    onp.testing.assert_allclose(vjp(g), [1.0 + 3.0, 2.0])
+    assert g.tolist() == [1.0, 2.0]
