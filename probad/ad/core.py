@@ -6,7 +6,8 @@ from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
 
 __all__ = [
     "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
-    "defvjp", "defvjp_argnum", "defjvp", "defjvp_argnum", "def_linear",
+    "defvjp", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
+    "def_linear",
     "add_outgrads",
 ]
 
@@ -146,6 +147,21 @@ def defvjp_argnum(fun: primitive, maker):
     fun.vjps = _AllArgs(fun.vjps)
 
 
+def defvjp_argnums(fun: primitive, maker):
+    """Define VJPs with autograd's most general maker
+    ``(argnums, ans, args, kwargs) -> (g -> cotangents, one per argnum)``.
+
+    The backward pass asks for one argument at a time, so ``argnums`` always
+    has one element here.
+    """
+
+    def one(argnum, ans, *args, **kwargs):
+        vjp = maker((argnum,), ans, args, kwargs)
+        return lambda g: next(iter(vjp(g)))
+
+    defvjp_argnum(fun, one)
+
+
 def defvjp(fun: primitive, *makers, argnums=None):
     """Register VJP makers ``(ans, *args, **kwargs) -> (g -> cotangent)``.
 
@@ -177,6 +193,16 @@ def defjvp_argnum(fun: primitive, rule):
             return lambda g, ans, *args, **kw: rule(argnum, g, ans, *args, **kw)
 
     fun.jvps = _AllArgs(fun.jvps)
+
+
+def defjvp_argnums(fun: primitive, rule):
+    """Define JVPs with autograd's most general rule
+    ``(argnums, gs, ans, args, kwargs) -> tangent``, the sum over ``argnums``.
+
+    Forward mode sums the tangents of the traced arguments itself, so the
+    rule is asked about one argument at a time.
+    """
+    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: rule((argnum,), (g,), ans, args, kw))
 
 
 def def_linear(fun: primitive):

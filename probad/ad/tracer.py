@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 
 __all__ = [
-    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive",
+    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
     "new_box", "isbox", "getval", "trace_scope",
 ]
 
@@ -207,6 +207,7 @@ class primitive:
 
     differentiable = True
     vjp_keeps = None
+    notrace = frozenset()  # trace types that pass over this primitive (see register_notrace)
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -241,7 +242,7 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if not self.differentiable and not top.records_nondiff:
+        if type(top) in self.notrace or not self.differentiable and not top.records_nondiff:
             return ans
         return top.record(self, ans, argvals, kwargs, (boxed,), (box,))
 
@@ -271,7 +272,7 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if not self.differentiable and not top.records_nondiff:
+        if type(top) in self.notrace or not self.differentiable and not top.records_nondiff:
             return ans
         return top.record(self, ans, argvals, kwargs, argnums, boxes)
 
@@ -287,6 +288,23 @@ class nondiff_primitive(primitive):
     """
 
     differentiable = False
+
+
+def register_notrace(trace_type, fun: primitive):
+    """Have traces of ``trace_type`` pass over the primitive ``fun``.
+
+    Such a trace calls ``fun`` on raw values and does not record the call, so
+    to it the result is a constant (autograd's ``register_notrace``). Other
+    traces, lower ones included, still record it.
+
+    Parameters
+    ----------
+    trace_type : type
+        A :class:`Trace` subclass, e.g. ``ReverseTrace`` or ``ForwardTrace``.
+    fun : primitive
+        The primitive to pass over.
+    """
+    fun.notrace = fun.notrace | {trace_type}
 
 
 def notrace_primitive(fun):
