@@ -193,6 +193,11 @@ class trace_scope:
         trace_scope.depth -= 1
 
 
+#: ``notrace`` of a nondiff_primitive: every trace that keeps only
+#: differentiable calls (all but the compiler's).
+_DERIVATIVE_TRACES = object()
+
+
 class primitive:
     """Wrap ``fun`` so that calls on boxes are recorded.
 
@@ -207,7 +212,11 @@ class primitive:
 
     differentiable = True
     vjp_keeps = None
-    notrace = frozenset()  # trace types that pass over this primitive (see register_notrace)
+    # Traces that pass over this primitive (call it on raw values and record
+    # nothing): None for none, the common case and the only one the call
+    # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
+    # trace types (register_notrace).
+    notrace = None
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -242,7 +251,8 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if type(top) in self.notrace or not self.differentiable and not top.records_nondiff:
+        if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
+                                         else type(top) in self.notrace):
             return ans
         return top.record(self, ans, argvals, kwargs, (boxed,), (box,))
 
@@ -272,7 +282,8 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if type(top) in self.notrace or not self.differentiable and not top.records_nondiff:
+        if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
+                                         else type(top) in self.notrace):
             return ans
         return top.record(self, ans, argvals, kwargs, argnums, boxes)
 
@@ -288,6 +299,7 @@ class nondiff_primitive(primitive):
     """
 
     differentiable = False
+    notrace = _DERIVATIVE_TRACES
 
 
 def register_notrace(trace_type, fun: primitive):
@@ -302,9 +314,11 @@ def register_notrace(trace_type, fun: primitive):
     trace_type : type
         A :class:`Trace` subclass, e.g. ``ReverseTrace`` or ``ForwardTrace``.
     fun : primitive
-        The primitive to pass over.
+        The primitive to pass over. A ``nondiff_primitive`` is passed over by
+        every derivative trace already and is left as it is.
     """
-    fun.notrace = fun.notrace | {trace_type}
+    if fun.notrace is not _DERIVATIVE_TRACES:
+        fun.notrace = frozenset(fun.notrace or ()) | {trace_type}
 
 
 def notrace_primitive(fun):

@@ -7,7 +7,7 @@ import probad.ad.numpy as np
 from probad.ad import grad, make_jvp, make_vjp
 from probad.ad.extend import (Box, ForwardTrace, ReverseTrace, SparseObject, VSpace, def_linear, defjvp,
                               defjvp_argnum, defjvp_argnums, defvjp, defvjp_argnum, defvjp_argnums,
-                              notrace_primitive, primitive, register_notrace, vspace)
+                              nondiff_primitive, notrace_primitive, primitive, register_notrace, vspace)
 from probad.ad.misc import const_graph
 from probad.ad.test_util import check_grads
 
@@ -152,6 +152,10 @@ def test_register_notrace_passes_over_a_primitive_in_one_mode():
     # Nested traces: the outer (forward) trace passes over it, the inner
     # (reverse) one too, so the Hessian of double(x) * x is that of 2x * const.
     assert make_jvp(grad(lambda x: double(x) * x))(1.0)(1.0) == (2.0, 0.0)
+    # A nondiff_primitive stays passed over by every derivative trace.
+    step = nondiff_primitive(onp.floor, "step")
+    register_notrace(ReverseTrace, step)
+    assert make_jvp(lambda x: step(x) + x)(1.5)(1.0) == (2.5, 1.0)
 
 
 def test_const_graph_records_once_and_replays():
