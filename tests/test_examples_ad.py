@@ -10,6 +10,7 @@ import pytest
 
 import probad.ad.numpy as np
 from probad.ad import value_and_grad
+from probad.ad.misc.optimizers import sgd
 from probad.ad.test_util import check_grads
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -91,6 +92,19 @@ def test_tutorial_regressions_converge(tutorial):
     assert poly["losses"][-1] == pytest.approx(poly["optimal_loss"], rel=1e-3)
     net = results["network"]
     assert net["losses"][-1] < 0.25 * net["losses"][0]
+
+
+def test_tutorial_network_is_trained_with_sgd(monkeypatch):
+    example = load_example("autodiff_tutorial")
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return sgd(*args, **kwargs)
+
+    monkeypatch.setattr(example, "sgd", spy)
+    example.section_neural_network(steps=3)
+    assert len(calls) == 1 and calls[0]["num_iters"] == 3
 
 
 # --------------------------------------------------- Hessian-vector products

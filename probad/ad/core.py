@@ -6,7 +6,8 @@ from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
 
 __all__ = [
     "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
-    "defvjp", "defvjp_argnum", "defjvp", "defjvp_argnum", "def_linear",
+    "defvjp", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
+    "def_linear",
     "add_outgrads",
 ]
 
@@ -28,11 +29,7 @@ def make_vjp(fun, x):
 
     def vjp(g):
         out = backward(tape, end_node, g)
-        if out is None:
-            return vspace(x).zeros()
-        if isinstance(out, SparseObject):
-            return out.add_to(vspace(x).zeros())
-        return out
+        return vspace(x).zeros() if out is None else out
 
     return vjp, end._value
 
@@ -41,6 +38,11 @@ def backward(tape, end_node, g):
     """Compose VJPs from ``end_node`` back to the tape's start node."""
     grads = [None] * (end_node.index + 1)
     grads[end_node.index] = g
+    # A sparse cotangent is added in place, so only into a buffer that this
+    # pass made (a VJP's result may be shared with another node, or be a
+    # read-only broadcast view). Every sum made here is a new buffer, so a
+    # node stays in ``owned`` once a sparse add has given it one.
+    owned = set()
     for i in range(end_node.index, 0, -1):
         g = grads[i]
         if g is None:
@@ -58,7 +60,11 @@ def backward(tape, end_node, g):
                 ) from None
             pg = maker(ans, *args, **kwargs)(g)
             j = parent.index
-            grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
+            if type(pg) is SparseObject:
+                grads[j] = _add_sparse(pg, grads[j], j in owned)
+                owned.add(j)
+            else:
+                grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
     return grads[0]
 
 
@@ -76,15 +82,19 @@ plus_adds = set()
 
 
 def add_outgrads(prev, new):
-    """Sum two cotangents; sparse cotangents (from indexing) add into dense."""
+    """Sum two dense (co)tangents into a new value."""
     if type(prev) in plus_adds and type(new) in plus_adds:
         return prev + new
-    if isinstance(new, SparseObject):
-        return new.add_to(prev)
-    if isinstance(prev, SparseObject):
-        return prev.add_to(new)
-    vs = vspace(prev)
-    return vs.add(prev, new)
+    return vspace(prev).add(prev, new)
+
+
+def _add_sparse(sparse, dense, owned):
+    """``dense + sparse`` (``dense`` None meaning zero) through ``sparse.mut_add``,
+    which writes in place: into ``dense`` only if ``owned``, else into a copy."""
+    vs = sparse.vs
+    if dense is None:
+        return sparse.mut_add(vs.zeros())
+    return sparse.mut_add(dense if owned else vs.add(vs.zeros(), dense))
 
 
 # --------------------------------------------------------------- forward mode
@@ -137,6 +147,21 @@ def defvjp_argnum(fun: primitive, maker):
     fun.vjps = _AllArgs(fun.vjps)
 
 
+def defvjp_argnums(fun: primitive, maker):
+    """Define VJPs with autograd's most general maker
+    ``(argnums, ans, args, kwargs) -> (g -> cotangents, one per argnum)``.
+
+    The backward pass asks for one argument at a time, so ``argnums`` always
+    has one element here.
+    """
+
+    def one(argnum, ans, *args, **kwargs):
+        vjp = maker((argnum,), ans, args, kwargs)
+        return lambda g: next(iter(vjp(g)))
+
+    defvjp_argnum(fun, one)
+
+
 def defvjp(fun: primitive, *makers, argnums=None):
     """Register VJP makers ``(ans, *args, **kwargs) -> (g -> cotangent)``.
 
@@ -170,15 +195,25 @@ def defjvp_argnum(fun: primitive, rule):
     fun.jvps = _AllArgs(fun.jvps)
 
 
+def defjvp_argnums(fun: primitive, rule):
+    """Define JVPs with autograd's most general rule
+    ``(argnums, gs, ans, args, kwargs) -> tangent``, the sum over ``argnums``.
+
+    Forward mode sums the tangents of the traced arguments itself, so the
+    rule is asked about one argument at a time.
+    """
+    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: rule((argnum,), (g,), ans, args, kw))
+
+
 def def_linear(fun: primitive):
-    """Declare ``fun`` linear in each argument: the derivative is ``fun`` itself
-    with the tangent or cotangent put in that argument's place."""
+    """Declare ``fun`` linear in each argument, which defines its forward mode:
+    the JVP is ``fun`` itself with the tangent in that argument's place.
 
-    def vjp_maker(argnum, ans, *args, **kwargs):
-        return lambda g: fun(*_subval(args, argnum, g), **kwargs)
-
-    defvjp_argnum(fun, vjp_maker)
-    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: fun(*_subval(args, argnum, g), **kw))
+    Reverse mode needs the transpose of the map, which ``fun`` does not give;
+    define it with :func:`defvjp` (until then ``grad`` raises an error that
+    names the function and the argument).
+    """
+    defjvp_argnum(fun, lambda argnum, g, ans, *args, **kw: _linear_jvp(fun, argnum)(g, ans, *args, **kw))
 
 
 def _linear_jvp(fun, argnum):
@@ -267,19 +302,23 @@ def vspace(value) -> VSpace:
 
 
 class SparseObject:
-    """A cotangent that is cheaper to keep unmaterialised, such as the gradient
-    of ``x[i]``: ``add_to(dense)`` adds it into a dense cotangent."""
+    """A cotangent that is cheaper to add than to build densely, such as the
+    gradient of ``x[i]``; a VJP may return one (JVPs return dense tangents).
+
+    Parameters
+    ----------
+    vs : VSpace
+        The space of the dense cotangent.
+    mut_add : callable ``dense -> dense``
+        Adds this cotangent into ``dense`` in place and returns it. The
+        backward pass only hands it a buffer that it allocated itself.
+    """
 
     __slots__ = ("vs", "mut_add")
 
     def __init__(self, vs, mut_add):
         self.vs = vs
         self.mut_add = mut_add
-
-    def add_to(self, dense):
-        if isinstance(dense, SparseObject):
-            dense = dense.add_to(self.vs.zeros())
-        return self.mut_add(dense)
 
 
 VSpace.register(SparseObject, lambda x: x.vs)

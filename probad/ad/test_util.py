@@ -12,16 +12,27 @@ from .tracer import getval
 __all__ = ["check_grads", "combo_check", "check_vjp", "check_jvp"]
 
 EPS, RTOL, ATOL = 1e-6, 1e-5, 1e-6
+# Single precision: derivatives computed in float32 are good to some hundred
+# ulps (eps = 1.2e-7) once rounding has gone through a few operations.
+RTOL_SINGLE, ATOL_SINGLE = 1e-4, 1e-5
 
 
-def _numerical_jvp(f, x, eps=EPS):
-    """Central differences along direction ``v``."""
+def _numerical_jvp(f, x, like, eps=EPS):
+    """Central differences along direction ``v``.
+
+    Single-precision points are promoted to double first (a float32 difference
+    quotient with step 1e-6 is mostly rounding); the result is cast back to
+    the dtypes of ``like``, ``f(x)`` at the original precision.
+    """
     def jvp(v):
-        x_vs = vspace(x)
-        f_pos = f(x_vs.add(x, x_vs.scalar_mul(v, eps / 2)))
-        f_neg = f(x_vs.add(x, x_vs.scalar_mul(v, -eps / 2)))
+        wide = _is_single(x)
+        x_, v_ = (_map(_widen, x), _map(_widen, v)) if wide else (x, v)
+        x_vs = vspace(x_)
+        f_pos = f(x_vs.add(x_, x_vs.scalar_mul(v_, eps / 2)))
+        f_neg = f(x_vs.add(x_, x_vs.scalar_mul(v_, -eps / 2)))
         f_vs = vspace(f_pos)
-        return f_vs.scalar_mul(f_vs.add(f_pos, f_vs.scalar_mul(f_neg, -1.0)), 1.0 / eps)
+        out = f_vs.scalar_mul(f_vs.add(f_pos, f_vs.scalar_mul(f_neg, -1.0)), 1.0 / eps)
+        return _map(lambda a, ref: onp.asarray(a, onp.result_type(ref)), out, like) if wide else out
     return jvp
 
 
@@ -29,17 +40,43 @@ def _check_equivalent(x, y, what):
     x_vs, y_vs = vspace(x), vspace(y)
     if x_vs != y_vs:
         raise AssertionError(f"{what}: vector spaces differ: {x_vs} vs {y_vs}")
+    rtol, atol = (RTOL_SINGLE, ATOL_SINGLE) if _is_single(x) else (RTOL, ATOL)
     x_flat, y_flat = _flat(x), _flat(y)
-    if not onp.allclose(x_flat, y_flat, rtol=RTOL, atol=ATOL):
+    if not onp.allclose(x_flat, y_flat, rtol=rtol, atol=atol):
         raise AssertionError(f"{what}: derivative check failed:\n  analytic {x_flat}\n  numeric  {y_flat}")
 
 
-def _flat(x):
+def _map(fn, *nests):
+    """``fn`` applied leafwise to nests of tuples/lists/dicts of one structure."""
+    first = nests[0]
+    if isinstance(first, dict):
+        return {k: _map(fn, *(n[k] for n in nests)) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(_map(fn, *leaves) for leaves in zip(*nests))
+    return fn(*nests)
+
+
+def _leaves(x):
     if isinstance(x, dict):
-        return onp.concatenate([_flat(x[k]) for k in sorted(x)] or [onp.zeros(0)])
+        return [a for k in sorted(x) for a in _leaves(x[k])]
     if isinstance(x, (tuple, list)):
-        return onp.concatenate([_flat(e) for e in x] or [onp.zeros(0)])
-    return onp.ravel(onp.asarray(getval(x)))
+        return [a for e in x for a in _leaves(e)]
+    return [onp.asarray(getval(x))]
+
+
+def _is_single(x):
+    """Whether any leaf is float32 or complex64 (or narrower)."""
+    return any(a.dtype.kind in "fc" and onp.finfo(a.dtype).eps > onp.finfo(onp.float64).eps
+               for a in _leaves(x))
+
+
+def _widen(a):
+    dtype = onp.result_type(a)
+    return onp.asarray(a, onp.promote_types(dtype, onp.float64)) if dtype.kind in "fc" else a
+
+
+def _flat(x):
+    return onp.concatenate([onp.ravel(a) for a in _leaves(x)] or [onp.zeros(0)])
 
 
 def check_vjp(f, x):
@@ -49,15 +86,15 @@ def check_vjp(f, x):
     x_v, y_v = x_vs.randn(), y_vs.randn()
     vjp_y = x_vs.covector(vjp(y_vs.covector(y_v)))
     exact = x_vs.inner_prod(x_v, vjp_y)
-    numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x)(x_v))
+    numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x, y)(x_v))
     _check_equivalent(exact, numeric, f"VJP of {getattr(f, '__name__', f)}")
 
 
 def check_jvp(f, x):
     """Check the forward mode of ``f`` at ``x`` along a random direction."""
     v = vspace(x).randn()
-    exact = make_jvp(f, x)(v)[1]
-    numeric = _numerical_jvp(f, x)(v)
+    y, exact = make_jvp(f, x)(v)
+    numeric = _numerical_jvp(f, x, y)(v)
     _check_equivalent(exact, numeric, f"JVP of {getattr(f, '__name__', f)}")
 
 
@@ -96,6 +133,10 @@ def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
     Compares derivatives of ``f`` with central finite differences along random
     directions, in forward and reverse mode and up to ``order``, with respect
     to ``argnum`` (default: every positional argument). Raises AssertionError.
+
+    At float32 (or complex64) points the derivatives are computed, and must
+    stay, in single precision; the finite differences are taken in float64
+    and the comparison uses a single-precision tolerance.
     """
     if isinstance(argnum, (list, tuple)) and argnum and isinstance(argnum[0], str):
         modes, argnum = argnum, None  # check_grads(f, ["rev"]) reads naturally too

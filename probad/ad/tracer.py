@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 
 __all__ = [
-    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive",
+    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
     "new_box", "isbox", "getval", "trace_scope",
 ]
 
@@ -193,6 +193,11 @@ class trace_scope:
         trace_scope.depth -= 1
 
 
+#: ``notrace`` of a nondiff_primitive: every trace that keeps only
+#: differentiable calls (all but the compiler's).
+_DERIVATIVE_TRACES = object()
+
+
 class primitive:
     """Wrap ``fun`` so that calls on boxes are recorded.
 
@@ -207,6 +212,11 @@ class primitive:
 
     differentiable = True
     vjp_keeps = None
+    # Traces that pass over this primitive (call it on raw values and record
+    # nothing): None for none, the common case and the only one the call
+    # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
+    # trace types (register_notrace).
+    notrace = None
 
     def __init__(self, fun, name=None):
         self.fun = fun
@@ -241,7 +251,8 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if not self.differentiable and not top.records_nondiff:
+        if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
+                                         else type(top) in self.notrace):
             return ans
         return top.record(self, ans, argvals, kwargs, (boxed,), (box,))
 
@@ -271,7 +282,8 @@ class primitive:
         except Exception:
             top.primitive_raised(self)
             raise
-        if not self.differentiable and not top.records_nondiff:
+        if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
+                                         else type(top) in self.notrace):
             return ans
         return top.record(self, ans, argvals, kwargs, argnums, boxes)
 
@@ -287,6 +299,26 @@ class nondiff_primitive(primitive):
     """
 
     differentiable = False
+    notrace = _DERIVATIVE_TRACES
+
+
+def register_notrace(trace_type, fun: primitive):
+    """Have traces of ``trace_type`` pass over the primitive ``fun``.
+
+    Such a trace calls ``fun`` on raw values and does not record the call, so
+    to it the result is a constant (autograd's ``register_notrace``). Other
+    traces, lower ones included, still record it.
+
+    Parameters
+    ----------
+    trace_type : type
+        A :class:`Trace` subclass, e.g. ``ReverseTrace`` or ``ForwardTrace``.
+    fun : primitive
+        The primitive to pass over. A ``nondiff_primitive`` is passed over by
+        every derivative trace already and is left as it is.
+    """
+    if fun.notrace is not _DERIVATIVE_TRACES:
+        fun.notrace = frozenset(fun.notrace or ()) | {trace_type}
 
 
 def notrace_primitive(fun):

@@ -1,5 +1,7 @@
 """Tuples, lists and dicts of traced values: as inputs, as outputs, built with
 ``probad.ad.tuple/list/dict``; ``probad.ad.misc.flatten`` and the optimisers."""
+import inspect
+
 import numpy as onp
 import pytest
 
@@ -129,3 +131,32 @@ def test_optimizers_minimise_a_quadratic_over_a_nest(name, kwargs):
     assert set(result) == {"w", "b"} and isinstance(result["b"][1], list)
     # rmsprop's normalised steps of 0.05 leave it oscillating within a step of the optimum
     onp.testing.assert_allclose(flatten(result)[0], flatten(target)[0], atol=0.06)
+
+
+@pytest.mark.parametrize("name, kwargs", [("sgd", {"step_size": 0.1, "num_iters": 300}),
+                                          ("adam", {"step_size": 0.1, "num_iters": 300}),
+                                          ("rmsprop", {"step_size": 0.05, "num_iters": 300})])
+def test_optimizers_keep_complex_parameters_complex(name, kwargs):
+    # A real loss of complex z: each optimiser works on (Re z, Im z), which
+    # the imaginary part of the gradient must not be dropped from.
+    a = onp.array([[1.0 + 0.2j, 0.1], [-0.1j, 0.9]])
+    b = onp.array([1.0 - 1.0j, 2.0j])
+
+    def loss(p, i):
+        return np.sum(np.abs(np.dot(a, p["z"]) - b) ** 2) + np.sum((p["r"] - 0.5) ** 2)
+
+    x0 = {"z": onp.zeros(2, complex), "r": onp.zeros(1)}
+    grads = []
+    result = getattr(optimizers, name)(grad(loss), x0, callback=lambda x, i, g: grads.append((x, g)), **kwargs)
+    assert result["z"].dtype == complex and result["r"].dtype == float
+    onp.testing.assert_allclose(result["z"], onp.linalg.solve(a, b), atol=0.06)
+    onp.testing.assert_allclose(result["r"], 0.5, atol=0.06)
+    x, g = grads[5]
+    onp.testing.assert_allclose(g["z"], grad(loss)(x, 5)["z"])  # the callback sees grad's own values
+
+
+def test_optimizers_keep_their_names_and_docstrings():
+    for name in ["sgd", "rmsprop", "adam"]:
+        fun = getattr(optimizers, name)
+        assert fun.__name__ == name and fun.__doc__
+        assert "step_size" in inspect.signature(fun).parameters  # help() shows the real arguments

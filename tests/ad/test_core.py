@@ -381,6 +381,49 @@ def test_check_grads_catches_a_wrong_rule():
         check_grads(bad_square, modes=["rev"], order=1)(1.3)
 
 
+A32 = onp.random.RandomState(2).randn(3, 3).astype(onp.float32)
+
+
+@pytest.mark.parametrize("f", [
+    np.sin, np.exp, np.tanh, lambda x: np.sqrt(x * x + 1.0), lambda x: np.dot(A32, x),
+    lambda x: np.sum(x ** 2) / np.sum(np.abs(x) + 1.0), lambda x: np.log(np.cosh(x)),
+], ids=["sin", "exp", "tanh", "sqrt", "dot", "divide", "log-cosh"])
+def test_check_grads_in_float32(f):
+    # The finite-difference reference is taken in float64; the derivatives
+    # under test are still computed (and checked to stay) in float32.
+    x = onp.random.RandomState(3).randn(3).astype(onp.float32)
+    assert make_vjp(f)(x)[0](onp.ones_like(f(x))).dtype == onp.float32
+    check_grads(f, modes=["fwd", "rev"], order=2)(x)
+
+
+def test_check_grads_in_complex64():
+    z = (onp.random.RandomState(4).randn(2) + 1j * onp.random.RandomState(5).randn(2)).astype(onp.complex64)
+    check_grads(lambda z: np.exp(z) * np.conj(z), modes=["fwd", "rev"], order=2)(z)
+
+
+def test_check_grads_in_float32_still_catches_wrong_rules():
+    @primitive
+    def sin_slightly_off(x):
+        return onp.sin(x)
+
+    # a derivative wrong by 0.1 %, far above float32 rounding
+    defvjp(sin_slightly_off, lambda ans, x: lambda g: g * np.cos(x) * onp.float32(1.001))
+    defjvp(sin_slightly_off, lambda g, ans, x: g * np.cos(x))
+    x = onp.float32([0.3, 1.2])
+    check_grads(sin_slightly_off, modes=["fwd"], order=1)(x)
+    with pytest.raises(AssertionError, match="VJP of .*derivative check failed"):
+        check_grads(sin_slightly_off, modes=["rev"], order=1)(x)
+
+    @primitive
+    def sin_widening(x):
+        return onp.sin(x)
+
+    # a float64 cotangent for a float32 argument is a dtype bug, not rounding
+    defvjp(sin_widening, lambda ans, x: lambda g: onp.cos(onp.float64(x)) * g)
+    with pytest.raises(AssertionError, match="vector spaces differ"):
+        check_grads(sin_widening, modes=["rev"], order=1)(x)
+
+
 def test_public_api_names():
     for name in ["grad", "value_and_grad", "grad_and_aux", "elementwise_grad", "jacobian", "hessian",
                  "make_vjp", "make_jvp", "deriv", "make_hvp", "hessian_tensor_product",

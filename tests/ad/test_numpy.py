@@ -17,7 +17,7 @@ import numpy as onp
 import pytest
 
 import probad.ad.numpy as np
-from probad.ad import elementwise_grad, grad, make_jvp, make_vjp
+from probad.ad import deriv, elementwise_grad, grad, make_jvp, make_vjp
 from probad.ad.numpy import numpy_wrapper
 from probad.ad.test_util import check_grads
 from probad.ad.tracer import Box, primitive
@@ -624,6 +624,55 @@ def test_where_with_nan_and_inf_in_the_branch_not_taken():
     with onp.errstate(divide="ignore", invalid="ignore"):
         g2 = grad(lambda x: np.sum(np.where(x > 0, np.sqrt(x), 0.0)))(x)
     assert g2.tolist() == [0.0, 0.0, 0.25]
+
+
+# (naive branch, the same with its input made safe by a second where, point, derivative there)
+WHERE_SINGULAR = {
+    "log": (lambda x: np.where(x > 0, np.log(x), 1.0),
+            lambda x: np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 1.0), 0.0, 0.0),
+    "reciprocal": (lambda x: np.where(x > 0, 1 / x, 1.0),
+                   lambda x: np.where(x > 0, 1 / np.where(x > 0, x, 1.0), 1.0), 0.0, 0.0),
+    "exp-overflow": (lambda x: np.where(x > 1, x, np.exp(1000 * x)),
+                     lambda x: np.where(x > 1, x, np.exp(1000 * np.where(x > 1, 0.0, x))), 4.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", WHERE_SINGULAR)
+def test_where_reverse_mode_is_nan_with_a_singular_branch_not_taken(name):
+    # What where's docstring says: reverse mode multiplies the zero cotangent
+    # of the branch not taken by an infinite derivative; forward mode does
+    # not; a second where on the branch's input fixes reverse mode.
+    naive, safe, x, expected = WHERE_SINGULAR[name]
+    with onp.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        assert onp.isnan(grad(naive)(x))
+        assert deriv(naive)(x) == expected
+        assert deriv(deriv(naive))(x) == 0.0
+    assert grad(safe)(x) == deriv(safe)(x) == expected
+    assert grad(grad(safe))(x) == deriv(grad(safe))(x) == 0.0
+
+
+@pytest.mark.parametrize("f, x", [
+    (lambda x: np.where(x > 0, np.sqrt(x), 0.0), 0.0), (lambda x: np.where(x > 0, np.cbrt(x), 0.0), 0.0),
+    (lambda x: np.where(x > 0, x ** 0.5, 0.0), 0.0), (lambda x: np.where(x > 0, x ** -1.5, 0.0), 0.0),
+    (lambda x: np.where(x < 1, np.arcsin(x), 0.0), 1.0), (lambda x: np.where(x > -1, np.arccos(x), 0.0), -1.0),
+    (lambda x: np.where(x > 1, np.arccosh(x), 0.0), 1.0),
+], ids=["sqrt", "cbrt", "power-0.5", "power--1.5", "arcsin", "arccos", "arccosh"])
+def test_where_with_a_safe_rule_in_the_branch_not_taken(f, x):
+    # sqrt & co. keep a zero cotangent zero at their singular points, in
+    # either mode and to second order.
+    with onp.errstate(divide="ignore", invalid="ignore"):
+        derivatives = [grad(f)(x), deriv(f)(x)] + [outer(inner(f))(x) for outer in (grad, deriv)
+                                                   for inner in (grad, deriv)]
+    assert derivatives == [0.0] * 6
+
+
+def test_where_with_sqrt_of_a_negative_number_not_taken():
+    f = lambda x: np.where(x > 0, np.sqrt(x), 0.0)  # noqa: E731
+    assert grad(f)(4.0) == 0.25 and grad(grad(f))(4.0) == -1 / 32
+    with onp.errstate(invalid="ignore"):
+        assert grad(f)(-1.0) == deriv(f)(-1.0) == deriv(deriv(f))(-1.0) == 0.0
+        # in reverse mode, safe at first order only: the second order meets sqrt's NaN value
+        assert onp.isnan(grad(grad(f))(-1.0))
 
 
 def test_interp_at_the_knots_and_partition_at_kth():

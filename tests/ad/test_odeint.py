@@ -91,3 +91,32 @@ def test_single_output_time():
 def test_unsupported_options():
     with pytest.raises(TypeError, match="full_output"):
         odeint(lambda y, t: -y, onp.ones(1), onp.array([0.0, 1.0]), full_output=True)
+
+
+def test_scalar_initial_state_as_in_scipy():
+    # scipy integrates a scalar y0 as a state of one element: output (T, 1).
+    t = onp.array([0.0, 1.0, 2.0])
+    out = odeint(lambda y, t, k: -k * y, 1.5, t, (0.7,), **TIGHT)
+    onp.testing.assert_allclose(out, osi.odeint(lambda y, t: -0.7 * y, 1.5, t, **TIGHT), rtol=1e-10)
+    assert out.shape == (3, 1)
+
+    def final(y0):
+        return odeint(lambda y, t, k: -k * y, y0, t, (0.7,), **TIGHT)[-1, 0]
+
+    g = grad(final)(1.5)
+    assert onp.shape(g) == () and g == pytest.approx(onp.exp(-1.4), rel=1e-9)
+    assert make_jvp(final)(1.5)(1.0)[1] == pytest.approx(onp.exp(-1.4), rel=1e-9)
+    check_grads(final, modes=MODES, order=1)(1.5)
+
+
+def test_float32_arguments_get_float32_gradients():
+    y0, t, k = onp.float32([1.0, -0.5]), onp.float32([0.0, 1.0]), onp.float32(0.7)
+
+    def loss(y0, t, k):
+        return np.sum(odeint(lambda y, t, k: -k * y, y0, t, (k,), **TIGHT))
+
+    assert odeint(lambda y, t, k: -k * y, y0, t, (k,)).dtype == onp.float64  # as scipy's
+    g_y0, g_t, g_k = grad(loss, (0, 1, 2))(y0, t, k)
+    assert g_y0.dtype == g_t.dtype == g_k.dtype == onp.float32
+    onp.testing.assert_allclose(g_y0, 1 + onp.exp(-0.7), rtol=1e-6)
+    onp.testing.assert_allclose(g_k, -onp.exp(-0.7) * onp.sum(y0), rtol=1e-6)

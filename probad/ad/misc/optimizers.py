@@ -1,9 +1,11 @@
 """First-order optimisers over any nest of arrays (autograd's interface).
 
-Each takes ``grad(x, i)`` and a starting nest ``x0`` and returns the final
-nest; ``callback(x, i, g)`` is called every step.
+Each takes ``grad(x, i)`` and a starting nest ``x0`` (real or complex) and
+returns the final nest; ``callback(x, i, g)`` is called every step.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as onp
 
@@ -11,18 +13,29 @@ from .flatten import flatten
 
 
 def _unflatten_optimizer(optimize):
-    """Let an optimiser written for flat vectors work on nests."""
+    """Let an optimiser written for flat real vectors work on nests.
 
+    Complex parameters are optimised as (real, imaginary) pairs. ``grad`` of
+    a real loss with respect to ``z = x + iy`` is ``df/dx - i df/dy`` (the
+    covector), so its conjugate, viewed as pairs, is the real gradient.
+    """
+
+    @functools.wraps(optimize)
     def _optimize(grad, x0, callback=None, *args, **kwargs):
         flat_x0, unflatten = flatten(x0)
+        dtype = onp.result_type(flat_x0, float)  # integer parameters are optimised as floats
+        real = onp.finfo(dtype).dtype
+
+        def to_nest(x):
+            return unflatten(x.view(dtype))
 
         def flat_grad(x, i):
-            return flatten(grad(unflatten(x), i))[0]
+            return onp.conj(onp.asarray(flatten(grad(to_nest(x), i))[0], dtype)).view(real)
 
         flat_callback = None if callback is None else (
-            lambda x, i, g: callback(unflatten(x), i, unflatten(g)))
-        return unflatten(optimize(flat_grad, onp.asarray(flat_x0, dtype=float),
-                                  flat_callback, *args, **kwargs))
+            lambda x, i, g: callback(to_nest(x), i, unflatten(onp.conj(g.view(dtype)))))
+        return to_nest(optimize(flat_grad, onp.asarray(flat_x0, dtype).view(real),
+                                flat_callback, *args, **kwargs))
 
     return _optimize
 

@@ -810,9 +810,29 @@ def where3(condition, x, y):
 
 
 def where(condition, x=None, y=None):
-    """``numpy.where``. With NaN or inf in the branch that is not taken, the
-    gradient of the taken branch stays finite: the cotangent of each branch is
-    masked by ``where`` itself, never multiplied by a 0/1 mask."""
+    """``numpy.where``.
+
+    Both branches are evaluated everywhere; what the branch not taken does at
+    a point reaches the derivative as follows.
+
+    - Forward mode (``make_jvp``, ``deriv``, forward over forward): ``where``
+      selects the tangent of the taken branch, so NaN or inf in the other
+      never reaches the result.
+    - Reverse mode (``grad`` and every operator built on it): the branch not
+      taken receives a zero cotangent, and each primitive in it multiplies
+      that by its local derivative; ``0 * inf`` and ``0 * nan`` are NaN. So
+      ``where(x > 0, log(x), 1.0)`` and ``where(x > 0, 1 / x, 1.0)`` at 0,
+      or ``where(x > 1, x, exp(1000 * x))`` at 4, have NaN gradients. The
+      exceptions are the rules that keep a zero cotangent zero whatever the
+      derivative: ``sqrt`` and ``cbrt``, ``x ** y`` (in ``x``),
+      ``arcsin``/``arccos`` and ``arccosh``. A branch made of these is safe
+      at their singular points to second order (``where(x > 0, sqrt(x), 0.0)``
+      at 0), and where their value is NaN (``sqrt`` of a negative number) to
+      first order.
+    - For any other branch, keep its input away from the bad points with a
+      second ``where``, as JAX recommends:
+      ``safe = where(x > 0, x, 1.0); where(x > 0, log(safe), 1.0)``.
+    """
     if x is None and y is None:
         return nonzero(condition)
     return where3(condition, x, y)

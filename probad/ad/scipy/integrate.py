@@ -24,6 +24,7 @@ import scipy.integrate as _si
 
 from ..core import defjvp_argnum, defvjp_argnum, make_jvp, make_vjp, vspace
 from ..numpy import numpy_wrapper as anp
+from ..numpy.numpy_vjps import match_dtype
 from ..tracer import Box, primitive
 
 __all__ = ["odeint"]
@@ -104,11 +105,8 @@ def _adjoint(ans, func, options, y0, t, args, g):
 def _odeint_vjp(argnum, ans, func, options, y0, t, *args):
     def vjp(g):
         g_y0, g_t, g_args = _adjoint(ans, func, options, y0, t, args, g)
-        if argnum == 2:
-            return g_y0
-        if argnum == 3:
-            return g_t
-        return g_args[argnum - _FIRST_ARG]
+        # scipy integrates in float64; each cotangent takes its argument's dtype.
+        return match_dtype((g_y0, g_t, *g_args)[argnum - 2], (y0, t, *args)[argnum - 2])
 
     return vjp
 
@@ -154,8 +152,9 @@ def odeint(func: Callable, y0, t, args=(), **options):
     ----------
     func : callable ``func(y, t, *args) -> dy/dt``
         Written with ``probad.ad.numpy`` so that it can be differentiated.
-    y0 : (n,) array_like
-        Initial state (differentiable).
+    y0 : (n,) array_like or scalar
+        Initial state (differentiable); a scalar is a state of one element,
+        as in scipy.
     t : (T,) array_like
         Output times, ``t[0]`` the initial time (differentiable).
     args : tuple of arrays or floats
@@ -167,7 +166,7 @@ def odeint(func: Callable, y0, t, args=(), **options):
 
     Returns
     -------
-    (T, n) array
+    (T, n) float64 array
         The state at each output time.
     """
     bad = _UNSUPPORTED.intersection(options)
@@ -177,4 +176,4 @@ def odeint(func: Callable, y0, t, args=(), **options):
         args = (args,)
     # Plain Python numbers become arrays so that every traced arg has a shape.
     args = tuple(a if isinstance(a, Box) else onp.asarray(a) for a in args)
-    return _odeint(func, options, y0, t, *args)
+    return _odeint(func, options, anp.atleast_1d(y0), t, *args)
