@@ -87,10 +87,11 @@ def test_slogdet_returns_a_plain_tuple_and_sign_is_constant():
 # --------------------------------------------------------------------- Cholesky
 @pytest.mark.parametrize("batch", BATCHES, ids=str)
 @pytest.mark.parametrize("upper", [False, True])
-def test_cholesky(batch, upper):
-    a = spd(*batch, 3, 3)
+@pytest.mark.parametrize("make", [spd, hermitian_pd], ids=["real", "complex"])
+def test_cholesky(make, batch, upper):
+    a = make(*batch, 3, 3)
     onp.testing.assert_allclose(L.cholesky(a, upper=upper), onp.linalg.cholesky(a, upper=upper))
-    check(lambda a: L.cholesky(a, upper=upper), a)
+    check(lambda a: L.cholesky(a, upper=upper), a, order=3)
 
 
 def test_cholesky_reads_one_triangle():
@@ -112,14 +113,6 @@ def test_cholesky_of_a_symmetric_construction_gives_the_usual_gradient():
     check(logdet, b)
 
 
-@pytest.mark.parametrize("batch", BATCHES, ids=str)
-@pytest.mark.parametrize("upper", [False, True])
-def test_cholesky_complex(batch, upper):
-    a = hermitian_pd(*batch, 3, 3)
-    onp.testing.assert_allclose(L.cholesky(a, upper=upper), onp.linalg.cholesky(a, upper=upper))
-    check(lambda a: L.cholesky(a, upper=upper), a, order=3)
-
-
 def test_complex_triangle_readers_ignore_the_unread_parts():
     # LAPACK reads one triangle and the real part of the diagonal only.
     a = hermitian_pd(3, 3)
@@ -133,14 +126,26 @@ def test_complex_triangle_readers_ignore_the_unread_parts():
 
 
 # ------------------------------------------------------------- eigenproblems
+def _phase_free_eigh(uplo):
+    """Eigenvalues and functions of eigenvectors that do not depend on their phases."""
+    def fun(a):
+        w, v = L.eigh(a, UPLO=uplo)
+        return w, np.abs(v) ** 2, (v * np.exp(w / 10)[..., None, :]) @ np.conj(np.swapaxes(v, -1, -2))
+    return fun
+
+
 @pytest.mark.parametrize("batch", BATCHES, ids=str)
 @pytest.mark.parametrize("uplo", ["L", "U"])
-def test_eigh(batch, uplo):
-    a = spd(*batch, 3, 3)
+@pytest.mark.parametrize("make", [spd, hermitian_pd], ids=["real", "complex"])
+def test_eigh(make, batch, uplo):
+    a = make(*batch, 3, 3)
     w, v = L.eigh(a, UPLO=uplo)
     onp.testing.assert_allclose(w, onp.linalg.eigh(a, UPLO=uplo)[0])
-    check(lambda a: L.eigh(a, UPLO=uplo), a)
-    check(lambda a: L.eigvalsh(a, UPLO=uplo), a)
+    onp.testing.assert_allclose((v * w[..., None, :]) @ onp.conj(onp.swapaxes(v, -1, -2)), a, atol=1e-12)
+    # Real eigenvectors are unique up to sign; complex ones only up to a phase.
+    fun = (lambda a: L.eigh(a, UPLO=uplo)) if make is spd else _phase_free_eigh(uplo)
+    check(fun, a, order=3)
+    check(lambda a: L.eigvalsh(a, UPLO=uplo), a, order=3)
 
 
 def test_eigh_with_repeated_eigenvalues():
@@ -152,25 +157,6 @@ def test_eigh_with_repeated_eigenvalues():
     onp.testing.assert_allclose(g, 2 * a, atol=1e-12)
     trace_fn = grad(lambda a: np.sum(L.eigh(sym(a))[1] ** 2))(a)  # sum of squares is constant
     onp.testing.assert_allclose(trace_fn, 0.0, atol=1e-12)
-
-
-def _phase_free_eigh(uplo):
-    """Eigenvalues and functions of eigenvectors that do not depend on their phases."""
-    def fun(a):
-        w, v = L.eigh(a, UPLO=uplo)
-        return w, np.abs(v) ** 2, (v * np.exp(w / 10)[..., None, :]) @ np.conj(np.swapaxes(v, -1, -2))
-    return fun
-
-
-@pytest.mark.parametrize("batch", BATCHES, ids=str)
-@pytest.mark.parametrize("uplo", ["L", "U"])
-def test_eigh_complex(batch, uplo):
-    a = hermitian_pd(*batch, 3, 3)
-    w, v = L.eigh(a, UPLO=uplo)
-    onp.testing.assert_allclose(w, onp.linalg.eigh(a, UPLO=uplo)[0])
-    onp.testing.assert_allclose((v * w[..., None, :]) @ onp.conj(onp.swapaxes(v, -1, -2)), a, atol=1e-12)
-    check(_phase_free_eigh(uplo), a, order=3)
-    check(lambda a: L.eigvalsh(a, UPLO=uplo), a, order=3)
 
 
 def test_eigh_complex_eigenvectors_keep_their_phase():

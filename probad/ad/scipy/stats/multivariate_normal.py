@@ -255,10 +255,8 @@ def cdf(x, mean=None, cov=1):
 
     Parameters
     ----------
-    x : array_like, shape (..., d)
-        Points (for ``d = 1`` a 1-D ``x`` is a list of points, as in scipy).
-    mean : array_like, shape (d,), optional
-        Mean (zero by default).
+    x, mean
+        As in :func:`logpdf`.
     cov : scalar, (d,) or (d, d) array_like
         Covariance, positive definite (LinAlgError otherwise).
 
