@@ -1,6 +1,7 @@
 """probad.ad.numpy.fft: values against numpy and derivatives by check_grads
-(both modes, second order) for every transform, with padding/truncation
-(``n``/``s``), axes, every ``norm``, real and complex input."""
+(both modes, second order) for every transform, Hermitian ones included,
+with padding/truncation (``n``/``s``), axes, every ``norm``, real and
+complex input."""
 import numpy as onp
 import pytest
 
@@ -58,6 +59,19 @@ def test_rfft_and_irfft(n, norm):
     onp.testing.assert_allclose(F.irfft(spectrum, n, norm=norm), onp.fft.irfft(spectrum, n, norm=norm))
     check(lambda z: F.irfft(z, n, norm=norm), spectrum)
     check(lambda x: F.irfft(x, n, axis=0, norm=norm), x)  # real input to irfft
+
+
+@pytest.mark.parametrize("norm", NORMS + ["backward"])
+@pytest.mark.parametrize("n", [None, 4, 7, 9])
+def test_hfft_and_ihfft(n, norm):
+    spectrum = randn(3, 4, complex_=True)
+    onp.testing.assert_allclose(F.hfft(spectrum, n, norm=norm), onp.fft.hfft(spectrum, n, norm=norm))
+    check(lambda z: F.hfft(z, n, norm=norm), spectrum)
+    x = randn(3, 6)
+    check(lambda x: F.hfft(x, n, axis=0, norm=norm), x)  # real input to hfft
+    onp.testing.assert_allclose(F.ihfft(x, n, norm=norm), onp.fft.ihfft(x, n, norm=norm))
+    check(lambda x: F.ihfft(x, n, norm=norm), x)
+    onp.testing.assert_allclose(F.hfft(F.ihfft(x, norm=norm), 6, norm=norm), x, atol=1e-12)
 
 
 @pytest.mark.parametrize("norm", NORMS)

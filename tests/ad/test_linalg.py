@@ -1,12 +1,13 @@
 """probad.ad.numpy.linalg: values against numpy, derivatives by check_grads
-(both modes, second order) on single and stacked matrices, complex input
-where supported, float32, and the documented conventions (triangle-reading
-derivatives, norm at zero, repeated eigenvalues)."""
+(both modes, second order; third for complex decompositions) on single and
+stacked matrices, complex input, float32, and the documented conventions
+(triangle-reading derivatives, norm at zero, repeated eigenvalues, phases of
+complex eigenvectors and singular vectors)."""
 import numpy as onp
 import pytest
 
 import probad.ad.numpy as np
-from probad.ad import elementwise_grad, grad, hessian, jacobian
+from probad.ad import elementwise_grad, grad, hessian, jacobian, make_jvp
 from probad.ad.test_util import check_grads
 
 L = np.linalg
@@ -30,6 +31,12 @@ def spd(*shape):
 def complex_randn(*shape):
     r = rng()
     return r.normal(size=shape) + 1j * r.normal(size=shape)
+
+
+def hermitian_pd(*shape):
+    """Complex Hermitian positive definite matrices of shape (..., n, n)."""
+    b = complex_randn(*shape)
+    return b @ onp.conj(onp.swapaxes(b, -1, -2)) + shape[-1] * onp.eye(shape[-1])
 
 
 def check(fun, *args, order=2):
@@ -80,10 +87,11 @@ def test_slogdet_returns_a_plain_tuple_and_sign_is_constant():
 # --------------------------------------------------------------------- Cholesky
 @pytest.mark.parametrize("batch", BATCHES, ids=str)
 @pytest.mark.parametrize("upper", [False, True])
-def test_cholesky(batch, upper):
-    a = spd(*batch, 3, 3)
+@pytest.mark.parametrize("make", [spd, hermitian_pd], ids=["real", "complex"])
+def test_cholesky(make, batch, upper):
+    a = make(*batch, 3, 3)
     onp.testing.assert_allclose(L.cholesky(a, upper=upper), onp.linalg.cholesky(a, upper=upper))
-    check(lambda a: L.cholesky(a, upper=upper), a)
+    check(lambda a: L.cholesky(a, upper=upper), a, order=3)
 
 
 def test_cholesky_reads_one_triangle():
@@ -105,15 +113,39 @@ def test_cholesky_of_a_symmetric_construction_gives_the_usual_gradient():
     check(logdet, b)
 
 
+def test_complex_triangle_readers_ignore_the_unread_parts():
+    # LAPACK reads one triangle and the real part of the diagonal only.
+    a = hermitian_pd(3, 3)
+    readers = [(lambda a: np.abs(L.cholesky(a)) ** 3, True), (lambda a: L.eigh(a)[0] ** 2, True),
+               (lambda a: np.abs(L.cholesky(a, upper=True)) ** 3, False),
+               (lambda a: L.eigh(a, UPLO="U")[0] ** 2, False)]
+    for fun, lower in readers:
+        g = grad(lambda a: np.sum(fun(a)))(a)
+        onp.testing.assert_array_equal(onp.diag(g).imag, 0.0)
+        onp.testing.assert_array_equal(onp.triu(g, 1) if lower else onp.tril(g, -1), 0.0)
+
+
 # ------------------------------------------------------------- eigenproblems
+def _phase_free_eigh(uplo):
+    """Eigenvalues and functions of eigenvectors that do not depend on their phases."""
+    def fun(a):
+        w, v = L.eigh(a, UPLO=uplo)
+        return w, np.abs(v) ** 2, (v * np.exp(w / 10)[..., None, :]) @ np.conj(np.swapaxes(v, -1, -2))
+    return fun
+
+
 @pytest.mark.parametrize("batch", BATCHES, ids=str)
 @pytest.mark.parametrize("uplo", ["L", "U"])
-def test_eigh(batch, uplo):
-    a = spd(*batch, 3, 3)
+@pytest.mark.parametrize("make", [spd, hermitian_pd], ids=["real", "complex"])
+def test_eigh(make, batch, uplo):
+    a = make(*batch, 3, 3)
     w, v = L.eigh(a, UPLO=uplo)
     onp.testing.assert_allclose(w, onp.linalg.eigh(a, UPLO=uplo)[0])
-    check(lambda a: L.eigh(a, UPLO=uplo), a)
-    check(lambda a: L.eigvalsh(a, UPLO=uplo), a)
+    onp.testing.assert_allclose((v * w[..., None, :]) @ onp.conj(onp.swapaxes(v, -1, -2)), a, atol=1e-12)
+    # Real eigenvectors are unique up to sign; complex ones only up to a phase.
+    fun = (lambda a: L.eigh(a, UPLO=uplo)) if make is spd else _phase_free_eigh(uplo)
+    check(fun, a, order=3)
+    check(lambda a: L.eigvalsh(a, UPLO=uplo), a, order=3)
 
 
 def test_eigh_with_repeated_eigenvalues():
@@ -125,6 +157,14 @@ def test_eigh_with_repeated_eigenvalues():
     onp.testing.assert_allclose(g, 2 * a, atol=1e-12)
     trace_fn = grad(lambda a: np.sum(L.eigh(sym(a))[1] ** 2))(a)  # sum of squares is constant
     onp.testing.assert_allclose(trace_fn, 0.0, atol=1e-12)
+
+
+def test_eigh_complex_eigenvectors_keep_their_phase():
+    # The derivative's phase choice: v^H dv has a zero (not just imaginary) diagonal.
+    a, da = hermitian_pd(3, 3), hermitian_pd(3, 3)
+    _, (_, dv) = make_jvp(L.eigh)(a)(da)
+    v = L.eigh(a)[1]
+    onp.testing.assert_allclose(onp.diag(onp.conj(v.T) @ dv), 0.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["real with complex eigenvalues", "real with real eigenvalues", "complex",
@@ -152,11 +192,41 @@ def test_svd(shape):
     check(L.svdvals, a)
 
 
+def _phase_free_svd(a):
+    """Singular values and functions of u and vh that do not depend on their
+    (shared) phases: moduli, and u diag(f(s)) vh."""
+    u, s, vh = L.svd(a, full_matrices=False)
+    return s, np.abs(u) ** 2, np.abs(vh) ** 2, (u * (s ** 2)[..., None, :]) @ vh + u @ vh
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 5), (2, 4, 3)], ids=str)
+def test_svd_complex(shape):
+    a = complex_randn(*shape)
+    u, s, vh = L.svd(a, full_matrices=False)
+    onp.testing.assert_allclose(u @ (s[..., None] * vh), a, atol=1e-12)
+    onp.testing.assert_allclose(s, onp.linalg.svd(a, compute_uv=False))
+    check(_phase_free_svd, a, order=3)
+    check(L.svdvals, a, order=3)
+
+
+def test_complex_matrix_norms_and_condition_number():
+    a = complex_randn(3, 4)
+    for ord in ("nuc", 2, -2):
+        onp.testing.assert_allclose(L.norm(a, ord), onp.linalg.norm(a, ord))
+        check(lambda a: L.norm(a, ord), a)
+    check(L.cond, a[:, :3])
+
+
 def test_hermitian_flag_reads_the_lower_triangle():
     a = spd(3, 3)
     check(lambda a: L.svd(a, hermitian=True), a)
     check(lambda a: L.pinv(a, hermitian=True), a)
     onp.testing.assert_array_equal(onp.triu(grad(lambda a: np.sum(L.pinv(a, hermitian=True) ** 2))(a), 1), 0)
+    # Singular values alone too, and for input that is not symmetric.
+    check(lambda a: L.svd(a, hermitian=True, compute_uv=False), randn(3, 3) + 4 * onp.eye(3))
+    h = hermitian_pd(3, 3)
+    check(lambda a: L.svd(a, hermitian=True, compute_uv=False), h)
+    check(lambda a: L.pinv(a, hermitian=True), h)
 
 
 def test_svd_full_matrices_needs_square_input_for_derivatives():
@@ -180,6 +250,20 @@ def test_qr(shape):
     onp.testing.assert_allclose(q @ r, a, atol=1e-12)
     check(L.qr, a)
     check(lambda a: L.qr(a, mode="r"), a)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 5), (2, 4, 3)], ids=str)
+def test_pinv_and_qr_complex(shape):
+    # LAPACK's complex QR has a real diagonal in R, which makes it unique.
+    a = complex_randn(*shape)
+    onp.testing.assert_allclose(L.pinv(a), onp.linalg.pinv(a))
+    q, r = L.qr(a)
+    onp.testing.assert_allclose(q @ r, a, atol=1e-12)
+    onp.testing.assert_array_equal(onp.diagonal(r, axis1=-2, axis2=-1).imag, 0.0)
+    check(L.pinv, a, order=3)
+    check(L.qr, a, order=3)
+    if len(shape) == 2:  # lstsq goes through pinv
+        check(lambda a: L.lstsq(a, complex_randn(shape[0]))[0], a)
 
 
 def test_qr_complete_for_wide_matrices_and_raw_values():

@@ -694,6 +694,10 @@ def test_sqrt_at_zero_convention():
     assert grad(lambda x: x ** 1.5)(0.0) == 0.0
     assert grad(lambda x: np.arcsin(x))(1.0) == onp.inf
     assert grad(grad(lambda x: np.sqrt(x ** 2 + 1.0)))(0.0) == 1.0
+    # A zero cotangent is masked only where the derivative is infinite: elsewhere
+    # the derivative of the cotangent with respect to a zero factor stays.
+    assert grad(lambda x: grad(lambda y: np.sqrt(y) * x)(2.0))(0.0) == pytest.approx(0.5 / onp.sqrt(2.0))
+    assert grad(lambda x: grad(lambda y: np.arcsin(y) * x)(0.6))(0.0) == pytest.approx(1.25)
 
 
 def test_norm_like_functions_at_zero_have_zero_gradient():

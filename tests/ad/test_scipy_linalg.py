@@ -64,6 +64,44 @@ def test_solve_triangular_ignores_the_other_triangle():
     onp.testing.assert_array_equal(onp.triu(g), 0.0)
 
 
+def band(l_and_u, *batch, m=5):
+    """A well-conditioned band ``ab`` (..., l + u + 1, m) and its dense matrix."""
+    lower, upper = l_and_u
+    ab = rng().normal(size=batch + (lower + upper + 1, m))
+    ab[..., upper, :] += 4  # dominant diagonal
+    dense = onp.zeros(batch + (m, m))
+    for i in range(m):
+        for j in range(max(0, i - lower), min(m, i + upper + 1)):
+            dense[..., i, j] = ab[..., upper + i - j, j]
+    return ab, dense
+
+
+@pytest.mark.parametrize("l_and_u", [(0, 0), (1, 0), (0, 2), (1, 1), (2, 1), (3, 3)], ids=str)
+@pytest.mark.parametrize("batch, b_shape", [((), (5,)), ((), (5, 2)), ((2,), (5,)), ((2,), (3, 1, 5, 2))],
+                         ids=str)
+def test_solve_banded(l_and_u, batch, b_shape):
+    ab, dense = band(l_and_u, *batch)
+    b = rng().normal(size=b_shape)
+    x = sl.solve_banded(l_and_u, ab, b)
+    onp.testing.assert_allclose(x, osl.solve_banded(l_and_u, ab, b))
+    onp.testing.assert_allclose(x, np.linalg.solve(dense, b), rtol=1e-10, atol=1e-12)
+    check(lambda ab, b: sl.solve_banded(l_and_u, ab, b), ab, b)
+
+
+def test_solve_banded_complex_and_unused_corners():
+    ab, _ = band((2, 1))
+    ab = ab + 1j * randn(*ab.shape)
+    b = randn(5, 2) - 1j * randn(5, 2)
+    onp.testing.assert_allclose(sl.solve_banded((2, 1), ab, b), osl.solve_banded((2, 1), ab, b))
+    check(lambda ab, b: sl.solve_banded((2, 1), ab, b), ab, b)
+    # Entries ab[k, j] with no (i, j) such that k = u + i - j, 0 <= i < 5, are never read.
+    g = grad(lambda ab: np.sum(np.abs(sl.solve_banded((2, 1), ab, b)) ** 2))(ab)
+    k, j = onp.indices(ab.shape)
+    read = (j + k - 1 >= 0) & (j + k - 1 < 5)
+    onp.testing.assert_array_equal(g[~read], 0.0)
+    assert onp.all(g[read] != 0)
+
+
 @pytest.mark.parametrize("lower", [True, False])
 def test_cholesky_helpers(lower):
     a, b = spd(3, 3), randn(3, 2)

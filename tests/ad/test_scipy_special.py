@@ -1,6 +1,7 @@
 """probad.ad.scipy.special: values against scipy, derivatives by check_grads
-(both modes, second order), the shape derivatives of the incomplete gamma
-and beta functions against quadrature, dtype and NaN-safety conventions."""
+(both modes, second order; third for the incomplete gamma and beta
+functions), their shape derivatives against quadrature, dtype and
+NaN-safety conventions."""
 import numpy as onp
 import pytest
 import scipy.integrate as si
@@ -86,6 +87,16 @@ def test_incomplete_beta_all_arguments(name):
     check_grads(fun, modes=MODES, order=2)(a, b, x)
 
 
+@pytest.mark.parametrize("name", ["gammainc", "gammaincc", "betainc", "betaincc"])
+def test_incomplete_functions_to_third_order(name):
+    # Shape derivatives of every order are primitives with rules of their own.
+    x = onp.array([0.3, 2.5, 7.0])
+    args = {"gammainc": (onp.array([0.6, 2.0, 4.5]), x), "gammaincc": (onp.array([0.6, 2.0, 4.5]), x),
+            "betainc": (onp.array([0.6, 2.0, 4.5]), onp.array([[0.7], [3.0]]), x / 8),
+            "betaincc": (onp.array([0.6, 2.0, 4.5]), onp.array([[0.7], [3.0]]), x / 8)}[name]
+    check_grads(getattr(sp, name), modes=MODES, order=3)(*args)
+
+
 # ----------------------------------------------- shape derivatives by quadrature
 def _quad(f, lo, hi):
     return si.quad(f, lo, hi, epsabs=1e-14, epsrel=1e-13, limit=200)[0]
@@ -100,24 +111,26 @@ def _power_weighted_quad(f, a, x):
 
 
 def _gammainc_a_reference(a, x):
-    """dP/da and d2P/da2 from P = gamma(a, x)/Gamma(a) with the integrals
-    of t**(a-1) e**-t log(t)**k done by quadrature."""
-    moments = [_power_weighted_quad(lambda t: onp.exp(-t) * onp.log(t) ** k, a, x) / osp.gamma(a)
-               for k in range(3)]
-    psi, psi1 = osp.digamma(a), osp.polygamma(1, a)
-    d1 = moments[1] - psi * moments[0]
-    d2 = moments[2] - 2 * psi * moments[1] + (psi**2 - psi1) * moments[0]
-    return d1, d2
+    """dP/da, d2P/da2 and d3P/da3 from P = gamma(a, x)/Gamma(a) with the
+    integrals of t**(a-1) e**-t log(t)**k done by quadrature."""
+    m = [_power_weighted_quad(lambda t: onp.exp(-t) * onp.log(t) ** k, a, x) / osp.gamma(a) for k in range(4)]
+    psi, psi1, psi2 = osp.digamma(a), osp.polygamma(1, a), osp.polygamma(2, a)
+    d1 = m[1] - psi * m[0]
+    d2 = m[2] - 2 * psi * m[1] + (psi**2 - psi1) * m[0]
+    d3 = m[3] - 3 * psi * m[2] + 3 * (psi**2 - psi1) * m[1] + (3 * psi * psi1 - psi**3 - psi2) * m[0]
+    return d1, d2, d3
 
 
 @pytest.mark.parametrize("a, x", [(0.7, 0.3), (1.5, 0.9), (2.5, 5.0), (3.0, 3.9999), (3.0, 4.0001),
                                   (12.0, 9.0), (12.0, 20.0), (40.0, 38.0)])
 def test_gammainc_shape_derivatives_against_quadrature(a, x):
-    d1, d2 = _gammainc_a_reference(a, x)
+    d1, d2, d3 = _gammainc_a_reference(a, x)
     assert sp.gammainc_da(a, x) == pytest.approx(d1, rel=1e-9, abs=1e-13)
-    assert sp.gammainc_da2(a, x) == pytest.approx(d2, rel=1e-8, abs=1e-12)
+    assert sp.gammainc_da(a, x, 2) == pytest.approx(d2, rel=1e-8, abs=1e-12)
+    assert sp.gammainc_da(a, x, 3) == pytest.approx(d3, rel=1e-7, abs=1e-11)
     assert grad(sp.gammainc)(a, x) == pytest.approx(d1, rel=1e-9, abs=1e-13)
     assert grad(grad(sp.gammainc))(a, x) == pytest.approx(d2, rel=1e-8, abs=1e-12)
+    assert grad(grad(grad(sp.gammainc)))(a, x) == pytest.approx(d3, rel=1e-7, abs=1e-11)
     assert grad(sp.gammaincc)(a, x) == pytest.approx(-d1, rel=1e-9, abs=1e-13)
 
 
@@ -148,8 +161,10 @@ def _betainc_reference(a, b, x):
                                      (5.0, 0.8, 0.97), (10.0, 30.0, 0.2), (1.0, 1.0, 0.5)])
 def test_betainc_shape_derivatives_against_quadrature(a, b, x):
     ref_grad, ref_hess = _betainc_reference(a, b, x)
-    onp.testing.assert_allclose(sp.betainc_dab(a, b, x), ref_grad, rtol=1e-8, atol=1e-12)
-    onp.testing.assert_allclose(sp.betainc_dab2(a, b, x), ref_hess, rtol=1e-7, atol=1e-11)
+    onp.testing.assert_allclose([sp.betainc_dab(a, b, x, 1, 0), sp.betainc_dab(a, b, x, 0, 1)], ref_grad,
+                                rtol=1e-8, atol=1e-12)
+    hess = [[sp.betainc_dab(a, b, x, 2 - i - j, i + j) for j in range(2)] for i in range(2)]
+    onp.testing.assert_allclose(hess, ref_hess, rtol=1e-7, atol=1e-11)
     onp.testing.assert_allclose(hessian(lambda p: sp.betainc(p[0], p[1], x))(onp.array([a, b])),
                                 ref_hess, rtol=1e-7, atol=1e-11)
 
@@ -157,7 +172,8 @@ def test_betainc_shape_derivatives_against_quadrature(a, b, x):
 def test_shape_derivatives_at_the_edges():
     # P(a, 0) = 0 and I_0 = 0, I_1 = 1 for every shape: zero shape derivatives.
     assert sp.gammainc_da(2.0, 0.0) == 0.0
-    onp.testing.assert_array_equal(sp.betainc_dab(2.0, 3.0, onp.array([0.0, 1.0])), 0.0)
+    for na, nb in ((1, 0), (0, 1), (2, 1)):
+        onp.testing.assert_array_equal(sp.betainc_dab(2.0, 3.0, onp.array([0.0, 1.0]), na, nb), 0.0)
     # Large shapes need many terms but converge.
     h = 1e-4
     fd = (osp.gammainc(1e4 + h, 1e4 - 10) - osp.gammainc(1e4 - h, 1e4 - 10)) / (2 * h)

@@ -3,6 +3,7 @@ with respect to the value and every continuous parameter by check_grads
 (both modes, second order)."""
 import numpy as onp
 import pytest
+import scipy.integrate as si
 import scipy.stats as oss
 
 from probad.ad import grad
@@ -138,6 +139,87 @@ def test_multivariate_normal_singular_and_one_dimensional():
     points = onp.array([0.3, -1.0, 2.0])  # dimension 1: a 1-D x is a list of points
     onp.testing.assert_allclose(stats.multivariate_normal.logpdf(points, 0.5, 2.0),
                                 oss.multivariate_normal.logpdf(points, 0.5, 2.0))
+
+
+@pytest.mark.parametrize("cov_kind", list(COVARIANCES))
+def test_multivariate_normal_entropy(cov_kind):
+    mean, cov = rng().normal(size=3), COVARIANCES[cov_kind]()
+    assert stats.multivariate_normal.entropy(mean, cov) == pytest.approx(oss.multivariate_normal.entropy(mean, cov),
+                                                                         rel=1e-12)
+    check(lambda c: stats.multivariate_normal.entropy(mean, c), cov)
+    if cov_kind == "full":
+        onp.testing.assert_allclose(grad(stats.multivariate_normal.entropy, 1)(mean, cov), 0.5 * onp.linalg.inv(cov),
+                                    rtol=1e-12)
+
+
+@pytest.mark.parametrize("cov_kind", list(COVARIANCES))
+@pytest.mark.parametrize("x_shape", [(2,), (5, 2), (2, 3, 2)], ids=str)
+def test_multivariate_normal_cdf_two_dimensions(x_shape, cov_kind):
+    cov = {"full": onp.array([[2.0, -0.7], [-0.7, 1.0]]), "diagonal": onp.array([0.8, 1.7]),
+           "scalar": 1.3}[cov_kind]
+    x, mean = rng().normal(size=x_shape), rng().normal(size=2)
+    onp.testing.assert_allclose(stats.multivariate_normal.cdf(x, mean, cov),
+                                oss.multivariate_normal.cdf(x, mean, cov), rtol=1e-12)
+    check_grads(stats.multivariate_normal.cdf, modes=MODES, order=3)(x, mean, cov)
+
+
+def test_multivariate_normal_cdf_one_dimension():
+    x = onp.array([-1.3, 0.2, 2.0])  # a list of points
+    onp.testing.assert_allclose(stats.multivariate_normal.cdf(x, 0.5, 2.0), oss.norm.cdf(x, 0.5, onp.sqrt(2.0)),
+                                rtol=1e-12)
+    check(stats.multivariate_normal.cdf, x, 0.5, 2.0)
+
+
+def _plackett(h, k, rho):
+    """Phi_2(h, k; rho) = Phi(h) Phi(k) + int_0^rho phi_2(h, k; t) dt, by quadrature."""
+    def density(t):
+        return onp.exp(-(h * h - 2 * t * h * k + k * k) / (2 * (1 - t * t))) / (2 * onp.pi * onp.sqrt(1 - t * t))
+    return oss.norm.cdf(h) * oss.norm.cdf(k) + si.quad(density, 0, rho, epsabs=1e-15, epsrel=1e-13)[0]
+
+
+def test_bivariate_normal_cdf_against_quadrature():
+    # Owen's T formula, including its 0/0 and sign cases at h = 0 or k = 0.
+    from probad.ad.scipy.stats.multivariate_normal import _bivariate_standard_cdf
+    for h in (-3.0, -1.2, 0.0, 0.4, 2.5):
+        for k in (-2.0, 0.0, 0.7, 3.0):
+            for rho in (-0.95, -0.5, 0.0, 0.3, 0.9):
+                assert _bivariate_standard_cdf(onp.array(h), onp.array(k), rho) == pytest.approx(
+                    _plackett(h, k, rho), abs=1e-15)
+
+
+def _trivariate_cdf(r, cov):
+    """P(X <= r) for X ~ N(0, cov) in 3-D by quadrature over X_1 of the
+    conditional bivariate distribution function (Plackett's integral)."""
+    c = cov[1:, 0] / cov[0, 0]
+    cond = cov[1:, 1:] - onp.outer(c, cov[0, 1:])
+    sd = onp.sqrt(onp.diag(cond))
+    rho = cond[0, 1] / (sd[0] * sd[1])
+
+    def integrand(t):
+        h, k = (r[1:] - c * t) / sd
+        return oss.norm.pdf(t, scale=onp.sqrt(cov[0, 0])) * _plackett(h, k, rho)
+
+    return si.quad(integrand, -onp.inf, r[0], epsabs=1e-14, epsrel=1e-12)[0]
+
+
+def test_multivariate_normal_cdf_three_dimensions():
+    # The value is scipy's quasi-Monte Carlo estimate; the first derivatives
+    # come from exact 2-D (and 1-D) distribution functions.
+    cov = onp.array([[2.0, 0.6, 0.3], [0.6, 1.0, -0.2], [0.3, -0.2, 1.5]])
+    x, mean = onp.array([0.3, -0.4, 0.9]), onp.array([0.1, 0.2, -0.3])
+    cdf = stats.multivariate_normal.cdf
+    assert cdf(x, mean, cov) == pytest.approx(_trivariate_cdf(x - mean, cov), abs=1e-5)
+    h = 1e-4
+    basis = onp.eye(3)
+    fd_x = [(_trivariate_cdf(x - mean + h * e, cov) - _trivariate_cdf(x - mean - h * e, cov)) / (2 * h)
+            for e in basis]
+    onp.testing.assert_allclose(grad(cdf)(x, mean, cov), fd_x, rtol=1e-7)
+    onp.testing.assert_allclose(grad(cdf, 1)(x, mean, cov), -onp.array(fd_x), rtol=1e-7)
+    sym = onp.outer(basis[0], basis[2]) + onp.outer(basis[2], basis[0])  # a symmetric direction
+    fd_cov = (_trivariate_cdf(x - mean, cov + h * sym) - _trivariate_cdf(x - mean, cov - h * sym)) / (2 * h)
+    assert onp.sum(grad(cdf, 2)(x, mean, cov) * sym) == pytest.approx(fd_cov, rel=1e-7)
+    # The gradient is exact, so its own derivatives can be checked by finite differences.
+    check(lambda x, m, c: grad(cdf)(x, m, c), x, mean, cov)
 
 
 def test_invalid_parameters_give_nan_and_off_support_gives_zero_density():

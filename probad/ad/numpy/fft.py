@@ -18,7 +18,7 @@ from . import numpy_wrapper as anp
 
 __all__ = [
     "fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2",
-    "irfft2", "rfftn", "irfftn", "fftshift", "ifftshift", "fftfreq", "rfftfreq",
+    "irfft2", "rfftn", "irfftn", "hfft", "ihfft", "fftshift", "ifftshift", "fftfreq", "rfftfreq",
 ]
 
 fftfreq = onp.fft.fftfreq
@@ -176,6 +176,23 @@ def rfft2(a, s=None, axes=(-2, -1), norm=None):
 def irfft2(a, s=None, axes=(-2, -1), norm=None):
     """Inverse of :func:`rfft2`."""
     return irfftn(a, s, axes, norm)
+
+
+# The Hermitian transforms are the real ones seen from the other side, with
+# the normalisation direction swapped (as numpy defines them).
+_SWAPPED_NORM = {None: "forward", "backward": "forward", "ortho": "ortho", "forward": "backward"}
+
+
+def hfft(a, n=None, axis=-1, norm=None):
+    """Transform of a Hermitian-symmetric signal given by its first half: a
+    real spectrum of length ``n`` (default ``2 * (m - 1)``)."""
+    return irfft(anp.conj(a), n, axis, _SWAPPED_NORM[norm])
+
+
+def ihfft(a, n=None, axis=-1, norm=None):
+    """Inverse of :func:`hfft`: the non-negative frequencies of a real signal's
+    inverse transform."""
+    return anp.conj(rfft(a, n, axis, _SWAPPED_NORM[norm]))
 
 
 # ---------------------------------------------------------------- shifting

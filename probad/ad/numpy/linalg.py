@@ -10,19 +10,28 @@ Conventions worth knowing:
   ``slogdet``) return plain tuples, not numpy's named tuples, so that they can
   be traced.
 - ``cholesky`` and ``eigh`` read one triangle of their input, as numpy does
-  (the lower one by default). Their derivatives are those of that function:
-  the gradient is zero on the unread triangle and counts each off-diagonal
-  entry of the read triangle for both of its symmetric positions. For a
-  matrix built symmetric (``A = B @ B.T``) this is the usual gradient.
+  (the lower one by default), and, for complex input, only the real part of
+  its diagonal (LAPACK ignores the imaginary part). Their derivatives are
+  those of that function: the gradient is zero on the unread triangle and
+  counts each off-diagonal entry of the read triangle for both of its
+  (conjugate) symmetric positions. For a matrix built Hermitian
+  (``A = B @ B.conj().T``) this is the usual gradient.
 - Derivatives of eigenvectors and singular vectors are undefined where
   eigenvalues (singular values) repeat; the coupling terms between equal
   values are set to zero, which is exact for functions of the invariant
   subspaces (``eigh`` inside ``logdet``, ``pinv``, ...).
+- Complex eigenvectors of ``eigh`` and singular vectors of ``svd`` are
+  defined up to a phase per column (for ``svd``, the same phase on ``u``
+  and ``vh``), which LAPACK fixes in no differentiable way. The derivatives
+  choose the phase that keeps ``v^H dv`` (``vh dvh^H``) free of diagonal;
+  they are exact for functions that do not depend on the phase, such as
+  eigenvalues, ``abs(v) ** 2`` or ``v @ diag(f(w)) @ v.conj().T``.
 - ``norm`` is NaN-safe: the gradient of a 2-norm (or Frobenius norm) at the
   zero vector is 0, a subgradient, instead of ``0/0``.
-- ``cholesky``, ``eigh``, ``svd``, ``qr`` and ``pinv`` are differentiable for
-  real input; the other functions for complex input as well, with autograd's
-  convention for complex derivatives.
+- Every function is differentiable for complex input too, with autograd's
+  convention for complex derivatives: a VJP is the transpose of the JVP
+  under the pairing ``Re(sum(g * t))``, so where a JVP has a conjugate
+  transpose ``X^H`` its VJP has ``conj(X)`` factors.
 """
 from __future__ import annotations
 
@@ -47,6 +56,21 @@ LinAlgError = onp.linalg.LinAlgError
 # ------------------------------------------------------------------ helpers
 def _T(x):
     return anp.swapaxes(x, -1, -2)
+
+
+def _conj(x):
+    """``conj(x)``, without a (no-op) call for real ``x``."""
+    return anp.conj(x) if onp.iscomplexobj(x) else x
+
+
+def _real(x):
+    """``real(x)``, without a (no-op) call for real ``x``."""
+    return anp.real(x) if onp.iscomplexobj(x) else x
+
+
+def _H(x):
+    """Conjugate transpose of each matrix in a stack."""
+    return _conj(_T(x))
 
 
 def _real_dtype(x):
@@ -76,19 +100,28 @@ def _trace(a):
 
 
 def _phi(x):
-    """Lower triangle with the diagonal halved (the inverse of ``L -> L + L.T``
-    on lower-triangular matrices)."""
+    """Lower triangle with the diagonal halved (the inverse of ``L -> L + L^H``
+    on lower-triangular matrices with a real diagonal)."""
     n = x.shape[-1]
     return x * (onp.tril(onp.ones((n, n), _real_dtype(x)), -1) + 0.5 * _eye(n, x))
 
 
-def _symmetric_from(x, lower):
-    """The symmetric matrix a triangle-reading routine sees: ``x``'s lower (or
-    upper) triangle mirrored."""
+def _hermitian_from(x, lower):
+    """The Hermitian matrix a triangle-reading routine sees: ``x``'s strict
+    lower (or upper) triangle mirrored and conjugated, and the real part of
+    its diagonal."""
     n = x.shape[-1]
     mask = onp.tril(onp.ones((n, n), _real_dtype(x)), -1)
     strict = x * mask if lower else x * mask.T
-    return strict + _T(strict) + x * _eye(n, x)
+    return strict + _H(strict) + _real(x) * _eye(n, x)
+
+
+def _hermitian_fold(g, lower):
+    """The transpose of :func:`_hermitian_from`: a cotangent of the Hermitian
+    matrix gathered onto the triangle read (``g_ij + conj(g_ji)`` there, the
+    real part of ``g`` on the diagonal)."""
+    both = g + _H(g)
+    return _phi(both) if lower else _T(_phi(_T(both)))
 
 
 def _gap_reciprocal(w):
@@ -97,11 +130,6 @@ def _gap_reciprocal(w):
     diff = anp.expand_dims(w, -2) - anp.expand_dims(w, -1)
     equal = diff == 0
     return anp.where(equal, 0.0, 1 / anp.where(equal, 1.0, diff))
-
-
-def _require_real(name, *arrays):
-    if any(onp.iscomplexobj(getval(a)) for a in arrays):
-        raise TypeError(f"probad.ad.numpy.linalg.{name}: derivatives are available for real input only")
 
 
 def _as_column(b, is_vector):
@@ -195,27 +223,27 @@ def cholesky(a, upper=False):
 
 
 def _cholesky_lower_jvp(L, da):
-    # dL = L phi(L^-1 S L^-T), S the symmetric matrix seen through the lower triangle.
-    s = _symmetric_from(da, lower=True)
-    return anp.matmul(L, _phi(solve(L, _T(solve(L, s)))))
+    # dL = L phi(L^-1 S L^-H), S the Hermitian matrix seen through the lower
+    # triangle: L^-1 dL is lower triangular with a real diagonal.
+    s = _hermitian_from(da, lower=True)
+    return anp.matmul(L, _phi(solve(L, _H(solve(L, s)))))
 
 
 def _cholesky_lower_vjp(L, g):
-    # Abar_sym = L^-T phi(L^T g) L^-1, folded onto the lower triangle.
+    # The transpose of the JVP: S_bar = L^-T phi(L^T g) conj(L)^-1, folded
+    # onto the lower triangle.
     p = _phi(anp.matmul(_T(L), g))
-    s = solve(_T(L), _T(solve(_T(L), _T(p))))
-    return _phi(s + _T(s))
+    s = solve(_T(L), _T(solve(_H(L), _T(p))))
+    return _hermitian_fold(s, lower=True)
 
 
 def _cholesky_vjp(ans, a, upper=False):
-    _require_real("cholesky", a)
     if upper:  # upper factor of a = transposed lower factor of a.T
         return lambda g: _T(_cholesky_lower_vjp(_T(ans), _T(g)))
     return lambda g: _cholesky_lower_vjp(ans, g)
 
 
 def _cholesky_jvp(g, ans, a, upper=False):
-    _require_real("cholesky", a)
     if upper:
         return _T(_cholesky_lower_jvp(_T(ans), _T(g)))
     return _cholesky_lower_jvp(ans, g)
@@ -228,32 +256,30 @@ defjvp(cholesky, _cholesky_jvp)
 # ----------------------------------------------------- symmetric eigenproblem
 @primitive
 def eigh(a, UPLO="L"):
-    """Eigenvalues (ascending) and eigenvectors of symmetric matrices, reading
-    the ``UPLO`` triangle; returns the tuple ``(w, v)``."""
+    """Eigenvalues (ascending) and eigenvectors of Hermitian (real symmetric)
+    matrices, reading the ``UPLO`` triangle; returns the tuple ``(w, v)``."""
     w, v = onp.linalg.eigh(a, UPLO)
     return w, v
 
 
 def _eigh_vjp(ans, a, UPLO="L"):
-    _require_real("eigh", a)
     w, v = ans
     f = _gap_reciprocal(w)
 
     def vjp(g):
         gw, gv = g
         inner = _diag_embed(gw) + f * anp.matmul(_T(v), gv)
-        full = anp.matmul(v, anp.matmul(inner, _T(v)))
-        folded = _phi(full + _T(full))
-        return folded if UPLO == "L" else _T(folded)
+        return _hermitian_fold(anp.matmul(_conj(v), anp.matmul(inner, _T(v))), UPLO == "L")
 
     return vjp
 
 
 def _eigh_jvp(g, ans, a, UPLO="L"):
-    _require_real("eigh", a)
+    # C = V^H dA V is Hermitian: dw is its (real) diagonal, and V^H dV = F * C
+    # has a zero diagonal (the phase choice of the module notes).
     w, v = ans
-    c = anp.matmul(_T(v), anp.matmul(_symmetric_from(g, lower=UPLO == "L"), v))
-    return _diag_part(c), anp.matmul(v, _gap_reciprocal(w) * c)
+    c = anp.matmul(_H(v), anp.matmul(_hermitian_from(g, lower=UPLO == "L"), v))
+    return _real(_diag_part(c)), anp.matmul(v, _gap_reciprocal(w) * c)
 
 
 defvjp(eigh, _eigh_vjp)
@@ -261,7 +287,7 @@ defjvp(eigh, _eigh_jvp)
 
 
 def eigvalsh(a, UPLO="L"):
-    """Eigenvalues of symmetric matrices (see :func:`eigh`)."""
+    """Eigenvalues of Hermitian (real symmetric) matrices (see :func:`eigh`)."""
     return eigh(a, UPLO)[0]
 
 
@@ -349,7 +375,6 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
 
 
 def _check_svd_args(a, full_matrices):
-    _require_real("svd", a)
     m, n = onp.shape(a)[-2:]
     if full_matrices and m != n:
         raise ValueError("probad.ad.numpy.linalg.svd: derivatives of u and vh need full_matrices=False "
@@ -365,64 +390,68 @@ def _fold_if_hermitian(vjp, hermitian):
     """Routines told ``hermitian=True`` read the lower triangle only."""
     if not hermitian:
         return vjp
+    return lambda g: _hermitian_fold(vjp(g), lower=True)
 
-    def folded(g):
-        out = vjp(g)
-        return _phi(out + _T(out))
 
-    return folded
+def _imag_diagonal(x, scale=1.0):
+    """``diag(1j * imag(diag(x)) / scale)`` for each matrix in a stack (zero,
+    and no call, for real ``x``)."""
+    return 1j * _diag_embed(anp.imag(_diag_part(x)) / scale) if onp.iscomplexobj(x) else 0.0
 
 
 def _svd_vjp(ans, a, full_matrices=True, compute_uv=True, hermitian=False):
-    return _fold_if_hermitian(_svd_vjp_general(ans, a, full_matrices, compute_uv), hermitian)
+    return _fold_if_hermitian(_svd_vjp_general(ans, a, full_matrices, compute_uv, hermitian), hermitian)
 
 
-def _svd_vjp_general(ans, a, full_matrices, compute_uv):
+def _svd_vjp_general(ans, a, full_matrices, compute_uv, hermitian):
+    # The transpose of the JVP below, term by term.
     if not compute_uv:
-        _require_real("svd", a)
-        u, _, vh = svd(a, full_matrices=False)
-        return lambda g: anp.matmul(u * anp.expand_dims(g, -2), vh)
+        u, _, vh = svd(a, full_matrices=False, hermitian=hermitian)
+        return lambda g: anp.matmul(_conj(u) * anp.expand_dims(g, -2), _conj(vh))
     _check_svd_args(a, full_matrices)
     u, s, vh = ans
-    v = _T(vh)
+    v = _H(vh)
     f, s_inv = _svd_terms(s)
 
     def vjp(g):
         gu, gs, gvh = g
-        gv = _T(gvh)
-        j = f * anp.matmul(_T(u), gu)
+        gv = _H(gvh)
+        ut_gu = anp.matmul(_T(u), gu)
+        j = f * ut_gu
         k = f * anp.matmul(_T(v), gv)
-        inner = (j + _T(j)) * anp.expand_dims(s, -2) + _diag_embed(gs) \
-            + anp.expand_dims(s, -1) * (k + _T(k))
-        out = anp.matmul(u, anp.matmul(inner, vh))
+        inner = (j + _H(j)) * anp.expand_dims(s, -2) + _diag_embed(gs) \
+            + anp.expand_dims(s, -1) * (k + _H(k)) + _imag_diagonal(ut_gu, s)
+        out = anp.matmul(_conj(u), anp.matmul(inner, _conj(vh)))
         # Components outside the spans of u and v (rectangular matrices).
-        gu_perp = (gu - anp.matmul(u, anp.matmul(_T(u), gu))) * anp.expand_dims(s_inv, -2)
-        gv_perp = (gv - anp.matmul(v, anp.matmul(vh, gv))) * anp.expand_dims(s_inv, -2)
-        return out + anp.matmul(gu_perp, vh) + anp.matmul(u, _T(gv_perp))
+        gu_perp = (gu - anp.matmul(_conj(u), ut_gu)) * anp.expand_dims(s_inv, -2)
+        gv_perp = (gv - anp.matmul(_conj(v), anp.matmul(_T(v), gv))) * anp.expand_dims(s_inv, -2)
+        return out + anp.matmul(gu_perp, _conj(vh)) + anp.matmul(_conj(u), _H(gv_perp))
 
     return vjp
 
 
 def _svd_jvp(g, ans, a, full_matrices=True, compute_uv=True, hermitian=False):
     if hermitian:
-        g = _symmetric_from(g, lower=True)
+        g = _hermitian_from(g, lower=True)
     if not compute_uv:
-        _require_real("svd", a)
-        u, _, vh = svd(a, full_matrices=False)
-        return anp.sum(u * anp.matmul(g, _T(vh)), axis=-2)
+        u, _, vh = svd(a, full_matrices=False, hermitian=hermitian)
+        return _real(anp.sum(_conj(u) * anp.matmul(g, _H(vh)), axis=-2))
     _check_svd_args(a, full_matrices)
+    # With dP = U^H dA V: ds = Re diag(dP); off the diagonal, U^H dU and V^H dV
+    # follow from dP S + S dP^H and S dP + dP^H S; the imaginary part of
+    # diag(dP) goes to U^H dU (the phase choice of the module notes).
     u, s, vh = ans
-    v = _T(vh)
+    v = _H(vh)
     f, s_inv = _svd_terms(s)
-    dp = anp.matmul(_T(u), anp.matmul(g, v))
+    dp = anp.matmul(_H(u), anp.matmul(g, v))
     s_row, s_col = anp.expand_dims(s, -2), anp.expand_dims(s, -1)
-    du = anp.matmul(u, f * (dp * s_row + s_col * _T(dp)))
-    dv = anp.matmul(v, f * (s_col * dp + _T(dp) * s_row))
+    du = anp.matmul(u, f * (dp * s_row + s_col * _H(dp)) + _imag_diagonal(dp, s))
+    dv = anp.matmul(v, f * (s_col * dp + _H(dp) * s_row))
     g_v = anp.matmul(g, v)
-    gt_u = anp.matmul(_T(g), u)
-    du = du + (g_v - anp.matmul(u, anp.matmul(_T(u), g_v))) * anp.expand_dims(s_inv, -2)
-    dv = dv + (gt_u - anp.matmul(v, anp.matmul(vh, gt_u))) * anp.expand_dims(s_inv, -2)
-    return du, _diag_part(dp), _T(dv)
+    gh_u = anp.matmul(_H(g), u)
+    du = du + (g_v - anp.matmul(u, anp.matmul(_H(u), g_v))) * anp.expand_dims(s_inv, -2)
+    dv = dv + (gh_u - anp.matmul(v, anp.matmul(vh, gh_u))) * anp.expand_dims(s_inv, -2)
+    return du, _real(_diag_part(dp)), _H(dv)
 
 
 defvjp(svd, _svd_vjp)
@@ -447,32 +476,30 @@ def _pinv_vjp(ans, a, rcond=None, hermitian=False, **kwargs):
 
 
 def _pinv_vjp_general(ans, a):
-    _require_real("pinv", a)
-    x = ans
+    x, xc = ans, _conj(ans)
     m, n = onp.shape(a)[-2:]
 
     def vjp(g):
-        # Transpose of dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X.
-        left = _eye(m, a) - anp.matmul(a, x)
-        right = _eye(n, a) - anp.matmul(x, a)
+        # Transpose of dX = -X dA X + X X^H dA^H (I - A X) + (I - X A) dA^H X^H X.
+        left = _eye(m, a) - anp.matmul(_conj(a), xc)
+        right = _eye(n, a) - anp.matmul(xc, _conj(a))
         out = -anp.matmul(_T(x), anp.matmul(g, _T(x)))
-        out = out + anp.matmul(left, anp.matmul(_T(g), anp.matmul(x, _T(x))))
-        return out + anp.matmul(anp.matmul(_T(x), x), anp.matmul(_T(g), right))
+        out = out + anp.matmul(left, anp.matmul(_H(g), anp.matmul(xc, _T(x))))
+        return out + anp.matmul(anp.matmul(_T(x), xc), anp.matmul(_H(g), right))
 
     return vjp
 
 
 def _pinv_jvp(g, ans, a, rcond=None, hermitian=False, **kwargs):
-    _require_real("pinv", a)
     if hermitian:
-        g = _symmetric_from(g, lower=True)
+        g = _hermitian_from(g, lower=True)
     x = ans
     m, n = onp.shape(a)[-2:]
     left = _eye(m, a) - anp.matmul(a, x)
     right = _eye(n, a) - anp.matmul(x, a)
     out = -anp.matmul(x, anp.matmul(g, x))
-    out = out + anp.matmul(anp.matmul(x, _T(x)), anp.matmul(_T(g), left))
-    return out + anp.matmul(right, anp.matmul(_T(g), anp.matmul(_T(x), x)))
+    out = out + anp.matmul(anp.matmul(x, _H(x)), anp.matmul(_H(g), left))
+    return out + anp.matmul(right, anp.matmul(_H(g), anp.matmul(_H(x), x)))
 
 
 defvjp(pinv, _pinv_vjp)
@@ -487,24 +514,24 @@ def _qr_reduced(a):
 
 
 def _qr_tall_jvp(q, r, da):
-    # A = QR with Q^T Q = I: Q^T dA R^-1 = (skew Q^T dQ) + (upper dR R^-1).
+    # A = QR with Q^H Q = I and a real diagonal in R (LAPACK's): M = Q^H dA R^-1
+    # is Q^H dQ (anti-Hermitian) plus dR R^-1 (upper, with a real diagonal).
     da_rinv = _T(solve(_T(r), _T(da)))
-    m = anp.matmul(_T(q), da_rinv)
+    m = anp.matmul(_H(q), da_rinv)
     n = m.shape[-1]
     low = m * onp.tril(onp.ones((n, n), _real_dtype(m)), -1)
-    omega = low - _T(low)
+    omega = low - _H(low) + _imag_diagonal(m)
     return anp.matmul(q, omega - m) + da_rinv, anp.matmul(m - omega, r)
 
 
 def _qr_tall_vjp(q, r, gq, gr):
     n = r.shape[-1]
     b = anp.matmul(_T(q), gq) - anp.matmul(gr, _T(r))
-    nn = (b - _T(b)) * onp.tril(onp.ones((n, n), _real_dtype(b)), -1) - b
-    return _T(solve(r, _T(gq + anp.matmul(q, nn))))
+    nn = (b - _H(b)) * onp.tril(onp.ones((n, n), _real_dtype(b)), -1) + _imag_diagonal(b) - b
+    return _T(solve(r, _T(gq + anp.matmul(_conj(q), nn))))
 
 
 def _qr_vjp(ans, a):
-    _require_real("qr", a)
     q, r = ans
     m, n = onp.shape(a)[-2:]
 
@@ -512,27 +539,28 @@ def _qr_vjp(ans, a):
         gq, gr = g
         if m >= n:
             return _qr_tall_vjp(q, r, gq, gr)
-        # Wide: A = [X Y], X = Q R1 square and R2 = Q^T Y.
+        # Wide: A = [X Y], X = Q R1 square and R2 = Q^H Y.
         y, gr1, gr2 = a[..., :, m:], gr[..., :, :m], gr[..., :, m:]
-        gx = _qr_tall_vjp(q, r[..., :, :m], gq + anp.matmul(y, _T(gr2)), gr1)
-        return anp.concatenate([gx, anp.matmul(q, gr2)], axis=-1)
+        gx = _qr_tall_vjp(q, r[..., :, :m], gq + anp.matmul(_conj(y), _H(gr2)), gr1)
+        return anp.concatenate([gx, anp.matmul(_conj(q), gr2)], axis=-1)
 
     return vjp
 
 
 def _qr_jvp(g, ans, a):
-    _require_real("qr", a)
     q, r = ans
     m, n = onp.shape(a)[-2:]
     if m >= n:
         return _qr_tall_jvp(q, r, g)
     dq, dr1 = _qr_tall_jvp(q, r[..., :, :m], g[..., :, :m])
-    dr2 = anp.matmul(_T(dq), a[..., :, m:]) + anp.matmul(_T(q), g[..., :, m:])
+    dr2 = anp.matmul(_H(dq), a[..., :, m:]) + anp.matmul(_H(q), g[..., :, m:])
     return dq, anp.concatenate([dr1, dr2], axis=-1)
 
 
 defvjp(_qr_reduced, _qr_vjp)
 defjvp(_qr_reduced, _qr_jvp)
+
+
 def _qr_without_derivative(a, mode):
     out = onp.linalg.qr(a, mode=mode)
     return tuple(out) if isinstance(out, tuple) else out

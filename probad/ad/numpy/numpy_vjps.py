@@ -95,8 +95,10 @@ def _safe_reciprocal(den):
 
 def times_singular(g, d):
     """``g * d`` for a derivative ``d`` that may be infinite: zero where ``g``
-    is zero (never ``0 * inf = NaN``)."""
-    return g * anp.where3(anp.equal(g, 0), 0.0, d)
+    is zero and ``d`` is not finite (never ``0 * inf = NaN``). Where ``d`` is
+    finite the product is left alone, so that its derivative with respect to
+    ``g`` (taken by higher-order derivatives) is ``d`` even at ``g = 0``."""
+    return g * anp.where3(anp.logical_and(anp.equal(g, 0), anp.logical_not(anp.isfinite(d))), 0.0, d)
 
 
 def _safe_divide(num, den):

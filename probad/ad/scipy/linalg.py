@@ -1,7 +1,7 @@
 """``probad.ad.scipy.linalg``: scipy.linalg, differentiable.
 
-Triangular solves, Cholesky helpers, the matrix exponential and square root
-and the Sylvester equation, each with a VJP and a JVP written with
+Triangular and banded solves, Cholesky helpers, the matrix exponential and
+square root and the Sylvester equation, each with a VJP and a JVP written with
 differentiable functions (derivatives of any order). Stacks of matrices
 ``(..., M, M)`` work as in scipy; ``b`` is read as a vector only when it is
 1-D. ``inv``, ``det`` and ``solve`` are numpy's (same mathematics).
@@ -18,7 +18,7 @@ from ..numpy.numpy_vjps import unbroadcast
 from ..tracer import primitive
 
 __all__ = [
-    "solve_triangular", "cho_factor", "cho_solve", "cholesky", "sqrtm", "expm",
+    "solve_triangular", "solve_banded", "cho_factor", "cho_solve", "cholesky", "sqrtm", "expm",
     "solve_sylvester", "inv", "det", "solve",
 ]
 
@@ -127,6 +127,110 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     x : array with the shape of ``b`` (broadcast against ``a``'s batch).
     """
     return _solve_triangular(a, b, _TRANS_CODES[trans], bool(lower), bool(unit_diagonal))
+
+
+# ------------------------------------------------------------ banded solve
+#
+# A banded matrix is stored as scipy does, by diagonals: ab[u + i - j, j] = a[i, j]
+# (row k holds the diagonal j - i = u - k). Each operation on the band below
+# reads, in row k, the entries of another array shifted by a row-dependent
+# amount: one gather, differentiable, that never forms the dense matrix.
+
+def _shift_rows(z, shifts):
+    """``out[..., k, j, :] = z[..., k, j + shifts[k], :]``, zero where that
+    column is outside ``z`` (the unused corners of a band)."""
+    m = onp.shape(z)[-2]
+    cols = onp.arange(m) + onp.asarray(shifts)[:, None]
+    inside = (cols >= 0) & (cols < m)
+    rows = onp.arange(len(shifts))[:, None]
+    return z[..., rows, onp.clip(cols, 0, m - 1), :] * inside[:, :, None].astype(_nla._real_dtype(z))
+
+
+def _band_transpose(lower, upper, ab):
+    """The band of ``a.T`` (which has ``upper`` sub- and ``lower`` super-diagonals)."""
+    flipped = anp.flip(ab, -2)  # row k of a.T's band is row l + u - k of a's, shifted
+    return _shift_rows(anp.expand_dims(flipped, -1), onp.arange(lower + upper + 1) - lower)[..., 0]
+
+
+def _band_matmul(upper, ab, x):
+    """``a @ x`` for the band ``ab`` and columns ``x`` (..., M, K)."""
+    terms = anp.expand_dims(ab, -1) * anp.expand_dims(x, -3)  # a[i, j] x[j] at [u + i - j, j]
+    return anp.sum(_shift_rows(terms, upper - onp.arange(onp.shape(ab)[-2])), axis=-3)
+
+
+def _band_of_outer(upper, rows, w, x):
+    """The band (``rows`` diagonals) of ``w @ x.T`` for columns ``w``, ``x`` (..., M, K)."""
+    shape = onp.shape(w)[:-2] + (rows,) + onp.shape(w)[-2:]
+    w_rows = anp.broadcast_to(anp.expand_dims(w, -3), shape)
+    return anp.sum(_shift_rows(w_rows, onp.arange(rows) - upper) * anp.expand_dims(x, -3), axis=-1)
+
+
+@primitive
+def _solve_banded(l_and_u, ab, b):
+    return _sl.solve_banded(l_and_u, ab, b)
+
+
+def _columns(x, vec):
+    return anp.expand_dims(x, -1) if vec else x
+
+
+def _banded_transpose_solve(l_and_u, ab, g, vec):
+    """``a^-T g``: a solve with the transposed band."""
+    lower, upper = l_and_u
+    out = _solve_banded((upper, lower), _band_transpose(lower, upper, ab), _columns(g, vec))
+    return out[..., 0] if vec else out
+
+
+def _solve_banded_vjp_ab(ans, l_and_u, ab, b):
+    vec = onp.ndim(b) == 1
+
+    def vjp(g):
+        w = _columns(_banded_transpose_solve(l_and_u, ab, g, vec), vec)
+        return unbroadcast(-_band_of_outer(l_and_u[1], onp.shape(ab)[-2], w, _columns(ans, vec)), ab)
+
+    return vjp
+
+
+def _solve_banded_vjp_b(ans, l_and_u, ab, b):
+    vec = onp.ndim(b) == 1
+    return lambda g: unbroadcast(_banded_transpose_solve(l_and_u, ab, g, vec), b)
+
+
+def _solve_banded_jvp_ab(g, ans, l_and_u, ab, b):
+    # d x = -a^-1 (da x)
+    vec = onp.ndim(b) == 1
+    out = -_solve_banded(l_and_u, ab, _band_matmul(l_and_u[1], g, _columns(ans, vec)))
+    return out[..., 0] if vec else out
+
+
+defvjp(_solve_banded, None, _solve_banded_vjp_ab, _solve_banded_vjp_b)
+defjvp(_solve_banded, None, _solve_banded_jvp_ab,
+       lambda g, ans, l_and_u, ab, b: _solve_banded(l_and_u, ab, g))
+
+
+def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
+    """Solve ``a x = b`` for a banded ``a`` given by its diagonals.
+
+    Parameters
+    ----------
+    l_and_u : (int, int)
+        Numbers of non-zero lower and upper diagonals ``(l, u)``.
+    ab : (..., l + u + 1, M) array_like
+        The band, ``ab[u + i - j, j] = a[i, j]``; the unused corners are not
+        read, and their gradient is zero.
+    b : (M,) or (..., M, K) array_like
+        Right-hand side (a vector only when 1-D, as in scipy).
+    overwrite_ab, overwrite_b, check_finite : bool
+        Accepted for compatibility; the solve never overwrites and always checks.
+
+    Returns
+    -------
+    x : array with the shape of ``b`` (broadcast against ``ab``'s batch).
+
+    Differentiable in ``ab`` and ``b`` (real or complex), to any order.
+    """
+    lower, upper = l_and_u
+    return _solve_banded((int(lower), int(upper)), ab, b)
 
 
 # --------------------------------------------------------------- Cholesky

@@ -3,10 +3,9 @@
 Every function here is a :class:`~probad.ad.extend.primitive` (or a
 composition of them) with both a reverse-mode (VJP) and a forward-mode (JVP)
 rule. Rules are written with differentiable functions, so derivatives of
-any order exist, except where noted: the derivatives of the incomplete
-gamma and beta functions with respect to their shape parameters are
-computed numerically (see :func:`gammainc` and :func:`betainc`) and stop at
-second order.
+any order exist. The derivatives of the incomplete gamma and beta functions
+with respect to their shape parameters are computed numerically, to any
+order too (see :func:`gammainc_da` and :func:`betainc_dab`).
 
 Integer-valued arguments (the order ``n`` of ``polygamma``, ``jn``, ``yn``
 and the order ``v`` of the Bessel functions) are not differentiable.
@@ -24,6 +23,9 @@ a gradient that does not need one and no numpy warning is raised:
 """
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from typing import Callable
 
 import numpy as onp
@@ -55,9 +57,10 @@ _LOG_10 = float(onp.log(10.0))
 def _elementwise(fun: primitive, *partials: Callable | None) -> None:
     """Attach a VJP and a JVP for each argument of an elementwise ``fun``.
 
-    ``partials[i](ans, *args)`` is the partial derivative of ``fun`` with
-    respect to argument ``i`` (``None``: not differentiable). Cotangents are
-    summed back over broadcast axes; tangents are broadcast to the output.
+    ``partials[i](ans, *args, **kwargs)`` is the partial derivative of
+    ``fun`` with respect to argument ``i`` (``None``: not differentiable).
+    Cotangents are summed back over broadcast axes; tangents are broadcast
+    to the output.
     """
     for argnum, partial in enumerate(partials):
         if partial is None:
@@ -70,13 +73,13 @@ def _elementwise(fun: primitive, *partials: Callable | None) -> None:
 
 def _vjp_maker(argnum, partial):
     def maker(ans, *args, **kwargs):
-        return unbroadcast_f(args[argnum], lambda g: g * partial(ans, *args))
+        return unbroadcast_f(args[argnum], lambda g: g * partial(ans, *args, **kwargs))
     return maker
 
 
 def _jvp_rule(partial):
     def rule(g, ans, *args, **kwargs):
-        out = g * partial(ans, *args)
+        out = g * partial(ans, *args, **kwargs)
         return out if onp.shape(out) == onp.shape(ans) else np.broadcast_to(out, onp.shape(ans))
     return rule
 
@@ -453,102 +456,140 @@ _elementwise(exp10, lambda ans, x: ans * _LOG_10)
 #
 # Derivatives with respect to the argument x are closed-form densities. Those
 # with respect to the shape parameters have no closed form; we obtain them by
-# carrying first and second derivatives through the same series and continued
+# carrying Taylor coefficients through the same series and continued
 # fractions that evaluate the functions (Numerical Recipes' gser/gcf/betacf),
 # i.e. forward-mode differentiation of the algorithm with truncated Taylor
-# arithmetic ("jets"). The series converge uniformly near the point, so the
-# differentiated iterations converge to the derivatives; iteration stops
-# once the values and both derivatives have converged to double precision.
+# arithmetic ("jets") to the order asked for. The series converge uniformly
+# near the point, so the differentiated iterations converge to the
+# derivatives; iteration stops once every coefficient has converged to
+# double precision. A derivative of order n is a primitive whose derivative
+# is the one of order n + 1, so derivatives of every order exist.
 
 _EPS = onp.finfo(float).eps
 _FPMIN = onp.finfo(float).tiny / _EPS
 _MAX_ITER = 100_000
 
 
-class _Jet:
-    """Value, gradient and Hessian with respect to ``k`` variables, elementwise.
+@functools.lru_cache(maxsize=None)
+def _jet_layout(k, n):
+    """Monomials of total degree <= n in k variables (constant first), their
+    positions, and the matrix taking the outer product of two coefficient
+    vectors to that of the truncated product."""
+    monomials = sorted((alpha for alpha in itertools.product(range(n + 1), repeat=k) if sum(alpha) <= n),
+                       key=sum)
+    position = {alpha: i for i, alpha in enumerate(monomials)}
+    m = len(monomials)
+    product = onp.zeros((m, m * m))
+    for i, p in enumerate(monomials):
+        for j, q in enumerate(monomials):
+            target = tuple(u + v for u, v in zip(p, q))
+            if target in position:
+                product[position[target], i * m + j] = 1.0
+    return monomials, position, product
 
-    ``v`` has the data shape ``S``, ``d`` has shape ``(k,) + S`` and ``h``
-    ``(k, k) + S``. Arithmetic is the product/quotient rule to second order.
+
+class _Jet:
+    """A truncated Taylor series in ``k`` variables to total order ``n``, elementwise.
+
+    ``c`` has shape ``(m,) + S``: the coefficients ``d^alpha f / alpha!`` of
+    the monomials of :func:`_jet_layout` (``c[0]`` is the value). Arithmetic
+    truncates at order ``n``.
     """
 
-    __slots__ = ("v", "d", "h")
+    __slots__ = ("c", "k", "n")
     __array_ufunc__ = None  # make ``ndarray op jet`` defer to the jet's reflected operator
 
-    def __init__(self, v, d, h):
-        self.v, self.d, self.h = v, d, h
+    def __init__(self, c, k, n):
+        self.c, self.k, self.n = c, k, n
 
     @staticmethod
-    def constant(v, k):
+    def variable(v, index, k, n):
+        """The ``index``-th of ``k`` variables, at the values ``v``."""
         v = onp.asarray(v, float)
-        return _Jet(v, onp.zeros((k,) + v.shape), onp.zeros((k, k) + v.shape))
+        monomials, position, _ = _jet_layout(k, n)
+        c = onp.zeros((len(monomials),) + v.shape)
+        c[0] = v
+        c[position[tuple(int(i == index) for i in range(k))]] = 1.0
+        return _Jet(c, k, n)
 
-    @staticmethod
-    def variable(v, index, k):
-        jet = _Jet.constant(v, k)
-        jet.d[index] = 1.0
-        return jet
+    def constant(self, v):
+        """The constant ``v`` with this jet's variables and order."""
+        c = onp.zeros_like(self.c)
+        c[0] = v
+        return _Jet(c, self.k, self.n)
 
-    def _lift(self, other):
-        if isinstance(other, _Jet):
-            return other
-        shape = onp.broadcast_shapes(onp.shape(other), self.v.shape)
-        return _Jet.constant(onp.broadcast_to(other, shape), self.d.shape[0])
+    def with_value(self, v):
+        """This jet with its constant term replaced by ``v``."""
+        c = self.c.copy()
+        c[0] = v
+        return _Jet(c, self.k, self.n)
+
+    def derivative(self, alpha):
+        """``d^alpha f`` for the multi-index ``alpha``."""
+        return math.prod(math.factorial(a) for a in alpha) * self.c[_jet_layout(self.k, self.n)[1][alpha]]
 
     def __add__(self, other):
-        o = self._lift(other)
-        return _Jet(self.v + o.v, self.d + o.d, self.h + o.h)
+        if isinstance(other, _Jet):
+            return _Jet(self.c + other.c, self.k, self.n)
+        return self.with_value(self.c[0] + other)
 
     __radd__ = __add__
 
     def __neg__(self):
-        return _Jet(-self.v, -self.d, -self.h)
+        return _Jet(-self.c, self.k, self.n)
 
     def __sub__(self, other):
-        return self + (-self._lift(other))
+        return self + (-other)
 
     def __rsub__(self, other):
-        return self._lift(other) - self
+        return (-self) + other
 
     def __mul__(self, other):
-        o = self._lift(other)
-        cross = self.d[:, None] * o.d[None, :]
-        return _Jet(self.v * o.v, self.d * o.v + self.v * o.d,
-                    self.h * o.v + self.v * o.h + cross + onp.swapaxes(cross, 0, 1))
+        if not isinstance(other, _Jet):
+            return _Jet(self.c * other, self.k, self.n)
+        m = self.c.shape[0]
+        outer = (self.c[:, None] * other.c[None, :]).reshape((m * m,) + self.c.shape[1:])
+        return _Jet(onp.tensordot(_jet_layout(self.k, self.n)[2], outer, axes=1), self.k, self.n)
 
     __rmul__ = __mul__
 
-    def reciprocal(self):
-        r = 1.0 / self.v
-        return _Jet(r, -self.d * r**2, (2 * r**3) * (self.d[:, None] * self.d[None, :]) - self.h * r**2)
-
     def __truediv__(self, other):
-        return self * self._lift(other).reciprocal()
+        return self * (other.reciprocal() if isinstance(other, _Jet) else 1.0 / other)
 
     def __rtruediv__(self, other):
-        return self._lift(other) * self.reciprocal()
+        return self.reciprocal() * other
 
-    def apply(self, f0, f1, f2):
-        """``f(self)`` given ``f``, ``f'`` and ``f''`` evaluated at ``self.v``."""
-        return _Jet(f0, f1 * self.d, f1 * self.h + f2 * (self.d[:, None] * self.d[None, :]))
+    def _compose(self, coefficients):
+        """``f(self)`` from the Taylor coefficients ``f^(j)(v) / j!`` of ``f``
+        at the value ``v``, j = 0..n: the sum of ``coefficients[j] h^j`` for
+        ``h`` this jet less its value."""
+        h = self.with_value(0.0)
+        out, power = self.constant(coefficients[0]), None
+        for coefficient in coefficients[1:]:
+            power = h if power is None else power * h
+            out = out + power * coefficient
+        return out
+
+    def reciprocal(self):
+        r = 1.0 / self.c[0]  # powers of 1/v: they underflow where those of v would overflow
+        return self._compose([(-r) ** j * r for j in range(self.n + 1)])
 
     def exp(self):
-        e = onp.exp(self.v)
-        return self.apply(e, e, e)
+        e = onp.exp(self.c[0])
+        return self._compose([e / math.factorial(j) for j in range(self.n + 1)])
 
     def gammaln(self):
-        return self.apply(_sp.gammaln(self.v), _sp.digamma(self.v), _sp.polygamma(1, self.v))
+        v = self.c[0]
+        return self._compose([_sp.gammaln(v)] + [_sp.polygamma(j - 1, v) / math.factorial(j)
+                                                 for j in range(1, self.n + 1)])
 
     def select(self, mask, other):
         """Elementwise ``where(mask, self, other)``."""
-        return _Jet(onp.where(mask, self.v, other.v), onp.where(mask, self.d, other.d),
-                    onp.where(mask, self.h, other.h))
+        return _Jet(onp.where(mask, self.c, other.c), self.k, self.n)
 
     def converged(self, total):
         """Whether this increment is negligible against ``total`` everywhere."""
-        scale = _EPS * (onp.abs(total.v) + onp.abs(total.d).sum(0) + onp.abs(total.h).sum((0, 1)))
-        size = onp.abs(self.v) + onp.abs(self.d).sum(0) + onp.abs(self.h).sum((0, 1))
-        return size <= scale
+        return onp.abs(self.c).sum(0) <= _EPS * onp.abs(total.c).sum(0)
 
 
 def _iterate(step, state, done):
@@ -565,7 +606,7 @@ def _iterate(step, state, done):
 
 def _gammainc_series(a: _Jet, x):
     """Lower regularised P(a, x) as a jet, by its power series (x < a + 1)."""
-    term = _Jet.constant(onp.ones_like(x), a.d.shape[0])
+    term = a.constant(onp.ones_like(x))
     total = term
 
     def step(n, state):
@@ -581,7 +622,7 @@ def _gammainc_series(a: _Jet, x):
 def _gammainc_cf(a: _Jet, x):
     """Upper regularised Q(a, x) as a jet, by Lentz's continued fraction (x >= a + 1)."""
     b = x + 1 - a
-    c = _Jet.constant(onp.full(x.shape, 1 / _FPMIN), a.d.shape[0])
+    c = a.constant(onp.full(x.shape, 1 / _FPMIN))
     d = b.reciprocal()
     h = d
 
@@ -600,37 +641,44 @@ def _gammainc_cf(a: _Jet, x):
     return log_front.exp() * h
 
 
-def _gammainc_shape_derivatives(a, x):
-    """(dP/da, d2P/da2) of the regularised lower incomplete gamma function."""
+@primitive
+def gammainc_da(a, x, n=1):
+    """The ``n``-th derivative (n >= 1) of :func:`gammainc` with respect to
+    the shape ``a``.
+
+    Computed by differentiating the series (x < a + 1) or continued fraction
+    (x >= a + 1) that evaluates P(a, x); accurate to ~1e-13 relative for the
+    first derivative. Its own derivative in ``a`` is the one of order n + 1.
+    """
     dtype = _float_dtype(a, x)
     a, x = onp.broadcast_arrays(onp.asarray(a, float), onp.asarray(x, float))
-    d1, d2 = onp.full(a.shape, onp.nan), onp.full(a.shape, onp.nan)
+    out = onp.full(a.shape, onp.nan)
     valid = (a > 0) & (x >= 0)
-    d1[valid & (x == 0)] = d2[valid & (x == 0)] = 0.0
+    out[valid & (x == 0)] = 0.0  # P(a, 0) = 0 for every a
     for use_series in (True, False):
         region = valid & (x > 0) & ((x < a + 1) if use_series else (x >= a + 1))
         if region.any():
-            aj = _Jet.variable(a[region], 0, 1)
+            aj = _Jet.variable(a[region], 0, 1, n)
             jet = _gammainc_series(aj, x[region]) if use_series else -_gammainc_cf(aj, x[region])
-            d1[region], d2[region] = jet.d[0], jet.h[0, 0]
-    return d1.astype(dtype)[()], d2.astype(dtype)[()]
+            out[region] = jet.derivative((n,))
+    return out.astype(dtype)[()]
 
 
-@primitive
-def gammainc_da(a, x):
-    """Derivative of :func:`gammainc` with respect to the shape ``a``.
+def _exp_partials(g, p, q):
+    """``d^p/da^p d^q/db^q exp(G) / exp(G)`` given ``g(i, j)``, the partial
+    derivatives of G (i + j >= 1), by Leibniz's rule on ``d exp(G) = dG exp(G)``."""
+    memo = {(0, 0): 1.0}
 
-    Computed by differentiating the series (x < a + 1) or continued fraction
-    (x >= a + 1) that evaluates P(a, x); accurate to ~1e-13 relative.
-    """
-    return _gammainc_shape_derivatives(a, x)[0]
+    def e(p, q):
+        if (p, q) not in memo:
+            if p:  # d/da of the (p-1, q) partial of G_a exp(G)
+                memo[p, q] = sum(math.comb(p - 1, i) * math.comb(q, j) * g(i + 1, j) * e(p - 1 - i, q - j)
+                                 for i in range(p) for j in range(q + 1))
+            else:
+                memo[p, q] = sum(math.comb(q - 1, j) * g(0, j + 1) * e(0, q - 1 - j) for j in range(q))
+        return memo[p, q]
 
-
-@primitive
-def gammainc_da2(a, x):
-    """Second derivative of :func:`gammainc` with respect to ``a`` (same method
-    as :func:`gammainc_da`; it has no derivative rules of its own)."""
-    return _gammainc_shape_derivatives(a, x)[1]
+    return e(p, q)
 
 
 def _gamma_density(a, x):
@@ -642,34 +690,39 @@ def _gamma_density(a, x):
     return np.where(pos, inside, np.where(x == 0, at_zero, 0.0))
 
 
-def _gamma_density_da(a, x):
-    """d/da of :func:`_gamma_density` = density * (log x - digamma(a))."""
+def _gamma_density_da(a, x, n):
+    """d^n/da^n of :func:`_gamma_density` (n >= 1); 0 at x <= 0."""
     pos = x > 0
-    return np.where(pos, _gamma_density(a, x) * (np.log(np.where(pos, x, 1)) - digamma(a)), 0.0)
+    log_x = np.log(np.where(pos, x, 1))
+
+    def g(i, j):  # partials of log density = (a - 1) log x - x - gammaln(a)
+        return log_x - digamma(a) if i == 1 else -polygamma(i - 1, a)
+
+    return np.where(pos, _gamma_density(a, x) * _exp_partials(g, n, 0), 0.0)
 
 
 gammainc = _wrap("gammainc")
 gammaincc = _wrap("gammaincc")
 gammainc.__doc__ = """Regularised lower incomplete gamma function P(a, x).
 
-Differentiable in ``x`` (closed form, to any order) and in ``a`` up to
-second order: see :func:`gammainc_da` for the numerical method."""
+Differentiable in ``x`` (closed form) and in ``a`` (see :func:`gammainc_da`
+for the numerical method), to any order."""
 gammaincc.__doc__ = "Regularised upper incomplete gamma function Q(a, x) = 1 - P(a, x); see :func:`gammainc`."
 _elementwise(gammainc, lambda ans, a, x: gammainc_da(a, x), lambda ans, a, x: _gamma_density(a, x))
 _elementwise(gammaincc, lambda ans, a, x: -gammainc_da(a, x), lambda ans, a, x: -_gamma_density(a, x))
-_elementwise(gammainc_da, lambda ans, a, x: gammainc_da2(a, x), lambda ans, a, x: _gamma_density_da(a, x))
+_elementwise(gammainc_da, lambda ans, a, x, n=1: gammainc_da(a, x, n + 1),
+             lambda ans, a, x, n=1: _gamma_density_da(a, x, n), None)
 
 
 def _betacf(a: _Jet, b: _Jet, x):
     """The continued fraction of I_x(a, b) (Lentz), as a jet; x < (a+1)/(a+b+2)."""
     qab, qap, qam = a + b, a + 1, a - 1
-    k = a.d.shape[0]
 
     def guard(jet):
         # Lentz's method replaces an exactly vanishing denominator by a tiny one.
-        return _Jet(onp.where(onp.abs(jet.v) < _FPMIN, _FPMIN, jet.v), jet.d, jet.h)
+        return jet.with_value(onp.where(onp.abs(jet.c[0]) < _FPMIN, _FPMIN, jet.c[0]))
 
-    c = _Jet.constant(onp.ones_like(x), k)
+    c = a.constant(onp.ones_like(x))
     d = guard(1 - qab * x / qap).reciprocal()
     h = d
 
@@ -696,41 +749,33 @@ def _betainc_jet(a: _Jet, b: _Jet, x):
     return log_front.exp() * _betacf(a, b, x) / a
 
 
-def _betainc_shape_derivatives(a, b, x):
-    """Gradient (2, ...) and Hessian (2, 2, ...) of I_x(a, b) in (a, b)."""
+@primitive
+def betainc_dab(a, b, x, na, nb):
+    """The derivative ``d^na/da^na d^nb/db^nb`` (na + nb >= 1) of
+    :func:`betainc` with respect to its shapes.
+
+    Computed by differentiating the continued fraction that evaluates
+    I_x(a, b) (with the symmetry I_x(a, b) = 1 - I_{1-x}(b, a)). Its own
+    derivatives in ``a`` and ``b`` are those of one order more.
+    """
     dtype = _float_dtype(a, b, x)
     a, b, x = onp.broadcast_arrays(*(onp.asarray(v, float) for v in (a, b, x)))
-    grad, hess = onp.full((2,) + a.shape, onp.nan), onp.full((2, 2) + a.shape, onp.nan)
+    out = onp.full(a.shape, onp.nan)
     valid = (a > 0) & (b > 0) & (x >= 0) & (x <= 1)
     edge = valid & ((x == 0) | (x == 1))
-    grad[:, edge], hess[:, :, edge] = 0.0, 0.0
+    out[edge] = 0.0  # I_0 = 0 and I_1 = 1 for every shape
     direct = (a + 1) / (a + b + 2)
     for flipped in (False, True):
         region = valid & ~edge & ((x >= direct) if flipped else (x < direct))
         if not region.any():
             continue
-        aj, bj = _Jet.variable(a[region], 0, 2), _Jet.variable(b[region], 1, 2)
+        aj, bj = _Jet.variable(a[region], 0, 2, na + nb), _Jet.variable(b[region], 1, 2, na + nb)
         if flipped:  # I_x(a, b) = 1 - I_{1-x}(b, a): the fraction converges there
             jet = -_betainc_jet(bj, aj, 1 - x[region])
         else:
             jet = _betainc_jet(aj, bj, x[region])
-        grad[:, region], hess[:, :, region] = jet.d, jet.h
-    return grad.astype(dtype), hess.astype(dtype)
-
-
-@primitive
-def betainc_dab(a, b, x):
-    """Derivatives of :func:`betainc` with respect to ``(a, b)``, stacked on a
-    new first axis. Computed by differentiating the continued fraction that
-    evaluates I_x(a, b) (with the symmetry I_x(a, b) = 1 - I_{1-x}(b, a))."""
-    return _betainc_shape_derivatives(a, b, x)[0]
-
-
-@primitive
-def betainc_dab2(a, b, x):
-    """Hessian of :func:`betainc` in ``(a, b)``, stacked on two new first axes
-    (same method as :func:`betainc_dab`; no derivative rules of its own)."""
-    return _betainc_shape_derivatives(a, b, x)[1]
+        out[region] = jet.derivative((na, nb))
+    return out.astype(dtype)[()]
 
 
 def _beta_density(a, b, x):
@@ -745,50 +790,36 @@ def _beta_density(a, b, x):
     return np.where(inside, value, np.where(x == 0, at_end(a), np.where(x == 1, at_end(b), 0.0)))
 
 
-def _beta_density_dab(a, b, x):
-    """d/da and d/db of :func:`_beta_density`, stacked on a new first axis."""
+def _beta_density_dab(a, b, x, na, nb):
+    """``d^na/da^na d^nb/db^nb`` of :func:`_beta_density` (na + nb >= 1); 0 at the ends."""
     inside = (x > 0) & (x < 1)
     safe = np.where(inside, x, 0.5)
-    dens = np.where(inside, _beta_density(a, b, x), 0.0)
-    common = digamma(a + b)
-    return np.stack([dens * (np.log(safe) - digamma(a) + common),
-                     dens * (np.log1p(-safe) - digamma(b) + common)])
+
+    def g(i, j):  # partials of log density = (a-1) log x + (b-1) log(1-x) - betaln(a, b)
+        if (i, j) == (1, 0):
+            return np.log(safe) - digamma(a) + digamma(a + b)
+        if (i, j) == (0, 1):
+            return np.log1p(-safe) - digamma(b) + digamma(a + b)
+        order = i + j - 1
+        return polygamma(order, a + b) - (polygamma(order, a) if j == 0 else 0.0) \
+            - (polygamma(order, b) if i == 0 else 0.0)
+
+    return np.where(inside, _beta_density(a, b, x) * _exp_partials(g, na, nb), 0.0)
 
 
 betainc = _wrap("betainc")
 betaincc = _wrap("betaincc")
 betainc.__doc__ = """Regularised incomplete beta function I_x(a, b).
 
-Differentiable in ``x`` (closed form, to any order) and in ``a`` and ``b``
-up to second order: see :func:`betainc_dab` for the numerical method."""
+Differentiable in ``x`` (closed form) and in ``a`` and ``b`` (see
+:func:`betainc_dab` for the numerical method), to any order."""
 betaincc.__doc__ = "Complement 1 - I_x(a, b) of :func:`betainc`, with the same derivatives negated."
-_elementwise(betainc, lambda ans, a, b, x: betainc_dab(a, b, x)[0],
-             lambda ans, a, b, x: betainc_dab(a, b, x)[1],
+_elementwise(betainc, lambda ans, a, b, x: betainc_dab(a, b, x, 1, 0),
+             lambda ans, a, b, x: betainc_dab(a, b, x, 0, 1),
              lambda ans, a, b, x: _beta_density(a, b, x))
-_elementwise(betaincc, lambda ans, a, b, x: -betainc_dab(a, b, x)[0],
-             lambda ans, a, b, x: -betainc_dab(a, b, x)[1],
+_elementwise(betaincc, lambda ans, a, b, x: -betainc_dab(a, b, x, 1, 0),
+             lambda ans, a, b, x: -betainc_dab(a, b, x, 0, 1),
              lambda ans, a, b, x: -_beta_density(a, b, x))
-
-
-def _dab_partial(i):
-    # d/d(shape i) of the stacked (dI/da, dI/db) is column i of the Hessian.
-    return lambda ans, a, b, x: betainc_dab2(a, b, x)[:, i]
-
-
-def _dab_vjp(argnum):
-    def maker(ans, a, b, x):
-        partial = _dab_partial(argnum)(ans, a, b, x) if argnum < 2 else _beta_density_dab(a, b, x)
-        return lambda g: unbroadcast(np.sum(g * partial, axis=0), (a, b, x)[argnum])
-    return maker
-
-
-def _dab_jvp(argnum):
-    def rule(g, ans, a, b, x):
-        partial = _dab_partial(argnum)(ans, a, b, x) if argnum < 2 else _beta_density_dab(a, b, x)
-        out = g * partial
-        return out if onp.shape(out) == onp.shape(ans) else np.broadcast_to(out, onp.shape(ans))
-    return rule
-
-
-defvjp(betainc_dab, _dab_vjp(0), _dab_vjp(1), _dab_vjp(2))
-defjvp(betainc_dab, _dab_jvp(0), _dab_jvp(1), _dab_jvp(2))
+_elementwise(betainc_dab, lambda ans, a, b, x, na, nb: betainc_dab(a, b, x, na + 1, nb),
+             lambda ans, a, b, x, na, nb: betainc_dab(a, b, x, na, nb + 1),
+             lambda ans, a, b, x, na, nb: _beta_density_dab(a, b, x, na, nb), None, None)

@@ -52,7 +52,7 @@ def _stdtr_ddf(df, z):
     z = np.where(nonzero, z, 1.0)
     denom = df + z * z
     y = z * z / denom
-    d_shape = betainc_dab(0.5, 0.5 * df, y)[1] * 0.5
+    d_shape = betainc_dab(0.5, 0.5 * df, y, 0, 1) * 0.5
     d_arg = _beta_density(0.5, 0.5 * df, y) * (-z * z / (denom * denom))
     return np.where(nonzero, 0.5 * np.sign(z) * (d_shape + d_arg), 0.0)
 
