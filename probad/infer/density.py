@@ -148,7 +148,8 @@ def _check_observation(msg):
         _written(fn).check_support(value)
     except ValueError as exc:
         raise SiteError(f"observed data for site '{name}' is outside the support of "
-                        f"{type(_written(fn)).__name__}: {exc}") from None
+                        f"{type(_written(fn)).__name__}: {exc}. Fix or drop those observations, "
+                        "or choose a likelihood whose support contains the data.") from None
 
 
 def _checked_prototype_value(rng):

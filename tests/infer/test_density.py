@@ -387,7 +387,8 @@ def test_observed_data_outside_the_support(fn, obs, position):
             sample("k", fn, obs=obs)
 
     with pytest.raises(ValueError, match=rf"observed data for site 'k' is outside the support "
-                                         rf"of {type(fn).__name__}.*{position}"):
+                                         rf"of {type(fn).__name__}.*{position}.*Fix or drop "
+                                         "those observations, or choose a likelihood"):
         _bad(model)()
 
 
