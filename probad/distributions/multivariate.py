@@ -6,6 +6,7 @@ cheap way: ``log det = 2 sum log diag L`` and ``x^T S^-1 x = |L^-1 x|^2``.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as onp
@@ -77,14 +78,23 @@ class MultivariateNormal(Distribution):
             loc = np.broadcast_to(loc, (k,))
         batch_shape = onp.broadcast_shapes(np.shape(loc)[:-1], np.shape(matrix)[:-2])
         self.loc = loc if np.shape(loc) == batch_shape + (k,) else np.broadcast_to(loc, batch_shape + (k,))
+        self._given = given
         setattr(self, given, matrix)
         super().__init__(batch_shape, (k,), validate_args=validate_args)
-        # Derived after validation, so that a bad matrix is reported as such
-        # rather than as a failed factorisation.
-        if given == "covariance_matrix":
-            self.scale_tril = np.linalg.cholesky(matrix)
-        elif given == "precision_matrix":
-            self.scale_tril = _precision_to_scale_tril(matrix)
+
+    @derived_param
+    def scale_tril(self):
+        """Lower Cholesky factor of the covariance, from the matrix given."""
+        return self._factor
+
+    @functools.cached_property
+    def _factor(self):
+        # Factorised on first use, not in __init__: a matrix that is not
+        # positive definite then reaches the validation of its sample site,
+        # which names the site, instead of failing where it is built.
+        if self._given == "covariance_matrix":
+            return np.linalg.cholesky(self.covariance_matrix)
+        return _precision_to_scale_tril(self.precision_matrix)
 
     @derived_param
     def covariance_matrix(self):
@@ -146,10 +156,15 @@ class LowRankMultivariateNormal(Distribution):
         self.loc = np.broadcast_to(loc, batch_shape + (k,))
         self.cov_factor, self.cov_diag = cov_factor, cov_diag
         super().__init__(batch_shape, (k,), validate_args=validate_args)
-        rank = np.shape(cov_factor)[-1]
-        scaled = cov_factor / np.expand_dims(cov_diag, -1)
-        capacitance = onp.eye(rank) + np.matmul(np.swapaxes(cov_factor, -1, -2), scaled)
-        self._capacitance_tril = np.linalg.cholesky(capacitance)
+
+    @functools.cached_property
+    def _capacitance_tril(self):
+        # Factorised on first use, as MultivariateNormal's Cholesky factor:
+        # an invalid cov_diag is then reported at the site.
+        rank = np.shape(self.cov_factor)[-1]
+        scaled = self.cov_factor / np.expand_dims(self.cov_diag, -1)
+        capacitance = onp.eye(rank) + np.matmul(np.swapaxes(self.cov_factor, -1, -2), scaled)
+        return np.linalg.cholesky(capacitance)
 
     @derived_param
     def covariance_matrix(self):

@@ -354,16 +354,23 @@ def test_invalid_parameter_inside_a_plate():
         _bad(model)()
 
 
-def test_non_positive_definite_covariance():
+@pytest.mark.parametrize("fn, parameter, constraint", [
+    (lambda: dist.MultivariateNormal(onp.zeros(2), covariance_matrix=[[1.0, 2.0], [2.0, 1.0]]),
+     "covariance_matrix", "positive_definite"),
+    (lambda: dist.MultivariateNormal(onp.zeros(2), precision_matrix=[[1.0, 2.0], [2.0, 1.0]]),
+     "precision_matrix", "positive_definite"),
+    (lambda: dist.LowRankMultivariateNormal(onp.zeros(2), onp.ones((2, 1)), [-0.5, 1.0]),
+     "cov_diag", r"independent\(positive, 1\)"),
+])
+def test_invalid_matrix_parameters_name_the_site(fn, parameter, constraint):
+    # These distributions factorise their matrices lazily, so an invalid one
+    # gets to the site's check rather than failing in the constructor.
     def model():
-        sample("z", dist.MultivariateNormal(onp.zeros(2),
-                                            covariance_matrix=onp.array([[1.0, 2.0], [2.0, 1.0]])))
+        sample("z", fn())
 
-    # MultivariateNormal cannot be built from a non-PD matrix even unvalidated,
-    # so the error points at the model line that builds it.
-    with pytest.raises(ValueError, match=r"(?s)MultivariateNormal: parameter 'covariance_matrix' "
-                                         r"must satisfy positive_definite.*in the model at "
-                                         r'.*test_density.py:\d+: sample\("z"'):
+    with pytest.raises(ValueError, match=rf"site 'z': \w*MultivariateNormal: parameter "
+                                         rf"'{parameter}' must satisfy {constraint}.*Fix the "
+                                         "distribution's parameters at this site"):
         _bad(model)()
 
 
