@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -112,12 +113,21 @@ def _written(fn):
     return fn
 
 
-def _check_parameters(msg):
+def _parameter_problem(msg) -> str | None:
+    """``"site 'x': <what is wrong>"`` if the site's distribution has an
+    invalid parameter, else None."""
     try:
         _written(msg["fn"]).validate_args()
     except ValueError as exc:
-        raise SiteError(f"site '{msg['name']}': {exc}. Fix the distribution's parameters "
-                        "at this site (or the priors/data they are computed from).") from None
+        return f"site '{msg['name']}': {exc}"
+    return None
+
+
+def _check_parameters(msg):
+    problem = _parameter_problem(msg)
+    if problem is not None:
+        raise SiteError(f"{problem}. Fix the distribution's parameters at this site (or the "
+                        "priors/data they are computed from).")
 
 
 def _check_observation(msg):
@@ -193,6 +203,20 @@ def _model_location(exc) -> str:
     return "an unknown line"
 
 
+@contextmanager
+def _checked_at_sites():
+    """Distributions built inside skip their constructor's check of the
+    parameters, which would fail before the site is reached; the site checks
+    them instead (``_parameter_problem``), so that the error can name it."""
+    was_enabled = is_validation_enabled()
+    enable_validation(False)
+    try:
+        with onp.errstate(all="ignore"):
+            yield
+    finally:
+        enable_validation(was_enabled)
+
+
 def _check_pass(model, data):
     """Run the model once on concrete values, validating every site.
 
@@ -208,17 +232,13 @@ def _check_pass(model, data):
     except SiteError:
         raise
     except ValueError as first:
-        was_enabled = is_validation_enabled()
-        enable_validation(False)
         try:
-            with onp.errstate(all="ignore"):
+            with _checked_at_sites():
                 _prototype_trace(model, data)
         except SiteError as named:
             raise named from None
         except Exception:  # noqa: BLE001  (any other failure: report the first error)
             pass
-        finally:
-            enable_validation(was_enabled)
         raise ValueError(f"{first} (in the model at {_model_location(first)})") from first
 
 
@@ -274,6 +294,10 @@ def _msg_dims(msg) -> tuple:
 
 def _finite(x) -> bool:
     return bool(onp.all(onp.isfinite(x)))
+
+
+class _FailedStart(Exception):
+    """A try of ``initial_point`` that cannot go on; the message says why."""
 
 
 class Potential:
@@ -504,8 +528,10 @@ class Potential:
         Raises
         ------
         ValueError
-            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites whose log
-            density or gradient was not finite at the last try.
+            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
+            try failed: an invalid distribution parameter, a value outside
+            its support (a draw that underflowed to the edge), a log density,
+            Jacobian or gradient that was not finite.
         """
         rng = onp.random.default_rng(seed)
         strategy = init_to_uniform() if strategy is None else strategy
@@ -513,27 +539,45 @@ class Potential:
         def init_value(msg):
             if msg["type"] == "plate":
                 return self._subsamples.get(msg["name"])
-            if msg["type"] == "sample" and not msg["is_observed"]:
-                return strategy(msg, rng)
-            return None
+            if msg["type"] != "sample":
+                return None
+            # A value drawn earlier can make this site's parameters invalid
+            # (a scale that underflows to 0): that is a failed try, not an error.
+            problem = _parameter_problem(msg)
+            if problem is not None:
+                raise _FailedStart(f"invalid parameter at {problem}")
+            return None if msg["is_observed"] else strategy(msg, rng)
 
         for _ in range(MAX_INIT_ATTEMPTS):
+            try:
+                return self._try_start(init_value, rng)
+            except _FailedStart as failure:
+                last_failure = failure
+        raise ValueError(
+            f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at the "
+            f"last try: {last_failure}. Check that the data fit the likelihood and the priors' "
+            "supports, or give starting values with init_to_value(values={...}).")
+
+    def _try_start(self, init_value, rng) -> onp.ndarray:
+        """One try of ``initial_point``: the ``q`` of the values ``init_value``
+        gives, or ``_FailedStart`` naming the sites where it fails."""
+        with _checked_at_sites():
             init_trace = trace(substitute(seeded(self.model, rng), substitute_fn=init_value)
                                ).get_trace(**self.data)
-            # Overflow at a bad point (or a draw on the edge of its support)
-            # is expected here; finiteness is checked below.
-            with onp.errstate(all="ignore"):
+            try:
                 q = self._q_from_trace(init_trace)
-                energy, grad = self.value_and_grad(q)
+            except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
+                raise _FailedStart(exc) from None
+            energy, grad = self.value_and_grad(q)
             if _finite(q) and math.isfinite(energy) and _finite(grad):
                 return q
-        raise ValueError(self._describe_failed_start(q, grad, strategy))
+            raise _FailedStart(self._non_finite_sites(q, grad))
 
-    def _describe_failed_start(self, q, grad, strategy) -> str:
-        with onp.errstate(all="ignore"):
-            model_trace, log_dets = self._concrete_run(q)
-            bad_density = [name for name, msg in model_trace.items()
-                           if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+    def _non_finite_sites(self, q, grad) -> str:
+        """Which sites' log density, Jacobian or gradient is not finite at ``q``."""
+        model_trace, log_dets = self._concrete_run(q)
+        bad_density = [name for name, msg in model_trace.items()
+                       if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]
@@ -544,10 +588,7 @@ class Potential:
             parts.append(f"transform Jacobian not finite at site(s) {', '.join(bad_jacobian)}")
         if bad_grad:
             parts.append(f"gradient not finite for site(s) {', '.join(bad_grad)}")
-        return (f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at "
-                f"the last try: {'; '.join(parts) or 'the potential was not finite'}. Check "
-                "that the data fit the likelihood and the priors' supports, or give starting "
-                "values with init_to_value(values={...}).")
+        return "; ".join(parts) or "the potential was not finite"
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True) -> Potential:

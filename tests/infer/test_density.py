@@ -331,6 +331,40 @@ def test_no_finite_starting_point_names_the_site():
     assert q[0] == 60.0
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_draw_that_makes_a_parameter_invalid_is_a_failed_try(compile):
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        sample("y", dist.Normal(0.0, np.exp(-1000.0 * x**2)), obs=1.0)
+
+    pot = potential(model, compile=compile)
+    # Seed 2 starts x at -0.95, where the scale of y underflows to 0; a later try works.
+    assert abs(onp.random.default_rng(2).uniform(-2.0, 2.0)) > 0.9
+    q = pot.initial_point(seed=2)
+    assert math.isfinite(pot(q)) and abs(q[0]) < 0.6
+    with pytest.raises(ValueError, match=rf"after {MAX_INIT_ATTEMPTS} tries of init_to_value"
+                                         r".*at the last try: invalid parameter at site 'y': "
+                                         r"Normal: parameter 'scale' must satisfy positive, "
+                                         r"got 0\.0\. Check that.*init_to_value"):
+        pot.initial_point(strategy=init_to_value({"x": 1.5}))
+
+
+def test_a_prior_draw_on_the_edge_of_the_support_is_a_failed_try():
+    def model(concentration):
+        sample("x", dist.Gamma(concentration, 1.0))
+
+    # Seed 0's first draw of Gamma(0.001, 1) underflows to 0, outside (0, inf).
+    assert dist.Gamma(0.001, 1.0).sample(onp.random.default_rng(0)) == 0.0
+    pot = potential(model, {"concentration": 0.001}, compile=False)
+    q = pot.initial_point(seed=0, strategy=init_to_sample())
+    assert math.isfinite(pot(q)) and 0.0 < math.exp(q[0])
+    # Gamma(1e-300, 1) draws underflow every time.
+    pot = potential(model, {"concentration": 1e-300}, compile=False)
+    with pytest.raises(ValueError, match=r"after \d+ tries of init_to_sample\(\); at the last "
+                                         r"try: site 'x': value outside its support positive"):
+        pot.initial_point(seed=0, strategy=init_to_sample())
+
+
 # ------------------------------------------------------------------- bad input
 def _bad(model, data=None):
     return lambda: potential(model, data, compile=False)
