@@ -28,7 +28,7 @@ from ..ad.compiler import compile as compile_function
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           enable_validation, is_validation_enabled)
-from ..distributions.transforms import biject_to
+from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
 from ..primitives import SiteError
@@ -48,14 +48,18 @@ def _is_factor(msg) -> bool:
     return bool(msg["infer"].get("is_factor"))
 
 
+def _scaled_and_masked(msg, term):
+    """A site's log-density ``term`` times the site's ``scale``, zero where its mask is False."""
+    if msg["scale"] is not None:
+        term = term * msg["scale"]
+    if msg["mask"] is not None:
+        term = np.where(msg["mask"], term, 0.0)
+    return term
+
+
 def _site_log_prob(msg):
     """The log density of one sample site, scaled and masked, not summed."""
-    log_prob = msg["fn"].log_prob(msg["value"])
-    if msg["scale"] is not None:
-        log_prob = log_prob * msg["scale"]
-    if msg["mask"] is not None:
-        log_prob = np.where(msg["mask"], log_prob, 0.0)
-    return log_prob
+    return _scaled_and_masked(msg, msg["fn"].log_prob(msg["value"]))
 
 
 def _log_joint(model_trace):
@@ -355,11 +359,16 @@ class Potential:
     # -- q <-> site values
     def _run(self, q):
         """Run the model with the latent sites read from ``q``; return the
-        trace and each site's log|det J|.
+        trace and each site's log|det J|, scaled and masked as its log density.
 
         Each site's transform is built from its distribution in this run, so
         a support that depends on other sites (``Uniform(0, 1 - a)``) is
         followed correctly.
+
+        The Jacobian is a factor of the site's density, as in NumPyro (which
+        samples it as a factor site where the value is made), so it takes the
+        site's ``scale`` and ``mask``: under a subsampling plate the subsample
+        stands for all ``size`` local variables, Jacobians included.
         """
         log_dets = {}
 
@@ -372,7 +381,10 @@ class Potential:
             u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
             transform = biject_to(msg["fn"].support)
             x = transform(u)
-            log_dets[site.name] = np.sum(transform.log_abs_det_jacobian(u, x))
+            log_det = transform.log_abs_det_jacobian(u, x)
+            # One term per batch element, so the site's mask can apply.
+            log_dets[site.name] = sum_rightmost(log_det, np.ndim(log_det)
+                                                - len(msg["fn"].batch_shape))
             return x
 
         model_trace = trace(substitute(self.model, substitute_fn=latent_value)
@@ -381,7 +393,10 @@ class Potential:
             missing = [name for name in self.sites if name not in log_dets]
             raise ValueError(f"latent site(s) {', '.join(missing)} of the model's first run did "
                              f"not appear this time: {_FIXED_STRUCTURE}")
-        return model_trace, log_dets
+        # Scale and mask are read from the trace: handlers outside the
+        # substitution may still have changed them.
+        return model_trace, {name: np.sum(_scaled_and_masked(model_trace[name], log_det))
+                             for name, log_det in log_dets.items()}
 
     def _site_of(self, msg) -> Site:
         try:
@@ -405,9 +420,13 @@ class Potential:
             parts.append(onp.ravel(biject_to(support).inv(value)))
         return onp.concatenate(parts) if parts else onp.zeros(0)
 
-    def _energy_fn(self, q):
+    def _energy_fn(self, q, jacobian: bool = True):
+        """``U(q)``; without the Jacobian term when ``jacobian`` is False (the
+        density of the constrained values, which ``pb.map`` maximises).
+        A static flag: the compiler records one tape for each value."""
         model_trace, log_dets = self._run(q)
-        return -(_log_joint(model_trace) + sum(log_dets.values()))
+        log_joint = _log_joint(model_trace)
+        return -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
 
     def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
         """What one draw contributes to the results, from one run of the model:
@@ -460,8 +479,9 @@ class Potential:
         except onp.linalg.LinAlgError:
             return onp.inf
 
-    def value_and_grad(self, q) -> tuple[float, onp.ndarray]:
-        """``(U(q), dU/dq)``, the gradient a float64 vector.
+    def value_and_grad(self, q, jacobian: bool = True) -> tuple[float, onp.ndarray]:
+        """``(U(q), dU/dq)``, the gradient a float64 vector; with
+        ``jacobian=False``, U leaves out the log|det J| term.
 
         A linear-algebra failure inside the model (a Cholesky factor of a
         matrix that is not numerically positive definite) means the density
@@ -470,7 +490,7 @@ class Potential:
         """
         q = onp.asarray(q, dtype=onp.float64)
         try:
-            value, grad = self._energy_and_grad(q)
+            value, grad = self._energy_and_grad(q, jacobian)
         except onp.linalg.LinAlgError:
             return onp.inf, onp.zeros_like(q)
         return float(value), onp.asarray(grad, dtype=onp.float64)
@@ -595,8 +615,9 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
-    - sum over latent sites of log|det J|`` where each latent site's
-    constrained value is ``biject_to(support)`` of its slice of ``q``.
+    - sum over latent sites of scale * log|det J|, masked`` where each latent
+    site's constrained value is ``biject_to(support)`` of its slice of ``q``
+    and its Jacobian term takes the site's scale and mask (NumPyro's rule).
 
     Parameters
     ----------

@@ -167,6 +167,42 @@ def test_subsampling_plate_keeps_one_subsample(compile):
     assert pot.log_likelihood(q)["y"].shape == (5,)
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_jacobian_of_a_subsampled_local_site_is_scaled(compile):
+    data = onp.linspace(0.5, 3.0, 50)
+
+    def model():
+        with plate("obs", 50, subsample_size=5) as idx:
+            s = sample("s", dist.LogNormal(0.0, 1.0))
+            sample("y", dist.Normal(0.0, s), obs=data[idx])
+
+    pot = potential(model, compile=compile)
+    batch = pot.observed["y"]
+    q = onp.linspace(-0.5, 0.5, 5)
+    s = onp.exp(q)
+    # The 5 local variables stand for all 50: each term, its Jacobian log s = q
+    # included, counts 10 times (NumPyro's rule).
+    terms = dist.LogNormal(0.0, 1.0).log_prob(s) + dist.Normal(0.0, s).log_prob(batch) + q
+    assert pot(q) == pytest.approx(-10.0 * onp.sum(terms), rel=1e-12)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_jacobian_takes_the_scale_and_mask_of_handlers(compile):
+    keep = onp.array([True, False, True])
+
+    def model():
+        with handlers.scale(scale=3.0), handlers.mask(mask=keep), plate("i", 3):
+            sample("s", dist.HalfNormal(2.0))
+
+    pot = potential(model, compile=compile)
+    q = onp.array([-0.4, 0.9, 0.2])
+    terms = dist.HalfNormal(2.0).log_prob(onp.exp(q)) + q
+    value, grad = pot.value_and_grad(q)
+    assert value == pytest.approx(-3.0 * onp.sum(terms[keep]), rel=1e-12)
+    # The masked-out variable adds nothing, its Jacobian neither.
+    assert grad[1] == 0.0 and onp.all(grad[keep] != 0.0)
+
+
 def test_loc_scale_reparam_matches_the_non_centred_model():
     reparam = handlers.reparam(models.eight_schools_centered,
                                config={"theta": LocScaleReparam(0)})
