@@ -270,6 +270,17 @@ class MultivariateStudentT(Distribution):
         lt = self.scale_tril
         return np.expand_dims(self._variance_ratio(), -1) * np.sum(lt * lt, axis=-1)
 
+    def entropy(self):
+        # log(Gamma(df/2) (df pi)^(k/2) / Gamma((df+k)/2)) + log det L
+        # + (df+k)/2 (digamma((df+k)/2) - digamma(df/2))
+        k = self.event_shape[0]
+        half_df, half_total = 0.5 * self.df, 0.5 * (self.df + k)
+        entropy = (special.gammaln(half_df) - special.gammaln(half_total)
+                   + 0.5 * k * (np.log(self.df) + math.log(math.pi))
+                   + _half_log_det(self.scale_tril)
+                   + half_total * (special.digamma(half_total) - special.digamma(half_df)))
+        return np.broadcast_to(entropy, self.batch_shape)
+
 
 class Dirichlet(Distribution):
     """Dirichlet distribution on the simplex with positive ``concentration`` (last axis)."""
@@ -450,3 +461,8 @@ class GaussianRandomWalk(Distribution):
     @property
     def variance(self):
         return np.expand_dims(self.scale**2, -1) * onp.arange(1, self.num_steps + 1)
+
+    def entropy(self):
+        # The walk is a volume-preserving (unit triangular) map of its
+        # num_steps independent Normal(0, scale) increments.
+        return self.num_steps * (0.5 + 0.5 * _LOG_2PI + np.log(self.scale))

@@ -305,13 +305,28 @@ def test_enumerate_support_needs_homogeneous_total_count():
         dist.Binomial(onp.array([3, 4]), probs=0.5).enumerate_support()
 
 
-@pytest.mark.parametrize("name", ["Binomial_probs", "Poisson", "Geometric_probs", "Geometric_logits",
-                                  "DiscreteUniform"])
+@pytest.mark.parametrize("name", ["Bernoulli_probs", "Bernoulli_logits", "Binomial_probs", "Poisson",
+                                  "Geometric_probs", "Geometric_logits", "DiscreteUniform"])
 def test_cdf_matches_scipy(name):
     case = CASES[IDS.index(name)]
     params = case.draw(onp.random.default_rng(0), BATCH)
     x = _values(case, params, sample_shape=(6,))
     onp.testing.assert_allclose(case.ours(*params).cdf(x), case.ref(*params).cdf(x), rtol=1e-10)
+
+
+def test_bernoulli_and_categorical_cdf_between_and_beyond_the_support():
+    x = onp.array([-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.2])[:, None, None]
+    p = onp.array([[0.1], [0.75]])
+    onp.testing.assert_allclose(dist.Bernoulli(probs=p).cdf(x), st.bernoulli(p).cdf(x), rtol=1e-12)
+    probs = onp.random.default_rng(2).dirichlet(onp.ones(4), (2, 3))
+    expected = onp.array([[st.rv_discrete(values=(onp.arange(4), probs[i, j])).cdf(x[:, 0, 0])
+                           for j in range(3)] for i in range(2)])
+    for d in (dist.Categorical(probs=probs), dist.Categorical(logits=onp.log(probs) - 1.0)):
+        onp.testing.assert_allclose(d.cdf(x), onp.moveaxis(expected, -1, 0), rtol=1e-12)
+    onp.random.seed(8)
+    check_grads(lambda l: dist.Categorical(logits=l).cdf(x), modes=["fwd", "rev"], order=2)(
+        onp.log(probs))
+    check_grads(lambda q: dist.Bernoulli(probs=q).cdf(x), modes=["fwd", "rev"], order=2)(p)
 
 
 @pytest.mark.parametrize("name", ["Bernoulli_probs", "Bernoulli_logits", "Geometric_probs", "DiscreteUniform"])

@@ -120,6 +120,11 @@ def test_multivariate_student_t():
                                     rtol=1e-10)
     onp.testing.assert_allclose(d.covariance_matrix[0], df / (df - 2) * cov, rtol=1e-10)
     onp.testing.assert_allclose(d.variance[1], 3.0 * onp.diag(cov), rtol=1e-10)
+    onp.testing.assert_allclose(d.entropy(), [st.multivariate_t(loc, cov, df=nu).entropy()
+                                              for nu in (df, 3.0)], rtol=1e-10)
+    onp.random.seed(9)
+    check_grads(lambda nu, s: dist.MultivariateStudentT(nu, loc, s, validate_args=False).entropy(),
+                modes=["fwd", "rev"], order=2)(onp.array([df, 3.0]), tril)
     onp.random.seed(3)
     check_grads(lambda v, nu, m, s: dist.MultivariateStudentT(nu, m, s, validate_args=False).log_prob(v),
                 modes=["fwd", "rev"], order=1)(x[:, 0], df, loc, tril)
@@ -266,6 +271,10 @@ def test_gaussian_random_walk():
     steps = onp.diff(x, axis=-1, prepend=0.0)
     expected = st.norm(0.0, scale[:, None]).logpdf(steps).sum(-1)
     onp.testing.assert_allclose(d.log_prob(x), expected, rtol=1e-12)
+    # The walk is Gaussian with covariance scale^2 min(i, j) (1-based steps).
+    steps = onp.arange(1, 7)
+    onp.testing.assert_allclose(d.entropy(), [st.multivariate_normal(
+        cov=s**2 * onp.minimum.outer(steps, steps)).entropy() for s in scale], rtol=1e-12)
     draws = d.sample(onp.random.default_rng(20), (N_DRAWS,))
     onp.testing.assert_allclose(d.variance, scale[:, None] ** 2 * onp.arange(1, 7))
     se = onp.sqrt(2 * d.variance**2 / N_DRAWS)
@@ -274,4 +283,6 @@ def test_gaussian_random_walk():
     check_grads(lambda v, s: dist.GaussianRandomWalk(s, 6).log_prob(v), modes=["fwd", "rev"], order=1)(x, scale)
     check_grads(lambda s: dist.GaussianRandomWalk(s, 6).sample(onp.random.default_rng(0), (2,)),
                 modes=["fwd", "rev"], order=1)(scale)
+    check_grads(lambda s: dist.GaussianRandomWalk(s, 6).entropy(), modes=["fwd", "rev"],
+                order=2)(scale)
 
