@@ -12,6 +12,7 @@ import scipy.stats as st
 
 import probad.distributions as dist
 from probad.ad.test_util import check_grads
+from tests.distributions.goodness_of_fit import chi_square_pvalue
 
 
 class _ZeroInflated:
@@ -184,29 +185,11 @@ def test_mean_variance_match_scipy(case):
     onp.testing.assert_allclose(onp.broadcast_to(d.variance, batch), onp.broadcast_to(ref.var(), batch), rtol=1e-9)
 
 
-# Sampling: n draws at a fixed seed; the sample mean must be within 5 standard
-# errors and a chi-square goodness-of-fit test (bins with expected count < 5
-# pooled into their neighbour) must not reject at level 1e-3.
+# Sampling: n draws at a fixed seed. The sample mean and variance must be
+# within 5 standard errors (sqrt(var/n) and sqrt((mu4 - var^2)/n), the
+# central moments summed over the support) and a chi-square goodness-of-fit
+# test must not reject at level 1e-3.
 N_DRAWS = 20_000
-
-
-def _chi_square_pvalue(x, pmf, upper):
-    values = onp.arange(upper + 1)
-    expected = N_DRAWS * pmf(values)
-    observed = onp.bincount(x, minlength=upper + 1)[: upper + 1].astype(float)
-    observed[-1] += onp.sum(x > upper)
-    expected[-1] += N_DRAWS - expected.sum()
-    # Pool small bins left to right.
-    obs_bins, exp_bins, o, e = [], [], 0.0, 0.0
-    for oi, ei in zip(observed, expected):
-        o, e = o + oi, e + ei
-        if e >= 5:
-            obs_bins.append(o)
-            exp_bins.append(e)
-            o = e = 0.0
-    obs_bins[-1] += o
-    exp_bins[-1] += e
-    return st.chisquare(obs_bins, exp_bins).pvalue
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -215,11 +198,15 @@ def test_samples_match_scipy(case):
     x = onp.asarray(d.sample(onp.random.default_rng(11), (N_DRAWS,)))
     assert x.shape == (N_DRAWS,) and x.dtype.kind == "i"
     assert onp.all(d.support.check(x))
-    mean, var = float(ref.mean()), float(ref.var())
-    assert abs(x.mean() - mean) < 5 * math.sqrt(var / N_DRAWS)
     shift = case.scalar[0] if case.name == "DiscreteUniform" else 0
     upper = int(ref.ppf(1 - 1e-9)) - shift
-    pvalue = _chi_square_pvalue(x - shift, lambda k: ref.pmf(k + shift), upper)
+    support = onp.arange(upper + 1) + shift
+    pmf = ref.pmf(support)
+    mean = onp.sum(pmf * support)
+    var, mu4 = (onp.sum(pmf * (support - mean) ** power) for power in (2, 4))
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / N_DRAWS)
+    assert abs(x.var() - var) < 5 * math.sqrt((mu4 - var**2) / N_DRAWS)
+    pvalue = chi_square_pvalue(x - shift, lambda k: ref.pmf(k + shift), upper)
     assert pvalue > 1e-3
 
 
@@ -254,7 +241,7 @@ def test_categorical_zero_probability_and_sampling():
     assert d.log_prob(1) == -onp.inf
     x = d.sample(onp.random.default_rng(3), (N_DRAWS,))
     assert not onp.any(x == 1)
-    pvalue = _chi_square_pvalue(x, lambda k: onp.array([0.2, 0.0, 0.5, 0.3])[k], 3)
+    pvalue = chi_square_pvalue(x, lambda k: onp.array([0.2, 0.0, 0.5, 0.3])[k], 3)
     assert pvalue > 1e-3
 
 
