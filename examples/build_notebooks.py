@@ -506,13 +506,10 @@ in all) is plenty for a check; the draws go into the InferenceData as its
 `posterior_predictive` group.
 
 # %%
-thinned = idata_nuts.posterior.isel(draw=slice(None, None, 8))
-chains, draws = thinned.sizes["chain"], thinned.sizes["draw"]
-posterior_samples = {name: thinned[name].values.reshape(chains * draws) for name in COEFFICIENTS}
-replicated = pb.predictive(wells_model, data, posterior_samples, sites=["switched"], seed=2)["switched"]
-idata_nuts.extend(az.from_dict(
-    posterior_predictive={"switched": replicated.reshape(chains, draws, -1)},
-    dims={"switched": ["household"]}))
+thinned = idata_nuts.isel(draw=slice(None, None, 8))
+predicted = pb.predictive(wells_model, data, posterior=thinned, sites=["switched"], seed=2)
+idata_nuts.extend(az.from_dict(posterior_predictive=predicted, dims={"switched": ["household"]}))
+replicated = predicted["switched"].reshape(-1, len(data["switched"]))  # (draws, households)
 idata_nuts.posterior_predictive
 
 # %% [markdown]

@@ -250,23 +250,24 @@ class plate(Messenger):
         Plate name; also the ArviZ dim name of the sites inside.
     size : int
         Number of independent copies.
-    subsample_size : int, optional
-        Take a random subset of this many indices (drawn without replacement
-        from the ``seed`` handler's generator).
     dim : int, optional
         Negative batch dimension to use.
+    subsample_size : int, optional
+        Take a random subset of this many indices (drawn without replacement
+        from the ``seed`` handler's generator). Keyword-only: NumPyro takes
+        it third, where probad's contract puts ``dim``.
 
     Entering the plate returns the (subsample) indices, an int array.
     """
 
-    def __init__(self, name: str, size: int, subsample_size: int | None = None,
-                 dim: int | None = None):
+    def __init__(self, name: str, size: int, dim: int | None = None, *,
+                 subsample_size: int | None = None):
         size = int(size)
         if size < 1:
             raise ValueError(f"plate '{name}': size must be a positive integer, got {size}")
         if dim is not None and dim >= 0:
             raise ValueError(f"plate '{name}': dim counts from the right and must be negative, "
-                             f"got {dim}")
+                             f"got {dim} (to subsample, pass plate(name, size, subsample_size=n))")
         if subsample_size is not None and not 1 <= subsample_size <= size:
             raise ValueError(f"plate '{name}': subsample_size must be in [1, {size}], "
                              f"got {subsample_size}")

@@ -296,3 +296,74 @@ def test_deterministic_sites_can_be_substituted_and_blocked():
     assert handlers.substitute(handlers.seed(model, 0), data={"d": 42.0})() == 42.0
     tr = handlers.trace(handlers.block(handlers.seed(model, 0), hide=["d"])).get_trace()
     assert list(tr) == ["x"]
+
+
+# ------------------------------------------------- every handler, three forms
+def _small_model():
+    w = param("w", 0.5)
+    x = sample("x", dist.Normal(w, 1.0))
+    with plate("p", 2):
+        y = sample("y", dist.Normal(x, 1.0))
+    sample("z", dist.Normal(y.sum(), 1.0), obs=0.3)
+    return x
+
+
+_GUIDE_TRACE = handlers.trace(handlers.seed(_small_model, 5)).get_trace()
+
+HANDLER_ARGUMENTS = {
+    "trace": {},
+    "seed": {"rng_seed": 1},
+    "condition": {"data": {"x": 0.2}},
+    "substitute": {"data": {"x": 0.2}},
+    "block": {"hide": ["z"]},  # a latent site would escape the outer seed
+    "replay": {"trace": _GUIDE_TRACE},
+    "scale": {"scale": 2.0},
+    "mask": {"mask": onp.array([True, False])},
+    "do": {"data": {"x": 0.2}},
+    "uncondition": {},
+    "lift": {"prior": dist.Normal(0.0, 1.0)},
+    "scope": {"prefix": "m"},
+    "reparam": {"config": {"y": LocScaleReparam(0.0)}},
+}
+
+
+def _as_context_manager(handler, kwargs):
+    def run():
+        with handler(**kwargs):
+            return _small_model()
+
+    return run
+
+
+def _as_decorator(handler, kwargs):
+    @handler(**kwargs)
+    def run():
+        return _small_model()
+
+    return run
+
+
+def _as_wrapper(handler, kwargs):
+    return handler(_small_model, **kwargs)
+
+
+def _comparable(model_trace):
+    return [(name, msg["type"], type(msg["fn"]).__name__, onp.asarray(msg["value"]).tolist(),
+             msg["is_observed"], onp.asarray(msg["scale"]).tolist(),
+             onp.asarray(msg["mask"]).tolist(), msg["cond_indep_stack"])
+            for name, msg in model_trace.items()]
+
+
+def test_every_handler_is_listed():
+    assert set(HANDLER_ARGUMENTS) == set(handlers.__all__)
+
+
+@pytest.mark.parametrize("form", [_as_decorator, _as_wrapper], ids=["decorator", "wrapper"])
+@pytest.mark.parametrize("name", list(HANDLER_ARGUMENTS))
+def test_every_handler_traces_the_same_in_every_form(name, form):
+    # Reference: the handler as a context manager, under one outer seed.
+    handler, kwargs = getattr(handlers, name), HANDLER_ARGUMENTS[name]
+    expected = handlers.trace(handlers.seed(_as_context_manager(handler, kwargs), 0)).get_trace()
+    actual = handlers.trace(handlers.seed(form(handler, kwargs), 0)).get_trace()
+    assert _comparable(actual) == _comparable(expected)
+    assert _STACK == []

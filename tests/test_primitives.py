@@ -152,6 +152,17 @@ def test_plate_argument_errors(kwargs, match):
         plate("p", **kwargs)
 
 
+def test_plate_takes_dim_third_and_subsample_size_by_keyword():
+    # The contract's plate(name, size, dim=None); NumPyro's positional
+    # subsample_size lands on dim and is refused with the fix.
+    with handlers.trace() as tr, plate("p", 5, -2):
+        sample("x", dist.Normal(0.0, 1.0))
+    assert tr["x"]["cond_indep_stack"][0].dim == -2
+    with pytest.raises(ValueError, match=r"got 3 \(to subsample, pass plate\(name, size, "
+                                         r"subsample_size=n\)\)"):
+        plate("p", 5, 3)
+
+
 def test_handler_stack_is_cleaned_up_after_an_exception():
     from probad.primitives import _STACK
 

@@ -92,6 +92,11 @@ class Bernoulli(_ProbsOrLogits):
         p = self.probs
         return p * (1.0 - p)
 
+    def cdf(self, value):
+        # A step function: 0 below 0, 1 - p on [0, 1), 1 from 1 on.
+        return np.where(np.less(value, 0.0), 0.0,
+                        np.where(np.less(value, 1.0), 1.0 - self.probs, 1.0))
+
     def entropy(self):
         if self._given == "logits":
             # log(1 + e^l) - p l, stable for large |l|.
@@ -249,6 +254,11 @@ class Categorical(_ProbsOrLogits):
     @property
     def variance(self):
         return np.full(self.batch_shape, onp.nan)
+
+    def cdf(self, value):
+        # P(X <= value): the mass of the categories 0..floor(value).
+        at_or_below = np.less_equal(onp.arange(self.num_categories), np.expand_dims(value, -1))
+        return np.sum(np.where(at_or_below, self.probs, 0.0), axis=-1)
 
     def entropy(self):
         log_p = self._log_probs()

@@ -6,6 +6,7 @@ cheap way: ``log det = 2 sum log diag L`` and ``x^T S^-1 x = |L^-1 x|^2``.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as onp
@@ -77,14 +78,23 @@ class MultivariateNormal(Distribution):
             loc = np.broadcast_to(loc, (k,))
         batch_shape = onp.broadcast_shapes(np.shape(loc)[:-1], np.shape(matrix)[:-2])
         self.loc = loc if np.shape(loc) == batch_shape + (k,) else np.broadcast_to(loc, batch_shape + (k,))
+        self._given = given
         setattr(self, given, matrix)
         super().__init__(batch_shape, (k,), validate_args=validate_args)
-        # Derived after validation, so that a bad matrix is reported as such
-        # rather than as a failed factorisation.
-        if given == "covariance_matrix":
-            self.scale_tril = np.linalg.cholesky(matrix)
-        elif given == "precision_matrix":
-            self.scale_tril = _precision_to_scale_tril(matrix)
+
+    @derived_param
+    def scale_tril(self):
+        """Lower Cholesky factor of the covariance, from the matrix given."""
+        return self._factor
+
+    @functools.cached_property
+    def _factor(self):
+        # Factorised on first use, not in __init__: a matrix that is not
+        # positive definite then reaches the validation of its sample site,
+        # which names the site, instead of failing where it is built.
+        if self._given == "covariance_matrix":
+            return np.linalg.cholesky(self.covariance_matrix)
+        return _precision_to_scale_tril(self.precision_matrix)
 
     @derived_param
     def covariance_matrix(self):
@@ -146,10 +156,15 @@ class LowRankMultivariateNormal(Distribution):
         self.loc = np.broadcast_to(loc, batch_shape + (k,))
         self.cov_factor, self.cov_diag = cov_factor, cov_diag
         super().__init__(batch_shape, (k,), validate_args=validate_args)
-        rank = np.shape(cov_factor)[-1]
-        scaled = cov_factor / np.expand_dims(cov_diag, -1)
-        capacitance = onp.eye(rank) + np.matmul(np.swapaxes(cov_factor, -1, -2), scaled)
-        self._capacitance_tril = np.linalg.cholesky(capacitance)
+
+    @functools.cached_property
+    def _capacitance_tril(self):
+        # Factorised on first use, as MultivariateNormal's Cholesky factor:
+        # an invalid cov_diag is then reported at the site.
+        rank = np.shape(self.cov_factor)[-1]
+        scaled = self.cov_factor / np.expand_dims(self.cov_diag, -1)
+        capacitance = onp.eye(rank) + np.matmul(np.swapaxes(self.cov_factor, -1, -2), scaled)
+        return np.linalg.cholesky(capacitance)
 
     @derived_param
     def covariance_matrix(self):
@@ -254,6 +269,17 @@ class MultivariateStudentT(Distribution):
     def variance(self):
         lt = self.scale_tril
         return np.expand_dims(self._variance_ratio(), -1) * np.sum(lt * lt, axis=-1)
+
+    def entropy(self):
+        # log(Gamma(df/2) (df pi)^(k/2) / Gamma((df+k)/2)) + log det L
+        # + (df+k)/2 (digamma((df+k)/2) - digamma(df/2))
+        k = self.event_shape[0]
+        half_df, half_total = 0.5 * self.df, 0.5 * (self.df + k)
+        entropy = (special.gammaln(half_df) - special.gammaln(half_total)
+                   + 0.5 * k * (np.log(self.df) + math.log(math.pi))
+                   + _half_log_det(self.scale_tril)
+                   + half_total * (special.digamma(half_total) - special.digamma(half_df)))
+        return np.broadcast_to(entropy, self.batch_shape)
 
 
 class Dirichlet(Distribution):
@@ -435,3 +461,8 @@ class GaussianRandomWalk(Distribution):
     @property
     def variance(self):
         return np.expand_dims(self.scale**2, -1) * onp.arange(1, self.num_steps + 1)
+
+    def entropy(self):
+        # The walk is a volume-preserving (unit triangular) map of its
+        # num_steps independent Normal(0, scale) increments.
+        return self.num_steps * (0.5 + 0.5 * _LOG_2PI + np.log(self.scale))

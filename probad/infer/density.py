@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -27,7 +28,7 @@ from ..ad.compiler import compile as compile_function
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           enable_validation, is_validation_enabled)
-from ..distributions.transforms import biject_to
+from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
 from ..primitives import SiteError
@@ -47,14 +48,18 @@ def _is_factor(msg) -> bool:
     return bool(msg["infer"].get("is_factor"))
 
 
+def _scaled_and_masked(msg, term):
+    """A site's log-density ``term`` times the site's ``scale``, zero where its mask is False."""
+    if msg["scale"] is not None:
+        term = term * msg["scale"]
+    if msg["mask"] is not None:
+        term = np.where(msg["mask"], term, 0.0)
+    return term
+
+
 def _site_log_prob(msg):
     """The log density of one sample site, scaled and masked, not summed."""
-    log_prob = msg["fn"].log_prob(msg["value"])
-    if msg["scale"] is not None:
-        log_prob = log_prob * msg["scale"]
-    if msg["mask"] is not None:
-        log_prob = np.where(msg["mask"], log_prob, 0.0)
-    return log_prob
+    return _scaled_and_masked(msg, msg["fn"].log_prob(msg["value"]))
 
 
 def _log_joint(model_trace):
@@ -112,12 +117,21 @@ def _written(fn):
     return fn
 
 
-def _check_parameters(msg):
+def _parameter_problem(msg) -> str | None:
+    """``"site 'x': <what is wrong>"`` if the site's distribution has an
+    invalid parameter, else None."""
     try:
         _written(msg["fn"]).validate_args()
     except ValueError as exc:
-        raise SiteError(f"site '{msg['name']}': {exc}. Fix the distribution's parameters "
-                        "at this site (or the priors/data they are computed from).") from None
+        return f"site '{msg['name']}': {exc}"
+    return None
+
+
+def _check_parameters(msg):
+    problem = _parameter_problem(msg)
+    if problem is not None:
+        raise SiteError(f"{problem}. Fix the distribution's parameters at this site (or the "
+                        "priors/data they are computed from).")
 
 
 def _check_observation(msg):
@@ -148,7 +162,8 @@ def _check_observation(msg):
         _written(fn).check_support(value)
     except ValueError as exc:
         raise SiteError(f"observed data for site '{name}' is outside the support of "
-                        f"{type(_written(fn)).__name__}: {exc}") from None
+                        f"{type(_written(fn)).__name__}: {exc}. Fix or drop those observations, "
+                        "or choose a likelihood whose support contains the data.") from None
 
 
 def _checked_prototype_value(rng):
@@ -192,6 +207,20 @@ def _model_location(exc) -> str:
     return "an unknown line"
 
 
+@contextmanager
+def _checked_at_sites():
+    """Distributions built inside skip their constructor's check of the
+    parameters, which would fail before the site is reached; the site checks
+    them instead (``_parameter_problem``), so that the error can name it."""
+    was_enabled = is_validation_enabled()
+    enable_validation(False)
+    try:
+        with onp.errstate(all="ignore"):
+            yield
+    finally:
+        enable_validation(was_enabled)
+
+
 def _check_pass(model, data):
     """Run the model once on concrete values, validating every site.
 
@@ -207,17 +236,13 @@ def _check_pass(model, data):
     except SiteError:
         raise
     except ValueError as first:
-        was_enabled = is_validation_enabled()
-        enable_validation(False)
         try:
-            with onp.errstate(all="ignore"):
+            with _checked_at_sites():
                 _prototype_trace(model, data)
         except SiteError as named:
             raise named from None
         except Exception:  # noqa: BLE001  (any other failure: report the first error)
             pass
-        finally:
-            enable_validation(was_enabled)
         raise ValueError(f"{first} (in the model at {_model_location(first)})") from first
 
 
@@ -275,6 +300,10 @@ def _finite(x) -> bool:
     return bool(onp.all(onp.isfinite(x)))
 
 
+class _FailedStart(Exception):
+    """A try of ``initial_point`` that cannot go on; the message says why."""
+
+
 class Potential:
     """The potential energy ``U(q) = -log p(x(q), data) - log|det dx/dq|``.
 
@@ -330,11 +359,16 @@ class Potential:
     # -- q <-> site values
     def _run(self, q):
         """Run the model with the latent sites read from ``q``; return the
-        trace and each site's log|det J|.
+        trace and each site's log|det J|, scaled and masked as its log density.
 
         Each site's transform is built from its distribution in this run, so
         a support that depends on other sites (``Uniform(0, 1 - a)``) is
         followed correctly.
+
+        The Jacobian is a factor of the site's density, as in NumPyro (which
+        samples it as a factor site where the value is made), so it takes the
+        site's ``scale`` and ``mask``: under a subsampling plate the subsample
+        stands for all ``size`` local variables, Jacobians included.
         """
         log_dets = {}
 
@@ -347,7 +381,10 @@ class Potential:
             u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
             transform = biject_to(msg["fn"].support)
             x = transform(u)
-            log_dets[site.name] = np.sum(transform.log_abs_det_jacobian(u, x))
+            log_det = transform.log_abs_det_jacobian(u, x)
+            # One term per batch element, so the site's mask can apply.
+            log_dets[site.name] = sum_rightmost(log_det, np.ndim(log_det)
+                                                - len(msg["fn"].batch_shape))
             return x
 
         model_trace = trace(substitute(self.model, substitute_fn=latent_value)
@@ -356,7 +393,10 @@ class Potential:
             missing = [name for name in self.sites if name not in log_dets]
             raise ValueError(f"latent site(s) {', '.join(missing)} of the model's first run did "
                              f"not appear this time: {_FIXED_STRUCTURE}")
-        return model_trace, log_dets
+        # Scale and mask are read from the trace: handlers outside the
+        # substitution may still have changed them.
+        return model_trace, {name: np.sum(_scaled_and_masked(model_trace[name], log_det))
+                             for name, log_det in log_dets.items()}
 
     def _site_of(self, msg) -> Site:
         try:
@@ -380,9 +420,13 @@ class Potential:
             parts.append(onp.ravel(biject_to(support).inv(value)))
         return onp.concatenate(parts) if parts else onp.zeros(0)
 
-    def _energy_fn(self, q):
+    def _energy_fn(self, q, jacobian: bool = True):
+        """``U(q)``; without the Jacobian term when ``jacobian`` is False (the
+        density of the constrained values, which ``pb.map`` maximises).
+        A static flag: the compiler records one tape for each value."""
         model_trace, log_dets = self._run(q)
-        return -(_log_joint(model_trace) + sum(log_dets.values()))
+        log_joint = _log_joint(model_trace)
+        return -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
 
     def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
         """What one draw contributes to the results, from one run of the model:
@@ -435,8 +479,9 @@ class Potential:
         except onp.linalg.LinAlgError:
             return onp.inf
 
-    def value_and_grad(self, q) -> tuple[float, onp.ndarray]:
-        """``(U(q), dU/dq)``, the gradient a float64 vector.
+    def value_and_grad(self, q, jacobian: bool = True) -> tuple[float, onp.ndarray]:
+        """``(U(q), dU/dq)``, the gradient a float64 vector; with
+        ``jacobian=False``, U leaves out the log|det J| term.
 
         A linear-algebra failure inside the model (a Cholesky factor of a
         matrix that is not numerically positive definite) means the density
@@ -445,7 +490,7 @@ class Potential:
         """
         q = onp.asarray(q, dtype=onp.float64)
         try:
-            value, grad = self._energy_and_grad(q)
+            value, grad = self._energy_and_grad(q, jacobian)
         except onp.linalg.LinAlgError:
             return onp.inf, onp.zeros_like(q)
         return float(value), onp.asarray(grad, dtype=onp.float64)
@@ -503,8 +548,10 @@ class Potential:
         Raises
         ------
         ValueError
-            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites whose log
-            density or gradient was not finite at the last try.
+            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
+            try failed: an invalid distribution parameter, a value outside
+            its support (a draw that underflowed to the edge), a log density,
+            Jacobian or gradient that was not finite.
         """
         rng = onp.random.default_rng(seed)
         strategy = init_to_uniform() if strategy is None else strategy
@@ -512,27 +559,45 @@ class Potential:
         def init_value(msg):
             if msg["type"] == "plate":
                 return self._subsamples.get(msg["name"])
-            if msg["type"] == "sample" and not msg["is_observed"]:
-                return strategy(msg, rng)
-            return None
+            if msg["type"] != "sample":
+                return None
+            # A value drawn earlier can make this site's parameters invalid
+            # (a scale that underflows to 0): that is a failed try, not an error.
+            problem = _parameter_problem(msg)
+            if problem is not None:
+                raise _FailedStart(f"invalid parameter at {problem}")
+            return None if msg["is_observed"] else strategy(msg, rng)
 
         for _ in range(MAX_INIT_ATTEMPTS):
+            try:
+                return self._try_start(init_value, rng)
+            except _FailedStart as failure:
+                last_failure = failure
+        raise ValueError(
+            f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at the "
+            f"last try: {last_failure}. Check that the data fit the likelihood and the priors' "
+            "supports, or give starting values with init_to_value(values={...}).")
+
+    def _try_start(self, init_value, rng) -> onp.ndarray:
+        """One try of ``initial_point``: the ``q`` of the values ``init_value``
+        gives, or ``_FailedStart`` naming the sites where it fails."""
+        with _checked_at_sites():
             init_trace = trace(substitute(seeded(self.model, rng), substitute_fn=init_value)
                                ).get_trace(**self.data)
-            # Overflow at a bad point (or a draw on the edge of its support)
-            # is expected here; finiteness is checked below.
-            with onp.errstate(all="ignore"):
+            try:
                 q = self._q_from_trace(init_trace)
-                energy, grad = self.value_and_grad(q)
+            except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
+                raise _FailedStart(exc) from None
+            energy, grad = self.value_and_grad(q)
             if _finite(q) and math.isfinite(energy) and _finite(grad):
                 return q
-        raise ValueError(self._describe_failed_start(q, grad, strategy))
+            raise _FailedStart(self._non_finite_sites(q, grad))
 
-    def _describe_failed_start(self, q, grad, strategy) -> str:
-        with onp.errstate(all="ignore"):
-            model_trace, log_dets = self._concrete_run(q)
-            bad_density = [name for name, msg in model_trace.items()
-                           if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+    def _non_finite_sites(self, q, grad) -> str:
+        """Which sites' log density, Jacobian or gradient is not finite at ``q``."""
+        model_trace, log_dets = self._concrete_run(q)
+        bad_density = [name for name, msg in model_trace.items()
+                       if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]
@@ -543,18 +608,16 @@ class Potential:
             parts.append(f"transform Jacobian not finite at site(s) {', '.join(bad_jacobian)}")
         if bad_grad:
             parts.append(f"gradient not finite for site(s) {', '.join(bad_grad)}")
-        return (f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at "
-                f"the last try: {'; '.join(parts) or 'the potential was not finite'}. Check "
-                "that the data fit the likelihood and the priors' supports, or give starting "
-                "values with init_to_value(values={...}).")
+        return "; ".join(parts) or "the potential was not finite"
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True) -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
-    - sum over latent sites of log|det J|`` where each latent site's
-    constrained value is ``biject_to(support)`` of its slice of ``q``.
+    - sum over latent sites of scale * log|det J|, masked`` where each latent
+    site's constrained value is ``biject_to(support)`` of its slice of ``q``
+    and its Jacobian term takes the site's scale and mask (NumPyro's rule).
 
     Parameters
     ----------

@@ -18,9 +18,7 @@ from typing import Mapping
 import numpy as onp
 import scipy.optimize
 
-import probad.ad.numpy as np
-from .. import ad
-from .advi import GaussianApproximation, _is_identity
+from .advi import GaussianApproximation
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
@@ -66,33 +64,14 @@ class MAPResult(dict):
         return f"MAPResult({dict.__repr__(self)}, log_density={self.log_density:.6g})"
 
 
-def _log_det_jacobian_fn(pot):
-    """``q -> sum of log|det J|`` over the latent sites, differentiable."""
-    sites = [site for site in pot.sites.values() if not _is_identity(site.transform)]
-
-    def log_det(q):
-        total = 0.0
-        for site in sites:
-            u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
-            total = total + np.sum(site.transform.log_abs_det_jacobian(u, site.transform(u)))
-        return total
-
-    return log_det if sites else None
-
-
 def _find_mode(pot, *, init, seed, method, jacobian, options):
-    """Minimise ``U`` (``jacobian=True``) or ``U + log|det J|`` over q."""
+    """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``."""
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
         (init if init is not None else init_to_median())
     q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
-    log_det = None if jacobian else _log_det_jacobian_fn(pot)
-    log_det_and_grad = ad.value_and_grad(log_det) if log_det is not None else None
 
     def objective(q):
-        value, grad = pot.value_and_grad(q)
-        if log_det_and_grad is not None:
-            extra, extra_grad = log_det_and_grad(q)
-            value, grad = value + float(extra), grad + onp.asarray(extra_grad)
+        value, grad = pot.value_and_grad(q, jacobian)
         if not (onp.isfinite(value) and onp.isfinite(grad).all()):
             # scipy's line search backs off from an infinite value.
             return onp.inf, onp.zeros_like(q)

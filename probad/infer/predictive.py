@@ -6,11 +6,13 @@ cheap next to the sampling that produced the posterior.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import numpy as onp
 
 from .. import handlers
+from .results import _import_arviz
 
 __all__ = ["predictive", "prior_predictive"]
 
@@ -43,8 +45,46 @@ def _fixed_latents(draw):
     return value
 
 
-def predictive(model: Callable, data: Mapping | None, posterior_samples: Mapping,
-               sites=None, seed=None) -> dict[str, onp.ndarray]:
+def _flat_draws(posterior) -> tuple[dict, tuple]:
+    """``(name -> draws with one leading axis, the leading shape to give back)``.
+
+    An ``arviz.InferenceData`` (or its ``posterior`` group) has draws on two
+    axes, ``(chain, draw)``: they are flattened here and restored on return.
+    """
+    arviz = _import_arviz()
+    import xarray  # ArviZ's own dependency, loaded with it
+
+    if isinstance(posterior, arviz.InferenceData):
+        if "posterior" not in posterior.groups():
+            raise ValueError(f"the InferenceData has no posterior group (only "
+                             f"{', '.join(posterior.groups())}); pass pb.hmc's result")
+        posterior = posterior.posterior
+    # Checked before Mapping: a Dataset is one, but iterating over one of its
+    # variables would walk the chains, not the draws.
+    if isinstance(posterior, xarray.Dataset):
+        missing = {"chain", "draw"} - set(posterior.dims)
+        if missing:
+            raise ValueError(f"the posterior has no {' or '.join(sorted(missing))} dim; pass "
+                             "pb.hmc's InferenceData, or a dict of draws with a leading draw axis")
+        leading = (posterior.sizes["chain"], posterior.sizes["draw"])
+        values = {name: var.transpose("chain", "draw", ...).values
+                  for name, var in posterior.data_vars.items()}
+        return {name: v.reshape((-1,) + v.shape[2:]) for name, v in values.items()}, leading
+    if not isinstance(posterior, Mapping):
+        raise TypeError(f"posterior must be an arviz.InferenceData or a dict of draws, got "
+                        f"{type(posterior).__name__}")
+    lengths = {name: len(v) for name, v in posterior.items()}
+    if not lengths:
+        raise ValueError("posterior is empty: pass an InferenceData or {site: draws} with a "
+                         "leading draw axis")
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"posterior draws differ in number between sites: {lengths}; give "
+                         "every site the same number of draws")
+    return dict(posterior), (next(iter(lengths.values())),)
+
+
+def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
+               seed=None) -> dict[str, onp.ndarray]:
     """Posterior predictive draws.
 
     Parameters
@@ -54,11 +94,13 @@ def predictive(model: Callable, data: Mapping | None, posterior_samples: Mapping
         Model keyword arguments. Observed sites are redrawn whatever their
         data, so new covariates can be passed here for out-of-sample
         predictions.
-    posterior_samples : mapping of name -> array of shape (num_draws, ...)
-        Draws of the latent sites (deterministic sites may be included; they
-        are recomputed from the latent draws anyway). Latent sites without
-        draws (e.g. an observed site whose data is left out) are drawn from
-        their distribution given the rest.
+    posterior : arviz.InferenceData or mapping of name -> array
+        Draws of the latent sites: the ``posterior`` group of an
+        InferenceData (as ``pb.hmc`` returns), or arrays with a leading draw
+        axis, ``(num_draws, ...)``. Deterministic sites may be included;
+        they are recomputed from the latent draws anyway. Latent sites
+        without draws (e.g. an observed site whose data is left out) are
+        drawn from their distribution given the rest.
     sites : list of str, optional
         Sites to return; by default every sample site (observed ones resampled)
         and every deterministic site.
@@ -66,23 +108,21 @@ def predictive(model: Callable, data: Mapping | None, posterior_samples: Mapping
 
     Returns
     -------
-    dict of name -> array of shape (num_draws, ...)
+    dict of name -> array
+        Of shape ``(chain, draw, ...)`` for an InferenceData, ready for
+        ``idata.extend(az.from_dict(posterior_predictive=...))``; of shape
+        ``(num_draws, ...)`` for a mapping.
     """
-    lengths = {name: len(v) for name, v in posterior_samples.items()}
-    if not lengths:
-        raise ValueError("posterior_samples is empty: pass {site: draws} with a leading draw axis")
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"posterior_samples have different numbers of draws: {lengths}")
-    num_draws = next(iter(lengths.values()))
+    draws, leading = _flat_draws(posterior)
     rng = onp.random.default_rng(seed)
     data = dict(data or {})
     forward = handlers.seed(handlers.uncondition(model), rng)
     runs = []
-    for i in range(num_draws):
-        draw = {name: onp.asarray(v[i]) for name, v in posterior_samples.items()}
+    for i in range(math.prod(leading)):
+        draw = {name: onp.asarray(v[i]) for name, v in draws.items()}
         fixed = handlers.substitute(forward, substitute_fn=_fixed_latents(draw))
         runs.append(_record(handlers.trace(fixed).get_trace(**data), sites))
-    return _stack(runs)
+    return {name: v.reshape(leading + v.shape[1:]) for name, v in _stack(runs).items()}
 
 
 def prior_predictive(model: Callable, data: Mapping | None = None, draws: int = 500,

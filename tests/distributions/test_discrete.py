@@ -12,6 +12,7 @@ import scipy.stats as st
 
 import probad.distributions as dist
 from probad.ad.test_util import check_grads
+from tests.distributions.goodness_of_fit import chi_square_pvalue
 
 
 class _ZeroInflated:
@@ -184,29 +185,11 @@ def test_mean_variance_match_scipy(case):
     onp.testing.assert_allclose(onp.broadcast_to(d.variance, batch), onp.broadcast_to(ref.var(), batch), rtol=1e-9)
 
 
-# Sampling: n draws at a fixed seed; the sample mean must be within 5 standard
-# errors and a chi-square goodness-of-fit test (bins with expected count < 5
-# pooled into their neighbour) must not reject at level 1e-3.
+# Sampling: n draws at a fixed seed. The sample mean and variance must be
+# within 5 standard errors (sqrt(var/n) and sqrt((mu4 - var^2)/n), the
+# central moments summed over the support) and a chi-square goodness-of-fit
+# test must not reject at level 1e-3.
 N_DRAWS = 20_000
-
-
-def _chi_square_pvalue(x, pmf, upper):
-    values = onp.arange(upper + 1)
-    expected = N_DRAWS * pmf(values)
-    observed = onp.bincount(x, minlength=upper + 1)[: upper + 1].astype(float)
-    observed[-1] += onp.sum(x > upper)
-    expected[-1] += N_DRAWS - expected.sum()
-    # Pool small bins left to right.
-    obs_bins, exp_bins, o, e = [], [], 0.0, 0.0
-    for oi, ei in zip(observed, expected):
-        o, e = o + oi, e + ei
-        if e >= 5:
-            obs_bins.append(o)
-            exp_bins.append(e)
-            o = e = 0.0
-    obs_bins[-1] += o
-    exp_bins[-1] += e
-    return st.chisquare(obs_bins, exp_bins).pvalue
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -215,11 +198,15 @@ def test_samples_match_scipy(case):
     x = onp.asarray(d.sample(onp.random.default_rng(11), (N_DRAWS,)))
     assert x.shape == (N_DRAWS,) and x.dtype.kind == "i"
     assert onp.all(d.support.check(x))
-    mean, var = float(ref.mean()), float(ref.var())
-    assert abs(x.mean() - mean) < 5 * math.sqrt(var / N_DRAWS)
     shift = case.scalar[0] if case.name == "DiscreteUniform" else 0
     upper = int(ref.ppf(1 - 1e-9)) - shift
-    pvalue = _chi_square_pvalue(x - shift, lambda k: ref.pmf(k + shift), upper)
+    support = onp.arange(upper + 1) + shift
+    pmf = ref.pmf(support)
+    mean = onp.sum(pmf * support)
+    var, mu4 = (onp.sum(pmf * (support - mean) ** power) for power in (2, 4))
+    assert abs(x.mean() - mean) < 5 * math.sqrt(var / N_DRAWS)
+    assert abs(x.var() - var) < 5 * math.sqrt((mu4 - var**2) / N_DRAWS)
+    pvalue = chi_square_pvalue(x - shift, lambda k: ref.pmf(k + shift), upper)
     assert pvalue > 1e-3
 
 
@@ -254,7 +241,7 @@ def test_categorical_zero_probability_and_sampling():
     assert d.log_prob(1) == -onp.inf
     x = d.sample(onp.random.default_rng(3), (N_DRAWS,))
     assert not onp.any(x == 1)
-    pvalue = _chi_square_pvalue(x, lambda k: onp.array([0.2, 0.0, 0.5, 0.3])[k], 3)
+    pvalue = chi_square_pvalue(x, lambda k: onp.array([0.2, 0.0, 0.5, 0.3])[k], 3)
     assert pvalue > 1e-3
 
 
@@ -305,13 +292,28 @@ def test_enumerate_support_needs_homogeneous_total_count():
         dist.Binomial(onp.array([3, 4]), probs=0.5).enumerate_support()
 
 
-@pytest.mark.parametrize("name", ["Binomial_probs", "Poisson", "Geometric_probs", "Geometric_logits",
-                                  "DiscreteUniform"])
+@pytest.mark.parametrize("name", ["Bernoulli_probs", "Bernoulli_logits", "Binomial_probs", "Poisson",
+                                  "Geometric_probs", "Geometric_logits", "DiscreteUniform"])
 def test_cdf_matches_scipy(name):
     case = CASES[IDS.index(name)]
     params = case.draw(onp.random.default_rng(0), BATCH)
     x = _values(case, params, sample_shape=(6,))
     onp.testing.assert_allclose(case.ours(*params).cdf(x), case.ref(*params).cdf(x), rtol=1e-10)
+
+
+def test_bernoulli_and_categorical_cdf_between_and_beyond_the_support():
+    x = onp.array([-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.2])[:, None, None]
+    p = onp.array([[0.1], [0.75]])
+    onp.testing.assert_allclose(dist.Bernoulli(probs=p).cdf(x), st.bernoulli(p).cdf(x), rtol=1e-12)
+    probs = onp.random.default_rng(2).dirichlet(onp.ones(4), (2, 3))
+    expected = onp.array([[st.rv_discrete(values=(onp.arange(4), probs[i, j])).cdf(x[:, 0, 0])
+                           for j in range(3)] for i in range(2)])
+    for d in (dist.Categorical(probs=probs), dist.Categorical(logits=onp.log(probs) - 1.0)):
+        onp.testing.assert_allclose(d.cdf(x), onp.moveaxis(expected, -1, 0), rtol=1e-12)
+    onp.random.seed(8)
+    check_grads(lambda l: dist.Categorical(logits=l).cdf(x), modes=["fwd", "rev"], order=2)(
+        onp.log(probs))
+    check_grads(lambda q: dist.Bernoulli(probs=q).cdf(x), modes=["fwd", "rev"], order=2)(p)
 
 
 @pytest.mark.parametrize("name", ["Bernoulli_probs", "Bernoulli_logits", "Geometric_probs", "DiscreteUniform"])

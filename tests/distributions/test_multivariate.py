@@ -1,4 +1,5 @@
 """Multivariate distributions against scipy.stats: densities, moments, sampling, gradients."""
+import itertools
 import math
 
 import numpy as onp
@@ -10,6 +11,7 @@ import probad.distributions as dist
 from probad.ad import deriv
 from probad.ad.test_util import check_grads
 from probad.distributions.transforms import CorrCholeskyTransform
+from tests.distributions.goodness_of_fit import chi_square_pvalue
 
 N_DRAWS = 20_000
 
@@ -19,13 +21,25 @@ def _spd(rng, k, batch=()):
     return a @ onp.swapaxes(a, -1, -2) + k * onp.eye(k)
 
 
-def _assert_moments(x, mean, cov, n=N_DRAWS):
-    """Sample mean and covariance within 5 standard errors (Gaussian-type
-    fourth moments: var of S_ij is (S_ii S_jj + S_ij^2) / n)."""
+def _assert_gaussian(x, mean, cov, n=N_DRAWS):
+    """Gaussian draws: sample mean and covariance within 5 standard errors
+    (var of S_ij is (S_ii S_jj + S_ij^2) / n), and Kolmogorov-Smirnov tests
+    (level 1e-3) of the squared Mahalanobis distance against chi2(k) and of
+    the first coordinate against its normal marginal."""
     se_mean = onp.sqrt(onp.diag(cov) / n)
     assert onp.all(onp.abs(x.mean(0) - mean) < 5 * se_mean)
     se_cov = onp.sqrt((onp.outer(onp.diag(cov), onp.diag(cov)) + cov**2) / n)
     assert onp.all(onp.abs(onp.cov(x.T) - cov) < 5 * se_cov)
+    white = onp.linalg.solve(onp.linalg.cholesky(cov), (x - mean).T)
+    assert st.kstest(onp.sum(white**2, 0), st.chi2(len(mean)).cdf).pvalue > 1e-3
+    assert st.kstest(x[:, 0], st.norm(mean[0], math.sqrt(cov[0, 0])).cdf).pvalue > 1e-3
+
+
+def _assert_mean_and_variance(x, mean, var, excess_kurtosis, n=N_DRAWS):
+    """Sample mean and variance of each coordinate within 5 standard errors:
+    sqrt(var / n) and sqrt((mu4 - var^2) / n), mu4 = (kurtosis + 3) var^2."""
+    assert onp.all(onp.abs(x.mean(0) - mean) < 5 * onp.sqrt(var / n))
+    assert onp.all(onp.abs(x.var(0) - var) < 5 * onp.sqrt((excess_kurtosis + 2) * var**2 / n))
 
 
 # ------------------------------------------------------------ MultivariateNormal
@@ -72,7 +86,7 @@ def test_mvn_sampling_and_rsample():
     d = dist.MultivariateNormal(loc, cov)
     x = d.sample(onp.random.default_rng(3), (N_DRAWS,))
     assert x.shape == (N_DRAWS, 3)
-    _assert_moments(x, loc, cov)
+    _assert_gaussian(x, loc, cov)
     tril = onp.linalg.cholesky(cov)
     onp.random.seed(1)
     check_grads(lambda m, s: dist.MultivariateNormal(m, scale_tril=s, validate_args=False)
@@ -104,7 +118,7 @@ def test_low_rank_mvn_matches_full_covariance():
     check_grads(lambda v, m, w_, dg: dist.LowRankMultivariateNormal(m, w_, dg).log_prob(v),
                 modes=["fwd", "rev"], order=1)(x[0], loc, w, diag)
     draws = dist.LowRankMultivariateNormal(loc[0], w, diag).sample(onp.random.default_rng(6), (N_DRAWS,))
-    _assert_moments(draws, loc[0], cov)
+    _assert_gaussian(draws, loc[0], cov)
 
 
 # --------------------------------------------------------- MultivariateStudentT
@@ -120,6 +134,11 @@ def test_multivariate_student_t():
                                     rtol=1e-10)
     onp.testing.assert_allclose(d.covariance_matrix[0], df / (df - 2) * cov, rtol=1e-10)
     onp.testing.assert_allclose(d.variance[1], 3.0 * onp.diag(cov), rtol=1e-10)
+    onp.testing.assert_allclose(d.entropy(), [st.multivariate_t(loc, cov, df=nu).entropy()
+                                              for nu in (df, 3.0)], rtol=1e-10)
+    onp.random.seed(9)
+    check_grads(lambda nu, s: dist.MultivariateStudentT(nu, loc, s, validate_args=False).entropy(),
+                modes=["fwd", "rev"], order=2)(onp.array([df, 3.0]), tril)
     onp.random.seed(3)
     check_grads(lambda v, nu, m, s: dist.MultivariateStudentT(nu, m, s, validate_args=False).log_prob(v),
                 modes=["fwd", "rev"], order=1)(x[:, 0], df, loc, tril)
@@ -128,7 +147,8 @@ def test_multivariate_student_t():
     draws = single.sample(onp.random.default_rng(8), (N_DRAWS,))
     white = onp.linalg.solve(tril, (draws - loc).T)
     assert st.kstest(onp.sum(white**2, 0) / 3, st.f(3, df).cdf).pvalue > 1e-3
-    assert onp.all(onp.abs(draws.mean(0) - loc) < 5 * onp.sqrt(df / (df - 2) * onp.diag(cov) / N_DRAWS))
+    # Each coordinate is a scaled t(df): excess kurtosis 6 / (df - 4).
+    _assert_mean_and_variance(draws, loc, df / (df - 2) * onp.diag(cov), 6 / (df - 4))
 
 
 def test_multivariate_student_t_df_gradient_is_unbiased():
@@ -167,8 +187,9 @@ def test_dirichlet_sampling():
     draws = dist.Dirichlet(alpha).sample(onp.random.default_rng(11), (N_DRAWS,))
     assert onp.all(dist.constraints.simplex.check(draws))
     assert st.kstest(draws[:, 0], st.beta(alpha[0], alpha[1:].sum()).cdf).pvalue > 1e-3
-    mean, var = alpha / alpha.sum(), st.dirichlet(alpha).var()
-    assert onp.all(onp.abs(draws.mean(0) - mean) < 5 * onp.sqrt(var / N_DRAWS))
+    # Coordinate i is Beta(alpha_i, sum(alpha) - alpha_i).
+    mean, var, kurtosis = st.beta(alpha, alpha.sum() - alpha).stats(moments="mvk")
+    _assert_mean_and_variance(draws, mean, var, kurtosis)
 
 
 def test_dirichlet_tiny_concentrations_still_sample_the_simplex():
@@ -209,8 +230,16 @@ def test_multinomial(form):
                 modes=["fwd", "rev"], order=1)(param)
     draws = d.sample(onp.random.default_rng(15), (N_DRAWS,))
     assert draws.shape == (N_DRAWS, 2, 4) and onp.all(d.support.check(draws))
-    se = onp.sqrt(9 * probs * (1 - probs) / N_DRAWS)
-    assert onp.all(onp.abs(draws.mean(0) - 9 * probs) < 5 * se)
+    # Count i is Binomial(9, p_i).
+    _assert_mean_and_variance(draws, *st.binom(9, probs).stats(moments="mvk"))
+    # Chi-square over every count vector, numbered by reading it as a
+    # base-10 number (counts are at most 9; lexicographic order is sorted).
+    vectors = onp.array([c for c in itertools.product(range(10), repeat=4) if sum(c) == 9])
+    radix = 10 ** onp.arange(3, -1, -1)
+    for i in range(2):
+        index = onp.searchsorted(vectors @ radix, draws[:, i] @ radix)
+        pmf = st.multinomial(9, probs[i]).pmf(vectors)
+        assert chi_square_pvalue(index, lambda k: pmf[k], len(vectors) - 1) > 1e-3
 
 
 # ------------------------------------------------------------------ LKJCholesky
@@ -266,12 +295,21 @@ def test_gaussian_random_walk():
     steps = onp.diff(x, axis=-1, prepend=0.0)
     expected = st.norm(0.0, scale[:, None]).logpdf(steps).sum(-1)
     onp.testing.assert_allclose(d.log_prob(x), expected, rtol=1e-12)
+    # The walk is Gaussian with covariance scale^2 min(i, j) (1-based steps).
+    steps = onp.arange(1, 7)
+    onp.testing.assert_allclose(d.entropy(), [st.multivariate_normal(
+        cov=s**2 * onp.minimum.outer(steps, steps)).entropy() for s in scale], rtol=1e-12)
     draws = d.sample(onp.random.default_rng(20), (N_DRAWS,))
     onp.testing.assert_allclose(d.variance, scale[:, None] ** 2 * onp.arange(1, 7))
-    se = onp.sqrt(2 * d.variance**2 / N_DRAWS)
-    assert onp.all(onp.abs(draws.var(0) - d.variance) < 5 * se)
+    _assert_mean_and_variance(draws, d.mean, d.variance, 0.0)
+    # The increments are independent Normal(0, scale) draws.
+    for i, s in enumerate(scale):
+        increments = onp.diff(draws[:, i], axis=-1, prepend=0.0).ravel()
+        assert st.kstest(increments, st.norm(0.0, s).cdf).pvalue > 1e-3
     onp.random.seed(7)
     check_grads(lambda v, s: dist.GaussianRandomWalk(s, 6).log_prob(v), modes=["fwd", "rev"], order=1)(x, scale)
     check_grads(lambda s: dist.GaussianRandomWalk(s, 6).sample(onp.random.default_rng(0), (2,)),
                 modes=["fwd", "rev"], order=1)(scale)
+    check_grads(lambda s: dist.GaussianRandomWalk(s, 6).entropy(), modes=["fwd", "rev"],
+                order=2)(scale)
 

@@ -167,6 +167,42 @@ def test_subsampling_plate_keeps_one_subsample(compile):
     assert pot.log_likelihood(q)["y"].shape == (5,)
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_jacobian_of_a_subsampled_local_site_is_scaled(compile):
+    data = onp.linspace(0.5, 3.0, 50)
+
+    def model():
+        with plate("obs", 50, subsample_size=5) as idx:
+            s = sample("s", dist.LogNormal(0.0, 1.0))
+            sample("y", dist.Normal(0.0, s), obs=data[idx])
+
+    pot = potential(model, compile=compile)
+    batch = pot.observed["y"]
+    q = onp.linspace(-0.5, 0.5, 5)
+    s = onp.exp(q)
+    # The 5 local variables stand for all 50: each term, its Jacobian log s = q
+    # included, counts 10 times (NumPyro's rule).
+    terms = dist.LogNormal(0.0, 1.0).log_prob(s) + dist.Normal(0.0, s).log_prob(batch) + q
+    assert pot(q) == pytest.approx(-10.0 * onp.sum(terms), rel=1e-12)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_jacobian_takes_the_scale_and_mask_of_handlers(compile):
+    keep = onp.array([True, False, True])
+
+    def model():
+        with handlers.scale(scale=3.0), handlers.mask(mask=keep), plate("i", 3):
+            sample("s", dist.HalfNormal(2.0))
+
+    pot = potential(model, compile=compile)
+    q = onp.array([-0.4, 0.9, 0.2])
+    terms = dist.HalfNormal(2.0).log_prob(onp.exp(q)) + q
+    value, grad = pot.value_and_grad(q)
+    assert value == pytest.approx(-3.0 * onp.sum(terms[keep]), rel=1e-12)
+    # The masked-out variable adds nothing, its Jacobian neither.
+    assert grad[1] == 0.0 and onp.all(grad[keep] != 0.0)
+
+
 def test_loc_scale_reparam_matches_the_non_centred_model():
     reparam = handlers.reparam(models.eight_schools_centered,
                                config={"theta": LocScaleReparam(0)})
@@ -331,6 +367,40 @@ def test_no_finite_starting_point_names_the_site():
     assert q[0] == 60.0
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_draw_that_makes_a_parameter_invalid_is_a_failed_try(compile):
+    def model():
+        x = sample("x", dist.Normal(0.0, 1.0))
+        sample("y", dist.Normal(0.0, np.exp(-1000.0 * x**2)), obs=1.0)
+
+    pot = potential(model, compile=compile)
+    # Seed 2 starts x at -0.95, where the scale of y underflows to 0; a later try works.
+    assert abs(onp.random.default_rng(2).uniform(-2.0, 2.0)) > 0.9
+    q = pot.initial_point(seed=2)
+    assert math.isfinite(pot(q)) and abs(q[0]) < 0.6
+    with pytest.raises(ValueError, match=rf"after {MAX_INIT_ATTEMPTS} tries of init_to_value"
+                                         r".*at the last try: invalid parameter at site 'y': "
+                                         r"Normal: parameter 'scale' must satisfy positive, "
+                                         r"got 0\.0\. Check that.*init_to_value"):
+        pot.initial_point(strategy=init_to_value({"x": 1.5}))
+
+
+def test_a_prior_draw_on_the_edge_of_the_support_is_a_failed_try():
+    def model(concentration):
+        sample("x", dist.Gamma(concentration, 1.0))
+
+    # Seed 0's first draw of Gamma(0.001, 1) underflows to 0, outside (0, inf).
+    assert dist.Gamma(0.001, 1.0).sample(onp.random.default_rng(0)) == 0.0
+    pot = potential(model, {"concentration": 0.001}, compile=False)
+    q = pot.initial_point(seed=0, strategy=init_to_sample())
+    assert math.isfinite(pot(q)) and 0.0 < math.exp(q[0])
+    # Gamma(1e-300, 1) draws underflow every time.
+    pot = potential(model, {"concentration": 1e-300}, compile=False)
+    with pytest.raises(ValueError, match=r"after \d+ tries of init_to_sample\(\); at the last "
+                                         r"try: site 'x': value outside its support positive"):
+        pot.initial_point(seed=0, strategy=init_to_sample())
+
+
 # ------------------------------------------------------------------- bad input
 def _bad(model, data=None):
     return lambda: potential(model, data, compile=False)
@@ -354,16 +424,23 @@ def test_invalid_parameter_inside_a_plate():
         _bad(model)()
 
 
-def test_non_positive_definite_covariance():
+@pytest.mark.parametrize("fn, parameter, constraint", [
+    (lambda: dist.MultivariateNormal(onp.zeros(2), covariance_matrix=[[1.0, 2.0], [2.0, 1.0]]),
+     "covariance_matrix", "positive_definite"),
+    (lambda: dist.MultivariateNormal(onp.zeros(2), precision_matrix=[[1.0, 2.0], [2.0, 1.0]]),
+     "precision_matrix", "positive_definite"),
+    (lambda: dist.LowRankMultivariateNormal(onp.zeros(2), onp.ones((2, 1)), [-0.5, 1.0]),
+     "cov_diag", r"independent\(positive, 1\)"),
+])
+def test_invalid_matrix_parameters_name_the_site(fn, parameter, constraint):
+    # These distributions factorise their matrices lazily, so an invalid one
+    # gets to the site's check rather than failing in the constructor.
     def model():
-        sample("z", dist.MultivariateNormal(onp.zeros(2),
-                                            covariance_matrix=onp.array([[1.0, 2.0], [2.0, 1.0]])))
+        sample("z", fn())
 
-    # MultivariateNormal cannot be built from a non-PD matrix even unvalidated,
-    # so the error points at the model line that builds it.
-    with pytest.raises(ValueError, match=r"(?s)MultivariateNormal: parameter 'covariance_matrix' "
-                                         r"must satisfy positive_definite.*in the model at "
-                                         r'.*test_density.py:\d+: sample\("z"'):
+    with pytest.raises(ValueError, match=rf"site 'z': \w*MultivariateNormal: parameter "
+                                         rf"'{parameter}' must satisfy {constraint}.*Fix the "
+                                         "distribution's parameters at this site"):
         _bad(model)()
 
 
@@ -387,7 +464,8 @@ def test_observed_data_outside_the_support(fn, obs, position):
             sample("k", fn, obs=obs)
 
     with pytest.raises(ValueError, match=rf"observed data for site 'k' is outside the support "
-                                         rf"of {type(fn).__name__}.*{position}"):
+                                         rf"of {type(fn).__name__}.*{position}.*Fix or drop "
+                                         "those observations, or choose a likelihood"):
         _bad(model)()
 
 

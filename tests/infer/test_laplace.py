@@ -88,6 +88,16 @@ def test_map_with_and_without_jacobian():
     assert over_q["tau"] == pytest.approx(shape / rate, rel=1e-5)
 
 
+def test_map_of_a_scaled_model():
+    # Scaling the model squares its density: the constrained mode stays put;
+    # over q the scaled Jacobian tau^2 moves it exactly where it is unscaled.
+    shape, rate = 2.0 + len(Y_PREC) / 2, 1.0 + (Y_PREC**2).sum() / 2
+    scaled = pb.handlers.scale(precision_model, scale=2.0)
+    assert find_map(scaled, {"y": Y_PREC})["tau"] == pytest.approx((shape - 1) / rate, rel=1e-5)
+    over_q = find_map(scaled, {"y": Y_PREC}, jacobian=True)
+    assert over_q["tau"] == pytest.approx(shape / rate, rel=1e-5)
+
+
 def test_laplace_sample_and_transformed_summaries():
     fit = laplace(precision_model, {"y": Y_PREC}, seed=0)
     idata = fit.sample(400, seed=1)

@@ -1,4 +1,5 @@
 """Prior and posterior predictive draws."""
+import arviz as az
 import numpy as onp
 import pytest
 
@@ -54,11 +55,38 @@ def test_posterior_predictive_with_new_covariates():
     assert data["X"].shape[1] == 3
 
 
-def test_posterior_samples_must_agree_in_length():
-    with pytest.raises(ValueError, match="different numbers of draws"):
+def test_posterior_as_inference_data_keeps_chain_and_draw_axes():
+    rng = onp.random.default_rng(3)
+    chains, draws = 2, 5
+    posterior = {"mu": rng.normal(size=(chains, draws)),
+                 "tau": onp.exp(rng.normal(size=(chains, draws))),
+                 "theta_t": rng.normal(size=(chains, draws, 8))}
+    idata = az.from_dict(posterior=posterior)
+    out = predictive(models.eight_schools_noncentered, ES, posterior=idata, seed=4)
+    assert out["y"].shape == (chains, draws, 8) and out["mu"].shape == (chains, draws)
+    assert onp.array_equal(out["theta_t"], posterior["theta_t"])
+    # The same draws flattened chain by chain give the same predictions.
+    flat = {name: v.reshape((chains * draws,) + v.shape[2:]) for name, v in posterior.items()}
+    same = predictive(models.eight_schools_noncentered, ES, flat, seed=4)
+    assert onp.array_equal(out["y"].reshape(same["y"].shape), same["y"])
+    # The posterior group alone (a Dataset, itself a Mapping) is read the same way.
+    grouped = predictive(models.eight_schools_noncentered, ES, idata.posterior, seed=4)
+    assert onp.array_equal(grouped["y"], out["y"])
+    # Ready for the posterior_predictive group.
+    idata.extend(az.from_dict(posterior_predictive={"y": out["y"]}))
+    assert idata.posterior_predictive["y"].shape == (chains, draws, 8)
+
+
+def test_bad_posteriors():
+    with pytest.raises(ValueError, match="differ in number between sites.*same number of draws"):
         predictive(models.eight_schools_noncentered, ES,
                    {"mu": onp.zeros(3), "tau": onp.ones(4)})
-    with pytest.raises(ValueError, match="posterior_samples is empty"):
-        predictive(models.eight_schools_noncentered, ES, {})
+    with pytest.raises(ValueError, match="posterior is empty"):
+        predictive(models.eight_schools_noncentered, ES, posterior={})
+    with pytest.raises(TypeError, match="an arviz.InferenceData or a dict of draws, got ndarray"):
+        predictive(models.eight_schools_noncentered, ES, posterior=onp.zeros(3))
+    with pytest.raises(ValueError, match="has no posterior group \\(only prior\\)"):
+        predictive(models.eight_schools_noncentered, ES,
+                   posterior=az.from_dict(prior={"mu": onp.zeros((1, 3))}))
     with pytest.raises(ValueError, match="draws must be >= 1"):
         prior_predictive(models.eight_schools_noncentered, ES, draws=0)
