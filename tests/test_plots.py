@@ -68,7 +68,8 @@ def test_plot_compare_overlays_fits(idata, fit, tmp_path):
 
 def test_advi_plot_renders_the_elbo_trace(fit, tmp_path):
     ax = fit.plot()
-    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("step", "ELBO", "ADVI (meanfield)")
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "ELBO"
+    assert ax.get_title() == "ADVI (meanfield)"
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels == ["ELBO (one step)", "mean per 100 steps", "averaged iterates", "converged"]
     # The raw trace has one point per step; the shaded window starts where averaging does.

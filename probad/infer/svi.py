@@ -155,11 +155,11 @@ class TraceMeanField_ELBO(Trace_ELBO):
     """:class:`Trace_ELBO` with the analytic KL divergence for every latent
     site whose (guide, model) distribution pair has a registered rule
     (:func:`~probad.infer.kl.kl_divergence` lists the built-in pairs;
-    plate, ``expand`` and ``to_event`` wrappers are handled). Same expectation as :class:`Trace_ELBO`; the
-    analytic term removes those sites' own sampling noise, which usually,
-    though not always (it can be anticorrelated with the likelihood's),
-    lowers the variance. Like the name says, it suits guides whose sites
-    are independent of each other.
+    plate, ``expand`` and ``to_event`` wrappers are handled). Same
+    expectation as :class:`Trace_ELBO`; the analytic term removes those
+    sites' own sampling noise, which usually, though not always (it can be
+    anticorrelated with the likelihood's), lowers the variance. Like the
+    name says, it suits guides whose sites are independent of each other.
     """
 
     def _latent_term(self, model_msg, guide_msg):
