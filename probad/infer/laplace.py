@@ -1,13 +1,13 @@
 """``pb.map`` and ``pb.laplace``: the posterior mode and a Gaussian around it.
 
-Both optimise over the potential's unconstrained vector q with scipy and the
-potential's compiled gradient. ``map`` finds the mode of the posterior
-density of the constrained values (no Jacobian, as Stan's ``optimize`` and
-NumPyro's ``AutoDelta``). ``laplace`` finds the mode of the density over q
-(Jacobian included, the density the samplers see) and fits
-``N(q*, H^-1)`` with ``H`` the Hessian of ``U`` there; this is Stan's
-``laplace_sample``. The Hessian is formed from central differences of the
-exact (autodiff) gradient, column by column.
+Both optimise over the potential's unconstrained vector q with
+:func:`probad.optimize.minimize` (scipy on compiled probad.ad derivatives).
+``map`` finds the mode of the posterior density of the constrained values (no
+Jacobian, as Stan's ``optimize`` and NumPyro's ``AutoDelta``). ``laplace``
+finds the mode of the density over q (Jacobian included, the density the
+samplers see) and fits ``N(q*, H^-1)`` with ``H`` the Hessian of ``U`` there;
+this is Stan's ``laplace_sample``. The Hessian is exact: probad.ad
+differentiates ``U`` twice (reverse over reverse), no finite differences.
 """
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import warnings
 from typing import Mapping
 
 import numpy as onp
-import scipy.optimize
 
 import probad.ad.numpy as np
-from .. import ad
+from ..optimize import minimize
 from .advi import GaussianApproximation, _is_identity
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
@@ -27,7 +26,7 @@ from .initialization import init_to_median, init_to_value
 __all__ = ["map", "laplace", "MAPResult", "LaplaceFit"]
 
 # An eigenvalue of H below this fraction of the largest counts as not
-# positive: the finite-difference Hessian is accurate to far better than this.
+# positive: the autodiff Hessian is exact up to rounding, far below this.
 RELATIVE_EIGEN_TOL = 1e-8
 
 
@@ -80,28 +79,16 @@ def _log_det_jacobian_fn(pot):
     return log_det if sites else None
 
 
-def _find_mode(pot, *, init, seed, method, jacobian, options):
+def _find_mode(pot, *, init, seed, method, jacobian, compile, options):
     """Minimise ``U`` (``jacobian=True``) or ``U + log|det J|`` over q."""
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
         (init if init is not None else init_to_median())
     q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
     log_det = None if jacobian else _log_det_jacobian_fn(pot)
-    log_det_and_grad = ad.value_and_grad(log_det) if log_det is not None else None
-
-    def objective(q):
-        value, grad = pot.value_and_grad(q)
-        if log_det_and_grad is not None:
-            extra, extra_grad = log_det_and_grad(q)
-            value, grad = value + float(extra), grad + onp.asarray(extra_grad)
-        if not (onp.isfinite(value) and onp.isfinite(grad).all()):
-            # scipy's line search backs off from an infinite value.
-            return onp.inf, onp.zeros_like(q)
-        return value, grad
-
-    with onp.errstate(all="ignore"):
-        result = scipy.optimize.minimize(objective, q0, jac=True, method=method,
-                                         options=options or None)
-    return result
+    objective = pot.energy if log_det is None else (lambda q: pot.energy(q) + log_det(q))
+    # minimize steps back from trial points where the model overflows or its
+    # linear algebra fails, as the samplers reject them.
+    return minimize(objective, q0, method=method, compile=compile, **dict(options or {}))
 
 
 def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
@@ -117,9 +104,10 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     init : init strategy or dict, optional
         Starting point; default ``init_to_median()``.
     method : str
-        A gradient-based ``scipy.optimize.minimize`` method.
+        A gradient-based ``scipy.optimize.minimize`` method; Newton-type
+        methods also get exact Hessian-vector products.
     compile : bool
-        Use the compiled potential.
+        Record the potential and its derivatives once and replay them.
     seed : int, optional
         For init strategies that draw.
     jacobian : bool
@@ -137,7 +125,7 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
     result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
-                        options=options)
+                        compile=compile, options=options)
     if not result.success:
         warnings.warn(f"map: the optimiser did not report convergence ({result.message}); "
                       "try options={'maxiter': ...} or another init", UserWarning, stacklevel=2)
@@ -238,7 +226,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     method : str
         A gradient-based ``scipy.optimize.minimize`` method.
     compile : bool
-        Use the compiled potential.
+        Record the potential and its derivatives once and replay them.
     seed : int or numpy.random.SeedSequence, optional
         For the init strategy and the draws behind ``mean``/``std``/``sample``.
     options : mapping, optional
@@ -262,7 +250,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, fit_seq = root.spawn(2)
     result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,
-                        options=options)
+                        compile=compile, options=options)
     if not result.success:
         warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
                       UserWarning, stacklevel=2)
