@@ -948,8 +948,8 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     clip_norm : float, optional
         Clip each gradient (in the current frame) to this global L2 norm.
     tol : float or None
-        Convergence tolerance, in posterior sds (see Notes); None runs all
-        ``steps``.
+        Tolerance of the parameter-change stopping rule, in posterior sds
+        (see Notes); None runs all ``steps``.
     init_scale : float
         The guide's initial scale in unconstrained space.
 
@@ -965,14 +965,29 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     The ELBO gradient is stochastic, so the guide's parameters never settle;
     the reported guide is the average of the iterates over the second half of
     the run (Polyak-Ruppert averaging, with the variances rather than the
-    scale parameters averaged). The run stops, at the end of a block of 100
-    steps and after at least 1600 steps, when (a) the averages over the last
-    two quarters of the run agree: the RMS over coordinates of the change in
-    the means, in units of the posterior sd, and of the change in log sds
-    are both below ``tol``; and (b) the Monte Carlo standard error of the
-    reported average, estimated from the per-block averages, is below
-    ``tol / 2`` in the same units. This is a parameter-change rule in the
-    spirit of PyMC's ``CheckParametersConvergence``, made scale-free.
+    scale parameters averaged).
+
+    The stopping rule is a parameter-change rule, not a relative-ELBO rule.
+    At the end of each block of 100 steps, once each quarter of the run
+    holds at least 4 blocks (so after at least 1600 steps), the guide
+    averaged over the third quarter of the run is compared with the guide
+    averaged over the last quarter. The run stops when (a) they agree: the
+    RMS over coordinates of the change in the means, in units of the
+    posterior sd, and of the change in the log sds are both below ``tol``;
+    and (b) their joint average, the reported guide, is precise: its Monte
+    Carlo standard error, estimated from the per-block averages (with an
+    AR(1) correction for their autocorrelation), is below ``tol / 2`` in the
+    same units. This is PyMC's ``CheckParametersConvergence`` made
+    scale-free, plus the precision check (b), which keeps two noisy averages
+    that agree by chance from ending the run.
+
+    Why not the ELBO: near the optimum it is flat in the guide's parameters
+    (means off by ``d`` posterior sds cost about ``d**2 / 2`` nats per
+    coordinate) while its one-draw estimates are noisy, so a small relative
+    change of even a smoothed ELBO says little about whether the means and
+    sds have settled, and the threshold would depend on the ELBO's scale
+    (the number of observations). The rule above measures the quantities
+    users read, in posterior sds, so one ``tol`` suits every model.
 
     A step whose loss or gradient is NaN/inf is skipped (not applied) and
     counted in ``num_skipped``. With lowrank on a strongly correlated
