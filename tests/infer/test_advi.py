@@ -307,6 +307,30 @@ def test_unreachable_elbo_names_the_failing_sites(model, init_scale, culprit):
     assert _culprit(str(info.value)) == culprit
 
 
+# ------------------------------------------------------- numpy warnings
+def _overflows_at_the_start(y=None):
+    mu = pb.sample("mu", dist.Normal(8.0, 1.0))
+    # A derived quantity that overflows for mu > 7.1: at the start (the
+    # prior median, 8) and at the guide's first draws, not at the posterior.
+    pb.deterministic("growth", np.exp(100.0 * mu))
+    with pb.plate("n", 20):
+        pb.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_overflow_in_the_model_raises_no_numpy_warning():
+    """pyproject turns RuntimeWarnings from probad.* into errors, but no test
+    ran a model that overflows where pb.advi first runs it: the search for a
+    starting point. Here every warning is an error, whatever its module."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = advi(_overflows_at_the_start, {"y": onp.zeros(20)}, seed=0, steps=2000, tol=None,
+                   progress=False)
+        idata = fit.sample(100, seed=1)
+    # Posterior N(8 / 21, 1 / 21): the fit left the overflowing region.
+    assert abs(fit.mean["mu"] - 8.0 / 21.0) < 0.1
+    assert onp.isfinite(idata.posterior["growth"]).all()
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"method": "diag"}, "method"),
     ({"num_particles": 0}, "num_particles"),
