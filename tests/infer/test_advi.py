@@ -294,7 +294,7 @@ def _culprit(message: str) -> str:
 
 
 @pytest.mark.parametrize("model,init_scale,culprit", [
-    # A factor (the old message said "every site value was finite: sites x, s").
+    # A factor, while every site value is finite.
     (_nowhere_finite, 1.0, "log density not finite at site(s) ridge"),
     # An observed site; its NaN mean makes the gradient for its scale s NaN too.
     (_likelihood_fails_far_out, 100.0,
