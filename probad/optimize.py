@@ -5,13 +5,20 @@ flattened to the one float64 vector scipy works with, and the solution comes
 back in the starting point's structure. Gradient-based methods get a compiled
 value-and-gradient (one replay gives both); Newton-type methods also get
 compiled Hessian-vector products, or the full Hessian where scipy needs it.
+
+Where the objective cannot be evaluated (its value or gradient is not finite,
+or it raises ``LinAlgError``, as a Cholesky factor of a matrix that is not
+positive definite does), scipy is told so in the way each method recovers
+from: ``+inf`` (and a zero gradient), from which line searches, trust regions
+and simplexes step back, or NaN for L-BFGS-B, whose line search stops at the
+last finite point on ``+inf`` and reports convergence there.
 """
 from __future__ import annotations
 
 import numpy as onp
 import scipy.optimize
 
-from .ad.compiler import compile, compile_hvp, compile_value_and_grad
+from .ad import compiler
 from .ad.differential_operators import hessian
 from .ad.misc import flatten
 
@@ -23,8 +30,32 @@ _USES_HESSP = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
 _USES_HESS = {"dogleg", "trust-exact"}  # these accept only the full matrix
 
 
+# Methods that recover from a NaN but not from +inf (see the module docstring).
+# TNC recovers from neither: it stops at the last finite point, saying so.
+_NAN_FOR_UNDEFINED = {"l-bfgs-b"}
+
+
+def _guarded(target, with_grad: bool, name: str):
+    """``target`` with the points where it is undefined reported in the way
+    scipy's method ``name`` recovers from."""
+    value, slope = (onp.nan, onp.nan) if name in _NAN_FOR_UNDEFINED else (onp.inf, 0.0)
+
+    def guarded(x, *args):
+        try:
+            out = target(x, *args)
+            got, grad = out if with_grad else (out, 0.0)
+            if onp.isfinite(got) and onp.isfinite(grad).all():
+                return out
+        except onp.linalg.LinAlgError:
+            pass
+        return (value, onp.full_like(x, slope)) if with_grad else value
+
+    return guarded
+
+
 def minimize(fun, x0, args=(), method: str = "L-BFGS-B", *, jac: bool = True, hess: bool = True,
-             bounds=None, constraints=(), tol=None, callback=None, **options):
+             compile: bool = True, bounds=None, constraints=(), tol=None, callback=None,
+             **options):
     """Minimise a scalar function of a nest of arrays with scipy.
 
     Parameters
@@ -42,6 +73,9 @@ def minimize(fun, x0, args=(), method: str = "L-BFGS-B", *, jac: bool = True, he
         Supply compiled gradients / Hessians (or Hessian-vector products) to
         the methods that use them. With ``False`` scipy falls back to its own
         finite differences where the method needs them.
+    compile : bool
+        Record ``fun`` and its derivatives once and replay them (fast);
+        ``False`` evaluates them afresh at every call.
     bounds, constraints, tol :
         As for scipy, in terms of the flattened vector (dicts are flattened
         in sorted key order).
@@ -62,25 +96,34 @@ def minimize(fun, x0, args=(), method: str = "L-BFGS-B", *, jac: bool = True, he
     def objective(flat, *args):
         return fun(unflatten(flat), *args)
 
+    def ready(compiled):
+        # Compiled.fun is the function the tape records: the same derivative, eager.
+        return compiled if compile else compiled.fun
+
     name = method.lower() if isinstance(method, str) else ""
     kwargs = {}
-    if jac and name in _USES_GRADIENT:
+    with_grad = bool(jac) and name in _USES_GRADIENT
+    if with_grad:
         kwargs["jac"] = True
-        target = compile_value_and_grad(objective)
+        target = ready(compiler.compile_value_and_grad(objective))
     else:
-        target = compile(objective)
+        target = ready(compiler.compile(objective))
     if hess and name in _USES_HESSP:
-        hvp = compile_hvp(objective)
+        hvp = ready(compiler.compile_hvp(objective))
         kwargs["hessp"] = lambda x, p, *args: hvp(x, *args, p)
     elif hess and name in _USES_HESS:
-        kwargs["hess"] = compile(hessian(objective))
+        kwargs["hess"] = ready(compiler.compile(hessian(objective)))
     if callback is not None:
         # scipy calls callback(xk) or, for trust-constr, callback(xk, state).
         kwargs["callback"] = lambda xk, *rest: callback(unflatten(xk))
 
-    result = scipy.optimize.minimize(target, flat0, args=tuple(args), method=method,
-                                     bounds=bounds, constraints=constraints, tol=tol,
-                                     options=options or None, **kwargs)
+    # The search probes points where the objective is undefined and is told
+    # so (_guarded): numpy's warnings on the way there are noise.
+    with onp.errstate(all="ignore"):
+        result = scipy.optimize.minimize(_guarded(target, with_grad, name), flat0,
+                                         args=tuple(args), method=method, bounds=bounds,
+                                         constraints=constraints, tol=tol,
+                                         options=options or None, **kwargs)
     if onp.shape(result.get("jac")) == flat0.shape:
         result.jac = unflatten(result.jac)
     result.x = unflatten(result.x)

@@ -51,8 +51,12 @@ def test_plot_warmup_needs_warmup_draws():
         pb.plot_warmup(short)
 
 
-def test_plot_compare_overlays_fits(idata, tmp_path):
-    fit = pb.advi(_model, DATA, seed=0, progress=False)
+@pytest.fixture(scope="module")
+def fit():
+    return pb.advi(_model, DATA, seed=0, progress=False)
+
+
+def test_plot_compare_overlays_fits(idata, fit, tmp_path):
     fig = pb.plot_compare(idata, fit, labels=["NUTS", "ADVI"], var_names=["mu", "sigma"])
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["mu", "sigma"]
@@ -60,3 +64,18 @@ def test_plot_compare_overlays_fits(idata, tmp_path):
     fig.savefig(tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     plt.close(fig)
+
+
+def test_advi_plot_renders_the_elbo_trace(fit, tmp_path):
+    ax = fit.plot()
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "ELBO"
+    assert ax.get_title() == "ADVI (meanfield)"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["ELBO (one step)", "mean per 100 steps", "averaged iterates", "converged"]
+    # The raw trace has one point per step; the shaded window starts where averaging does.
+    assert len(ax.lines[0].get_xdata()) == fit.num_steps
+    (window,) = ax.patches
+    assert window.get_x() == fit.averaged_from
+    ax.figure.savefig(tmp_path / "elbo.png")
+    assert (tmp_path / "elbo.png").stat().st_size > 10_000
+    plt.close(ax.figure)

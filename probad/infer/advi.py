@@ -881,33 +881,19 @@ def _has_deterministic(pot) -> bool:
 
 
 def _nonfinite_message(pot, z, G) -> str:
-    """Which sites went non-finite at the last failed step, for the error."""
-    bad_value, bad_grad = [], []
-    for name, site in pot.sites.items():
-        sl = slice(site.offset, site.offset + site.size)
-        if not onp.isfinite(z[:, sl]).all():
-            bad_value.append(name)
-        elif not onp.isfinite(G[:, sl]).all():
-            bad_grad.append(name)
-    bad_constrained = []
-    for row in z:
-        if not onp.isfinite(row).all():
-            continue
-        with onp.errstate(all="ignore"):
-            values = pot.constrain(row)
-        bad_constrained += [k for k, v in values.items()
-                            if not onp.isfinite(onp.asarray(v, dtype=float)).all()
-                            and k not in bad_constrained]
-    parts = []
-    if bad_value:
-        parts.append(f"unconstrained values of {', '.join(bad_value)}")
-    if bad_constrained:
-        parts.append(f"constrained values of {', '.join(bad_constrained)}")
-    if bad_grad:
-        parts.append(f"the gradient for {', '.join(bad_grad)}")
-    what = "; ".join(parts) if parts else \
-        f"the log density (every site value was finite: sites {', '.join(pot.sites)})"
-    return what
+    """What was not finite at the first failed draw of a failed step: the
+    draw itself (the guide diverged), or the terms of the model's log density
+    there (``Potential.describe_nonfinite``)."""
+    with onp.errstate(all="ignore"):  # the point is a bad one: overflow is expected
+        for row, grad in zip(z, G):
+            if not onp.isfinite(row).all():
+                bad = [name for name, site in pot.sites.items()
+                       if not onp.isfinite(row[site.offset:site.offset + site.size]).all()]
+                return f"the guide's draw itself, for site(s) {', '.join(bad)}"
+            if not (math.isfinite(pot.value_and_grad(row)[0]) and onp.isfinite(grad).all()):
+                return pot.describe_nonfinite(row, grad)
+    # Every draw was fine: the guide's entropy failed (a scale collapsed to 0).
+    return "the guide's own entropy (a scale collapsed to zero)"
 
 
 def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
@@ -948,8 +934,8 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     clip_norm : float, optional
         Clip each gradient (in the current frame) to this global L2 norm.
     tol : float or None
-        Convergence tolerance, in posterior sds (see Notes); None runs all
-        ``steps``.
+        Tolerance of the parameter-change stopping rule, in posterior sds
+        (see Notes); None runs all ``steps``.
     init_scale : float
         The guide's initial scale in unconstrained space.
 
@@ -965,14 +951,29 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     The ELBO gradient is stochastic, so the guide's parameters never settle;
     the reported guide is the average of the iterates over the second half of
     the run (Polyak-Ruppert averaging, with the variances rather than the
-    scale parameters averaged). The run stops, at the end of a block of 100
-    steps and after at least 1600 steps, when (a) the averages over the last
-    two quarters of the run agree: the RMS over coordinates of the change in
-    the means, in units of the posterior sd, and of the change in log sds
-    are both below ``tol``; and (b) the Monte Carlo standard error of the
-    reported average, estimated from the per-block averages, is below
-    ``tol / 2`` in the same units. This is a parameter-change rule in the
-    spirit of PyMC's ``CheckParametersConvergence``, made scale-free.
+    scale parameters averaged).
+
+    The stopping rule is a parameter-change rule, not a relative-ELBO rule.
+    At the end of each block of 100 steps, once each quarter of the run
+    holds at least 4 blocks (so after at least 1600 steps), the guide
+    averaged over the third quarter of the run is compared with the guide
+    averaged over the last quarter. The run stops when (a) they agree: the
+    RMS over coordinates of the change in the means, in units of the
+    posterior sd, and of the change in the log sds are both below ``tol``;
+    and (b) their joint average, the reported guide, is precise: its Monte
+    Carlo standard error, estimated from the per-block averages (with an
+    AR(1) correction for their autocorrelation), is below ``tol / 2`` in the
+    same units. This is PyMC's ``CheckParametersConvergence`` made
+    scale-free, plus the precision check (b), which keeps two noisy averages
+    that agree by chance from ending the run.
+
+    Why not the ELBO: near the optimum it is flat in the guide's parameters
+    (means off by ``d`` posterior sds cost about ``d**2 / 2`` nats per
+    coordinate) while its one-draw estimates are noisy, so a small relative
+    change of even a smoothed ELBO says little about whether the means and
+    sds have settled, and the threshold would depend on the ELBO's scale
+    (the number of observations). The rule above measures the quantities
+    users read, in posterior sds, so one ``tol`` suits every model.
 
     A step whose loss or gradient is NaN/inf is skipped (not applied) and
     counted in ``num_skipped``. With lowrank on a strongly correlated
@@ -983,7 +984,9 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     ------
     ValueError
         If nearly every step in a block of 100 has a non-finite ELBO: the
-        message names the sites whose values or gradients went non-finite.
+        message names the sites (latent, observed or factor) whose log
+        density, transform Jacobian or gradient was not finite at the last
+        failed draw.
     """
     start = time.perf_counter()
     if num_particles < 1:
@@ -1026,10 +1029,11 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
         raise ValueError(
             f"the ELBO could not be evaluated: in a block of {BLOCK} steps at least "
             f"{MAX_SKIPPED_SHARE:.0%} of the draws from the guide gave a non-finite loss or "
-            f"gradient. Non-finite at the last such draw: "
-            f"{_nonfinite_message(pot, exc.z, exc.grad)}. Try a smaller learning_rate or "
-            "init_scale, clip_norm=..., starting values (init=...), or check the model's "
-            "priors and likelihood for overflow.") from None
+            f"gradient. At the last such draw: {_nonfinite_message(pot, exc.z, exc.grad)}. "
+            "Check that those sites' log densities are finite wherever the guide can reach "
+            "(a factor or likelihood that overflows, or takes the log of a negative number), "
+            "or keep the guide closer: starting values (init=...), a smaller init_scale or "
+            "learning_rate, clip_norm=...") from None
     finally:
         if bar is not None:
             bar.close()

@@ -1,13 +1,13 @@
 """``pb.map`` and ``pb.laplace``: the posterior mode and a Gaussian around it.
 
-Both optimise over the potential's unconstrained vector q with scipy and the
-potential's compiled gradient. ``map`` finds the mode of the posterior
-density of the constrained values (no Jacobian, as Stan's ``optimize`` and
-NumPyro's ``AutoDelta``). ``laplace`` finds the mode of the density over q
-(Jacobian included, the density the samplers see) and fits
-``N(q*, H^-1)`` with ``H`` the Hessian of ``U`` there; this is Stan's
-``laplace_sample``. The Hessian is formed from central differences of the
-exact (autodiff) gradient, column by column.
+Both optimise over the potential's unconstrained vector q with
+:func:`probad.optimize.minimize` (scipy on compiled probad.ad derivatives).
+``map`` finds the mode of the posterior density of the constrained values (no
+Jacobian, as Stan's ``optimize`` and NumPyro's ``AutoDelta``). ``laplace``
+finds the mode of the density over q (Jacobian included, the density the
+samplers see) and fits ``N(q*, H^-1)`` with ``H`` the Hessian of ``U`` there;
+this is Stan's ``laplace_sample``. The Hessian is exact: probad.ad
+differentiates ``U`` twice (reverse over reverse), no finite differences.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import warnings
 from typing import Mapping
 
 import numpy as onp
-import scipy.optimize
 
+from ..optimize import minimize
 from .advi import GaussianApproximation
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
@@ -25,7 +25,7 @@ from .initialization import init_to_median, init_to_value
 __all__ = ["map", "laplace", "MAPResult", "LaplaceFit"]
 
 # An eigenvalue of H below this fraction of the largest counts as not
-# positive: the finite-difference Hessian is accurate to far better than this.
+# positive: the autodiff Hessian is exact up to rounding, far below this.
 RELATIVE_EIGEN_TOL = 1e-8
 
 
@@ -64,23 +64,15 @@ class MAPResult(dict):
         return f"MAPResult({dict.__repr__(self)}, log_density={self.log_density:.6g})"
 
 
-def _find_mode(pot, *, init, seed, method, jacobian, options):
+def _find_mode(pot, *, init, seed, method, jacobian, compile, options):
     """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``."""
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
         (init if init is not None else init_to_median())
     q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
-
-    def objective(q):
-        value, grad = pot.value_and_grad(q, jacobian)
-        if not (onp.isfinite(value) and onp.isfinite(grad).all()):
-            # scipy's line search backs off from an infinite value.
-            return onp.inf, onp.zeros_like(q)
-        return value, grad
-
-    with onp.errstate(all="ignore"):
-        result = scipy.optimize.minimize(objective, q0, jac=True, method=method,
-                                         options=options or None)
-    return result
+    # minimize steps back from trial points where the model overflows or its
+    # linear algebra fails, as the samplers reject them.
+    return minimize(pot._energy_fn, q0, args=(jacobian,), method=method, compile=compile,
+                    **dict(options or {}))
 
 
 def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
@@ -96,9 +88,10 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     init : init strategy or dict, optional
         Starting point; default ``init_to_median()``.
     method : str
-        A gradient-based ``scipy.optimize.minimize`` method.
+        A gradient-based ``scipy.optimize.minimize`` method; Newton-type
+        methods also get exact Hessian-vector products.
     compile : bool
-        Use the compiled potential.
+        Record the potential and its derivatives once and replay them.
     seed : int, optional
         For init strategies that draw.
     jacobian : bool
@@ -116,7 +109,7 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
     result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
-                        options=options)
+                        compile=compile, options=options)
     if not result.success:
         warnings.warn(f"map: the optimiser did not report convergence ({result.message}); "
                       "try options={'maxiter': ...} or another init", UserWarning, stacklevel=2)
@@ -217,7 +210,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     method : str
         A gradient-based ``scipy.optimize.minimize`` method.
     compile : bool
-        Use the compiled potential.
+        Record the potential and its derivatives once and replay them.
     seed : int or numpy.random.SeedSequence, optional
         For the init strategy and the draws behind ``mean``/``std``/``sample``.
     options : mapping, optional
@@ -241,7 +234,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, fit_seq = root.spawn(2)
     result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,
-                        options=options)
+                        compile=compile, options=options)
     if not result.success:
         warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
                       UserWarning, stacklevel=2)

@@ -24,73 +24,20 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as onp
 
 import probad.ad.numpy as np
 from .. import ad
 from ..ad.tracer import getval
-from ..distributions import Normal
-from ..distributions.distribution import ExpandedDistribution, Independent
-from ..distributions.transforms import biject_to, sum_rightmost
+from ..distributions.transforms import biject_to
 from .. import handlers
 from ..optim import Optimizer, OptimizerState
+from .kl import kl_divergence
 from .progress import progress_bar
 
-__all__ = ["SVI", "SVIState", "SVIRunResult", "Trace_ELBO", "TraceMeanField_ELBO",
-           "kl_divergence", "register_kl"]
-
-
-# ------------------------------------------------------------ KL divergence
-_KL_RULES: dict[tuple[type, type], Callable] = {}
-
-
-def register_kl(type_p: type, type_q: type):
-    """Decorator registering ``rule(p, q) -> KL(p || q)`` for a pair of
-    distribution classes (subclasses match too, most derived first)."""
-
-    def decorator(rule):
-        _KL_RULES[(type_p, type_q)] = rule
-        return rule
-
-    return decorator
-
-
-def kl_divergence(p, q):
-    """``KL(p || q)``, elementwise over the batch shape.
-
-    ``Independent`` pairs sum over their reinterpreted dimensions and
-    ``ExpandedDistribution`` (from plates and ``expand``) broadcasts the KL
-    of its base, so a rule for the base classes covers these wrappers.
-
-    Raises
-    ------
-    NotImplementedError
-        When no rule is registered for the pair; register one with
-        :func:`register_kl`.
-    """
-    if isinstance(p, ExpandedDistribution) or isinstance(q, ExpandedDistribution):
-        shape = onp.broadcast_shapes(tuple(p.batch_shape), tuple(q.batch_shape))
-        base_p = p.base_dist if isinstance(p, ExpandedDistribution) else p
-        base_q = q.base_dist if isinstance(q, ExpandedDistribution) else q
-        return np.broadcast_to(kl_divergence(base_p, base_q), shape)
-    if isinstance(p, Independent) and isinstance(q, Independent) \
-            and p.reinterpreted_batch_ndims == q.reinterpreted_batch_ndims:
-        return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)
-    for cls_p in type(p).__mro__:
-        for cls_q in type(q).__mro__:
-            rule = _KL_RULES.get((cls_p, cls_q))
-            if rule is not None:
-                return rule(p, q)
-    raise NotImplementedError(f"no KL divergence is registered for ({type(p).__name__}, "
-                              f"{type(q).__name__}); add one with register_kl")
-
-
-@register_kl(Normal, Normal)
-def _kl_normal_normal(p, q):
-    ratio = p.scale / q.scale
-    return 0.5 * (ratio**2 + ((p.loc - q.loc) / q.scale) ** 2 - 1.0) - np.log(ratio)
+__all__ = ["SVI", "SVIState", "SVIRunResult", "Trace_ELBO", "TraceMeanField_ELBO"]
 
 
 # -------------------------------------------------------------- the ELBOs
@@ -207,12 +154,12 @@ class Trace_ELBO:
 class TraceMeanField_ELBO(Trace_ELBO):
     """:class:`Trace_ELBO` with the analytic KL divergence for every latent
     site whose (guide, model) distribution pair has a registered rule
-    (:func:`kl_divergence`; Normal-Normal and its plate/``to_event``
-    wrappers are built in). Same expectation as :class:`Trace_ELBO`; the
-    analytic term removes those sites' own sampling noise, which usually,
-    though not always (it can be anticorrelated with the likelihood's),
-    lowers the variance. Like the name says, it suits guides whose sites
-    are independent of each other.
+    (:func:`~probad.infer.kl.kl_divergence` lists the built-in pairs;
+    plate, ``expand`` and ``to_event`` wrappers are handled). Same
+    expectation as :class:`Trace_ELBO`; the analytic term removes those
+    sites' own sampling noise, which usually, though not always (it can be
+    anticorrelated with the likelihood's), lowers the variance. Like the
+    name says, it suits guides whose sites are independent of each other.
     """
 
     def _latent_term(self, model_msg, guide_msg):

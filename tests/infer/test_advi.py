@@ -9,6 +9,7 @@ average, the reported guide, has a Monte Carlo error of about ``tol / 2``
 (RMS). Single-fit checks use 3 of those standard errors; the conjugate
 checks below instead measure the standard error across independent fits.
 """
+import re
 import warnings
 
 import arviz  # noqa: F401  (slow first import: paid at collection, not inside a test)
@@ -274,15 +275,60 @@ def test_nonfinite_steps_are_skipped_and_counted():
 
 def _nowhere_finite(y=None):
     x = pb.sample("x", dist.Normal(0.0, 1.0))
+    s = pb.sample("s", dist.HalfNormal(1.0))
     # Finite only within 1e-3 of x = 0: every guide draw of scale 1 fails.
     pb.factor("ridge", np.where(np.abs(x) < 1e-3, 0.0, np.nan))
-    pb.sample("y", dist.Normal(x, 1.0), obs=y)
+    pb.sample("y", dist.Normal(x, s), obs=y)
 
 
-def test_unreachable_elbo_names_the_site():
-    with pytest.raises(ValueError, match=r"could not be evaluated.*x"):
-        advi(_nowhere_finite, {"y": onp.array(1.0)}, seed=0, init={"x": 0.0}, init_scale=1.0,
-             progress=False)
+def _likelihood_fails_far_out(y=None):
+    x = pb.sample("x", dist.Normal(0.0, 1.0))
+    s = pb.sample("s", dist.HalfNormal(1.0))
+    # Finite at the check pass and the start; NaN for |x| > 3, where nearly
+    # every draw of a guide of scale 100 lands.
+    pb.sample("y", dist.Normal(np.where(np.abs(x) < 3.0, x, np.nan), s), obs=y)
+
+
+def _culprit(message: str) -> str:
+    return re.search(r"At the last such draw: (.*?)\. Check", message).group(1)
+
+
+@pytest.mark.parametrize("model,init_scale,culprit", [
+    # A factor, while every site value is finite.
+    (_nowhere_finite, 1.0, "log density not finite at site(s) ridge"),
+    # An observed site; its NaN mean makes the gradient for its scale s NaN too.
+    (_likelihood_fails_far_out, 100.0,
+     "log density not finite at site(s) y; gradient not finite for site(s) s"),
+], ids=["factor", "observed"])
+def test_unreachable_elbo_names_the_failing_sites(model, init_scale, culprit):
+    with pytest.raises(ValueError, match="could not be evaluated") as info:
+        advi(model, {"y": onp.array(1.0)}, seed=0, init={"x": 0.0, "s": 1.0},
+             init_scale=init_scale, progress=False)
+    assert _culprit(str(info.value)) == culprit
+
+
+# ------------------------------------------------------- numpy warnings
+def _overflows_at_the_start(y=None):
+    mu = pb.sample("mu", dist.Normal(8.0, 1.0))
+    # A derived quantity that overflows for mu > 7.1: at the start (the
+    # prior median, 8) and at the guide's first draws, not at the posterior.
+    pb.deterministic("growth", np.exp(100.0 * mu))
+    with pb.plate("n", 20):
+        pb.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_overflow_in_the_model_raises_no_numpy_warning():
+    """pyproject turns RuntimeWarnings from probad.* into errors, but no test
+    ran a model that overflows where pb.advi first runs it: the search for a
+    starting point. Here every warning is an error, whatever its module."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = advi(_overflows_at_the_start, {"y": onp.zeros(20)}, seed=0, steps=2000, tol=None,
+                   progress=False)
+        idata = fit.sample(100, seed=1)
+    # Posterior N(8 / 21, 1 / 21): the fit left the overflowing region.
+    assert abs(fit.mean["mu"] - 8.0 / 21.0) < 0.1
+    assert onp.isfinite(idata.posterior["growth"]).all()
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -1,4 +1,6 @@
 """MAP and the Laplace approximation (probad.infer.laplace)."""
+import sys
+
 import arviz  # noqa: F401  (slow first import: paid at collection, not inside a test)
 import numpy as onp
 import pytest
@@ -96,6 +98,46 @@ def test_map_of_a_scaled_model():
     assert find_map(scaled, {"y": Y_PREC})["tau"] == pytest.approx((shape - 1) / rate, rel=1e-5)
     over_q = find_map(scaled, {"y": Y_PREC}, jacobian=True)
     assert over_q["tau"] == pytest.approx(shape / rate, rel=1e-5)
+
+
+def test_map_runs_on_probad_optimize_with_its_options(monkeypatch):
+    import probad.optimize
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return probad.optimize.minimize(*args, **kwargs)
+
+    # The module, not the function pb.infer.laplace that shadows its name.
+    monkeypatch.setattr(sys.modules["probad.infer.laplace"], "minimize", spy)
+    with pytest.warns(UserWarning, match="did not report convergence"):
+        short = find_map(precision_model, {"y": Y_PREC}, options={"maxiter": 1})
+    assert short.num_iterations == 1 and not short.success
+    assert calls[-1] == {"args": (False,), "method": "L-BFGS-B", "compile": True, "maxiter": 1}
+    compiled = find_map(precision_model, {"y": Y_PREC}, method="Newton-CG", seed=0)
+    eager = find_map(precision_model, {"y": Y_PREC}, method="Newton-CG", seed=0, compile=False)
+    assert calls[-1]["compile"] is False
+    onp.testing.assert_allclose(eager.q, compiled.q, rtol=1e-12)
+    assert compiled["tau"] == pytest.approx((1.0 + len(Y_PREC) / 2) / (1.0 + (Y_PREC**2).sum() / 2),
+                                            rel=1e-6)
+
+
+def gamma_kernel():
+    # The log density of Gamma(3, 1) up to a constant, written so that it is
+    # NaN for x <= 0: optimiser steps can land there.
+    x = pb.sample("x", dist.ImproperUniform(constraints.real, (), ()))
+    pb.factor("kernel", 2.0 * pb.ad.numpy.log(x) - x)
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS"])
+@pytest.mark.parametrize("start", [30.0, 10.0])
+def test_map_steps_back_from_undefined_points(method, start):
+    # L-BFGS-B used to be told +inf there, stopped at x = 9 (from 30) or
+    # x = 5 (from 10), and reported success.
+    mode = find_map(gamma_kernel, init={"x": start}, method=method)
+    assert mode.success
+    assert mode["x"] == pytest.approx(2.0, abs=1e-4)
 
 
 def test_laplace_sample_and_transformed_summaries():
