@@ -232,7 +232,10 @@ def _check_pass(model, data):
     site), the first error is raised with the model line it came from.
     """
     try:
-        return _prototype_trace(model, data)
+        # The prototype point is arbitrary: overflow there is no error by
+        # itself, and what it breaks, validation names below.
+        with onp.errstate(all="ignore"):
+            return _prototype_trace(model, data)
     except SiteError:
         raise
     except ValueError as first:
@@ -591,13 +594,33 @@ class Potential:
             energy, grad = self.value_and_grad(q)
             if _finite(q) and math.isfinite(energy) and _finite(grad):
                 return q
-            raise _FailedStart(self._non_finite_sites(q, grad))
+            raise _FailedStart(self.describe_nonfinite(q, grad))
 
-    def _non_finite_sites(self, q, grad) -> str:
-        """Which sites' log density, Jacobian or gradient is not finite at ``q``."""
-        model_trace, log_dets = self._concrete_run(q)
-        bad_density = [name for name, msg in model_trace.items()
-                       if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+    def describe_nonfinite(self, q, grad) -> str:
+        """Which terms of ``U`` are not finite at ``q``, for error messages.
+
+        Parameters
+        ----------
+        q : ndarray
+            The point, shape ``(dim,)``.
+        grad : ndarray
+            ``dU/dq`` there, as ``value_and_grad`` gave it.
+
+        Returns
+        -------
+        str
+            The sites whose log density (latent, observed or factor) or
+            transform Jacobian is not finite at ``q`` and those whose slice
+            of ``grad`` is not, e.g. ``"log density not finite at site(s)
+            ridge"``; or that the model's linear algebra failed there.
+        """
+        try:
+            with _checked_at_sites():  # NaN parameters give NaN densities, not errors
+                model_trace, log_dets = self._concrete_run(q)
+                bad_density = [name for name, msg in model_trace.items()
+                               if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+        except onp.linalg.LinAlgError as exc:
+            return f"the model's linear algebra failed ({exc})"
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]
