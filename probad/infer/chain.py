@@ -6,6 +6,7 @@ on ``potential_fn(q) -> (U, dU/dq)`` and returns unconstrained draws. Running
 several chains, constraining draws and building ``InferenceData`` happen above.
 """
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -112,14 +113,16 @@ def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None]
     owned = not isinstance(progress, TextBar)
     bar = progress_bar(total=total, desc="chain", unit="draw", dynamic_ncols=True) if owned else progress
 
-    def report(event):
-        bar.set_postfix_str(
-            f"{event.phase}, step size {event.step_size:.3g}, {event.divergences} divergences",
-            refresh=False,
-        )
-        bar.update(1)
+    return functools.partial(show_progress, bar), bar.close if owned else lambda: None
 
-    return report, bar.close if owned else lambda: None
+
+def show_progress(bar, event: ChainProgress) -> None:
+    """Bring a tqdm bar up to ``event``: the phase, step size and divergences."""
+    bar.set_postfix_str(
+        f"{event.phase}, step size {event.step_size:.3g}, {event.divergences} divergences",
+        refresh=False,
+    )
+    bar.update(event.iteration - bar.n)
 
 
 def run_chain(

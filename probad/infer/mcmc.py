@@ -7,18 +7,20 @@ Ctrl-C and failed chains, and packaging the results with diagnostics.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import tempfile
 import time
 import warnings
-from concurrent.futures import Executor
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import cloudpickle
 import numpy as np
 
-from .chain import run_chain
+from .chain import run_chain, show_progress
 from .density import potential as make_potential
 from .diagnostics import check_sampling
 from .initialization import init_to_uniform, init_to_value
@@ -84,10 +86,11 @@ def _run_job(job: _ChainJob, pot=None):
         strategy = init_to_value(values=strategy)
     q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
     progress = job.options.pop("progress", False)
-    bar = _progress_bar(job, progress)
+    bar = _progress_bar(job) if progress is True else None
     try:
         return run_chain(pot.value_and_grad, q0, seed_or_rng=np.random.default_rng(chain_seed),
-                         progress=bar, should_stop=job.stop, **job.options)
+                         progress=progress if bar is None else bar, should_stop=job.stop,
+                         **job.options)
     finally:
         if bar is not None:
             bar.close()
@@ -97,9 +100,7 @@ def _run_pickled(payload: bytes):
     return _run_job(cloudpickle.loads(payload))
 
 
-def _progress_bar(job, progress):
-    if not progress:
-        return None
+def _progress_bar(job):
     total = job.options["tune"] + job.options["draws"] * job.options.get("thin", 1)
     return progress_bar(total=total, desc=f"chain {job.chain}", position=job.chain, leave=True,
                         unit="draw", dynamic_ncols=True)
@@ -189,7 +190,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     if executor is None:
         results, errors = _run_sequential(jobs, pot)
     else:
-        results, errors = _run_on_executor(jobs, executor)
+        results, errors = _run_on_executor(jobs, executor, progress)
     sampling_time = time.perf_counter() - start
     return _package(pot, results, errors, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
@@ -234,18 +235,85 @@ def _run_sequential(jobs, pot):
     return results, errors
 
 
-def _run_on_executor(jobs, executor):
+class _QueueReporter:
+    """A chain's progress callback in a worker: sends its latest
+    ``ChainProgress`` to the main process at most every ``interval`` seconds."""
+
+    def __init__(self, events, chain: int, interval: float):
+        self.events, self.chain, self.interval = events, chain, interval
+        self._next_send = 0.0
+
+    def __call__(self, event) -> None:
+        now = time.monotonic()
+        if self.events is None or (now < self._next_send and event.iteration < event.total):
+            return
+        self._next_send = now + self.interval
+        try:
+            self.events.put((self.chain, event))
+        except Exception:  # noqa: BLE001  (a worker that cannot reach us: no bar, same draws)
+            self.events = None
+
+
+class _ProgressRelay:
+    """Draws the bars of chains that run on an executor, in this process.
+
+    A bar drawn in a worker process writes to that worker's stderr, which a
+    notebook never shows; so workers send their progress through a managed
+    queue, and the bars live here, where ``tqdm.auto`` renders them.
+    """
+
+    interval = 0.1  # seconds between a chain's updates, and between redraws
+
+    def __init__(self, jobs, progress: bool):
+        self.bars, self._manager, self._events = {}, None, None
+        if not progress:
+            return
+        self._manager = multiprocessing.Manager()
+        self._events = self._manager.Queue()
+        for job in jobs:
+            job.options["progress"] = _QueueReporter(self._events, job.chain, self.interval)
+            self.bars[job.chain] = _progress_bar(job)
+
+    @property
+    def timeout(self) -> float | None:
+        return self.interval if self.bars else None
+
+    def redraw(self) -> None:
+        while self._events is not None:
+            try:
+                chain, event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            except Exception:  # noqa: BLE001  (the manager is gone: stop drawing, keep the draws)
+                self._events = None
+                return
+            show_progress(self.bars[chain], event)
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self.redraw()
+            for bar in self.bars.values():
+                bar.close()
+            self._manager.shutdown()
+
+
+def _run_on_executor(jobs, executor, progress: bool):
     stop = _StopFlag()
+    relay = _ProgressRelay(jobs, progress)
     for job in jobs:
         job.stop = stop
     futures = {executor.submit(_run_pickled, cloudpickle.dumps(job)): job.chain for job in jobs}
     results, errors = {}, {}
     try:
-        for fut, chain in futures.items():
-            try:
-                results[chain] = fut.result()
-            except Exception as exc:
-                errors[chain] = exc
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=relay.timeout, return_when=FIRST_COMPLETED)
+            relay.redraw()
+            for fut in finished:
+                try:
+                    results[futures[fut]] = fut.result()
+                except Exception as exc:
+                    errors[futures[fut]] = exc
     except KeyboardInterrupt:
         # Chains not started are cancelled; running ones see the flag within
         # a fraction of a second and return their draws so far.
@@ -259,6 +327,7 @@ def _run_on_executor(jobs, executor):
                 errors[chain] = exc
     finally:
         stop.remove()
+        relay.close()
     return results, errors
 
 

@@ -34,6 +34,7 @@ from ..ad.tracer import getval
 from ..distributions.transforms import biject_to
 from .. import handlers
 from ..optim import Optimizer, OptimizerState
+from .density import _site_log_prob as site_log_prob_terms
 from .kl import kl_divergence
 from .progress import progress_bar
 
@@ -43,12 +44,7 @@ __all__ = ["SVI", "SVIState", "SVIRunResult", "Trace_ELBO", "TraceMeanField_ELBO
 # -------------------------------------------------------------- the ELBOs
 def _site_log_prob(msg):
     """A sample site's log density, scaled and masked, summed to a scalar."""
-    log_prob = msg["fn"].log_prob(msg["value"])
-    if msg["scale"] is not None:
-        log_prob = log_prob * msg["scale"]
-    if msg["mask"] is not None:
-        log_prob = np.where(msg["mask"], log_prob, 0.0)
-    return np.sum(log_prob)
+    return np.sum(site_log_prob_terms(msg))
 
 
 def _is_auxiliary(msg) -> bool:

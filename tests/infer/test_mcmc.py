@@ -147,13 +147,17 @@ def test_a_model_defined_in_a_function_runs_on_a_pool(pool):
 
 
 @pytest.mark.parametrize("on_pool", [False, True])
-def test_progress_bars_leave_the_draws_alone(on_pool, pool):
+def test_progress_bars_leave_the_draws_alone(on_pool, pool, capsys):
     options = dict(draws=20, tune=20, chains=2, seed=13)
     executor = pool if on_pool else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         shown = pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, executor=executor,
                        progress=True, **options)
+    # Bars of chains on a pool are drawn here, by the main process (where a
+    # notebook shows them), not in the workers.
+    bars = capsys.readouterr().err
+    assert "chain 0" in bars and "chain 1" in bars and "40/40" in bars
     assert_same_draws(shown, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
 
 
