@@ -622,6 +622,19 @@ def test_numpy_wrappers_called_as_methods_agree():
     assert "np.sum" not in tape.source and "add_reduce(" in tape.source
 
 
+def test_the_sum_of_a_numpy_scalar_is_a_direct_reduction():
+    # A scalar site's log density summed to one number: numpy.sum's wrapper
+    # costs more than the value itself; add.reduce gives the same scalar.
+    def f(x):
+        return np.sum(np.sum(x) * 2.0) + np.sum(np.float32(1.5) * x[0])
+
+    x = rng.normal(size=3)
+    tapes = only_tapes(check_against_eager(f, [(x,), (x + 1,)]))
+    source = tapes[0].source
+    assert "f_sum" not in source and source.count("add_reduce(") == 3
+    assert type(compile(f)(x)) is type(f(x))
+
+
 def test_value_dependent_conversion_errors_are_not_baked_in():
     def f(x):
         try:
