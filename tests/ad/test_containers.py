@@ -149,6 +149,7 @@ def test_optimizers_keep_complex_parameters_complex(name, kwargs):
     grads = []
     result = getattr(optimizers, name)(grad(loss), x0, callback=lambda x, i, g: grads.append((x, g)), **kwargs)
     assert result["z"].dtype == complex and result["r"].dtype == float
+    # As above: rmsprop's normalised steps of 0.05 end within a step of the optimum.
     onp.testing.assert_allclose(result["z"], onp.linalg.solve(a, b), atol=0.06)
     onp.testing.assert_allclose(result["r"], 0.5, atol=0.06)
     x, g = grads[5]
