@@ -635,6 +635,65 @@ def test_the_sum_of_a_numpy_scalar_is_a_direct_reduction():
     assert type(compile(f)(x)) is type(f(x))
 
 
+DATA = rng.normal(size=50)
+
+
+def _bits(value):
+    return [onp.asarray(v).tobytes() for v in value] if isinstance(value, tuple) \
+        else onp.asarray(value).tobytes()
+
+
+def test_elementwise_ops_read_through_broadcasts():
+    # A plate-wide density with a scalar scale: the scale is broadcast, then
+    # divided into each element and its log taken. The log runs once.
+    def f(q):
+        scale = np.broadcast_to(np.exp(q[0]), (50,))
+        z = (DATA - q[1]) / scale
+        return np.sum(-0.5 * z * z - np.log(scale))
+
+    q = onp.array([0.3, -0.2])
+    eager = value_and_grad(f)(q)
+    tape = only_tapes(check_against_eager(value_and_grad(f), [(q,), (q * 2,)]))[0]
+    assert "broadcast_to" not in [op.name for op in tape.ops]
+    (exp,) = [op for op in tape.ops if op.name == "exp"]
+    (log,) = [op for op in tape.ops if op.name == "log"]
+    assert log.args[0].index == exp.out  # the log of the scalar, not of its 50 copies
+    assert _bits(compile(value_and_grad(f))(q)) == _bits(eager)  # the same bits
+
+
+def test_unary_of_a_broadcast_still_broadcasts_where_needed():
+    def f(x):
+        b = np.exp(np.broadcast_to(x, (2, 3)))
+        return b, b * onp.ones((4, 2, 3))  # kept whole, and broadcast further
+
+    check_against_eager(f, [(onp.array([0.5, 1.0, 2.0]),), (onp.float64(0.1),)])
+
+
+def test_gradient_slices_are_written_into_one_buffer():
+    # Sites are slices of q; their gradients come back as scatters into
+    # zeros, summed: one buffer and one write per site instead.
+    def f(q):
+        a, b, c = np.reshape(q[0:1], ()), q[1:4], np.reshape(q[4:8], (2, 2))
+        return a * np.sum(b ** 2) + np.sum(np.exp(c)) * a
+
+    q = rng.normal(size=8)
+    tape = only_tapes(check_against_eager(value_and_grad(f), [(q,), (q + 1,)]))[0]
+    names = [op.name for op in tape.ops]
+    assert names.count("scatter_disjoint") == 1 and "untake" not in names
+    # a's gradient is a numpy scalar: reshaped by its method, not numpy's wrapper
+    assert "f_reshape" not in tape.source
+    assert _bits(compile(value_and_grad(f))(q)) == _bits(value_and_grad(f)(q))
+
+
+def test_overlapping_or_fancy_scatters_are_left_alone():
+    def f(q):
+        return np.sum(q[:3] ** 2) + np.sum(np.sin(q[1:])) + np.sum(q[[0, 0, 2]] ** 3)
+
+    q = rng.normal(size=4)
+    tape = only_tapes(check_against_eager(grad(f), [(q,), (q * 3,)]))[0]
+    assert "scatter_disjoint" not in [op.name for op in tape.ops]
+
+
 def test_value_dependent_conversion_errors_are_not_baked_in():
     def f(x):
         try:

@@ -11,6 +11,12 @@ guard runs. Three passes, each keeping results bit-for-bit identical:
    and repeated computations (common subexpressions: the backward pass
    recomputes what the forward pass had);
 2. *dead-code elimination* keeps only ops that an output or a guard needs;
+   around it, two rewrites of what the backward pass leaves behind: an
+   elementwise op reads a ``broadcast_to`` view's operand directly (a
+   site's scalar ``scale`` broadcast over its plate is divided into each
+   element as before, but its ``log`` is taken once, not once per element),
+   and a sum of scatters into disjoint slices of zeros (each site's share
+   of the gradient of ``q``) is written into one buffer;
 3. *emission* writes arithmetic on float scalars as Python operators
    (IEEE ``+ - * /`` are correctly rounded, so numpy's scalar path gives the
    same bits as the ufunc at a tenth of the cost) and indexing as ``a[i]``.
@@ -213,7 +219,138 @@ def _live_ops(ops, roots):
     return kept
 
 
+def _plain(op) -> bool:
+    """No keywords, no replay-time shape check, no numpy error state of its own."""
+    return not op.kwargs and op.shape is None and op.errstate is None
+
+
+def _shape(arg, meta):
+    return meta[arg.index][1] if isinstance(arg, Ref) else onp.shape(arg)
+
+
+def _absorb_broadcasts(ops, meta, position):
+    """Let elementwise ops read through ``broadcast_to`` views.
+
+    A binary ufunc whose other operand already has the full shape gets the
+    view's operand instead: numpy broadcasts it the same way, so every
+    element is computed from the same two numbers. A unary ufunc of a view
+    is computed once on the operand and broadcast afterwards (numpy's loops
+    give the same bits for one element as for a strided array of copies);
+    that broadcast may in turn be absorbed. A view no op reads any more is
+    then dead code. Returns the new op list; ``position`` gets entries for
+    the ops made here.
+    """
+    viewed: dict[int, Ref] = {}  # slot of a broadcast view -> the Ref it views
+    kept = []
+    for op in ops:
+        fun = op.prim.fun
+        if fun is _BROADCAST_TO and _plain(op) and len(op.args) == 2 \
+                and isinstance(op.args[0], Ref):
+            viewed[op.out] = op.args[0]
+        elif isinstance(fun, onp.ufunc) and fun.nout == 1 and len(op.args) == fun.nin \
+                and _plain(op) and meta[op.out][0] is onp.ndarray:
+            args = op.args
+            if fun.nin == 2:
+                for i in (0, 1):
+                    a = args[i]
+                    if isinstance(a, Ref) and a.index in viewed:
+                        x = viewed[a.index]
+                        other, x_shape = _shape(args[1 - i], meta), meta[x.index][1]
+                        if other is not None and x_shape is not None \
+                                and onp.broadcast_shapes(other, x_shape) == meta[op.out][1]:
+                            args = args[:i] + (x,) + args[i + 1:]
+                op.args = args
+            elif isinstance(args[0], Ref) and args[0].index in viewed \
+                    and meta[viewed[args[0].index].index][1] is not None:
+                x = viewed[args[0].index]
+                x_shape = meta[x.index][1]
+                dtype = meta[op.out][2]
+                # A ufunc returns a numpy scalar, not a 0-d array, for 0-d input.
+                meta.append((onp.ndarray if x_shape else dtype.type, x_shape, dtype))
+                inner = Op(op.prim, (x,), {}, len(meta) - 1)
+                position[id(inner)] = position[id(op)]
+                kept.append(inner)
+                op.prim, op.args = anp.broadcast_to, (Ref(inner.out), meta[op.out][1])
+                viewed[op.out] = Ref(inner.out)
+        kept.append(op)
+    return kept
+
+
+def _fuse_scatters(ops, meta, roots):
+    """Write sums of scatters into disjoint slices as one buffer.
+
+    The gradient of ``q`` arrives as ``untake(g1, s1) + untake(g2, s2) +
+    ...``: one array of zeros per site and a full-size add per site. When
+    the slices are basic indices that share no element and each partial
+    result feeds only the next add, one ``scatter_disjoint`` writes every
+    ``g`` into one array of zeros, adding each to the zeros there (so the
+    bits, signed zeros included, are those of the adds).
+    """
+    uses: dict[int, int] = {}
+    for ref in itertools.chain(roots, (a.index for op in ops for a in op.args
+                                       if isinstance(a, Ref))):
+        uses[ref] = uses.get(ref, 0) + 1
+    terms: dict[int, list] = {}  # slot -> [(index, g)] that it is the sum of scatters of
+    target: dict[int, tuple] = {}  # slot -> (shape, dtype) of those zeros
+    kept = []
+    for op in ops:
+        fun, args = op.prim.fun, op.args
+        if fun is _UNTAKE and _plain(op) and len(args) == 4 and not isinstance(args[1], Ref) \
+                and anp._is_basic_index(args[1]):
+            terms[op.out] = [(args[1], args[0])]
+            target[op.out] = (args[2], args[3])
+        elif fun is onp.add and _plain(op) and len(args) == 2 \
+                and all(isinstance(a, Ref) and uses[a.index] == 1 and a.index in terms
+                        for a in args) \
+                and target[args[0].index] == target[args[1].index]:
+            a, b = args[0].index, args[1].index
+            terms[op.out] = terms.pop(a) + terms.pop(b)
+            target[op.out] = target[a]
+        kept.append(op)
+    fused = {slot: parts for slot, parts in terms.items()
+             if len(parts) > 1 and _disjoint(target[slot][0], [i for i, _ in parts])}
+    if not fused:
+        return ops
+    absorbed = {a.index for op in kept if op.out in fused for a in op.args}
+    while absorbed:  # the untakes and adds inside a fused sum
+        absorbed_ops = [op for op in kept if op.out in absorbed]
+        kept = [op for op in kept if op.out not in absorbed]
+        absorbed = {a.index for op in absorbed_ops if op.prim.fun is onp.add for a in op.args}
+    for op in kept:
+        if op.out in fused:
+            shape, dtype = target[op.out]
+            op.prim = scatter_disjoint
+            op.args = (shape, dtype) + tuple(x for part in fused[op.out] for x in part)
+    return kept
+
+
+def _disjoint(shape, indices) -> bool:
+    """Whether the basic ``indices`` into an array of ``shape`` share no element."""
+    count = onp.zeros(shape, dtype=onp.intp)
+    for index in indices:
+        count[index] += 1
+    return count.max(initial=0) <= 1
+
+
+class _ScatterDisjoint:
+    """The op ``_fuse_scatters`` makes: ``fun(shape, dtype, index1, g1, ...)``."""
+
+    __name__ = "scatter_disjoint"
+
+    @staticmethod
+    def fun(shape, dtype, *parts):
+        out = onp.zeros(shape, dtype=dtype)
+        for i in range(0, len(parts), 2):
+            out[parts[i]] += parts[i + 1]
+        return out
+
+
+scatter_disjoint = _ScatterDisjoint()
+
+
 # ---------------------------------------------------------------- emission
+_BROADCAST_TO = anp.broadcast_to.fun
+_UNTAKE = anp.untake.fun
 _ARITHMETIC = {onp.add: "+", onp.subtract: "-", onp.multiply: "*", onp.divide: "/"}
 _SHAPE_NOOPS = {onp.reshape, onp.squeeze, onp.ravel, onp.real, anp.broadcast_to.fun,
                 anp.astype_float.fun}
@@ -327,7 +464,8 @@ def _as_method(em: _Emitter, op: Op, meta) -> str | None:
         # The sum of a numpy scalar (a site's log density summed to one number)
         # is that scalar: add.reduce gives it, of the same type, for 1/5 the cost.
         return f"{em.bind(_ADD_REDUCE, 'add_reduce')}({em.arg(args[0])}, None)"
-    if kind is not onp.ndarray:
+    # A numpy scalar's reshape method is what numpy.reshape calls for it too.
+    if kind is not onp.ndarray and not (fun is onp.reshape and issubclass(kind, onp.generic)):
         return None
     x = em.arg(args[0])
     if fun is onp.sum:
@@ -360,6 +498,11 @@ def _as_method(em: _Emitter, op: Op, meta) -> str | None:
 def _emit_op(em: _Emitter, op: Op, meta) -> str:
     fun, args = op.prim.fun, op.args
     out = f"v{op.out}"
+    if op.prim is scatter_disjoint:
+        shape, dtype, *parts = args
+        lines = [f"{out} = {em.bind(onp.zeros, 'zeros')}({em.arg(shape)}, {em.arg(dtype)})"]
+        lines += [f"{out}[{em.arg(i)}] += {em.arg(g)}" for i, g in zip(parts[::2], parts[1::2])]
+        return "\n    ".join(lines)
     method = _as_method(em, op, meta)
     if method is not None:
         return f"{out} = {method}"
@@ -483,7 +626,10 @@ def build_tape(trace, n_inputs: int, outputs, name: str) -> Tape:
     else:
         guards = list(trace.guards)
     position = {id(op): i for i, op in enumerate(trace.ops)}
-    ops = _live_ops(ops, itertools.chain(_template_refs(outputs), (g.ref for g in guards)))
+    meta = list(meta)  # the passes add slots
+    ops = _absorb_broadcasts(ops, meta, position)
+    roots = [*_template_refs(outputs), *(g.ref for g in guards)]
+    ops = _fuse_scatters(_live_ops(ops, roots), meta, roots)
 
     em = _Emitter()
     fname = em.reserve(name or "replay")
