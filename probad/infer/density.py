@@ -381,7 +381,10 @@ class Potential:
             if msg["type"] != "sample" or msg["is_observed"]:
                 return None
             site = self._site_of(msg)
-            u = np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
+            # A scalar site reads a numpy scalar, on which Python's arithmetic
+            # (what a replay uses) is cheaper than numpy's for a 0-d array.
+            u = q[site.offset] if site.unconstrained_shape == () else \
+                np.reshape(q[site.offset:site.offset + site.size], site.unconstrained_shape)
             transform = biject_to(msg["fn"].support)
             x = transform(u)
             log_det = transform.log_abs_det_jacobian(u, x)

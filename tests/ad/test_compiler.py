@@ -694,6 +694,34 @@ def test_overlapping_or_fancy_scatters_are_left_alone():
     assert "scatter_disjoint" not in [op.name for op in tape.ops]
 
 
+def test_group_gradients_are_bincounts():
+    # a[group]: its gradient scatters 50 values into 7 groups, in index order
+    group = rng.integers(0, 7, size=50)
+
+    def f(a):
+        return np.sum(np.sin(a[group]) * DATA)
+
+    a = rng.normal(size=7)
+    tape = only_tapes(check_against_eager(grad(f), [(a,), (a * 2,)]))[0]
+    assert "bincount(" in tape.source and "f_untake" not in tape.source
+    assert _bits(compile(grad(f))(a)) == _bits(grad(f)(a))
+
+
+def test_zero_d_constants_take_part_in_scalar_arithmetic():
+    # Distribution parameters are 0-d arrays; with a scalar site value the
+    # ufunc returns a numpy scalar, and so does Python's operator.
+    loc, scale = onp.array(0.5), onp.array(2.0)
+
+    def f(q):
+        z = (q[0] - loc) / scale
+        return -0.5 * z * z - np.log(scale)
+
+    q = rng.normal(size=2)
+    tape = only_tapes(check_against_eager(value_and_grad(f), [(q,), (q + 1,)]))[0]
+    assert "f_subtract" not in tape.source and "f_divide" not in tape.source
+    assert _bits(compile(value_and_grad(f))(q)) == _bits(value_and_grad(f)(q))
+
+
 def test_value_dependent_conversion_errors_are_not_baked_in():
     def f(x):
         try:

@@ -377,7 +377,14 @@ def _scalar_operand(arg, meta) -> bool:
     if isinstance(arg, Ref):
         return meta[arg.index][0] in _FLOAT_SCALARS
     t = type(arg)
-    return t in _FLOAT_SCALARS or t is float or (t is int and abs(arg) <= 2**53)
+    return t in _FLOAT_SCALARS or t is float or (t is int and abs(arg) <= 2**53) \
+        or t is onp.ndarray and arg.shape == () and arg.dtype in _FLOAT_DTYPES
+
+
+def _scalar_arg(em, arg) -> str:
+    """A ``_scalar_operand`` in source; a 0-d array constant (a distribution's
+    parameter) as the numpy scalar it holds: a ufunc returns a scalar either way."""
+    return em.arg(arg[()] if type(arg) is onp.ndarray else arg)
 
 
 def _is_square(op, meta) -> bool:
@@ -495,6 +502,19 @@ def _as_method(em: _Emitter, op: Op, meta) -> str | None:
     return f"{x}.{_WRAPPERS[fun]}({', '.join(parts)})"
 
 
+def _is_bincount(op, meta) -> bool:
+    """An ``untake`` that ``bincount`` computes: float64 values scattered by a
+    constant non-negative integer vector into a vector (a group-level
+    gradient). Both add into zeros in index order, so the bits agree;
+    bincount skips ``add.at``'s general machinery."""
+    if not _plain(op) or len(op.args) != 4 or not isinstance(op.args[0], Ref):
+        return False
+    g, idx, shape, dtype = op.args
+    return (type(idx) is onp.ndarray and idx.ndim == 1 and idx.dtype.kind in "iu"
+            and idx.size > 0 and idx.min() >= 0 and type(shape) is tuple and len(shape) == 1
+            and dtype == onp.float64 and meta[g.index] == (onp.ndarray, idx.shape, dtype))
+
+
 def _emit_op(em: _Emitter, op: Op, meta) -> str:
     fun, args = op.prim.fun, op.args
     out = f"v{op.out}"
@@ -503,6 +523,9 @@ def _emit_op(em: _Emitter, op: Op, meta) -> str:
         lines = [f"{out} = {em.bind(onp.zeros, 'zeros')}({em.arg(shape)}, {em.arg(dtype)})"]
         lines += [f"{out}[{em.arg(i)}] += {em.arg(g)}" for i, g in zip(parts[::2], parts[1::2])]
         return "\n    ".join(lines)
+    if fun is _UNTAKE and _is_bincount(op, meta):
+        g, idx, shape, _ = args
+        return f"{out} = {em.bind(onp.bincount, 'bincount')}({em.arg(idx)}, {em.arg(g)}, {shape[0]})"
     method = _as_method(em, op, meta)
     if method is not None:
         return f"{out} = {method}"
@@ -513,13 +536,13 @@ def _emit_op(em: _Emitter, op: Op, meta) -> str:
     if fun is anp.getitem_parts.fun and not op.kwargs:
         return f"{out} = {em.arg(args[0])}[({''.join(em.arg(a) + ', ' for a in args[1:])})]"
     if fun in _ARITHMETIC and _as_operator(op, meta):
-        return f"{out} = {em.arg(args[0])} {_ARITHMETIC[fun]} {em.arg(args[1])}"
+        return f"{out} = {_scalar_arg(em, args[0])} {_ARITHMETIC[fun]} {_scalar_arg(em, args[1])}"
     if fun is onp.power and _SQUARE_IS_PRODUCT and _is_square(op, meta):
         x = em.arg(args[0])
         return f"{out} = {x} * {x}"  # for arrays, ndarray.__mul__ is the multiply ufunc
     if fun is onp.negative and len(args) == 1 and not op.kwargs \
             and meta[op.out][0] in _FLOAT_SCALARS and _scalar_operand(args[0], meta):
-        return f"{out} = -{em.arg(args[0])}"
+        return f"{out} = -{_scalar_arg(em, args[0])}"
     parts = [em.arg(a) for a in args] + [f"{k}={em.arg(v)}" for k, v in op.kwargs.items()]
     return f"{out} = {em.fun(op.prim)}({', '.join(parts)})"
 
