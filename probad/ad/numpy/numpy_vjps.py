@@ -25,7 +25,7 @@ import math
 
 import numpy as onp
 
-from ..core import defvjp, defvjp_argnum
+from ..core import defvjp, defvjp_argnum, defvjp_rule
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -216,10 +216,10 @@ BINARY_DERIVATIVES = {
 def _def_elementwise_vjps():
     # A unary rule keeps the dtype of g, which is already that of ans (and x).
     for fun, rule in UNARY_DERIVATIVES.items():
-        defvjp(fun, lambda ans, x, rule=rule, **kw: lambda g: rule(g, ans, x))
+        defvjp_rule(fun, lambda g, ans, x, rule=rule, **kw: rule(g, ans, x))
     for fun, (dx, dy) in BINARY_DERIVATIVES.items():
-        defvjp(fun, None if dx is None else lambda ans, x, y, dx=dx, **kw: lambda g: unbroadcast(dx(g, ans, x, y), x),
-               None if dy is None else lambda ans, x, y, dy=dy, **kw: lambda g: unbroadcast(dy(g, ans, x, y), y))
+        defvjp_rule(fun, None if dx is None else lambda g, ans, x, y, dx=dx, **kw: unbroadcast(dx(g, ans, x, y), x),
+                    None if dy is None else lambda g, ans, x, y, dy=dy, **kw: unbroadcast(dy(g, ans, x, y), y))
 
 
 _def_elementwise_vjps()
