@@ -103,6 +103,9 @@ class ValueMeta:
         return n
 
 
+_stub_types = ValueMeta.stub_types
+
+
 class Trace:
     """Base class of traces; subclasses decide what a primitive call leaves behind."""
 
@@ -148,21 +151,22 @@ class ReverseTrace(Trace):
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         """Append the call to the tape. ``args`` is a list made for this call,
         which the tape keeps (with dropped values replaced in place)."""
-        kept = fun.kept_values
+        plans = fun.tape_plans
         ans_kept = ans
-        if kept is not None:
+        if plans is not None:
             # Keep only the values the VJP reads (autograd's closures do the
             # same); the rest become shape/dtype stubs, so memory is released.
+            key = argnums, len(args)
             try:
-                keep_ans, keep_args = kept[argnums]
+                keep_ans, dropped = plans[key]
             except KeyError:
-                keep_ans, keep_args = kept[argnums] = fun.vjp_keeps(argnums)
+                keep_ans, dropped = plans[key] = fun.tape_plan(argnums, len(args))
             if not keep_ans:
                 ans_kept = None
-            if len(keep_args) < len(args):  # else all are kept (a unary rule reading x)
-                for i, a in enumerate(args):
-                    if type(a) in ValueMeta.stub_types and i not in keep_args:
-                        args[i] = ValueMeta(a)
+            for i in dropped:
+                a = args[i]
+                if type(a) in _stub_types:
+                    args[i] = ValueMeta(a)
         tape = self.tape
         index = len(tape)
         tape.append((fun, ans_kept, args, kwargs, argnums,
@@ -210,9 +214,10 @@ class primitive:
     """
 
     differentiable = True
-    # ``vjp_keeps``' answers by ``argnums``, filled in as the tape asks (a
-    # primitive meets few distinct ``argnums``); None when nothing is declared.
-    kept_values = None
+    # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
+    # as the tape asks (a primitive meets few distinct ones); None when
+    # ``vjp_keeps`` is not declared, so that every value is kept.
+    tape_plans = None
     # Traces that pass over this primitive (call it on raw values and record
     # nothing): None for none, the common case and the only one the call
     # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
@@ -235,7 +240,14 @@ class primitive:
     @vjp_keeps.setter
     def vjp_keeps(self, keeps):
         self._vjp_keeps = keeps
-        self.kept_values = None if keeps is None else {}
+        self.tape_plans = None if keeps is None else {}
+
+    def tape_plan(self, argnums, n_args):
+        """``(keep_ans, dropped)``: whether the tape keeps the result, and the
+        positions of the arguments it may replace with stubs, for a call with
+        ``n_args`` positional arguments traced at ``argnums``."""
+        keep_ans, keep_args = self.vjp_keeps(argnums)
+        return keep_ans, tuple(i for i in range(n_args) if i not in keep_args)
 
     def __call__(self, *args, **kwargs):
         boxed = None

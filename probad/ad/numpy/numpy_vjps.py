@@ -57,15 +57,12 @@ def match_dtype(g, target):
 def unbroadcast(g, target):
     """Sum ``g`` down to the shape of ``target`` (undoing numpy broadcasting)
     and give it ``target``'s dtype (see :func:`match_dtype`)."""
-    try:  # the common case, checked first: nothing to do
-        if g.shape == target.shape and g.dtype is target.dtype:
-            return g
-    except AttributeError:
-        if type(g) is type(target):  # Python scalars
-            return g
     t_shape = getattr(target, "shape", ())
     g_shape = getattr(g, "shape", ())
-    if g_shape != t_shape:
+    if g_shape == t_shape:
+        if getattr(g, "dtype", None) is getattr(target, "dtype", None):
+            return g  # the common case (Python scalars included): nothing to do
+    else:
         extra = len(g_shape) - len(t_shape)
         if extra < 0:
             g = anp.broadcast_to(g, t_shape)
