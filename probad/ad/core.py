@@ -6,7 +6,7 @@ from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
 
 __all__ = [
     "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
-    "defvjp", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
+    "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
     "def_linear",
     "add_outgrads",
 ]
@@ -25,46 +25,46 @@ def make_vjp(fun, x):
 
             return vjp, end
         tape = trace.tape
-        end_node = end._node
+        end_index = end._node
 
     def vjp(g):
-        out = backward(tape, end_node, g)
+        out = backward(tape, end_index, g)
         return vspace(x).zeros() if out is None else out
 
     return vjp, end._value
 
 
-def backward(tape, end_node, g):
-    """Compose VJPs from ``end_node`` back to the tape's start node."""
-    grads = [None] * (end_node.index + 1)
-    grads[end_node.index] = g
+def backward(tape, end, g):
+    """Compose VJPs from the tape's entry ``end`` back to its start (position 0)."""
+    grads = [None] * (end + 1)
+    grads[end] = g
     # A sparse cotangent is added in place, so only into a buffer that this
-    # pass made (a VJP's result may be shared with another node, or be a
+    # pass made (a VJP's result may be shared with another entry, or be a
     # read-only broadcast view). Every sum made here is a new buffer, so a
-    # node stays in ``owned`` once a sparse add has given it one.
+    # position stays in ``owned`` once a sparse add has given it one.
     owned = set()
-    for i in range(end_node.index, 0, -1):
+    for i in range(end, 0, -1):
         g = grads[i]
         if g is None:
             continue
         grads[i] = None  # free cotangents as soon as they are consumed
-        node = tape[i]
-        fun, ans, args, kwargs = node.fun, node.ans, node.args, node.kwargs
-        for argnum, parent in zip(node.argnums, node.parents):
+        fun, ans, args, kwargs, argnums, parents = tape[i]
+        rules = fun.vjps
+        for argnum, j in zip(argnums, parents):
             try:
-                maker = fun.vjps[argnum]
+                rule = rules[argnum]
             except KeyError:
                 raise NotImplementedError(
                     f"reverse-mode derivative (VJP) of '{fun.__name__}' with respect to "
                     f"argument {argnum} is not defined; define it with probad.ad.extend.defvjp"
                 ) from None
-            pg = maker(ans, *args, **kwargs)(g)
-            j = parent.index
+            pg = rule(g, ans, *args, **kwargs)
             if type(pg) is SparseObject:
                 grads[j] = _add_sparse(pg, grads[j], j in owned)
                 owned.add(j)
             else:
-                grads[j] = pg if grads[j] is None else add_outgrads(grads[j], pg)
+                prev = grads[j]
+                grads[j] = pg if prev is None else add_outgrads(prev, pg)
     return grads[0]
 
 
@@ -142,7 +142,7 @@ def defvjp_argnum(fun: primitive, maker):
 
     class _AllArgs(dict):
         def __missing__(self, argnum):
-            return lambda ans, *args, **kw: maker(argnum, ans, *args, **kw)
+            return lambda g, ans, *args, **kw: maker(argnum, ans, *args, **kw)(g)
 
     fun.vjps = _AllArgs(fun.vjps)
 
@@ -163,12 +163,29 @@ def defvjp_argnums(fun: primitive, maker):
 
 
 def defvjp(fun: primitive, *makers, argnums=None):
-    """Register VJP makers ``(ans, *args, **kwargs) -> (g -> cotangent)``.
+    """Register VJP makers ``(ans, *args, **kwargs) -> (g -> cotangent)``
+    (autograd's form).
 
     ``None`` marks an argument as non-differentiable (zero derivative).
     """
-    for argnum, maker in zip(argnums if argnums is not None else range(len(makers)), makers):
-        fun.vjps[argnum] = maker if maker is not None else _zero_vjp(argnum)
+    defvjp_rule(fun, *[None if maker is None else _rule_of_maker(maker) for maker in makers],
+                argnums=argnums)
+
+
+def defvjp_rule(fun: primitive, *rules, argnums=None):
+    """Register VJP rules ``(g, ans, *args, **kwargs) -> cotangent``: the form
+    the backward pass calls (the JVP rules' signature). Cheaper than a maker,
+    which builds a closure per recorded call, when nothing is worth computing
+    before ``g`` is known.
+
+    ``None`` marks an argument as non-differentiable (zero derivative).
+    """
+    for argnum, rule in zip(argnums if argnums is not None else range(len(rules)), rules):
+        fun.vjps[argnum] = rule if rule is not None else _zero_vjp(argnum)
+
+
+def _rule_of_maker(maker):
+    return lambda g, ans, *args, **kwargs: maker(ans, *args, **kwargs)(g)
 
 
 def defjvp(fun: primitive, *rules, argnums=None):
@@ -221,11 +238,7 @@ def _linear_jvp(fun, argnum):
 
 
 def _zero_vjp(argnum):
-    def maker(ans, *args, **kwargs):
-        vs = vspace(args[argnum])
-        return lambda g: vs.zeros()
-
-    return maker
+    return lambda g, ans, *args, **kwargs: vspace(args[argnum]).zeros()
 
 
 def _zero_jvp(g, ans, *args, **kwargs):

@@ -5,8 +5,8 @@ primitive on a :class:`Box` (a value being traced) computes the raw result and
 asks the box's *trace* to record the call. Three kinds of trace share this one
 mechanism:
 
-- :class:`ReverseTrace` appends a :class:`Node` to a flat tape; because nodes
-  are appended in execution order, walking the tape backwards is a valid
+- :class:`ReverseTrace` appends an entry to a flat tape; because entries are
+  appended in execution order, walking the tape backwards is a valid
   topological order for the backward pass (``core.backward``);
 - ``core.ForwardTrace`` pushes a tangent through each call at once (JVPs);
 - the compiler's recording trace (``compiler.py``) keeps every call, including
@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 
 __all__ = [
-    "Box", "Node", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
+    "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
     "new_box", "isbox", "getval", "trace_scope",
 ]
 
@@ -32,7 +32,8 @@ class Box:
 
     ``_value`` is the raw value (or a box of a lower trace), ``_trace`` the
     trace that owns the box, and ``_node`` what that trace needs to know about
-    it: a tape node in reverse mode, a tangent in forward mode.
+    it: its position on the tape in reverse mode (and in the compiler), its
+    tangent in forward mode.
     """
 
     __slots__ = ("_value", "_trace", "_node")
@@ -79,26 +80,6 @@ def getval(x):
     return x
 
 
-class Node:
-    """One recorded primitive call on a reverse-mode tape.
-
-    Derivative closures are *not* built here: the backward pass builds them
-    from ``fun``, ``ans`` and ``args`` only for nodes that receive a gradient,
-    which keeps the forward pass cheap.
-    """
-
-    __slots__ = ("fun", "ans", "args", "kwargs", "argnums", "parents", "index")
-
-    def __init__(self, fun, ans, args, kwargs, argnums, parents, index):
-        self.fun = fun
-        self.ans = ans
-        self.args = args
-        self.kwargs = kwargs
-        self.argnums = argnums
-        self.parents = parents
-        self.index = index
-
-
 class ValueMeta:
     """What a VJP may still ask of an argument whose value the tape dropped:
     its shape and dtype."""
@@ -120,6 +101,10 @@ class ValueMeta:
         for d in self.shape:
             n *= d
         return n
+
+
+# The same set, read by ``record`` as a global (cheaper, once per dropped argument).
+_stub_types = ValueMeta.stub_types
 
 
 class Trace:
@@ -145,34 +130,52 @@ class Trace:
 
 
 class ReverseTrace(Trace):
+    """Reverse mode: each box's ``_node`` is its position on a flat tape.
+
+    A tape entry is the tuple ``(fun, ans, args, kwargs, argnums, parents)``
+    (``parents``: the positions of the traced arguments at ``argnums``); a
+    plain tuple because one is made per primitive call, and a class's
+    ``__init__`` costs more than the rest of the entry. Derivative closures are
+    *not* built here: the backward pass applies the VJP rules only to entries
+    that receive a gradient, which keeps the forward pass cheap.
+    """
+
     __slots__ = ("level", "tape")
 
     def __init__(self, level):
         super().__init__(level)
-        self.tape = []
+        self.tape = [None]  # position 0 is the start, which has no entry
 
     def new_start(self, value):
-        node = Node(None, value, (), {}, (), (), len(self.tape))
-        self.tape.append(node)
-        return new_box(value, self, node)
+        return new_box(value, self, 0)
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
-        tape = self.tape
-        keeps = fun.vjp_keeps
-        if keeps is not None:
+        """Append the call to the tape. ``args`` is a list made for this call,
+        which the tape keeps (with dropped values replaced in place)."""
+        plans = fun.tape_plans
+        ans_kept = ans
+        if plans is not None:
             # Keep only the values the VJP reads (autograd's closures do the
             # same); the rest become shape/dtype stubs, so memory is released.
-            keep_ans, keep_args = keeps(argnums)
-            args = [a if i in keep_args or type(a) not in ValueMeta.stub_types else ValueMeta(a)
-                    for i, a in enumerate(args)]
-        parents = [boxes[0]._node] if len(boxes) == 1 else [b._node for b in boxes]
-        node = Node(fun, ans if keeps is None or keep_ans else None, args, kwargs, argnums,
-                    parents, len(tape))
-        tape.append(node)
+            key = argnums, len(args)
+            try:
+                keep_ans, dropped = plans[key]
+            except KeyError:
+                keep_ans, dropped = plans[key] = fun.tape_plan(argnums, len(args))
+            if not keep_ans:
+                ans_kept = None
+            for i in dropped:
+                a = args[i]
+                if type(a) in _stub_types:
+                    args[i] = ValueMeta(a)
+        tape = self.tape
+        index = len(tape)
+        tape.append((fun, ans_kept, args, kwargs, argnums,
+                     (boxes[0]._node,) if len(boxes) == 1 else tuple(b._node for b in boxes)))
         try:
-            return Box.type_mappings[type(ans)](ans, self, node)
+            return Box.type_mappings[type(ans)](ans, self, index)
         except KeyError:
-            return new_box(ans, self, node)
+            return new_box(ans, self, index)
 
 
 class trace_scope:
@@ -205,13 +208,17 @@ class primitive:
     what the VJP rules read beyond shapes and dtypes, so the tape can drop
     the rest.
 
-    Derivative rules live on the primitive itself: ``vjps[argnum]`` is a maker
-    ``(ans, *args, **kwargs) -> (g -> cotangent)`` and ``jvps[argnum]`` a rule
-    ``(g, ans, *args, **kwargs) -> tangent`` (autograd's conventions).
+    Derivative rules live on the primitive itself: ``vjps[argnum]`` is a rule
+    ``(g, ans, *args, **kwargs) -> cotangent`` and ``jvps[argnum]`` a rule
+    ``(g, ans, *args, **kwargs) -> tangent`` (``core.defvjp`` turns autograd's
+    VJP makers into the first form).
     """
 
     differentiable = True
-    vjp_keeps = None
+    # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
+    # as the tape asks (a primitive meets few distinct ones); None when
+    # ``vjp_keeps`` is not declared, so that every value is kept.
+    tape_plans = None
     # Traces that pass over this primitive (call it on raw values and record
     # nothing): None for none, the common case and the only one the call
     # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
@@ -226,6 +233,22 @@ class primitive:
         if name is not None:
             self.__name__ = name
         self.__name__ = getattr(self, "__name__", None) or getattr(fun, "__name__", repr(fun))
+
+    @property
+    def vjp_keeps(self):
+        return self.__dict__.get("_vjp_keeps")
+
+    @vjp_keeps.setter
+    def vjp_keeps(self, keeps):
+        self._vjp_keeps = keeps
+        self.tape_plans = None if keeps is None else {}
+
+    def tape_plan(self, argnums, n_args):
+        """``(keep_ans, dropped)``: whether the tape keeps the result, and the
+        positions of the arguments it may replace with stubs, for a call with
+        ``n_args`` positional arguments traced at ``argnums``."""
+        keep_ans, keep_args = self.vjp_keeps(argnums)
+        return keep_ans, tuple(i for i in range(n_args) if i not in keep_args)
 
     def __call__(self, *args, **kwargs):
         boxed = None
@@ -268,7 +291,7 @@ class primitive:
                 nested = True
                 if t.level > top.level:
                     top = t
-        argnums = [i for i in boxed if args[i]._trace is top] if nested else boxed
+        argnums = tuple(i for i in boxed if args[i]._trace is top) if nested else tuple(boxed)
         argvals = list(args)
         boxes = []
         for i in argnums:

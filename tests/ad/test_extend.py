@@ -6,7 +6,7 @@ import pytest
 import probad.ad.numpy as np
 from probad.ad import grad, make_jvp, make_vjp
 from probad.ad.extend import (Box, ForwardTrace, ReverseTrace, SparseObject, VSpace, def_linear, defjvp,
-                              defjvp_argnum, defjvp_argnums, defvjp, defvjp_argnum, defvjp_argnums,
+                              defjvp_argnum, defjvp_argnums, defvjp, defvjp_argnum, defvjp_argnums, defvjp_rule,
                               nondiff_primitive, notrace_primitive, primitive, register_notrace, vspace)
 from probad.ad.misc import const_graph
 from probad.ad.test_util import check_grads
@@ -44,6 +44,27 @@ def test_defvjp_with_argnums_and_a_zero_derivative():
         grad(affine)(2.0, 3.0, 4.0)
     defvjp(affine, None)  # None: a zero derivative
     assert grad(affine)(2.0, 3.0, 4.0) == 0.0
+
+
+def test_defvjp_rule_takes_the_cotangent_with_the_arguments():
+    @primitive
+    def scaled_square(x, scale=1.0):
+        return scale * x ** 2
+
+    calls = []
+
+    def rule(g, ans, x, scale=1.0):
+        calls.append(scale)
+        return g * 2 * scale * x
+
+    defvjp_rule(scaled_square, rule)
+    defjvp(scaled_square, lambda g, ans, x, scale=1.0: g * 2 * scale * x)
+    x = R.randn(3)
+    onp.testing.assert_allclose(grad(lambda x: np.sum(scaled_square(x, scale=3.0)))(x), 6.0 * x)
+    assert calls == [3.0]
+    check_grads(lambda x: scaled_square(x, scale=3.0), modes=["fwd", "rev"], order=2)(x)
+    defvjp_rule(scaled_square, None)  # None: a zero derivative
+    onp.testing.assert_allclose(grad(lambda x: np.sum(scaled_square(x)))(x), onp.zeros(3))
 
 
 def test_defvjp_argnum_and_defjvp_argnum():

@@ -25,7 +25,7 @@ import math
 
 import numpy as onp
 
-from ..core import defvjp, defvjp_argnum
+from ..core import defvjp, defvjp_argnum, defvjp_rule
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -57,15 +57,12 @@ def match_dtype(g, target):
 def unbroadcast(g, target):
     """Sum ``g`` down to the shape of ``target`` (undoing numpy broadcasting)
     and give it ``target``'s dtype (see :func:`match_dtype`)."""
-    try:  # the common case, checked first: nothing to do
-        if g.shape == target.shape and g.dtype is target.dtype:
-            return g
-    except AttributeError:
-        if type(g) is type(target):  # Python scalars
-            return g
     t_shape = getattr(target, "shape", ())
     g_shape = getattr(g, "shape", ())
-    if g_shape != t_shape:
+    if g_shape == t_shape:
+        if getattr(g, "dtype", None) is getattr(target, "dtype", None):
+            return g  # the common case (Python scalars included): nothing to do
+    else:
         extra = len(g_shape) - len(t_shape)
         if extra < 0:
             g = anp.broadcast_to(g, t_shape)
@@ -216,10 +213,10 @@ BINARY_DERIVATIVES = {
 def _def_elementwise_vjps():
     # A unary rule keeps the dtype of g, which is already that of ans (and x).
     for fun, rule in UNARY_DERIVATIVES.items():
-        defvjp(fun, lambda ans, x, rule=rule, **kw: lambda g: rule(g, ans, x))
+        defvjp_rule(fun, lambda g, ans, x, rule=rule, **kw: rule(g, ans, x))
     for fun, (dx, dy) in BINARY_DERIVATIVES.items():
-        defvjp(fun, None if dx is None else lambda ans, x, y, dx=dx, **kw: lambda g: unbroadcast(dx(g, ans, x, y), x),
-               None if dy is None else lambda ans, x, y, dy=dy, **kw: lambda g: unbroadcast(dy(g, ans, x, y), y))
+        defvjp_rule(fun, None if dx is None else lambda g, ans, x, y, dx=dx, **kw: unbroadcast(dx(g, ans, x, y), x),
+                    None if dy is None else lambda g, ans, x, y, dy=dy, **kw: unbroadcast(dy(g, ans, x, y), y))
 
 
 _def_elementwise_vjps()
@@ -303,10 +300,11 @@ def repeat_to_match_shape(g, x_shape, axis, keepdims):
     """Broadcast a reduced (co)tangent back over the reduced axes."""
     if x_shape == ():
         return g
-    axes = reduced_axes(axis, len(x_shape))
-    kept_dims = tuple(1 if i in axes else n for i, n in enumerate(x_shape))
-    if not keepdims:
-        g = anp.reshape(g, kept_dims)
+    if not keepdims and axis is not None:
+        # Put the reduced axes back as ones. (A full reduction's scalar, and
+        # a kept-dims result, broadcast as they are.)
+        axes = reduced_axes(axis, len(x_shape))
+        g = anp.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(x_shape)))
     return anp.broadcast_to(g, x_shape)
 
 
@@ -324,11 +322,9 @@ def _as_real(mask_or_count, x):
     return anp.astype_float(mask_or_count, _real_dtype(x))
 
 
-def _sum_vjp(ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    shape = anp.shape(x)
-    if where is None:
-        return lambda g: match_dtype(repeat_to_match_shape(g, shape, axis, keepdims), x)
-    return lambda g: match_dtype(anp.where3(where, repeat_to_match_shape(g, shape, axis, keepdims), 0.0), x)
+def _sum_vjp(g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    g = repeat_to_match_shape(g, anp.shape(x), axis, keepdims)
+    return match_dtype(g if where is None else anp.where3(where, g, 0.0), x)
 
 
 def _where_count(x, axis, where):
@@ -477,7 +473,7 @@ def _cumprod_vjp(ans, x, axis=None, dtype=None, out=None):
     return vjp
 
 
-defvjp(anp.sum, _sum_vjp)
+defvjp_rule(anp.sum, _sum_vjp)
 defvjp(anp.mean, _mean_vjp)
 defvjp(anp.var, _var_vjp)
 defvjp(anp.std, _std_vjp)
@@ -618,13 +614,27 @@ def dot_axes(a_ndim, b_ndim):
     return [a_ndim - 1], [0 if b_ndim == 1 else b_ndim - 2]
 
 
-def _dot_vjp(argnum, ans, A, B):
-    return _tensordot_adjoints(A, B, *dot_axes(anp.ndim(A), anp.ndim(B)))[argnum]
+def _dot_rule(argnum):
+    def rule(g, ans, A, B):
+        a_ndim, b_ndim = anp.ndim(A), anp.ndim(B)
+        if 1 <= a_ndim <= 2 and 1 <= b_ndim <= 2:
+            # Vectors and matrices (the common case): the adjoint is one more
+            # product, ``g B^T`` for A and ``A^T g`` for B (an outer product or
+            # a scaling when the other operand is a vector), far cheaper than
+            # tensordot's general axis bookkeeping.
+            if argnum == 0:
+                out = anp.dot(g, anp.transpose(B)) if b_ndim == 2 else anp.outer(g, B) if a_ndim == 2 else g * B
+            else:
+                out = anp.dot(anp.transpose(A), g) if a_ndim == 2 else anp.outer(A, g) if b_ndim == 2 else g * A
+            return match_dtype(out, (A, B)[argnum])
+        return _tensordot_adjoints(A, B, *dot_axes(a_ndim, b_ndim))[argnum](g)
+
+    return rule
 
 
 defvjp(anp.tensordot, lambda ans, A, B, axes=2: _tensordot_vjp(0, ans, A, B, axes),
        lambda ans, A, B, axes=2: _tensordot_vjp(1, ans, A, B, axes))
-defvjp(anp.dot, lambda ans, A, B: _dot_vjp(0, ans, A, B), lambda ans, A, B: _dot_vjp(1, ans, A, B))
+defvjp_rule(anp.dot, _dot_rule(0), _dot_rule(1))
 
 
 def _matmul_vjp(argnum, ans, A, B):
