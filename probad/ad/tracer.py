@@ -105,6 +105,9 @@ class ValueMeta:
 
 # The same set, read by ``record`` as a global (cheaper, once per dropped argument).
 _stub_types = ValueMeta.stub_types
+# Smaller values are kept as they are: a stub costs more time than such an
+# array costs memory (a tape entry itself takes a few hundred bytes).
+_STUB_MIN_BYTES = 1024
 
 
 class Trace:
@@ -166,7 +169,7 @@ class ReverseTrace(Trace):
                 ans_kept = None
             for i in dropped:
                 a = args[i]
-                if type(a) in _stub_types:
+                if type(a) in _stub_types and a.nbytes > _STUB_MIN_BYTES:
                     args[i] = ValueMeta(a)
         tape = self.tape
         index = len(tape)
