@@ -664,9 +664,17 @@ def test_elementwise_ops_read_through_broadcasts():
 def test_unary_of_a_broadcast_still_broadcasts_where_needed():
     def f(x):
         b = np.exp(np.broadcast_to(x, (2, 3)))
-        return b, b * onp.ones((4, 2, 3))  # kept whole, and broadcast further
+        c = np.sin(np.broadcast_to(x, (2, 3)))
+        return b, c * onp.ones((4, 2, 3))  # returned, and broadcast further
 
-    check_against_eager(f, [(onp.array([0.5, 1.0, 2.0]),), (onp.float64(0.1),)])
+    check_against_eager(f, [(onp.float64(0.1),), (onp.float64(-2.0),)])
+    x = onp.array([0.5, 1.0, 2.0])
+    compiled = check_against_eager(f, [(x,), (x * 2,)])
+    b, _ = compiled(x)
+    b[0, 0] = 1.0  # an output is a fresh array, as eager gives, not a broadcast view
+    tape = only_tapes(compiled)[0]
+    assert [op.name for op in tape.ops] == ["broadcast_to", "exp", "sin", "multiply"]
+    assert tape.ops[2].args[0].index == 0  # sin of x itself, its broadcast absorbed
 
 
 def test_gradient_slices_are_written_into_one_buffer():

@@ -228,7 +228,7 @@ def _shape(arg, meta):
     return meta[arg.index][1] if isinstance(arg, Ref) else onp.shape(arg)
 
 
-def _absorb_broadcasts(ops, meta, position):
+def _absorb_broadcasts(ops, meta, position, outputs):
     """Let elementwise ops read through ``broadcast_to`` views.
 
     A binary ufunc whose other operand already has the full shape gets the
@@ -237,8 +237,9 @@ def _absorb_broadcasts(ops, meta, position):
     is computed once on the operand and broadcast afterwards (numpy's loops
     give the same bits for one element as for a strided array of copies);
     that broadcast may in turn be absorbed. A view no op reads any more is
-    then dead code. Returns the new op list; ``position`` gets entries for
-    the ops made here.
+    then dead code. An output keeps its own fresh array: the function's
+    caller may write into it. Returns the new op list; ``position`` gets
+    entries for the ops made here.
     """
     viewed: dict[int, Ref] = {}  # slot of a broadcast view -> the Ref it views
     kept = []
@@ -260,7 +261,7 @@ def _absorb_broadcasts(ops, meta, position):
                                 and onp.broadcast_shapes(other, x_shape) == meta[op.out][1]:
                             args = args[:i] + (x,) + args[i + 1:]
                 op.args = args
-            elif isinstance(args[0], Ref) and args[0].index in viewed \
+            elif isinstance(args[0], Ref) and args[0].index in viewed and op.out not in outputs \
                     and meta[viewed[args[0].index].index][1] is not None:
                 x = viewed[args[0].index]
                 x_shape = meta[x.index][1]
@@ -650,7 +651,7 @@ def build_tape(trace, n_inputs: int, outputs, name: str) -> Tape:
         guards = list(trace.guards)
     position = {id(op): i for i, op in enumerate(trace.ops)}
     meta = list(meta)  # the passes add slots
-    ops = _absorb_broadcasts(ops, meta, position)
+    ops = _absorb_broadcasts(ops, meta, position, set(_template_refs(outputs)))
     roots = [*_template_refs(outputs), *(g.ref for g in guards)]
     ops = _fuse_scatters(_live_ops(ops, roots), meta, roots)
 
