@@ -49,6 +49,26 @@ def seconds_per_call(fun, *args, budget=0.3):
     return best
 
 
+def seconds_per_call_each(candidates: dict, budget=0.3) -> dict:
+    """``seconds_per_call`` of several ``label: (fun, *args)`` candidates that
+    take turns within each repeat, so that a slow spell of a shared machine
+    slows all of them alike instead of skewing their ratios."""
+    calls = {}
+    for label, (fun, *args) in candidates.items():
+        fun(*args)
+        start = time.perf_counter()
+        fun(*args)
+        calls[label] = max(1, int(budget / REPEATS / max(time.perf_counter() - start, 1e-7)))
+    best = dict.fromkeys(candidates, math.inf)
+    for _ in range(REPEATS):
+        for label, (fun, *args) in candidates.items():
+            start = time.perf_counter()
+            for _ in range(calls[label]):
+                fun(*args)
+            best[label] = min(best[label], (time.perf_counter() - start) / calls[label])
+    return best
+
+
 def report(title, timings, reference="compiled probad"):
     print(f"\n{title}")
     ref = timings.get(reference)

@@ -358,7 +358,7 @@ def by_hand(name, data, sites):
 def bench_potentials():
     """Per-call value and gradient of each model's potential, five ways."""
     import jax
-    from bench_compile import report, seconds_per_call
+    from bench_compile import report, seconds_per_call_each
 
     import probad as pb
 
@@ -389,9 +389,8 @@ def bench_potentials():
                       "pymc logp_dlogp (C)": (pymc_energy, pymc_q)}
         for label, (fun, point) in candidates.items():
             _check_agrees(label, fun(point), reference, _layout(label, sites, values, model))
-        timings = {"compiled probad": seconds_per_call(compiled.value_and_grad, q)}
-        timings.update({label: seconds_per_call(fun, point)
-                        for label, (fun, point) in candidates.items()})
+        timings = seconds_per_call_each({"compiled probad": (compiled.value_and_grad, q),
+                                         **candidates})
         report(f"{name} (dim {compiled.dim}): potential value and gradient per call", timings)
 
 
