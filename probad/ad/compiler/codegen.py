@@ -334,7 +334,9 @@ def _disjoint(shape, indices) -> bool:
 
 
 class _ScatterDisjoint:
-    """The op ``_fuse_scatters`` makes: ``fun(shape, dtype, index1, g1, ...)``."""
+    """The op ``_fuse_scatters`` makes: ``fun(shape, dtype, index1, g1, ...)``.
+    ``fun`` states what the op computes for whoever reads a tape; the replay
+    writes the same steps inline (``_emit_op``), saving a call and a loop."""
 
     __name__ = "scatter_disjoint"
 
