@@ -7,10 +7,13 @@ Ctrl-C and failed chains, and packaging the results with diagnostics.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
@@ -74,6 +77,29 @@ class _StopFlag:
     def remove(self) -> None:
         if os.path.exists(self.path):
             os.remove(self.path)
+
+    @contextlib.contextmanager
+    def raised_by_ctrl_c(self):
+        """Raise the flag in the SIGINT handler itself, before the
+        ``KeyboardInterrupt`` exists: Python drops an exception raised inside
+        a finalizer, and a Ctrl-C that lands while the garbage collector runs
+        one would otherwise never reach the workers."""
+        previous = signal.getsignal(signal.SIGINT)
+        # Handlers belong to the main thread; SIG_IGN or SIG_DFL mean whoever
+        # set them wants no KeyboardInterrupt, so leave them be.
+        if threading.current_thread() is not threading.main_thread() or not callable(previous):
+            yield
+            return
+
+        def handler(signum, frame):
+            self.raise_flag()
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _run_job(job: _ChainJob, pot=None):
@@ -304,30 +330,31 @@ def _run_on_executor(jobs, executor, progress: bool):
         job.stop = stop
     futures = {executor.submit(_run_pickled, cloudpickle.dumps(job)): job.chain for job in jobs}
     results, errors = {}, {}
-    try:
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=relay.timeout, return_when=FIRST_COMPLETED)
-            relay.redraw()
-            for fut in finished:
+    with stop.raised_by_ctrl_c():
+        try:
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=relay.timeout, return_when=FIRST_COMPLETED)
+                relay.redraw()
+                for fut in finished:
+                    try:
+                        results[futures[fut]] = fut.result()
+                    except Exception as exc:
+                        errors[futures[fut]] = exc
+        except KeyboardInterrupt:
+            # Chains not started are cancelled; running ones see the flag within
+            # a fraction of a second and return their draws so far.
+            stop.raise_flag()
+            for fut, chain in futures.items():
+                if chain in results or chain in errors or fut.cancel():
+                    continue
                 try:
-                    results[futures[fut]] = fut.result()
-                except Exception as exc:
-                    errors[futures[fut]] = exc
-    except KeyboardInterrupt:
-        # Chains not started are cancelled; running ones see the flag within
-        # a fraction of a second and return their draws so far.
-        stop.raise_flag()
-        for fut, chain in futures.items():
-            if chain in results or chain in errors or fut.cancel():
-                continue
-            try:
-                results[chain] = fut.result(timeout=60)
-            except BaseException as exc:
-                errors[chain] = exc
-    finally:
-        stop.remove()
-        relay.close()
+                    results[chain] = fut.result(timeout=60)
+                except BaseException as exc:
+                    errors[chain] = exc
+        finally:
+            stop.remove()
+            relay.close()
     return results, errors
 
 

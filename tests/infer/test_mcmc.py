@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -467,6 +468,31 @@ def test_ctrl_c_in_the_main_process_stops_chains_on_a_pool(pool):
     assert 0 < idata.posterior.sizes["draw"] < 300_000
     # The workers are free again: nothing is left running on the pool.
     assert pool.submit(abs, -1).result(timeout=5) == 1
+
+
+def test_ctrl_c_lost_in_a_finalizer_still_stops_chains_on_a_pool(monkeypatch):
+    """Python drops an exception raised inside a finalizer, so a Ctrl-C that
+    lands while the collector runs one never surfaces; the handler itself
+    must tell the workers to stop (this failed once in the full suite)."""
+    from probad.infer.mcmc import _StopFlag
+
+    class SlowFinalizer:
+        def __del__(self):
+            time.sleep(2.0)  # the signal interrupts this sleep
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    stop = _StopFlag()
+    try:
+        with stop.raised_by_ctrl_c():
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            finalized = SlowFinalizer()
+            del finalized  # the last reference: the finalizer runs here
+        assert [type(d.exc_value) for d in dropped] == [KeyboardInterrupt]
+        assert stop()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        stop.remove()
 
 
 class FailInChain:
