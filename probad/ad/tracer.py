@@ -127,6 +127,10 @@ class Trace:
             return value._trace.concretize(value, kind)
         return kind(value)
 
+    def record_one(self, fun, ans, args, kwargs, argnum, box):
+        """``record`` for a call with exactly one traced argument (the fast path)."""
+        return self.record(fun, ans, args, kwargs, (argnum,), (box,))
+
     def primitive_raised(self, fun):
         """A call of ``fun`` on this trace's boxes raised; the compiler's trace
         refuses to replay a recording in which the function caught that."""
@@ -136,9 +140,10 @@ class ReverseTrace(Trace):
     """Reverse mode: each box's ``_node`` is its position on a flat tape.
 
     A tape entry is the tuple ``(fun, ans, args, kwargs, argnums, parents)``
-    (``parents``: the positions of the traced arguments at ``argnums``); a
-    plain tuple because one is made per primitive call, and a class's
-    ``__init__`` costs more than the rest of the entry. Derivative closures are
+    (``parents``: the positions of the traced arguments at ``argnums``; two
+    ints rather than 1-tuples when one argument is traced); a plain tuple
+    because one is made per primitive call, and a class's ``__init__`` costs
+    more than the rest of the entry. Derivative closures are
     *not* built here: the backward pass applies the VJP rules only to entries
     that receive a gradient, which keeps the forward pass cheap.
     """
@@ -155,30 +160,44 @@ class ReverseTrace(Trace):
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         """Append the call to the tape. ``args`` is a list made for this call,
         which the tape keeps (with dropped values replaced in place)."""
-        plans = fun.tape_plans
-        ans_kept = ans
-        if plans is not None:
-            # Keep only the values the VJP reads (autograd's closures do the
-            # same); the rest become shape/dtype stubs, so memory is released.
-            key = argnums, len(args)
-            try:
-                keep_ans, dropped = plans[key]
-            except KeyError:
-                keep_ans, dropped = plans[key] = fun.tape_plan(argnums, len(args))
-            if not keep_ans:
-                ans_kept = None
-            for i in dropped:
-                a = args[i]
-                if type(a) in _stub_types and a.nbytes > _STUB_MIN_BYTES:
-                    args[i] = ValueMeta(a)
+        ans_kept = ans if fun.tape_plans is None else _drop_unread(fun, ans, args, argnums)
         tape = self.tape
         index = len(tape)
         tape.append((fun, ans_kept, args, kwargs, argnums,
-                     (boxes[0]._node,) if len(boxes) == 1 else tuple(b._node for b in boxes)))
+                     (boxes[0]._node, boxes[1]._node) if len(boxes) == 2 else tuple(b._node for b in boxes)))
         try:
             return Box.type_mappings[type(ans)](ans, self, index)
         except KeyError:
             return new_box(ans, self, index)
+
+    def record_one(self, fun, ans, args, kwargs, argnum, box):
+        # One traced argument, the common case: the entry holds ``argnum``
+        # and its parent's position as ints, not 1-tuples.
+        ans_kept = ans if fun.tape_plans is None else _drop_unread(fun, ans, args, argnum)
+        tape = self.tape
+        index = len(tape)
+        tape.append((fun, ans_kept, args, kwargs, argnum, box._node))
+        try:
+            return Box.type_mappings[type(ans)](ans, self, index)
+        except KeyError:
+            return new_box(ans, self, index)
+
+
+def _drop_unread(fun, ans, args, argnums):
+    """Keep only the values the VJP reads (autograd's closures do the same):
+    the other arguments become shape/dtype stubs in ``args``, so memory is
+    released. Returns ``ans``, or None if the VJP does not read it."""
+    key = argnums, len(args)
+    try:
+        keep_ans, dropped = fun.tape_plans[key]
+    except KeyError:
+        keep_ans, dropped = fun.tape_plans[key] = fun.tape_plan(
+            (argnums,) if type(argnums) is int else argnums, len(args))
+    for i in dropped:
+        a = args[i]
+        if type(a) in _stub_types and a.nbytes > _STUB_MIN_BYTES:
+            args[i] = ValueMeta(a)
+    return ans if keep_ans else None
 
 
 class trace_scope:
@@ -270,17 +289,21 @@ class primitive:
         if isinstance(value, Box):
             return self._call_traced(args, kwargs)
         top = box._trace
-        argvals = list(args)
-        argvals[boxed] = value
+        if i == 1:
+            argvals = [value]
+        else:
+            argvals = list(args)
+            argvals[boxed] = value
         try:
-            ans = self.fun(*argvals, **kwargs)
+            # Without keywords, the call skips building a dict for them.
+            ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
         except Exception:
             top.primitive_raised(self)
             raise
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
-        return top.record(self, ans, argvals, kwargs, (boxed,), (box,))
+        return top.record_one(self, ans, argvals, kwargs, boxed, box)
 
     def _call_traced(self, args, kwargs):
         boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]

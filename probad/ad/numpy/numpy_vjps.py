@@ -57,11 +57,16 @@ def match_dtype(g, target):
 def unbroadcast(g, target):
     """Sum ``g`` down to the shape of ``target`` (undoing numpy broadcasting)
     and give it ``target``'s dtype (see :func:`match_dtype`)."""
+    try:
+        if g.shape == target.shape and g.dtype is target.dtype:
+            return g  # the common case: nothing to do
+    except AttributeError:  # a Python scalar on either side
+        pass
     t_shape = getattr(target, "shape", ())
     g_shape = getattr(g, "shape", ())
     if g_shape == t_shape:
         if getattr(g, "dtype", None) is getattr(target, "dtype", None):
-            return g  # the common case (Python scalars included): nothing to do
+            return g  # Python scalars
     else:
         extra = len(g_shape) - len(t_shape)
         if extra < 0:
@@ -112,43 +117,43 @@ def _sinc_derivative(x):
 
 
 UNARY_DERIVATIVES = {
-    anp.negative: lambda g, ans, x: -g,
-    anp.positive: lambda g, ans, x: g,
-    anp.exp: lambda g, ans, x: g * ans,
-    anp.exp2: lambda g, ans, x: g * ans * LN2,
-    anp.expm1: lambda g, ans, x: g * (ans + 1),
-    anp.log: lambda g, ans, x: g / x,
-    anp.log2: lambda g, ans, x: g / (x * LN2),
-    anp.log10: lambda g, ans, x: g / (x * LN10),
-    anp.log1p: lambda g, ans, x: g / (x + 1),
-    anp.sin: lambda g, ans, x: g * anp.cos(x),
-    anp.cos: lambda g, ans, x: -g * anp.sin(x),
-    anp.tan: lambda g, ans, x: g * (1 + ans**2),
-    anp.arcsin: lambda g, ans, x: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arccos: lambda g, ans, x: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arctan: lambda g, ans, x: g / (1 + x**2),
-    anp.sinh: lambda g, ans, x: g * anp.cosh(x),
-    anp.cosh: lambda g, ans, x: g * anp.sinh(x),
-    anp.tanh: lambda g, ans, x: g * (1 - ans**2),
-    anp.arcsinh: lambda g, ans, x: g / anp.sqrt(x**2 + 1),
+    anp.negative: lambda g, ans, x, **_: -g,
+    anp.positive: lambda g, ans, x, **_: g,
+    anp.exp: lambda g, ans, x, **_: g * ans,
+    anp.exp2: lambda g, ans, x, **_: g * ans * LN2,
+    anp.expm1: lambda g, ans, x, **_: g * (ans + 1),
+    anp.log: lambda g, ans, x, **_: g / x,
+    anp.log2: lambda g, ans, x, **_: g / (x * LN2),
+    anp.log10: lambda g, ans, x, **_: g / (x * LN10),
+    anp.log1p: lambda g, ans, x, **_: g / (x + 1),
+    anp.sin: lambda g, ans, x, **_: g * anp.cos(x),
+    anp.cos: lambda g, ans, x, **_: -g * anp.sin(x),
+    anp.tan: lambda g, ans, x, **_: g * (1 + ans**2),
+    anp.arcsin: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))),
+    anp.arccos: lambda g, ans, x, **_: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))),
+    anp.arctan: lambda g, ans, x, **_: g / (1 + x**2),
+    anp.sinh: lambda g, ans, x, **_: g * anp.cosh(x),
+    anp.cosh: lambda g, ans, x, **_: g * anp.sinh(x),
+    anp.tanh: lambda g, ans, x, **_: g * (1 - ans**2),
+    anp.arcsinh: lambda g, ans, x, **_: g / anp.sqrt(x**2 + 1),
     # sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
-    anp.arccosh: lambda g, ans, x: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
-    anp.arctanh: lambda g, ans, x: g / (1 - x**2),
-    anp.square: lambda g, ans, x: g * 2 * x,
-    anp.reciprocal: lambda g, ans, x: -g * ans**2,
+    anp.arccosh: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
+    anp.arctanh: lambda g, ans, x, **_: g / (1 - x**2),
+    anp.square: lambda g, ans, x, **_: g * 2 * x,
+    anp.reciprocal: lambda g, ans, x, **_: -g * ans**2,
     # Convention at 0: the derivative is +inf (the one-sided limit), but a zero
     # cotangent stays zero, so sqrt in the branch of a where() not taken, or
     # multiplied by 0, contributes 0 rather than NaN; no division by zero is
     # evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
-    anp.sqrt: lambda g, ans, x: times_singular(g, _safe_reciprocal(2 * ans)),
-    anp.cbrt: lambda g, ans, x: times_singular(g, _safe_reciprocal(3 * ans**2)),
-    anp.deg2rad: lambda g, ans, x: g * (onp.pi / 180),
-    anp.radians: lambda g, ans, x: g * (onp.pi / 180),
-    anp.rad2deg: lambda g, ans, x: g * (180 / onp.pi),
-    anp.degrees: lambda g, ans, x: g * (180 / onp.pi),
-    anp.sinc: lambda g, ans, x: g * _sinc_derivative(x),
-    anp.fabs: lambda g, ans, x: g * anp.sign(x),
-    anp.nan_to_num: lambda g, ans, x: anp.where3(anp.isfinite(x), g, 0.0),
+    anp.sqrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(2 * ans)),
+    anp.cbrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(3 * ans**2)),
+    anp.deg2rad: lambda g, ans, x, **_: g * (onp.pi / 180),
+    anp.radians: lambda g, ans, x, **_: g * (onp.pi / 180),
+    anp.rad2deg: lambda g, ans, x, **_: g * (180 / onp.pi),
+    anp.degrees: lambda g, ans, x, **_: g * (180 / onp.pi),
+    anp.sinc: lambda g, ans, x, **_: g * _sinc_derivative(x),
+    anp.fabs: lambda g, ans, x, **_: g * anp.sign(x),
+    anp.nan_to_num: lambda g, ans, x, **_: anp.where3(anp.isfinite(x), g, 0.0),
 }
 
 
@@ -211,9 +216,10 @@ BINARY_DERIVATIVES = {
 
 
 def _def_elementwise_vjps():
-    # A unary rule keeps the dtype of g, which is already that of ans (and x).
+    # A unary rule keeps the dtype of g, which is already that of ans (and x);
+    # it takes (and ignores) a ufunc's keywords, so it is registered as it is.
     for fun, rule in UNARY_DERIVATIVES.items():
-        defvjp_rule(fun, lambda g, ans, x, rule=rule, **kw: rule(g, ans, x))
+        defvjp_rule(fun, rule)
     for fun, (dx, dy) in BINARY_DERIVATIVES.items():
         defvjp_rule(fun, None if dx is None else lambda g, ans, x, y, dx=dx, **kw: unbroadcast(dx(g, ans, x, y), x),
                     None if dy is None else lambda g, ans, x, y, dy=dy, **kw: unbroadcast(dy(g, ans, x, y), y))
