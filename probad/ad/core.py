@@ -49,29 +49,24 @@ def backward(tape, end, g):
             continue
         grads[i] = None  # free cotangents as soon as they are consumed
         fun, ans, args, kwargs, argnums, parents = tape[i]
-        # The hot loop of reverse mode: the common entry, one traced argument
-        # stored as two ints (ReverseTrace.record_one), gets its own copy of
-        # the accumulation below rather than a 1-tuple to loop over (3% of a
-        # 50-op gradient).
-        if type(parents) is int:
+        if type(parents) is int:  # one traced argument, stored as two ints (ReverseTrace.record_one)
             pg = _vjp(fun, argnums)(g, ans, *args, **kwargs) if kwargs else _vjp(fun, argnums)(g, ans, *args)
-            j = parents
-            if type(pg) is SparseObject:
-                grads[j] = _add_sparse(pg, grads[j], j in owned)
-                owned.add(j)
-            else:
-                prev = grads[j]
-                grads[j] = pg if prev is None else add_outgrads(prev, pg)
+            _accumulate(grads, owned, parents, pg)
             continue
         for argnum, j in zip(argnums, parents):
             pg = _vjp(fun, argnum)(g, ans, *args, **kwargs) if kwargs else _vjp(fun, argnum)(g, ans, *args)
-            if type(pg) is SparseObject:
-                grads[j] = _add_sparse(pg, grads[j], j in owned)
-                owned.add(j)
-            else:
-                prev = grads[j]
-                grads[j] = pg if prev is None else add_outgrads(prev, pg)
+            _accumulate(grads, owned, j, pg)
     return grads[0]
+
+
+def _accumulate(grads, owned, j, pg):
+    """Add the cotangent ``pg`` into ``grads[j]``."""
+    if type(pg) is SparseObject:
+        grads[j] = _add_sparse(pg, grads[j], j in owned)
+        owned.add(j)
+    else:
+        prev = grads[j]
+        grads[j] = pg if prev is None else add_outgrads(prev, pg)
 
 
 def _vjp(fun, argnum):
