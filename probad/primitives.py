@@ -26,6 +26,7 @@ A message has the keys::
 from __future__ import annotations
 
 import functools
+import threading
 from collections import namedtuple
 from contextlib import ExitStack, contextmanager
 
@@ -38,8 +39,23 @@ __all__ = [
     "plate", "plate_stack", "CondIndepStackFrame", "set_rng_seed", "SiteError",
 ]
 
-# The active handlers, outermost first.
-_STACK: list[Messenger] = []
+
+
+class _HandlerStack(threading.local):
+    """The active handlers, outermost first, one list per thread: chains run
+    on a thread pool each trace their own model, and a shared stack would let
+    one thread's ``trace`` record another's sites."""
+
+    def __init__(self):
+        self.handlers: list[Messenger] = []
+
+
+_LOCAL = _HandlerStack()
+
+
+def _active_handlers() -> list:
+    """The calling thread's active handlers, outermost first (the live list)."""
+    return _LOCAL.handlers
 
 # Draws of a model run without ``handlers.seed``. Kept in a one-element list so
 # that ``set_rng_seed`` can replace it without a ``global`` statement.
@@ -72,17 +88,18 @@ class Messenger:
             functools.update_wrapper(self, fn, updated=())
 
     def __enter__(self):
-        _STACK.append(self)
+        _LOCAL.handlers.append(self)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
+        stack = _LOCAL.handlers
         # After an exception, handlers entered inside this one may still be
         # on the stack (their __exit__ never ran): drop them with it.
         if exc_type is None:
-            assert _STACK[-1] is self, "effect handlers exited out of order"
-            _STACK.pop()
-        elif self in _STACK:
-            del _STACK[_STACK.index(self):]
+            assert stack[-1] is self, "effect handlers exited out of order"
+            stack.pop()
+        elif self in stack:
+            del stack[stack.index(self):]
 
     def process_message(self, msg: dict) -> None:
         """Inspect or change ``msg`` before its value is computed."""
@@ -111,8 +128,9 @@ def apply_stack(msg: dict) -> dict:
     is computed (a draw for ``sample``). Then the handlers that saw the
     message post-process it, outermost of them first.
     """
+    stack = _LOCAL.handlers
     visited = 0
-    for handler in reversed(_STACK):
+    for handler in reversed(stack):
         visited += 1
         handler.process_message(msg)
         if msg["stop"]:
@@ -123,7 +141,7 @@ def apply_stack(msg: dict) -> dict:
             msg["value"] = msg["fn"].sample(_GLOBAL_RNG[0] if rng is None else rng)
         else:
             msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
-    for handler in _STACK[len(_STACK) - visited:]:
+    for handler in stack[len(stack) - visited:]:
         handler.postprocess_message(msg)
     return msg
 

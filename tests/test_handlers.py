@@ -6,7 +6,7 @@ from probad import distributions as dist
 from probad import handlers
 from probad.infer.density import log_density
 from probad.infer.reparam import LocScaleReparam
-from probad.primitives import _STACK, deterministic, param, plate, sample
+from probad.primitives import _active_handlers, deterministic, param, plate, sample
 
 
 def chain():
@@ -28,7 +28,7 @@ def test_trace_records_sites_in_execution_order():
         chain()
     assert list(tr2) == ["x", "y", "z"]
     assert all(tr[k]["value"] == tr2[k]["value"] for k in tr)
-    assert _STACK == []
+    assert _active_handlers() == []
 
 
 def test_duplicate_site_names_are_an_error():
@@ -366,4 +366,61 @@ def test_every_handler_traces_the_same_in_every_form(name, form):
     expected = handlers.trace(handlers.seed(_as_context_manager(handler, kwargs), 0)).get_trace()
     actual = handlers.trace(handlers.seed(form(handler, kwargs), 0)).get_trace()
     assert _comparable(actual) == _comparable(expected)
-    assert _STACK == []
+    assert _active_handlers() == []
+
+
+def test_each_thread_has_its_own_handler_stack():
+    # Two threads trace the same model in lockstep: the barrier makes each
+    # sample its sites while the other is inside its trace. With one stack
+    # shared by the threads, a trace saw the other thread's sites ("two
+    # sites are named 'mu'").
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    def model():
+        barrier.wait()
+        mu = sample("mu", dist.Normal(0.0, 1.0))
+        barrier.wait()
+        sample("y", dist.Normal(mu, 1.0), obs=1.0)
+        barrier.wait()
+
+    traces, errors = {}, []
+
+    def run(seed):
+        try:
+            traces[seed] = handlers.trace(handlers.seed(model, seed)).get_trace()
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for seed in (0, 1):
+        assert list(traces[seed]) == ["mu", "y"]
+        alone = handlers.trace(handlers.seed(lambda: sample("mu", dist.Normal(0.0, 1.0)),
+                                             seed)).get_trace()
+        assert traces[seed]["mu"]["value"] == alone["mu"]["value"]
+    assert _active_handlers() == []
+
+
+def test_chains_on_a_thread_pool_give_the_sequential_draws():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import probad as pb
+
+    def model(y):
+        mu = sample("mu", dist.Normal(0.0, 5.0))
+        with plate("n", len(y)):
+            sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    data = {"y": onp.array([0.3, -0.2, 1.1])}
+    options = dict(draws=30, tune=30, chains=2, seed=3, progress=False)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = pb.hmc(model, data, executor=pool, **options)
+    sequential = pb.hmc(model, data, **options)
+    onp.testing.assert_array_equal(threaded.posterior["mu"].values,
+                                   sequential.posterior["mu"].values)

@@ -164,7 +164,7 @@ def test_plate_takes_dim_third_and_subsample_size_by_keyword():
 
 
 def test_handler_stack_is_cleaned_up_after_an_exception():
-    from probad.primitives import _STACK
+    from probad.primitives import _active_handlers
 
     def model():
         with plate("p", 2):
@@ -172,7 +172,7 @@ def test_handler_stack_is_cleaned_up_after_an_exception():
 
     with pytest.raises(RuntimeError):
         handlers.trace(handlers.seed(model, 0)).get_trace()
-    assert _STACK == []
+    assert _active_handlers() == []
 
 
 def test_messenger_used_as_decorator_needs_one_function():
