@@ -26,13 +26,14 @@ A message has the keys::
 from __future__ import annotations
 
 import functools
+import numbers
 import threading
 from collections import namedtuple
 from contextlib import ExitStack, contextmanager
 
 import numpy as onp
 
-from .distributions import Unit, constraints
+from .distributions import Distribution, Unit, constraints
 
 __all__ = [
     "Messenger", "apply_stack", "sample", "param", "deterministic", "factor",
@@ -157,7 +158,39 @@ def _message(type_, name, fn, value, *, args=(), kwargs=None, is_observed=False,
     }
 
 
-def sample(name: str, fn, obs=None, infer: dict | None = None):
+# The packages whose containers (pandas Series/DataFrame, xarray DataArray)
+# are data: converted to numpy where data enters a model. Checked by the
+# value's module, so neither package is imported unless the value is one.
+_CONTAINER_PACKAGES = ("pandas", "xarray")
+
+
+def _as_data(value):
+    """``value`` as model data: a pandas or xarray container becomes a numpy
+    array, anything else is returned as it is.
+
+    Model arguments and observed values pass through here, so the model
+    computes with arrays, never with a labelled container whose arithmetic
+    aligns on its index or falls back to Python objects.
+    """
+    if type(value).__module__.partition(".")[0] in _CONTAINER_PACKAGES \
+            and hasattr(value, "to_numpy"):
+        return value.to_numpy()
+    return value
+
+
+class _Omitted:
+    """The default of ``sample``'s ``obs``: it tells ``obs=y`` with ``y``
+    None (a site written as data that got none) from no ``obs`` at all (a
+    latent site). Shown as None, which is what it means."""
+
+    def __repr__(self):
+        return "None"
+
+
+_OMITTED = _Omitted()
+
+
+def sample(name: str, fn, obs=_OMITTED, infer: dict | None = None):
     """A random variable named ``name`` with distribution ``fn``.
 
     Parameters
@@ -167,16 +200,37 @@ def sample(name: str, fn, obs=None, infer: dict | None = None):
     fn : Distribution
         The site's distribution; plates broadcast it to their batch shape.
     obs : array_like, optional
-        Observed value. The site is then data and ``sample`` returns ``obs``.
+        Observed value. The site is then data and ``sample`` returns ``obs``
+        (a list, pandas or xarray container as a numpy array). ``obs=None``
+        leaves the site latent; inference then warns once that a site
+        written as data has none (see ``probad.infer.potential``).
     infer : dict, optional
         Options for inference algorithms, carried on the message.
 
     Returns
     -------
     The observed value, the value a handler chose, or a draw from ``fn``.
+
+    Raises
+    ------
+    TypeError
+        If ``fn`` is not a distribution.
     """
-    msg = _message("sample", name, fn, obs, kwargs={"rng": None},
-                   is_observed=obs is not None, infer=infer)
+    if not isinstance(fn, Distribution):
+        raise TypeError(f"site '{name}': pb.sample needs a distribution as its second argument, "
+                        f"got {type(fn).__name__} {fn!r}; write e.g. pb.sample({name!r}, "
+                        "dist.Normal(0.0, 1.0)), or pb.deterministic for a computed value")
+    if obs is not None and obs is not _OMITTED:
+        # A list is data as numpy reads it (PyMC's rule for observed values);
+        # a model argument that is a list stays one, it may be a structure.
+        obs = onp.asarray(obs) if isinstance(obs, (list, tuple)) else _as_data(obs)
+        msg = _message("sample", name, fn, obs, kwargs={"rng": None},
+                       is_observed=True, infer=infer)
+    else:
+        msg = _message("sample", name, fn, None, kwargs={"rng": None}, infer=infer)
+        if obs is None:
+            # ``obs=y`` with y None: the site was written as data, but has none.
+            msg["infer"]["obs_is_none"] = True
     return apply_stack(msg)["value"]
 
 
@@ -252,6 +306,21 @@ def _plate_batch_shape(frames) -> tuple:
     return tuple(batch)
 
 
+def _whole_number(plate_name, what, value) -> int:
+    """``value`` as an int; a fraction (``plate("n", 5.7)``) is an error, not
+    rounded down to a plate of the wrong size."""
+    if isinstance(value, onp.ndarray) and value.ndim == 0:  # a size read from array data
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"plate '{plate_name}': {what} must be an integer, got "
+                        f"{type(value).__name__} {value!r}")
+    number = int(value)
+    if number != value:
+        raise ValueError(f"plate '{plate_name}': {what} must be a whole number, got {value!r}; "
+                         f"pass the number of copies, e.g. len(data)")
+    return number
+
+
 class plate(Messenger):
     """Conditionally independent copies: ``with plate("school", J): ...``.
 
@@ -280,9 +349,11 @@ class plate(Messenger):
 
     def __init__(self, name: str, size: int, dim: int | None = None, *,
                  subsample_size: int | None = None):
-        size = int(size)
+        size = _whole_number(name, "size", size)
         if size < 1:
             raise ValueError(f"plate '{name}': size must be a positive integer, got {size}")
+        if subsample_size is not None:
+            subsample_size = _whole_number(name, "subsample_size", subsample_size)
         if dim is not None and dim >= 0:
             raise ValueError(f"plate '{name}': dim counts from the right and must be negative, "
                              f"got {dim} (to subsample, pass plate(name, size, subsample_size=n))")

@@ -178,3 +178,40 @@ def test_handler_stack_is_cleaned_up_after_an_exception():
 def test_messenger_used_as_decorator_needs_one_function():
     with pytest.raises(TypeError, match="no function to run"):
         Messenger()(1, 2)
+
+
+def test_sample_of_something_that_is_not_a_distribution_names_the_site():
+    with pytest.raises(TypeError, match=r"site 'x': pb.sample needs a distribution as its second "
+                                        r"argument, got float 3.0"):
+        sample("x", 3.0)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(size=5.7), ValueError, r"plate 'p': size must be a whole number, got 5.7"),
+    (dict(size="5"), TypeError, r"plate 'p': size must be an integer, got str '5'"),
+    (dict(size=10, subsample_size=2.5), ValueError, r"subsample_size must be a whole number"),
+])
+def test_plate_sizes_must_be_whole_numbers(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plate("p", **kwargs)
+
+
+def test_whole_plate_sizes_of_any_number_type_are_accepted():
+    for size in (5, 5.0, onp.int64(5), onp.float32(5.0), onp.array(5)):
+        with handlers.trace() as tr, plate("p", size):
+            sample("x", dist.Normal(0.0, 1.0))
+        assert tr["x"]["fn"].batch_shape == (5,)
+
+
+def test_observed_lists_become_arrays_and_obs_none_is_marked():
+    def model(y=None):
+        return sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(y=[1.0, 2.0])
+    assert isinstance(tr["y"]["value"], onp.ndarray) and tr["y"]["is_observed"]
+    # obs=None: a site written as data, given none (latent, and marked so)
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace()
+    assert not tr["y"]["is_observed"] and tr["y"]["infer"] == {"obs_is_none": True}
+    # no obs at all: latent by design, not marked
+    tr = handlers.trace(handlers.seed(lambda: sample("z", dist.Normal(0.0, 1.0)), 0)).get_trace()
+    assert tr["z"]["infer"] == {}

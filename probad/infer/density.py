@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -31,10 +32,10 @@ from ..distributions.distribution import (ExpandedDistribution, Independent, Mas
 from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
-from ..primitives import SiteError
-from .initialization import init_to_uniform
+from ..primitives import SiteError, _as_data
+from .initialization import init_to_uniform, init_to_value
 
-__all__ = ["potential", "Potential", "Site", "log_density"]
+__all__ = ["potential", "Potential", "Site", "log_density", "MissingDataWarning"]
 
 # Tries of the init strategy before giving up on a finite starting point.
 MAX_INIT_ATTEMPTS = 100
@@ -90,7 +91,7 @@ def log_density(model: Callable, data: Mapping | None, params: Mapping):
         constrained values. If ``params`` are traced (inside
         ``probad.ad.grad``), the traced value, so it can be differentiated.
     """
-    model_trace = trace(substitute(model, data=dict(params))).get_trace(**dict(data or {}))
+    model_trace = trace(substitute(model, data=dict(params))).get_trace(**model_arguments(data))
     missing = [name for name, msg in model_trace.items()
                if msg["type"] == "sample" and not msg["is_observed"] and name not in params]
     if missing:
@@ -98,6 +99,16 @@ def log_density(model: Callable, data: Mapping | None, params: Mapping):
                          f"{', '.join(missing)}")
     total = _log_joint(model_trace)
     return total if isbox(total) else float(total)
+
+
+def model_arguments(data: Mapping | None) -> dict:
+    """The keyword arguments a model is called with: ``data`` with pandas and
+    xarray containers as numpy arrays (the data boundary of every inference
+    function)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError(f"data must be a mapping of model argument -> value (a dict), got "
+                        f"{type(data).__name__}")
+    return {name: _as_data(value) for name, value in (data or {}).items()}
 
 
 # ------------------------------------------------------------ the check pass
@@ -134,9 +145,29 @@ def _check_parameters(msg):
                         "priors/data they are computed from).")
 
 
+def _check_dtype(name, value: onp.ndarray):
+    """Data must be numbers: strings, objects, dates and complex numbers have
+    no density under probad's distributions."""
+    kind = value.dtype.kind
+    if kind in "biuf":
+        return
+    if kind == "c":
+        fix = ("probad's distributions are over real numbers: observe the real and imaginary "
+               "parts (value.real, value.imag) as two sites")
+    elif kind in "OSUV":
+        fix = ("encode categories as integers (pandas: .cat.codes, or numpy.unique(..., "
+               "return_inverse=True)), convert numbers stored as text with .astype(float), and "
+               "turn missing values (None, pandas.NA) into NaN or drop them")
+    else:
+        fix = "convert it to numbers (dates: e.g. days since a reference date)"
+    raise SiteError(f"observed data for site '{name}' has dtype {value.dtype} "
+                    f"({'complex' if kind == 'c' else 'not numeric'}); {fix}.")
+
+
 def _check_observation(msg):
     name, fn = msg["name"], msg["fn"]
     value = onp.asarray(msg["value"])
+    _check_dtype(name, value)
     if value.dtype.kind in "fc" and not onp.all(onp.isfinite(value)):
         bad = ~onp.isfinite(value)
         where = f" at position {_first_position(bad)}" if value.ndim else ""
@@ -158,6 +189,19 @@ def _check_observation(msg):
             f"distribution's shape {shape} (batch {tuple(fn.batch_shape)}, event "
             f"{tuple(fn.event_shape)}){inside}. Reshape the data or the distribution's "
             "parameters so the plate dimensions line up.")
+    # Data smaller than the distribution would be counted once per copy it is
+    # broadcast to: Stan's size check. One value (a scalar, or one event)
+    # stands for every copy, as a scalar does in Stan's vectorised statements.
+    event_ndim = len(fn.event_shape)
+    if value.ndim > event_ndim and joint != value.shape:
+        copies = math.prod(joint) // max(value.size, 1)
+        raise SiteError(
+            f"site '{name}': observed data of shape {value.shape} is broadcast to the "
+            f"distribution's shape {shape} (batch {tuple(fn.batch_shape)}, event "
+            f"{tuple(fn.event_shape)}), giving {joint}: each observation would count "
+            f"{copies} times in the likelihood. Give the distribution's parameters the data's "
+            f"shape (a parameter of shape (n, 1) against data of shape (n,) is the usual "
+            "cause), or reshape the data.")
     try:
         _written(fn).check_support(value)
     except ValueError as exc:
@@ -303,6 +347,31 @@ def _finite(x) -> bool:
     return bool(onp.all(onp.isfinite(x)))
 
 
+class MissingDataWarning(UserWarning):
+    """A site written as data (``obs=y``) got no data (``y`` is None), so
+    inference treats it as a latent variable."""
+
+
+def _warn_of_missing_data(prototype):
+    """Warn once per model about sites written as data that got none.
+
+    ``pb.sample("y", d, obs=y)`` with ``y`` None is latent, by design (the
+    same model draws predictions), but in ``pb.hmc`` it is most often data
+    left out of ``data=`` by mistake, and the run would sample it silently.
+    Sites written without ``obs`` are latent by intent and never warned of.
+    """
+    names = [name for name, msg in prototype.items()
+             if msg["type"] == "sample" and not msg["is_observed"]
+             and msg["infer"].get("obs_is_none")]
+    if names:
+        quoted = ", ".join(f"'{name}'" for name in names)
+        warnings.warn(
+            f"site(s) {quoted} are written as data (obs=...) but got None, so inference treats "
+            "them as latent variables and samples them. If they are data, pass their values in "
+            "data=...; to draw them from the prior, use pb.prior_predictive.",
+            MissingDataWarning, stacklevel=4)
+
+
 class _FailedStart(Exception):
     """A try of ``initial_point`` that cannot go on; the message says why."""
 
@@ -319,8 +388,9 @@ class Potential:
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True):
         self.model = model
-        self.data = dict(data or {})
+        self.data = model_arguments(data)
         prototype = _check_pass(model, self.data)
+        _warn_of_missing_data(prototype)
         self.sites: dict[str, Site] = {}
         self.observed: dict[str, onp.ndarray] = {}
         self.dims: dict[str, tuple] = {}
@@ -542,6 +612,40 @@ class Potential:
         """
         return self._concrete_outputs(q, True)
 
+    def check_start(self, init=None, caller: str = "inference") -> None:
+        """Refuse a run that cannot mean anything, before it starts.
+
+        Parameters
+        ----------
+        init : dict, init strategy or None
+            Starting values by site name (or ``init_to_value(values=...)``):
+            each name must be a latent site of the model.
+        caller : str
+            The function asking, for the message (``"pb.hmc"``).
+
+        Raises
+        ------
+        ValueError
+            If the model has no latent sites (nothing to sample or
+            optimise), or ``init`` names a site that is not latent (a typo
+            would otherwise be ignored).
+        """
+        if not self.sites:
+            observed = ", ".join(f"'{name}'" for name in self.observed) or "none"
+            raise ValueError(
+                f"{caller}: the model has no latent sites (every sample site is observed; "
+                f"observed sites: {observed}), so there is nothing to infer. Its log density "
+                "at the data is pb.log_density(model, data, {}); to infer a site, leave its "
+                "obs out.")
+        values = init.values if isinstance(init, init_to_value) else init
+        if isinstance(values, Mapping):
+            unknown = [name for name in values if name not in self.sites]
+            if unknown:
+                raise ValueError(
+                    f"{caller}: init names {', '.join(repr(n) for n in unknown)}, not a latent "
+                    f"site of the model; its latent sites are "
+                    f"{', '.join(repr(n) for n in self.sites)}.")
+
     def initial_point(self, seed=None, strategy=None) -> onp.ndarray:
         """A starting ``q`` where ``U`` and its gradient are finite.
 
@@ -559,6 +663,7 @@ class Potential:
             its support (a draw that underflowed to the edge), a log density,
             Jacobian or gradient that was not finite.
         """
+        self.check_start(strategy)
         rng = onp.random.default_rng(seed)
         strategy = init_to_uniform() if strategy is None else strategy
 

@@ -118,6 +118,7 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     """
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
+    pot.check_start(init, "pb.map")
     result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
                         compile=compile, options=options)
     if not result.success:
@@ -241,6 +242,7 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     """
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
+    pot.check_start(init, "pb.laplace")
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, fit_seq = root.spawn(2)
     result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,

@@ -201,6 +201,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    pot.check_start(init, "pb.hmc")
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.

@@ -7,11 +7,13 @@ cheap next to the sampling that produced the posterior.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Mapping
 
 import numpy as onp
 
 from .. import handlers
+from .density import model_arguments
 from .results import _import_arviz
 
 __all__ = ["predictive", "prior_predictive"]
@@ -33,6 +35,47 @@ def _record(model_trace, sites) -> dict[str, onp.ndarray]:
     return {name: onp.asarray(msg["value"]) for name, msg in model_trace.items() if keep(msg)}
 
 
+def _check_sites(model_trace, sites) -> None:
+    """Every name in ``sites`` must be a site of the model: a typo would
+    otherwise return nothing for it."""
+    if sites is None:
+        return
+    unknown = [name for name in sites if name not in model_trace]
+    if unknown:
+        known = [name for name, msg in model_trace.items()
+                 if msg["type"] in ("sample", "deterministic") and not msg["infer"].get("is_factor")]
+        raise ValueError(f"sites: {', '.join(repr(n) for n in unknown)} not a sample or "
+                         f"deterministic site of the model; its sites are "
+                         f"{', '.join(repr(n) for n in known)}")
+
+
+def _warn_of_prior_draws(model_trace, draws, observed) -> None:
+    """Warn about latent sites that have no posterior draws: they are drawn
+    from their prior given the rest, which is right for a prediction site
+    but silently wrong for a latent site left out of the posterior.
+
+    Sites written as data are predictions by design: those observed in this
+    run (their data passed in ``data``), those written ``obs=y`` with ``y``
+    None (new covariates, no data yet) and those the InferenceData records
+    as observed. A site written without ``obs`` and missing from the
+    posterior is named.
+    """
+    def predicted(name, infer):
+        return (infer.get("was_observed") or infer.get("obs_is_none")
+                or infer.get("is_factor") or name in observed)
+
+    drawn = [name for name, msg in model_trace.items()
+             if msg["type"] == "sample" and name not in draws
+             and not predicted(name, msg["infer"])]
+    if drawn:
+        quoted = ", ".join(f"'{name}'" for name in drawn)
+        warnings.warn(
+            f"predictive: site(s) {quoted} have no draws in the posterior, so they are drawn "
+            "from their prior given the other sites, ignoring the data: include their draws "
+            "in the posterior. A site meant as a prediction is written as data, "
+            "pb.sample(name, ..., obs=None), and is not warned of.", UserWarning, stacklevel=3)
+
+
 def _fixed_latents(draw):
     """substitute_fn giving latent sites their value in ``draw``. Observed
     sites (latent under ``uncondition``, but marked) are left to be drawn,
@@ -45,8 +88,9 @@ def _fixed_latents(draw):
     return value
 
 
-def _flat_draws(posterior) -> tuple[dict, tuple]:
-    """``(name -> draws with one leading axis, the leading shape to give back)``.
+def _flat_draws(posterior) -> tuple[dict, tuple, set]:
+    """``(name -> draws with one leading axis, the leading shape to give back,
+    the sites an InferenceData records as observed)``.
 
     An ``arviz.InferenceData`` (or its ``posterior`` group) has draws on two
     axes, ``(chain, draw)``: they are flattened here and restored on return.
@@ -54,10 +98,13 @@ def _flat_draws(posterior) -> tuple[dict, tuple]:
     arviz = _import_arviz()
     import xarray  # ArviZ's own dependency, loaded with it
 
+    observed = set()
     if isinstance(posterior, arviz.InferenceData):
         if "posterior" not in posterior.groups():
             raise ValueError(f"the InferenceData has no posterior group (only "
                              f"{', '.join(posterior.groups())}); pass pb.hmc's result")
+        if "observed_data" in posterior.groups():
+            observed = set(posterior.observed_data.data_vars)
         posterior = posterior.posterior
     # Checked before Mapping: a Dataset is one, but iterating over one of its
     # variables would walk the chains, not the draws.
@@ -69,7 +116,8 @@ def _flat_draws(posterior) -> tuple[dict, tuple]:
         leading = (posterior.sizes["chain"], posterior.sizes["draw"])
         values = {name: var.transpose("chain", "draw", ...).values
                   for name, var in posterior.data_vars.items()}
-        return {name: v.reshape((-1,) + v.shape[2:]) for name, v in values.items()}, leading
+        return ({name: v.reshape((-1,) + v.shape[2:]) for name, v in values.items()}, leading,
+                observed)
     if not isinstance(posterior, Mapping):
         raise TypeError(f"posterior must be an arviz.InferenceData or a dict of draws, got "
                         f"{type(posterior).__name__}")
@@ -80,7 +128,7 @@ def _flat_draws(posterior) -> tuple[dict, tuple]:
     if len(set(lengths.values())) > 1:
         raise ValueError(f"posterior draws differ in number between sites: {lengths}; give "
                          "every site the same number of draws")
-    return dict(posterior), (next(iter(lengths.values())),)
+    return dict(posterior), (next(iter(lengths.values())),), observed
 
 
 def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
@@ -99,11 +147,13 @@ def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
         InferenceData (as ``pb.hmc`` returns), or arrays with a leading draw
         axis, ``(num_draws, ...)``. Deterministic sites may be included;
         they are recomputed from the latent draws anyway. Latent sites
-        without draws (e.g. an observed site whose data is left out) are
-        drawn from their distribution given the rest.
+        without draws are drawn from their distribution given the rest,
+        with a warning naming them unless they are written as data
+        (``obs=...``, even if None) or recorded in the InferenceData's
+        ``observed_data``.
     sites : list of str, optional
         Sites to return; by default every sample site (observed ones resampled)
-        and every deterministic site.
+        and every deterministic site. A name that is not a site is an error.
     seed : int or numpy.random.Generator, optional
 
     Returns
@@ -113,15 +163,19 @@ def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
         ``idata.extend(az.from_dict(posterior_predictive=...))``; of shape
         ``(num_draws, ...)`` for a mapping.
     """
-    draws, leading = _flat_draws(posterior)
+    draws, leading, observed = _flat_draws(posterior)
     rng = onp.random.default_rng(seed)
-    data = dict(data or {})
+    data = model_arguments(data)
     forward = handlers.seed(handlers.uncondition(model), rng)
     runs = []
     for i in range(math.prod(leading)):
         draw = {name: onp.asarray(v[i]) for name, v in draws.items()}
         fixed = handlers.substitute(forward, substitute_fn=_fixed_latents(draw))
-        runs.append(_record(handlers.trace(fixed).get_trace(**data), sites))
+        model_trace = handlers.trace(fixed).get_trace(**data)
+        if i == 0:
+            _check_sites(model_trace, sites)
+            _warn_of_prior_draws(model_trace, draws, observed)
+        runs.append(_record(model_trace, sites))
     return {name: v.reshape(leading + v.shape[1:]) for name, v in _stack(runs).items()}
 
 
@@ -149,7 +203,11 @@ def prior_predictive(model: Callable, data: Mapping | None = None, draws: int = 
         raise ValueError(f"draws must be >= 1, got {draws}")
     rng = onp.random.default_rng(seed)
     forward = handlers.trace(handlers.seed(handlers.uncondition(model), rng))
+    data = model_arguments(data)
     runs = []
-    for _ in range(draws):
-        runs.append(_record(forward.get_trace(**dict(data or {})), sites))
+    for i in range(draws):
+        model_trace = forward.get_trace(**data)
+        if i == 0:
+            _check_sites(model_trace, sites)
+        runs.append(_record(model_trace, sites))
     return _stack(runs)

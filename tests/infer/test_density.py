@@ -1,5 +1,6 @@
 """From model to density: the potential against hand-written densities,
 transforms and Jacobians, init strategies, and every bad-input error."""
+import contextlib
 import math
 
 import numpy as onp
@@ -8,7 +9,7 @@ import pytest
 import probad.ad.numpy as np
 from probad import distributions as dist
 from probad import handlers
-from probad.infer.density import MAX_INIT_ATTEMPTS, log_density, potential
+from probad.infer.density import MAX_INIT_ATTEMPTS, MissingDataWarning, log_density, potential
 from probad.infer.initialization import (init_to_median, init_to_sample, init_to_uniform,
                                          init_to_value)
 from probad.infer.reparam import LocScaleReparam
@@ -226,9 +227,10 @@ def test_latent_observed_sites_and_pointwise_log_likelihood(eight_schools):
     values = eight_schools.constrain(q)
     assert list(loglik) == ["y"] and loglik["y"].shape == (8,)
     assert onp.allclose(loglik["y"], dist.Normal(values["theta"], ES["sigma"]).log_prob(ES["y"]))
-    # without its data y is latent (prior predictive style)
-    prior = potential(models.eight_schools_noncentered, {"J": 8, "sigma": ES["sigma"]},
-                      compile=False)
+    # without its data y is latent (prior predictive style), with a warning
+    with pytest.warns(MissingDataWarning, match="'y' are written as data"):
+        prior = potential(models.eight_schools_noncentered, {"J": 8, "sigma": ES["sigma"]},
+                          compile=False)
     assert list(prior.sites) == ["mu", "tau", "theta_t", "y"] and prior.observed == {}
     # factor sites are not part of the pointwise log-likelihood
     mixture = potential(models.normal_mixture, models.mixture_data(), compile=False)
@@ -543,3 +545,145 @@ def test_structure_changing_with_latent_values_is_an_error():
     other = 1.0 if "extra" not in pot.sites else -1.0
     with pytest.raises(ValueError, match="must not depend on the values of its latent sites"):
         pot(onp.full(pot.dim, other))
+
+
+# ------------------------------------------- broadcasting that multiplies data
+def _normal_site(loc, obs, frames=()):
+    def model():
+        with contextlib.ExitStack() as stack:
+            for frame in frames:
+                stack.enter_context(plate(*frame))
+            sample("y", dist.Normal(loc, 1.0), obs=obs)
+    return model
+
+
+def test_data_broadcast_to_a_larger_shape_is_an_error():
+    # mu + zeros((5, 1)) against y of shape (5,): a (5, 5) likelihood that
+    # counts every observation 5 times (posterior sd 0.19 instead of 0.45).
+    y = onp.arange(5.0)
+    with pytest.raises(ValueError, match=r"site 'y': observed data of shape \(5,\) is broadcast "
+                                         r"to the distribution's shape \(5, 1\).*giving \(5, 5\)"
+                                         r".*count 5 times"):
+        potential(_normal_site(onp.zeros((5, 1)), y), compile=False)
+    with pytest.raises(ValueError, match=r"shape \(1,\) is broadcast.*count 3 times"):
+        potential(_normal_site(onp.zeros(3), onp.ones(1)), compile=False)
+
+
+@pytest.mark.parametrize("loc, obs, frames, shape", [
+    (onp.zeros(5), onp.arange(5.0), (), (5,)),              # same shape
+    (0.0, onp.arange(5.0), (), (5,)),                       # iid data, scalar distribution
+    (0.0, 1.5, [("n", 5)], (5,)),                           # one value for every copy of a plate
+    (onp.zeros((3, 1)), onp.ones((3, 4)), (), (3, 4)),      # data fills the broadcast
+], ids=["same", "iid", "scalar-in-plate", "outer"])
+def test_data_at_least_as_large_as_the_distribution_is_accepted(loc, obs, frames, shape):
+    def model():
+        mu = sample("mu", dist.Normal(0.0, 1.0))
+        _normal_site(mu + loc, obs, frames)()
+
+    assert potential(model, compile=False).dim == 1
+    likelihood = onp.sum(dist.Normal(0.5, 1.0).log_prob(onp.broadcast_to(obs, shape)))
+    assert log_density(model, None, {"mu": 0.5}) == pytest.approx(
+        float(likelihood + dist.Normal(0.0, 1.0).log_prob(0.5)))
+
+
+def test_a_single_event_stands_for_every_copy():
+    # As a scalar does in Stan's vectorised statements: one vector observed
+    # under a batch of multivariate normals.
+    def model():
+        loc = sample("loc", dist.Normal(0.0, 1.0).expand((2, 3)).to_event(2))
+        sample("y", dist.MultivariateNormal(loc, onp.eye(3)), obs=onp.ones(3))
+    assert potential(model, compile=False).dim == 6
+
+
+# ---------------------------------------------------------------- data types
+@pytest.mark.parametrize("obs, match", [
+    (onp.array(["1.0", "2.0"]), r"dtype <U3 \(not numeric\); encode categories"),
+    (onp.array([1.0, None], dtype=object), r"dtype object \(not numeric\)"),
+    (onp.array([1 + 2j, 3j]), r"dtype complex128 \(complex\); .* real and imaginary"),
+], ids=["strings", "objects", "complex"])
+def test_unsupported_data_types_name_the_site(obs, match):
+    def model():
+        mu = sample("mu", dist.Normal(0.0, 1.0))
+        sample("y", dist.Normal(mu, 1.0), obs=obs)
+    with pytest.raises(ValueError, match=r"observed data for site 'y' has " + match):
+        potential(model, compile=False)
+
+
+def _regression(x, y=None):
+    a = sample("a", dist.Normal(0.0, 1.0))
+    with plate("n", len(x)):
+        sample("y", dist.Normal(a * x, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("container", ["pandas", "xarray", "list"])
+def test_pandas_xarray_and_list_data_are_numpy_data(container):
+    x, y = onp.array([0.5, 1.0, 2.0]), onp.array([0.7, 1.1, 1.9])
+    if container == "pandas":
+        pandas = pytest.importorskip("pandas")
+        data = {"x": pandas.Series(x, index=[10, 20, 30]), "y": pandas.Series(y, index=[3, 2, 1])}
+    elif container == "xarray":
+        xarray = pytest.importorskip("xarray")
+        data = {"x": xarray.DataArray(x, dims="n"), "y": xarray.DataArray(y, dims="n")}
+    else:
+        data = {"x": x, "y": y.tolist()}
+    pot = potential(_regression, data, compile=False)
+    reference = potential(_regression, {"x": x, "y": y}, compile=False)
+    q = onp.array([0.3])
+    assert type(pot.observed["y"]) is onp.ndarray
+    assert pot(q) == reference(q)
+    value, grad = pot.value_and_grad(q)
+    assert (value, grad.tolist()) == (reference(q), reference.value_and_grad(q)[1].tolist())
+    assert log_density(_regression, data, {"a": 0.3}) == log_density(
+        _regression, {"x": x, "y": y}, {"a": 0.3})
+
+
+def test_data_that_is_not_a_mapping_is_refused():
+    with pytest.raises(TypeError, match="data must be a mapping of model argument -> value"):
+        potential(_regression, [onp.ones(3)], compile=False)
+
+
+# ------------------------------------------------------ no data, no latents
+def test_a_site_written_as_data_without_data_warns_once_naming_it():
+    with pytest.warns(MissingDataWarning, match=r"site\(s\) 'y' are written as data") as record:
+        pot = potential(_regression, {"x": onp.ones(3)}, compile=False)
+    assert len(record) == 1 and "y" in pot.sites
+
+
+def test_latent_sites_written_without_obs_do_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)
+        potential(_regression, {"x": onp.ones(3), "y": onp.zeros(3)}, compile=False)
+        potential(models.eight_schools_noncentered, ES, compile=False)
+
+
+def test_a_model_without_latent_sites_says_so():
+    def model(y):
+        sample("y", dist.Normal(0.0, 1.0), obs=y)
+    pot = potential(model, {"y": onp.ones(2)}, compile=False)
+    with pytest.raises(ValueError, match=r"the model has no latent sites \(every sample site is "
+                                         r"observed; observed sites: 'y'\)"):
+        pot.initial_point(0)
+
+
+def test_an_init_value_for_an_unknown_site_is_an_error(eight_schools):
+    with pytest.raises(ValueError, match=r"init names 'muu', not a latent site of the model; its "
+                                         r"latent sites are 'mu', 'tau', 'theta_t'"):
+        eight_schools.initial_point(0, init_to_value(values={"muu": 0.0}))
+    with pytest.raises(ValueError, match="pb.hmc: init names 'theta'"):
+        eight_schools.check_start({"theta": onp.zeros(8)}, "pb.hmc")
+    eight_schools.check_start({"mu": 0.0})
+
+
+def test_hmc_checks_init_and_latent_sites_before_sampling():
+    import probad as pb
+
+    def fixed(y):
+        sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    options = dict(draws=5, tune=5, chains=1, progress=False)
+    with pytest.raises(ValueError, match="pb.hmc: the model has no latent sites"):
+        pb.hmc(fixed, {"y": onp.ones(3)}, **options)
+    with pytest.raises(ValueError, match="pb.hmc: init names 'muu'"):
+        pb.hmc(models.eight_schools_noncentered, ES, init={"muu": 0.0}, **options)

@@ -171,3 +171,20 @@ def test_non_positive_definite_hessian_names_the_sites():
     direction = [line for line in str(info.value).splitlines() if "along a direction" in line]
     assert len(direction) == 1
     assert "a (50%)" in direction[0] and "b (50%)" in direction[0] and "c (" not in direction[0]
+
+
+@pytest.mark.parametrize("fit", [find_map, laplace], ids=["map", "laplace"])
+def test_a_model_without_latent_sites_is_said_plainly(fit):
+    def fixed(y):
+        pb.sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    with pytest.raises(ValueError, match=r"pb\.(map|laplace): the model has no latent sites "
+                                         r"\(every sample site is observed; observed sites: 'y'\)"):
+        fit(fixed, {"y": onp.ones(3)})
+
+
+@pytest.mark.parametrize("fit", [find_map, laplace], ids=["map", "laplace"])
+def test_an_init_for_a_site_the_model_lacks_is_an_error(fit):
+    with pytest.raises(ValueError, match=r"init names 'aa', not a latent site of the model; its "
+                                         r"latent sites are 'a', 'b'"):
+        fit(linreg, {"x": X30, "y": Y30}, init={"aa": 0.0})

@@ -90,3 +90,34 @@ def test_bad_posteriors():
                    posterior=az.from_dict(prior={"mu": onp.zeros((1, 3))}))
     with pytest.raises(ValueError, match="draws must be >= 1"):
         prior_predictive(models.eight_schools_noncentered, ES, draws=0)
+
+
+def test_unknown_site_names_are_an_error():
+    posterior = {"mu": onp.zeros(2), "tau": onp.ones(2), "theta_t": onp.zeros((2, 8))}
+    with pytest.raises(ValueError, match=r"sites: 'yy' not a sample or deterministic site of the "
+                                         r"model; its sites are 'mu', 'tau', 'theta_t', 'theta', "
+                                         r"'y'"):
+        predictive(models.eight_schools_noncentered, ES, posterior, sites=["yy"])
+    with pytest.raises(ValueError, match="sites: 'yy'"):
+        prior_predictive(models.eight_schools_noncentered, ES, draws=2, sites=["y", "yy"])
+
+
+def test_a_latent_site_missing_from_the_posterior_is_named():
+    # tau left out: it would be drawn from its prior given nothing, silently.
+    posterior = {"mu": onp.zeros(3), "theta_t": onp.zeros((3, 8))}
+    with pytest.warns(UserWarning, match=r"site\(s\) 'tau' have no draws in the posterior"):
+        out = predictive(models.eight_schools_noncentered, ES, posterior, seed=0)
+    assert out["tau"].shape == (3,)
+
+
+def test_prediction_sites_without_draws_are_not_warned_of():
+    import warnings
+
+    rng = onp.random.default_rng(0)
+    posterior = {"mu": rng.normal(size=4), "tau": onp.ones(4), "theta_t": rng.normal(size=(4, 8))}
+    without_y = {k: v for k, v in ES.items() if k != "y"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # y given (redrawn), and y written obs=y with y None (a prediction)
+        predictive(models.eight_schools_noncentered, ES, posterior, seed=0)
+        predictive(models.eight_schools_noncentered, without_y, posterior, seed=0)
