@@ -37,3 +37,15 @@ def test_quickstart_prints_what_the_readme_shows(capsys):
         assert abs(mean - expected[name][0]) < 4 * mcse, name
     assert "Number of divergences" in printed
     assert re.search(r"<ADVIFit meanfield: \d+ steps, converged", printed)
+
+
+def test_arviz_is_pinned_below_the_untested_rewrite_and_the_readme_says_so():
+    from packaging.requirements import Requirement
+
+    pyproject = (README.parent / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, flags=re.S | re.M)[1]
+    requirements = {r.name: r for r in map(Requirement, re.findall(r'"([^"]+)"', dependencies))}
+    arviz = requirements["arviz"].specifier
+    assert "0.23.0" in arviz and "1.0.0" not in arviz and "1.2.0" not in arviz
+    assert "numba" in requirements  # the native backend of the tape compiler
+    assert "`arviz>=0.20,<1`" in README.read_text()
