@@ -42,21 +42,22 @@ __all__ = [
 
 
 
-class _HandlerStack(threading.local):
-    """The active handlers, outermost first, one list per thread: chains run
-    on a thread pool each trace their own model, and a shared stack would let
-    one thread's ``trace`` record another's sites."""
-
-    def __init__(self):
-        self.handlers: list[Messenger] = []
-
-
-_LOCAL = _HandlerStack()
+# The active handlers, outermost first, in ``_LOCAL.handlers``: one list per
+# thread, since chains run on a thread pool each trace their own model and a
+# shared stack would let one thread's ``trace`` record another's sites. A
+# plain ``threading.local`` (a subclass with ``__init__`` reads slower), so a
+# thread's list is made on its first use.
+_LOCAL = threading.local()
 
 
 def _active_handlers() -> list:
     """The calling thread's active handlers, outermost first (the live list)."""
-    return _LOCAL.handlers
+    try:
+        return _LOCAL.handlers
+    except AttributeError:
+        _LOCAL.handlers = []
+        return _LOCAL.handlers
+
 
 # Draws of a model run without ``handlers.seed``. Kept in a one-element list so
 # that ``set_rng_seed`` can replace it without a ``global`` statement.
@@ -89,11 +90,14 @@ class Messenger:
             functools.update_wrapper(self, fn, updated=())
 
     def __enter__(self):
-        _LOCAL.handlers.append(self)
+        try:
+            _LOCAL.handlers.append(self)
+        except AttributeError:  # this thread's first handler
+            _active_handlers().append(self)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
-        stack = _LOCAL.handlers
+        stack = _LOCAL.handlers  # made by __enter__ in this thread
         # After an exception, handlers entered inside this one may still be
         # on the stack (their __exit__ never ran): drop them with it.
         if exc_type is None:
@@ -129,7 +133,10 @@ def apply_stack(msg: dict) -> dict:
     is computed (a draw for ``sample``). Then the handlers that saw the
     message post-process it, outermost of them first.
     """
-    stack = _LOCAL.handlers
+    try:
+        stack = _LOCAL.handlers
+    except AttributeError:  # this thread has entered no handler yet
+        stack = _active_handlers()
     visited = 0
     for handler in reversed(stack):
         visited += 1
@@ -160,22 +167,47 @@ def _message(type_, name, fn, value, *, args=(), kwargs=None, is_observed=False,
 
 # The packages whose containers (pandas Series/DataFrame, xarray DataArray)
 # are data: converted to numpy where data enters a model. Checked by the
-# value's module, so neither package is imported unless the value is one.
+# type's module, so neither package is imported unless the value is one.
 _CONTAINER_PACKAGES = ("pandas", "xarray")
+_PLAIN, _CONTAINER, _SEQUENCE = 0, 1, 2
+# The kind of each type seen, so that ``sample`` pays a dict lookup per
+# observed site instead of a string test.
+_KIND_OF_TYPE: dict[type, int] = {}
+
+
+def _data_kind(value) -> int:
+    cls = type(value)
+    kind = _KIND_OF_TYPE.get(cls)
+    if kind is None:
+        if issubclass(cls, (list, tuple)):
+            kind = _SEQUENCE
+        elif cls.__module__.partition(".")[0] in _CONTAINER_PACKAGES \
+                and hasattr(cls, "to_numpy"):
+            kind = _CONTAINER
+        else:
+            kind = _PLAIN
+        _KIND_OF_TYPE[cls] = kind
+    return kind
 
 
 def _as_data(value):
-    """``value`` as model data: a pandas or xarray container becomes a numpy
-    array, anything else is returned as it is.
+    """``value`` as a model argument: a pandas or xarray container becomes a
+    numpy array, anything else is returned as it is (a list may be a
+    structure, not data).
 
-    Model arguments and observed values pass through here, so the model
-    computes with arrays, never with a labelled container whose arithmetic
-    aligns on its index or falls back to Python objects.
+    The model then computes with arrays, never with a labelled container whose
+    arithmetic aligns on its index or falls back to Python objects.
     """
-    if type(value).__module__.partition(".")[0] in _CONTAINER_PACKAGES \
-            and hasattr(value, "to_numpy"):
-        return value.to_numpy()
-    return value
+    return value.to_numpy() if _data_kind(value) == _CONTAINER else value
+
+
+def _observed_value(obs):
+    """``obs`` as an observation: containers as in ``_as_data``, and a list or
+    tuple as the array numpy makes of it (PyMC's rule for observed values)."""
+    kind = _data_kind(obs)
+    if kind == _PLAIN:
+        return obs
+    return obs.to_numpy() if kind == _CONTAINER else onp.asarray(obs)
 
 
 class _Omitted:
@@ -221,9 +253,8 @@ def sample(name: str, fn, obs=_OMITTED, infer: dict | None = None):
                         f"got {type(fn).__name__} {fn!r}; write e.g. pb.sample({name!r}, "
                         "dist.Normal(0.0, 1.0)), or pb.deterministic for a computed value")
     if obs is not None and obs is not _OMITTED:
-        # A list is data as numpy reads it (PyMC's rule for observed values);
-        # a model argument that is a list stays one, it may be a structure.
-        obs = onp.asarray(obs) if isinstance(obs, (list, tuple)) else _as_data(obs)
+        if _KIND_OF_TYPE.get(type(obs)) != _PLAIN:  # (inline: this runs at every evaluation)
+            obs = _observed_value(obs)
         msg = _message("sample", name, fn, obs, kwargs={"rng": None},
                        is_observed=True, infer=infer)
     else:
