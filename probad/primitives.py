@@ -40,8 +40,6 @@ __all__ = [
     "plate", "plate_stack", "CondIndepStackFrame", "set_rng_seed", "SiteError",
 ]
 
-
-
 # The active handlers, outermost first, in ``_LOCAL.handlers``: one list per
 # thread, since chains run on a thread pool each trace their own model and a
 # shared stack would let one thread's ``trace`` record another's sites. A

@@ -658,7 +658,9 @@ class Potential:
         Raises
         ------
         ValueError
-            After ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
+            As :meth:`check_start` (no latent sites, or ``strategy`` gives
+            values for sites that are not latent), or after
+            ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
             try failed: an invalid distribution parameter, a value outside
             its support (a draw that underflowed to the edge), a log density,
             Jacobian or gradient that was not finite.
@@ -756,7 +758,9 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         A model calling ``pb.sample`` etc.
     data : mapping, optional
         Keyword arguments of the model. Observed sites get their values
-        here; a site whose data is None is latent.
+        here; pandas and xarray containers are read as numpy arrays. A site
+        whose data is None is latent; if it was written as data
+        (``obs=y``), a :class:`MissingDataWarning` names it.
     compile : bool
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
@@ -780,8 +784,10 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
     ------
     ValueError
         Before any evaluation, naming the site: an invalid distribution
-        parameter, observed data that is NaN/inf, outside the support or the
-        wrong shape for its plates, two sites with one name, or a latent
-        discrete site.
+        parameter, observed data that is NaN/inf, not numeric (strings,
+        objects, complex numbers), outside the support, the wrong shape for
+        its plates or smaller than the distribution (broadcasting it would
+        count each observation several times), two sites with one name, or a
+        latent discrete site.
     """
     return Potential(model, data, compile=compile)
