@@ -27,6 +27,7 @@ Python potential instead (same draws, so the chain does not change).
 
 import ctypes
 import math
+from typing import Callable
 
 import numpy as np
 from numba import njit, typeof, types
@@ -419,13 +420,15 @@ class NativeKernel:
 
     Parameters
     ----------
-    native : object
-        ``pot.native``: attributes ``fn`` (a numba ``@njit`` function
-        ``fn(q, grad_out, prog) -> U`` on C-contiguous float64 vectors, writing
-        ``dU/dq`` into ``grad_out``; ``+inf`` where the density is zero, NaN when
-        its tape's guards fail) and ``prog`` (passed to ``fn`` unchanged). Both
-        are read again at every transition, so a native potential that replaces
-        them (after tracing again, say) is followed.
+    native_potential : callable
+        Returns ``pot.native`` or None. ``pot.native`` has attributes ``fn`` (a
+        numba ``@njit`` function ``fn(q, grad_out, prog) -> U`` on C-contiguous
+        float64 vectors, writing ``dU/dq`` into ``grad_out``; ``+inf`` where the
+        density is zero, NaN when a guard of its tape fails) and ``prog``
+        (passed to ``fn`` unchanged). It is asked once, and again after every
+        transition handed back, when the Python potential will have traced the
+        failing branch: the native form may then be a new one, or None, and
+        then every later transition is handed back.
     rng : numpy.random.Generator
         The chain's generator; transitions draw from it exactly what
         :func:`probad.infer.kernels.nuts_step` and ``hmc_step`` would.
@@ -439,9 +442,13 @@ class NativeKernel:
         transitions included.
     """
 
-    def __init__(self, native, rng: np.random.Generator, dim: int):
-        self.native, self.rng, self.dim = native, rng, dim
+    def __init__(self, native_potential: Callable[[], object | None], rng: np.random.Generator,
+                 dim: int):
+        self._native_potential = native_potential
+        self.native = native_potential()
+        self.rng, self.dim = rng, dim
         self.num_grad_evals = 0
+        self._handed_back = False
         self._rng_handle = _bit_generator_handle(rng)
         self._function = self._prog = None
         self._address = 0
@@ -455,10 +462,11 @@ class NativeKernel:
         Returns
         -------
         (HMCState, HMCInfo) or None
-            None if the potential asked to be traced again (or the metric has
-            no ``momentum_factor``): the generator is then as it was before the
-            call, so running the reference kernel on the Python potential
-            gives the transition a fully native run would have given.
+            None if the potential asked to be traced again, or there is no
+            native potential (any more), or the metric has no
+            ``momentum_factor``: the generator is then as it was before the
+            call, so the reference kernel run on the Python potential gives
+            the transition a fully native run would have given.
         """
         if max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
@@ -477,7 +485,10 @@ class NativeKernel:
         return self._run(_hmc_transition, state, step_size, metric, num_steps, float(jitter))
 
     def _run(self, transition, state, step_size, metric, *options):
-        if metric.momentum_factor is None:
+        if self._handed_back:
+            self.native = self._native_potential()
+            self._handed_back = False
+        if self.native is None or metric.momentum_factor is None:
             return None
         address, prog = self._potential()
         saved = self.rng.bit_generator.state
@@ -492,6 +503,7 @@ class NativeKernel:
         self.num_grad_evals += n_steps
         if status == _RETRACE:
             self.rng.bit_generator.state = saved
+            self._handed_back = True
             return None
         info = kernels.HMCInfo(acceptance_rate, diverging, energy, energy_error, max_energy_error,
                                n_steps, tree_depth)
