@@ -314,16 +314,17 @@ def _nuts_transition(rng_handle, potential_address, prog, position, potential_en
 
     log_w = 0.0  # the start point has weight exp(H0 - H0) = 1
     depth = 0
-    while depth < max_tree_depth:
+    # ``level`` (a loop index, never a literal 0) keeps numba to one compilation of _build_subtree.
+    for level in range(max_tree_depth):
         direction = 1 if next_double(bitgen) > 0.5 else 0
-        status = _build_subtree(depth, direction, step_size, potential, prog, inverse_metric,
+        status = _build_subtree(level, direction, step_size, potential, prog, inverse_metric,
                                 energy0, records, scalars, slots, trajectory, tally, bitgen)
         if status == _RETRACE:
             return _RETRACE, 0.0, 0.0, False, 0.0, 0.0, 0.0, int(tally[_N_LEAPFROG]), depth
         if status == _INVALID:
             break
-        depth += 1
-        new = slots[depth - 1]
+        depth = level + 1
+        new = slots[level]
         subtree = records[new]
         log_w_new = scalars[new, _LOG_W]
         # Biased progressive sampling favours the new subtree, moving draws further out.
