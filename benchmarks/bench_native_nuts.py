@@ -37,7 +37,7 @@ REPEATS = 3
 
 
 def per_leapfrog(step, iterations):
-    """Best seconds per leapfrog step of ``iterations`` calls of ``step(state) -> (state, info)``."""
+    """Best seconds per leapfrog of ``iterations`` calls of ``step(state) -> (state, info)``."""
     best = np.inf
     for _ in range(REPEATS):
         state, n_steps = step.start, 0
@@ -107,7 +107,8 @@ def eight_schools_ess_per_second():
         "python kernel, hand-written potential": ("python", True),
         "python kernel, probad compiled potential": ("python", False),
     }
-    if getattr(make_potential(eight_schools_noncentered, EIGHT_SCHOOLS), "native", None) is not None:
+    probads = make_potential(eight_schools_noncentered, EIGHT_SCHOOLS)
+    if getattr(probads, "native", None) is not None:
         # With the native backend, probad's own potential runs in compiled code too.
         runs["native kernel, probad native potential"] = ("native", False)
     rates = {}

@@ -378,7 +378,8 @@ def _hmc_transition(rng_handle, potential_address, prog, position, potential_ene
     potential = _potential_function(potential_address, prog)
     if jitter != 0.0:
         step_size *= 1.0 + jitter * (2.0 * next_double(bitgen) - 1.0)
-    q, p, grad, scratch = trajectory[_Z_Q], trajectory[_Z_P], trajectory[_Z_GRAD], trajectory[_SCRATCH]
+    q, p, grad = trajectory[_Z_Q], trajectory[_Z_P], trajectory[_Z_GRAD]
+    scratch = trajectory[_SCRATCH]
     _sample_momentum(bitgen, momentum_factor, scratch, p)
     q[:] = position
     grad[:] = potential_grad

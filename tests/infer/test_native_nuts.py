@@ -163,7 +163,8 @@ def _draw(handle, n):
 
 @pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.Philox, np.random.SFC64])
 def test_compiled_code_draws_what_numpy_draws_and_advances_the_generator(bit_generator):
-    native_rng, numpy_rng = np.random.Generator(bit_generator(5)), np.random.Generator(bit_generator(5))
+    native_rng = np.random.Generator(bit_generator(5))
+    numpy_rng = np.random.Generator(bit_generator(5))
     handle = native_nuts._bit_generator_handle(native_rng)
     for _ in range(3):
         drawn = _draw(handle, 2000)
@@ -292,8 +293,8 @@ def test_native_chain_is_the_python_chain(options):
     fn, prog, dim = gaussian, correlated_precision(4).ravel(), 4
     common = dict(seed_or_rng=9, draws=60, tune=80, warmup_draws=True, **options)
     python = run_chain(python_form(fn, prog), np.ones(dim), **common)
-    native = run_chain(python_form(fn, prog), np.ones(dim), native_potential=native_source(fn, prog),
-                       **common)
+    native = run_chain(python_form(fn, prog), np.ones(dim),
+                       native_potential=native_source(fn, prog), **common)
     np.testing.assert_allclose(native.positions, python.positions, rtol=0, atol=1e-12)
     np.testing.assert_allclose(native.warmup_positions, python.warmup_positions, rtol=0, atol=1e-12)
     for name in ("tree_depth", "n_steps", "diverging"):

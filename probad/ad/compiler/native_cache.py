@@ -8,6 +8,13 @@ probad's own modules this module makes it always the user's cache directory
 (``$XDG_CACHE_HOME/probad/numba``, ``~/.cache/probad/numba`` on Linux), in a
 subdirectory per source tree, so two checkouts never share stale code.
 
+Numba checks only the stamp of the cached function's own source file, but a
+compiled function carries copies of the functions it calls; probad's compiled
+kernels call functions of sibling modules (``native_nuts`` compiles helpers
+of ``kernels``). So the stamp here covers every module of the directory: an
+edit to any of them recompiles the directory's cached functions instead of
+leaving stale machine code behind.
+
 A user's ``NUMBA_CACHE_DIR`` still wins: numba asks its own locator for that
 first. Functions outside the probad package are left to numba's defaults.
 
@@ -42,6 +49,15 @@ class ProbadCacheLocator(_UserWideCacheLocator):
         super().__init__(py_func, py_file)
         self._cache_path = os.path.join(cache_directory(),
                                         self.get_suitable_cache_subpath(py_file))
+
+    def get_source_stamp(self):
+        directory = os.path.dirname(self._py_file)
+        stamps = []
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".py"):
+                stat = os.stat(os.path.join(directory, name))
+                stamps.append((name, stat.st_mtime, stat.st_size))
+        return tuple(stamps)
 
     @classmethod
     def from_function(cls, py_func, py_file):
