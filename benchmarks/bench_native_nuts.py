@@ -34,6 +34,12 @@ from tests.infer.test_native_nuts import NativeEightSchools, python_form, standa
 from tests.models import EIGHT_SCHOOLS, eight_schools_noncentered
 
 REPEATS = 3
+PROG = np.zeros(1)
+POTENTIAL = python_form(standard_normal, PROG)
+
+
+def native_standard_normal():
+    return SimpleNamespace(fn=standard_normal, prog=PROG)
 
 
 def per_leapfrog(step, iterations):
@@ -50,22 +56,19 @@ def per_leapfrog(step, iterations):
 
 
 def leapfrog_table():
-    prog = np.zeros(1)
-    potential = python_form(standard_normal, prog)
     print("1. NUTS, us per leapfrog step (standard normal, compiled potential)")
     print(f"{'case':<16}{'dim':>5}{'metric':>8}{'python':>10}{'native':>10}{'ratio':>9}")
     for dim in (10, 100):
         for metric_name, inverse_metric in (("diag", np.ones(dim)), ("dense", np.eye(dim))):
             metric = kernels.make_metric(inverse_metric)
-            start = kernels.init(np.ones(dim), potential)
+            start = kernels.init(np.ones(dim), POTENTIAL)
             for case, step_size, iterations in (("depth 3-4", 0.3, 200), ("depth 10", 1e-3, 3)):
                 rng = np.random.default_rng(0)
 
                 def python_step(state):
-                    return kernels.nuts_step(rng, state, potential, step_size, metric)
+                    return kernels.nuts_step(rng, state, POTENTIAL, step_size, metric)
 
-                native = NativeKernel(lambda: SimpleNamespace(fn=standard_normal, prog=prog),
-                                      np.random.default_rng(0), dim)
+                native = NativeKernel(native_standard_normal, np.random.default_rng(0), dim)
 
                 def native_step(state):
                     return native.nuts_step(state, step_size, metric)
@@ -79,19 +82,16 @@ def leapfrog_table():
 
 
 def run_chain_table():
-    prog = np.zeros(1)
-    potential = python_form(standard_normal, prog)
     print("\n2. run_chain, NUTS, 1000 + 1000 iterations: us per gradient evaluation")
     print(f"{'dim':>5}{'python':>10}{'native':>10}{'ratio':>9}")
     for dim in (10, 100):
         times = {}
         for backend in ("python", "native"):
-            native = (lambda: SimpleNamespace(fn=standard_normal, prog=prog)) \
-                if backend == "native" else None
+            native = native_standard_normal if backend == "native" else None
             best = np.inf
             for _ in range(REPEATS if backend == "native" else 1):
                 start = time.perf_counter()
-                result = run_chain(potential, np.ones(dim), seed_or_rng=1, draws=1000, tune=1000,
+                result = run_chain(POTENTIAL, np.ones(dim), seed_or_rng=1, draws=1000, tune=1000,
                                    native_potential=native)
                 best = min(best, (time.perf_counter() - start) / result.num_grad_evals)
             times[backend] = best

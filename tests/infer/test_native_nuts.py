@@ -178,14 +178,27 @@ def test_compiled_code_draws_what_numpy_draws_and_advances_the_generator(bit_gen
 # ---------------------------------------------------------------- single transitions
 
 
+def native_source(fn, prog):
+    """What ``NativeKernel`` asks for the native form: here always the same one."""
+    return lambda: SimpleNamespace(fn=fn, prog=prog)
+
+
+def twin_kernels(target, seed):
+    """The reference potential and metric of ``target``, a native kernel, two
+    generators in the same state (reference, native) and a starting state."""
+    fn, prog, dim, _, kind, _ = TARGETS[target]
+    potential = python_form(fn, prog)
+    python_rng, native_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    kernel = native_nuts.NativeKernel(native_source(fn, prog), native_rng, dim)
+    state = kernels.init(np.random.default_rng(seed + 1).uniform(-1, 1, dim), potential)
+    metric = kernels.make_metric(inverse_metric_for(kind, dim))
+    return potential, metric, kernel, python_rng, native_rng, state
+
+
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_native_nuts_transition_is_the_python_transition(target):
-    fn, prog, dim, step_size, kind, diverges = TARGETS[target]
-    potential = python_form(fn, prog)
-    metric = kernels.make_metric(inverse_metric_for(kind, dim))
-    python_rng, native_rng = np.random.default_rng(2), np.random.default_rng(2)
-    kernel = native_nuts.NativeKernel(lambda: SimpleNamespace(fn=fn, prog=prog), native_rng, dim)
-    state = kernels.init(np.random.default_rng(3).uniform(-1, 1, dim), potential)
+    step_size, diverges = TARGETS[target][3], TARGETS[target][5]
+    potential, metric, kernel, python_rng, native_rng, state = twin_kernels(target, 2)
     depths, divergences, identical = set(), 0, 0
     for _ in range(200):
         python_result = kernels.nuts_step(python_rng, state, potential, step_size, metric,
@@ -210,8 +223,8 @@ def test_native_nuts_transition_is_the_python_transition(target):
 def test_native_nuts_stops_at_max_tree_depth(kind):
     metric = kernels.make_metric(inverse_metric_for(kind, 3))
     state = kernels.init(np.ones(3), python_form(standard_normal, None))
-    kernel = native_nuts.NativeKernel(
-        lambda: SimpleNamespace(fn=standard_normal, prog=np.zeros(1)), np.random.default_rng(4), 3)
+    kernel = native_nuts.NativeKernel(native_source(standard_normal, np.zeros(1)),
+                                      np.random.default_rng(4), 3)
     _, info = kernel.nuts_step(state, 1e-4, metric, max_tree_depth=6)
     assert (info.tree_depth, info.n_steps) == (6, 2**6 - 1)
     assert info.acceptance_rate == pytest.approx(1.0, abs=1e-6)
@@ -222,12 +235,7 @@ def test_native_nuts_stops_at_max_tree_depth(kind):
                           ("funnel", 0.6, True)])
 @pytest.mark.parametrize("jitter", [0.0, 0.3])
 def test_native_hmc_transition_is_the_python_transition(target, step_size, diverges, jitter):
-    fn, prog, dim, _, kind, _ = TARGETS[target]
-    potential = python_form(fn, prog)
-    metric = kernels.make_metric(inverse_metric_for(kind, dim))
-    python_rng, native_rng = np.random.default_rng(5), np.random.default_rng(5)
-    kernel = native_nuts.NativeKernel(lambda: SimpleNamespace(fn=fn, prog=prog), native_rng, dim)
-    state = kernels.init(np.random.default_rng(6).uniform(-1, 1, dim), potential)
+    potential, metric, kernel, python_rng, native_rng, state = twin_kernels(target, 5)
     rejected = divergences = 0
     for _ in range(200):
         python_result = kernels.hmc_step(python_rng, state, potential, step_size, metric,
@@ -277,10 +285,6 @@ def test_without_a_native_form_every_transition_is_handed_back():
 
 
 # ---------------------------------------------------------------- whole chains
-
-
-def native_source(fn, prog):
-    return lambda: SimpleNamespace(fn=fn, prog=prog)
 
 
 @pytest.mark.parametrize("options", [
