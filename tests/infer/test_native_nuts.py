@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from types import SimpleNamespace
 
 import numba
@@ -398,9 +398,19 @@ def test_hmc_runs_the_native_kernel_and_gives_the_python_draws(native_eight_scho
                                        python.sample_stats[name].values, rtol=1e-12, atol=1e-12)
 
 
+class InlineExecutor(Executor):
+    """Runs each chain when it is submitted, in this process, so that the test
+    sees the monkeypatched potential while the driver takes its executor path
+    (chains shipped with cloudpickle, stop flag, progress relay)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
 def test_hmc_runs_the_native_kernel_on_an_executor(native_eight_schools):
-    with ThreadPoolExecutor(2) as pool:
-        pooled = sample(executor=pool)
+    pooled = sample(executor=InlineExecutor())
     assert len(native_eight_schools) == 2 * (50 + 50)
     python = sample(kernel_backend="python")
     np.testing.assert_allclose(pooled.posterior["theta"].values, python.posterior["theta"].values,
