@@ -112,7 +112,7 @@ def _potential_function(typingctx, address, prog):
 
 
 def _velocity(inverse_metric, p, out):
-    """``out = M^{-1} p``."""
+    """``out = M^{-1} p`` (in compiled code; the overload below is the implementation)."""
 
 
 @overload(_velocity)
@@ -129,7 +129,8 @@ def _velocity_impl(inverse_metric, p, out):
 
 
 def _sample_momentum(bitgen, momentum_factor, z, out):
-    """``out = p ~ N(0, M)`` from ``len(out)`` standard normal draws (``z`` is scratch)."""
+    """``out = p ~ N(0, M)`` from ``len(out)`` standard normal draws (``z`` is scratch),
+    in compiled code; the overload below is the implementation."""
 
 
 @overload(_sample_momentum)
