@@ -278,6 +278,18 @@ def test_a_failed_guard_hands_the_transition_back_with_the_generator_untouched()
     assert len(sources) == 1 + handed_back
 
 
+def test_the_native_form_given_after_a_hand_back_is_the_one_used():
+    # As after a retrace: the first form fails its guard, the next one holds everywhere.
+    forms = [SimpleNamespace(fn=guarded_normal, prog=np.array([-10.0])),
+             SimpleNamespace(fn=standard_normal, prog=np.zeros(1))]
+    kernel = native_nuts.NativeKernel(lambda: forms.pop(0), np.random.default_rng(9), 2)
+    metric = kernels.make_metric(np.ones(2))
+    state = kernels.init(np.zeros(2), python_form(standard_normal, None))
+    assert kernel.nuts_step(state, 0.3, metric) is None
+    assert all(kernel.nuts_step(state, 0.3, metric) is not None for _ in range(20))
+    assert not forms
+
+
 def test_without_a_native_form_every_transition_is_handed_back():
     kernel = native_nuts.NativeKernel(lambda: None, np.random.default_rng(8), 2)
     state = kernels.init(np.zeros(2), python_form(standard_normal, None))
