@@ -418,6 +418,14 @@ def _hmc_transition(rng_handle, potential_address, prog, position, potential_ene
 # ---------------------------------------------------------------- the Python face
 
 
+def _compiled_vector(a) -> np.ndarray:
+    """``a`` as the writable C-contiguous float64 vector the kernels are compiled
+    for: a read-only one (a cached gradient, say) would make numba compile them
+    all again for that type."""
+    a = np.ascontiguousarray(a, np.float64)
+    return a if a.flags.writeable else a.copy()
+
+
 class NativeKernel:
     """Compiled NUTS and static HMC transitions of one chain on a native potential.
 
@@ -498,9 +506,9 @@ class NativeKernel:
         position, grad = np.empty(self.dim), np.empty(self.dim)
         (status, potential_energy, acceptance_rate, diverging, energy, energy_error,
          max_energy_error, n_steps, tree_depth) = transition(
-            self._rng_handle, address, prog, np.ascontiguousarray(state.position, np.float64),
-            float(state.potential_energy),
-            np.ascontiguousarray(state.potential_grad, np.float64), float(step_size),
+            self._rng_handle, address, prog, _compiled_vector(state.position),
+            float(state.potential_energy), _compiled_vector(state.potential_grad),
+            float(step_size),
             metric.inverse_metric, metric.momentum_factor, *options, self._trajectory,
             position, grad)
         self.num_grad_evals += n_steps

@@ -290,6 +290,20 @@ def test_the_native_form_given_after_a_hand_back_is_the_one_used():
     assert not forms
 
 
+def test_a_read_only_state_does_not_compile_the_kernel_again():
+    metric = kernels.make_metric(np.ones(3))
+    kernel = native_nuts.NativeKernel(native_source(standard_normal, np.zeros(1)),
+                                      np.random.default_rng(10), 3)
+    state = kernels.init(np.ones(3), python_form(standard_normal, None))
+    kernel.nuts_step(state, 0.3, metric)
+    compiled = len(native_nuts._nuts_transition.signatures)
+    read_only = np.ones(3)  # a gradient a potential hands out from a cache, say
+    read_only.flags.writeable = False
+    new_state, _ = kernel.nuts_step(state._replace(potential_grad=read_only), 0.3, metric)
+    assert len(native_nuts._nuts_transition.signatures) == compiled
+    assert new_state.position.flags.writeable
+
+
 def test_without_a_native_form_every_transition_is_handed_back():
     kernel = native_nuts.NativeKernel(lambda: None, np.random.default_rng(8), 2)
     state = kernels.init(np.zeros(2), python_form(standard_normal, None))
