@@ -14,5 +14,6 @@ from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
 from .mcmc import hmc  # noqa: F401
 from .predictive import predictive, prior_predictive  # noqa: F401
 from .reparam import LocScaleReparam  # noqa: F401
+from .results import log_likelihood  # noqa: F401
 from .kl import kl_divergence, register_kl  # noqa: F401
 from .svi import SVI, Trace_ELBO, TraceMeanField_ELBO  # noqa: F401
