@@ -24,7 +24,8 @@ import probad.ad.numpy as np
 from probad import distributions as dist
 from probad import handlers
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
-from tests.models import EIGHT_SCHOOLS, eight_schools_centered, eight_schools_noncentered
+from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
+                          eight_schools_noncentered)
 
 STATS = {"lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
          "energy_error", "max_energy_error"}
@@ -396,27 +397,6 @@ def test_a_clean_run_warns_nothing():
 
 
 # ------------------------------------------------- Ctrl-C and failing chains
-class InterruptAt:
-    """Counts model runs; the ``n``-th raises KeyboardInterrupt, as one Ctrl-C would."""
-
-    def __init__(self, n: float):
-        self.n = n
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return 0.0
-
-
-def clocked_normal(clock):
-    """A standard normal whose every run ticks ``clock`` (with ``compile=False``
-    the model's Python runs at every gradient, so the clock can stop it)."""
-    pb.sample("x", dist.Normal(0.0, 1.0))
-    pb.factor("clock", clock())
-
-
 # cores=1: the chains run here, one after another, so the clock counts every model run.
 INTERRUPT_OPTIONS = dict(draws=300, tune=30, chains=2, seed=9, compile=False, cores=1)
 
