@@ -55,8 +55,8 @@ def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, partia
                             "the momentum resampling explores the energy poorly; reparameterise heavy-tailed "
                             "or funnel-shaped parts of the model.")
     if n_chains == 1:
-        problems.append("R-hat needs at least 2 chains: with chains=1 convergence cannot be "
-                        "checked across chains; run chains=4.")
+        problems.append("R-hat needs at least 2 chains and this run has 1: convergence cannot "
+                        "be checked across chains; run chains=4.")
     if n_draws >= 4:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")

@@ -2,8 +2,9 @@
 
 The driver's jobs are the ones the kernels should not know about: building the
 potential, giving each chain its own reproducible random stream, running the
-chains in this process or on any ``concurrent.futures.Executor``, surviving
-Ctrl-C and failed chains, and packaging the results with diagnostics.
+chains in this process, on a kept pool of worker processes (``cores``) or on
+any ``concurrent.futures.Executor``, surviving Ctrl-C, failed chains and dead
+workers, and packaging the results with diagnostics.
 """
 from __future__ import annotations
 
