@@ -437,11 +437,14 @@ class _SharedPool:
 _shared_pool = _SharedPool()
 
 # The estimate behind cores=None, from benchmarks/bench_parallel_chains.py on
-# 2 CPUs: starting a pool of 2 takes 1 ms and its first task comes back after
-# 18 ms (fork), the progress bars' manager process 28 ms; twice their sum is
-# the fixed cost of a pooled run. A leapfrog step costs its gradient plus
-# about 30 us of the kernel's own Python (measured on a trivial potential).
+# 2 busy CPUs: a pool's first task comes back after 20-60 ms (fork) and the
+# progress bars' manager process starts in 30-60 ms, so a run on a kept pool
+# costs about 0.1 s more than its chains. A pool started for the run costs
+# about 0.5 s more again (a short eight-schools run: 1.57 s on a fresh pool,
+# 1.03 s on a kept one, 1.04 s sequentially). A leapfrog step costs its
+# gradient plus about 30 us of the kernel's own Python (a trivial potential).
 POOL_OVERHEAD = 0.1
+POOL_START = 0.5
 STEP_OVERHEAD = 30e-6
 #: Leapfrog steps per iteration assumed (NUTS averages 3-15 on well-adapted
 #: models, eight schools 8; the low end keeps cheap runs sequential).
@@ -454,7 +457,8 @@ def _choose_pool(pot, jobs, cores: int | None, build_time: float):
     With ``cores=None`` the chains go to ``min(chains, os.cpu_count())``
     processes unless the estimated time of the run in parallel, ``work /
     workers`` plus each worker building its potential (``build_time`` per
-    chain, measured here) plus :data:`POOL_OVERHEAD`, is no better than 0.8 of
+    chain, measured here) plus :data:`POOL_OVERHEAD` (and :data:`POOL_START`
+    if the pool must be started), is no better than 0.8 of
     the sequential ``work``; ``work`` is the iterations times
     :data:`ASSUMED_STEPS` leapfrog steps, each a gradient at its measured cost
     plus :data:`STEP_OVERHEAD`. Test-sized runs (a few hundred iterations of a
@@ -473,22 +477,27 @@ def _choose_pool(pot, jobs, cores: int | None, build_time: float):
             return None
         work = chains * iterations * ASSUMED_STEPS * (steady + STEP_OVERHEAD)
         build = build_time + first  # a worker rebuilds the potential and records its tape
-        pooled = work / workers + math.ceil(chains / workers) * build + POOL_OVERHEAD
+        start = 0.0 if _shared_pool.workers >= workers else POOL_START
+        pooled = work / workers + math.ceil(chains / workers) * build + POOL_OVERHEAD + start
         if pooled > 0.8 * work:
             return None
     return _shared_pool.get(workers)
 
 
 def _gradient_seconds(pot, repeats: int = 5) -> tuple[float, float]:
-    """Seconds of the first gradient at a start (which records the compiled
-    tape) and of the fastest of a few more (the steady cost)."""
+    """Seconds to find a start and take its gradient (the first gradient
+    records the compiled tape), and of the fastest of a few more gradients
+    (the steady cost)."""
+    tic = time.perf_counter()
     q = pot.initial_point(seed=0)
+    pot.value_and_grad(q)
+    first = time.perf_counter() - tic
     times = []
-    for _ in range(repeats + 1):
+    for _ in range(repeats):
         tic = time.perf_counter()
         pot.value_and_grad(q)
         times.append(time.perf_counter() - tic)
-    return times[0], min(times[1:])
+    return first, min(times)
 
 
 def _run_sequential(jobs, pot):

@@ -827,8 +827,8 @@ def test_cores_none_keeps_a_cheap_run_here_and_pools_a_long_one(monkeypatch):
     monkeypatch.setattr(mcmc._shared_pool, "get", lambda workers: started.append(workers) or 1)
     # 4 chains x 60 iterations of eight schools: about 0.1 s in all, less than the pool costs.
     assert mcmc._choose_pool(pot, jobs(60), None, build_time=0.0) is None
-    # 4 x 2000 (Stan's default run) takes seconds: every CPU works.
-    chosen = mcmc._choose_pool(pot, jobs(2000), None, build_time=0.0)
+    # 4 x 20,000 iterations take tens of seconds: every CPU works.
+    chosen = mcmc._choose_pool(pot, jobs(20_000), None, build_time=0.0)
     workers = min(4, os.cpu_count())
     assert (chosen is None) if workers < 2 else (started == [workers])
-    assert mcmc._choose_pool(pot, jobs(2000), 1, build_time=0.0) is None
+    assert mcmc._choose_pool(pot, jobs(20_000), 1, build_time=0.0) is None
