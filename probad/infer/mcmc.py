@@ -445,6 +445,10 @@ _shared_pool = _SharedPool()
 # gradient plus about 30 us of the kernel's own Python (a trivial potential).
 POOL_OVERHEAD = 0.1
 POOL_START = 0.5
+# Where workers are not forked (macOS, Windows, Python 3.14's forkserver) each
+# one imports probad afresh: 7.5 s on these 2 CPUs at load 13, so at least
+# 2 s on an idle machine is a safe floor for the estimate.
+SPAWN_START = 2.0
 STEP_OVERHEAD = 30e-6
 #: Leapfrog steps per iteration assumed (NUTS averages 3-15 on well-adapted
 #: models, eight schools 8; the low end keeps cheap runs sequential).
@@ -477,7 +481,8 @@ def _choose_pool(pot, jobs, cores: int | None, build_time: float):
             return None
         work = chains * iterations * ASSUMED_STEPS * (steady + STEP_OVERHEAD)
         build = build_time + first  # a worker rebuilds the potential and records its tape
-        start = 0.0 if _shared_pool.workers >= workers else POOL_START
+        start = 0.0 if _shared_pool.workers >= workers else \
+            POOL_START + (SPAWN_START if multiprocessing.get_start_method() != "fork" else 0.0)
         pooled = work / workers + math.ceil(chains / workers) * build + POOL_OVERHEAD + start
         if pooled > 0.8 * work:
             return None
