@@ -175,13 +175,17 @@ def _run_pickled(payload: bytes):
     the pool asked."""
     job = cloudpickle.loads(payload)
     with _saved_on_termination():
-        _create_private_file(job.stop.chain_file(job.chain, "pid"), str(os.getpid()).encode())
+        # A worker on another machine (a cluster executor) has no such
+        # directory: it runs without this safety net, as it runs without the flag.
+        with contextlib.suppress(OSError):
+            _create_private_file(job.stop.chain_file(job.chain, "pid"), str(os.getpid()).encode())
         result = _run_job(job)
     if _terminated.is_set():
         result_file = job.stop.chain_file(job.chain, "result")
         # Written under another name and renamed, so the driver never reads half a file.
-        _create_private_file(result_file + ".part", cloudpickle.dumps(result))
-        os.replace(result_file + ".part", result_file)
+        with contextlib.suppress(OSError):
+            _create_private_file(result_file + ".part", cloudpickle.dumps(result))
+            os.replace(result_file + ".part", result_file)
         os._exit(0)
     return result
 

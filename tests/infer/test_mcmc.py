@@ -832,3 +832,22 @@ def test_cores_none_keeps_a_cheap_run_here_and_pools_a_long_one(monkeypatch):
     workers = min(4, os.cpu_count())
     assert (chosen is None) if workers < 2 else (started == [workers])
     assert mcmc._choose_pool(pot, jobs(20_000), 1, build_time=0.0) is None
+
+
+def test_a_worker_that_cannot_see_the_run_directory_still_runs_its_chain():
+    """A cluster worker on another machine has no access to the driver's
+    private directory: the chain runs all the same."""
+    import cloudpickle
+
+    from probad.infer import mcmc
+
+    stop = mcmc._StopFlag()
+    stop.remove()  # as seen from another machine: the directory does not exist
+    job = mcmc._ChainJob(iid_normal, {"dim": 2}, True, 0, onp.random.SeedSequence(1),
+                         init_to_uniform(), dict(draws=5, tune=5, algorithm="nuts",
+                                                 target_accept=0.8, max_tree_depth=10,
+                                                 dense_mass=False, thin=1, warmup_draws=False,
+                                                 num_steps=None, path_length=None, jitter=0.0),
+                         stop)
+    result = mcmc._run_pickled(cloudpickle.dumps(job))
+    assert len(result.positions) == 5 and not result.partial
