@@ -83,7 +83,8 @@ def compare(name, model, data, **run_options):
     print(f"  sequential (cores=1)   {sequential:6.2f} s   1.00")
     print(f"  fresh pool (cores=2)   {fresh:6.2f} s   {fresh / sequential:.2f}")
     print(f"  kept pool  (cores=2)   {kept:6.2f} s   {kept / sequential:.2f}")
-    print(f"  default (cores=None)   {default:6.2f} s   {default / sequential:.2f}   chose {chosen}")
+    print(f"  default (cores=None)   {default:6.2f} s   {default / sequential:.2f}   "
+          f"chose {chosen}")
     print(f"  same draws every way: {same}")
 
 

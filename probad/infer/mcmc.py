@@ -296,7 +296,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     build_time = time.perf_counter() - start
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
     if tune > 0:
-        _warn_short_warmup(tune, algorithm)
+        _warn_short_warmup(tune)
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
@@ -378,7 +378,7 @@ def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept,
             raise ValueError(f"pb.hmc: jitter must lie in [0, 1), got {jitter}")
 
 
-def _warn_short_warmup(tune: int, algorithm: str) -> None:
+def _warn_short_warmup(tune: int) -> None:
     """Say, as Stan does, when warmup is too short for its adaptation windows."""
     fast_and_slow = 75 + 25 + 50  # Stan's initial buffer, first window, terminal buffer
     if tune < 20:
