@@ -251,9 +251,10 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         (a pool kept for later calls); ``cores=1`` runs them one after
         another in this process. The default, None, means
         ``min(chains, os.cpu_count())`` processes, except for a model so cheap
-        that starting the workers would cost more than it saves: then the
-        chains run here (see :func:`_choose_pool`). The draws are the same
-        either way.
+        that starting the workers would cost more than it saves, and for a
+        call made in a worker process or a thread (already in parallel with
+        others): then the chains run here (see :func:`_choose_pool`). The
+        draws are the same either way.
     warmup_draws : bool
         Keep the warmup iterations as ``warmup_posterior``/``warmup_sample_stats``.
     compile : bool
@@ -470,12 +471,17 @@ def _choose_pool(pot, jobs, cores: int | None, build_time: float):
     the sequential ``work``; ``work`` is the iterations times
     :data:`ASSUMED_STEPS` leapfrog steps, each a gradient at its measured cost
     plus :data:`STEP_OVERHEAD`. Test-sized runs (a few hundred iterations of a
-    small model) stay sequential; Stan-sized ones go to the pool.
+    small model) stay sequential; Stan-sized ones go to the pool. A run that is
+    itself in a worker process or a thread stays sequential: it is already
+    one of several running in parallel.
     """
     chains = len(jobs)
     workers = min(chains, cores if cores is not None else (os.cpu_count() or 1))
     if workers < 2:
         return None
+    if cores is None and (multiprocessing.parent_process() is not None or
+                          threading.current_thread() is not threading.main_thread()):
+        return None  # already a worker (an SBC fit on a pool, a Dask task): do not nest pools
     if cores is None:
         options = jobs[0].options
         iterations = options["tune"] + options["draws"] * options["thin"]

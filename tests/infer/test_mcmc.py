@@ -851,3 +851,18 @@ def test_a_worker_that_cannot_see_the_run_directory_still_runs_its_chain():
                          stop)
     result = mcmc._run_pickled(cloudpickle.dumps(job))
     assert len(result.positions) == 5 and not result.partial
+
+
+def test_cores_none_in_a_thread_does_not_start_a_pool(monkeypatch):
+    """pb.hmc called from a worker thread or process (a Dask task, an SBC
+    simulation on a pool) is one of several in parallel already."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from probad.infer import mcmc
+
+    pot = pb.potential(eight_schools_noncentered, EIGHT_SCHOOLS)
+    options = dict(tune=10_000, draws=10_000, thin=1)
+    jobs = [mcmc._ChainJob(None, None, True, c, None, None, dict(options)) for c in range(4)]
+    monkeypatch.setattr(mcmc._shared_pool, "get", lambda workers: pytest.fail("a pool started"))
+    with ThreadPoolExecutor(1) as thread:
+        assert thread.submit(mcmc._choose_pool, pot, jobs, None, 0.0).result() is None
