@@ -1673,8 +1673,13 @@ fig = sbc_noncentred.plot_ecdf_diff(var_names=["mu", "tau", "log_likelihood"])
 ## The centred model's tau is not
 
 In the funnel's neck NUTS diverges and cannot go: posteriors of `tau` miss
-its small values, so a small true `tau` ranks low. The divergences each fit
-recorded predicted it.
+its small values, so a small true `tau` ranks low, and the ECDF of the ranks
+rises above the uniform one at the left. With 100 fits the ECDF test puts
+this at p = 0.02; the divergences recorded for each fit (most of the centred
+fits have some) flagged the problem before any rank was looked at. The
+non-centred fits are not all clean either at these short settings (the
+default `target_accept=0.8`, 500 warmup iterations): a few have a divergence,
+and their ranks are still uniform.
 
 # %%
 d = sbc_centred.diagnostics

@@ -95,7 +95,7 @@ def _fit(sim: _Simulation, conditioned, rng_seed):
     elif sim.method == "advi":
         options = dict(sim.fit_options)
         draws = options.pop("draws", 1000)
-        fit = advi(conditioned, sim.data, seed=rng_seed, **options)
+        fit = advi(conditioned, sim.data, seed=rng_seed, **{"progress": False, **options})
         idata = fit.sample(draws, seed=rng_seed)
         divergences = 0
     else:
