@@ -25,6 +25,7 @@ import numpy as onp
 import probad.ad.numpy as np
 from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
+from ..ad.compiler.native import NativePotential
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           enable_validation, is_validation_enabled)
@@ -317,8 +318,10 @@ class Potential:
     (site -> ArviZ dim names, for latent, deterministic and observed sites).
     """
 
-    def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True):
+    def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
+                 backend: str = "native"):
         self.model = model
+        self.backend = backend
         self.data = dict(data or {})
         prototype = _check_pass(model, self.data)
         self.sites: dict[str, Site] = {}
@@ -351,9 +354,10 @@ class Potential:
             if k not in self.observed and v is not None
             and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
         if compile:
-            self._energy = compile_function(self._energy_fn)
-            self._energy_and_grad = compile_function(value_and_grad(self._energy_fn))
-            self._outputs = compile_function(self._constrain_and_log_likelihood)
+            self._energy = compile_function(self._energy_fn, backend=backend)
+            self._energy_and_grad = compile_function(value_and_grad(self._energy_fn),
+                                                     backend=backend)
+            self._outputs = compile_function(self._constrain_and_log_likelihood, backend=backend)
         else:
             self._energy = self._energy_fn
             self._energy_and_grad = value_and_grad(self._energy_fn)
@@ -501,6 +505,28 @@ class Potential:
             return onp.inf, onp.zeros_like(q)
         return float(value), onp.asarray(grad, dtype=onp.float64)
 
+    @property
+    def native(self) -> NativePotential | None:
+        """The native form of ``value_and_grad`` for compiled samplers, or None.
+
+        An object with ``fn`` (a numba function ``fn(q, grad_out, prog) ->
+        U``) and ``prog`` (its data), for the tape that ``value_and_grad``
+        replayed last (recorded now, at ``q = 0``, if none was). None when
+        the potential is not compiled natively or that tape fell back to
+        numpy. After ``fn`` signals a failed guard (NaN, ``guard_failed()``),
+        call ``value_and_grad(q)`` (it retraces) and read this again; see
+        :mod:`probad.ad.compiler.native`.
+        """
+        compiled = self._energy_and_grad
+        if getattr(compiled, "backend", None) != "native":
+            return None
+        q = onp.zeros(self.dim)
+        key = compiled.cache_key(q, True)
+        if not compiled.tapes.get(key):
+            self.value_and_grad(q)
+        tapes = compiled.tapes.get(key)
+        return NativePotential.of(tapes[0]) if tapes else None
+
     def constrain(self, q) -> dict[str, onp.ndarray]:
         """Constrained values of the latent sites and the deterministic sites at ``q``."""
         return self._concrete_outputs(q, False)[0]
@@ -637,7 +663,8 @@ class Potential:
         return "; ".join(parts) or "the potential was not finite"
 
 
-def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True) -> Potential:
+def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
+              backend: str = "native") -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
@@ -656,6 +683,11 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
         them (fast); otherwise run the model at every call.
+    backend : {"native", "numpy"}
+        What replays the recordings (see ``probad.ad.compile``): ``"native"``
+        runs them in compiled code where every primitive has a native
+        lowering (and falls back to numpy, with one warning naming the
+        primitive, elsewhere); ``"numpy"`` is the reference replay.
 
     Notes
     -----
@@ -679,4 +711,4 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         wrong shape for its plates, two sites with one name, or a latent
         discrete site.
     """
-    return Potential(model, data, compile=compile)
+    return Potential(model, data, compile=compile, backend=backend)

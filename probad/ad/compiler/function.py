@@ -23,6 +23,7 @@ import numpy as onp
 from ..differential_operators import grad, make_jvp, value_and_grad
 from ..numpy import random as ad_random
 from ..tracer import Box, trace_scope
+from . import native
 from .codegen import GuardFailure, Tape, build_tape, output_template
 from .tape import RecordTrace, Ref
 
@@ -221,12 +222,17 @@ class Compiled:
         Number of times the function has been traced.
     max_tapes : int
         Most tapes (control-flow paths) kept per cache key.
+    backend : {"numpy", "native"}
+        What replays a tape (see :func:`compile`).
     """
 
-    def __init__(self, fun, max_tapes: int = 8):
+    def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy"):
+        if backend not in ("numpy", "native"):
+            raise ValueError(f"backend must be 'numpy' or 'native', got {backend!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.max_tapes = max_tapes
+        self.backend = backend
         self.tapes: dict[tuple, list[Tape]] = {}
         self.eager_keys: dict[tuple, str] = {}
         self.trace_count = 0
@@ -318,8 +324,21 @@ class Compiled:
             self._give_up(key, trace.unreplayable)
             return result
         tape = build_tape(trace, n_inputs, outputs, self._name())
+        if self.backend == "native":
+            self._go_native(tape)
         self.tapes.setdefault(key, []).insert(0, tape)
         return result
+
+    def _go_native(self, tape: Tape) -> None:
+        """Replay ``tape`` natively, or keep its numpy replay with one warning
+        per reason (naming the primitives the interpreter lacks)."""
+        try:
+            tape.native = native.lower(tape)
+        except native.Unsupported as why:
+            self._warn(("native", str(why)), f"{self._name()}: replayed by numpy, not natively: "
+                       f"no native lowering for {why}")
+            return
+        tape.replay = tape.native.replay
 
     @staticmethod
     def _output_leaf(trace, value):
@@ -344,7 +363,7 @@ class Compiled:
         return getattr(self.fun, "__name__", None) or type(self.fun).__name__
 
 
-def compile(fun, max_tapes: int = 8) -> Compiled:
+def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
     """Record ``fun`` into flat tapes of primitive calls and replay them.
 
     Parameters
@@ -355,6 +374,13 @@ def compile(fun, max_tapes: int = 8) -> Compiled:
     max_tapes : int
         Most control-flow paths kept per argument signature; calls taking a
         new path beyond that run eagerly (with one warning).
+    backend : {"numpy", "native"}
+        ``"numpy"`` replays a tape as straight-line Python calling numpy, one
+        call per primitive. ``"native"`` lowers it to data for a compiled
+        interpreter (numba, see :mod:`probad.ad.compiler.native`): no Python
+        call per primitive, results equal to the numpy replay's up to
+        rounding. A tape using a primitive the interpreter lacks (or numba
+        missing) stays on the numpy replay, with one warning naming it.
 
     Returns
     -------
@@ -381,7 +407,7 @@ def compile(fun, max_tapes: int = 8) -> Compiled:
     fails under tracing only. Calls whose arguments are traced by another
     transformation (``grad`` of a compiled function) run ``fun`` directly.
     """
-    return Compiled(fun, max_tapes)
+    return Compiled(fun, max_tapes, backend)
 
 
 def compile_value_and_grad(fun, argnum=0, max_tapes: int = 8) -> Compiled:
