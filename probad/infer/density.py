@@ -319,7 +319,7 @@ class Potential:
     """
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
-                 backend: str = "native"):
+                 backend: str = "auto"):
         self.model = model
         self.backend = backend
         self.data = dict(data or {})
@@ -518,7 +518,7 @@ class Potential:
         :mod:`probad.ad.compiler.native`.
         """
         compiled = self._energy_and_grad
-        if getattr(compiled, "backend", None) != "native":
+        if getattr(compiled, "backend", "numpy") == "numpy":
             return None
         q = onp.zeros(self.dim)
         key = compiled.cache_key(q, True)
@@ -664,7 +664,7 @@ class Potential:
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
-              backend: str = "native") -> Potential:
+              backend: str = "auto") -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
@@ -683,11 +683,13 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
         them (fast); otherwise run the model at every call.
-    backend : {"native", "numpy"}
+    backend : {"auto", "native", "numpy"}
         What replays the recordings (see ``probad.ad.compile``): ``"native"``
         runs them in compiled code where every primitive has a native
         lowering (and falls back to numpy, with one warning naming the
-        primitive, elsewhere); ``"numpy"`` is the reference replay.
+        primitive, elsewhere); ``"numpy"`` is the reference replay;
+        ``"auto"`` is native where a cost model predicts it faster (loops,
+        small and medium arrays) and numpy for long vectors of exp/log.
 
     Notes
     -----

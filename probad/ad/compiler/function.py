@@ -205,6 +205,11 @@ def _stacklevel() -> int:
     return level
 
 
+def _native_pays(tape: Tape) -> bool:
+    numpy_ns, native_ns = native.estimated_costs(tape)
+    return native_ns < numpy_ns
+
+
 # ---------------------------------------------------------------- compiled
 class Compiled:
     """A function that replays recorded tapes; built by :func:`compile`.
@@ -222,13 +227,13 @@ class Compiled:
         Number of times the function has been traced.
     max_tapes : int
         Most tapes (control-flow paths) kept per cache key.
-    backend : {"numpy", "native"}
+    backend : {"numpy", "native", "auto"}
         What replays a tape (see :func:`compile`).
     """
 
     def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy"):
-        if backend not in ("numpy", "native"):
-            raise ValueError(f"backend must be 'numpy' or 'native', got {backend!r}")
+        if backend not in ("numpy", "native", "auto"):
+            raise ValueError(f"backend must be 'numpy', 'native' or 'auto', got {backend!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.max_tapes = max_tapes
@@ -324,7 +329,7 @@ class Compiled:
             self._give_up(key, trace.unreplayable)
             return result
         tape = build_tape(trace, n_inputs, outputs, self._name())
-        if self.backend == "native":
+        if self.backend == "native" or self.backend == "auto" and _native_pays(tape):
             self._go_native(tape)
         self.tapes.setdefault(key, []).insert(0, tape)
         return result
@@ -374,13 +379,18 @@ def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
     max_tapes : int
         Most control-flow paths kept per argument signature; calls taking a
         new path beyond that run eagerly (with one warning).
-    backend : {"numpy", "native"}
+    backend : {"numpy", "native", "auto"}
         ``"numpy"`` replays a tape as straight-line Python calling numpy, one
         call per primitive. ``"native"`` lowers it to data for a compiled
         interpreter (numba, see :mod:`probad.ad.compiler.native`): no Python
         call per primitive, results equal to the numpy replay's up to
         rounding. A tape using a primitive the interpreter lacks (or numba
         missing) stays on the numpy replay, with one warning naming it.
+        ``"auto"`` is ``"native"`` for the tapes that a cost model
+        (:func:`~probad.ad.compiler.native.estimated_costs`) predicts to run
+        faster natively, and ``"numpy"`` for the others (long vectors of
+        exp/log, where numpy's SIMD loops win). The choice depends on the
+        tape only, so a seed gives the same draws on every run.
 
     Returns
     -------

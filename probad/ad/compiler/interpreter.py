@@ -26,8 +26,8 @@ dimension is broadcast):
 ``UN f o shape4 a st4``, ``BIN f o shape4 a st4 b st4``,
 ``TER f o shape4 a st4 b st4 c st4``: general strided elementwise, output
 contiguous
-``RED f o shape4 a st4 ost4 size``: reduce input of ``shape4`` into the
-contiguous output (``ost4`` its strides, 0 on reduced axes)
+``RED f o size count pb po``: output ``k`` (of ``size``) reduces the
+``count`` elements at ``ints[pb + k] + ints[po + j]``, in order
 ``MATMUL o m k n a as0 as1 b bs0 bs1``: ``(m, k) @ (k, n)``
 ``MOVE n p``            ``ws[ints[p + 2i]] = ws[ints[p + 2i + 1]]``
 ``SCATTER o size add n p``: zero ``size`` outputs, then assign (or add)
@@ -44,8 +44,10 @@ numpy would raise ``LinAlgError``.
 
 Results differ from numpy's in the last bits, not more: transcendental
 functions come from the C library (numpy may use its own SIMD versions),
-sums run in index order (numpy sums contiguous runs pairwise and matmul uses
-BLAS), and logsumexp is always a sequential ``logaddexp`` reduction.
+sums run in index order (numpy sums contiguous runs of more than eight
+numbers pairwise, and matmul uses BLAS), and logsumexp is always a
+sequential ``logaddexp`` reduction (probad's numpy logsumexp shifts by the
+maximum past 64 entries).
 """
 from __future__ import annotations
 
@@ -420,8 +422,23 @@ def run(code, ints, ws, status):
         elif op == _V_BIN:
             f, o, n, a, sa, b, sb = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
                 code[pc + 5], code[pc + 6], code[pc + 7]
-            for i in range(n):
-                ws[o + i] = _binary(f, ws[a + i * sa], ws[b + i * sb])
+            if f <= 3 and sa == 1 and sb == 1:
+                # plain arithmetic in loops LLVM vectorises (3x the speed on long arrays)
+                if f == 0:
+                    for i in range(n):
+                        ws[o + i] = ws[a + i] + ws[b + i]
+                elif f == 1:
+                    for i in range(n):
+                        ws[o + i] = ws[a + i] - ws[b + i]
+                elif f == 2:
+                    for i in range(n):
+                        ws[o + i] = ws[a + i] * ws[b + i]
+                else:
+                    for i in range(n):
+                        ws[o + i] = ws[a + i] / ws[b + i]
+            else:
+                for i in range(n):
+                    ws[o + i] = _binary(f, ws[a + i * sa], ws[b + i * sb])
             pc += 8
         elif op == _V_UN:
             f, o, n, a, sa = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], code[pc + 5]
@@ -464,23 +481,20 @@ def run(code, ints, ws, status):
                 ws[ints[p + 2 * i]] = ws[ints[p + 2 * i + 1]]
             pc += 3
         elif op == _RED:
-            f, o = code[pc + 1], code[pc + 2]
-            n0, n1, n2, n3 = code[pc + 3], code[pc + 4], code[pc + 5], code[pc + 6]
-            a = code[pc + 7]
-            a0, a1, a2, a3 = code[pc + 8], code[pc + 9], code[pc + 10], code[pc + 11]
-            o0, o1, o2, o3 = code[pc + 12], code[pc + 13], code[pc + 14], code[pc + 15]
-            size = code[pc + 16]
-            init = _reduce_init(f)
-            for i in range(size):
-                ws[o + i] = init
-            for i0 in range(n0):
-                for i1 in range(n1):
-                    for i2 in range(n2):
-                        for i3 in range(n3):
-                            k = o + i0 * o0 + i1 * o1 + i2 * o2 + i3 * o3
-                            ws[k] = _reduce_step(
-                                f, ws[k], ws[a + i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3])
-            pc += 17
+            # output k reduces ws[ints[pb + k] + ints[po + j]] for j < count, in
+            # order, starting from the first element as numpy does
+            f, o, size, count, pb, po = code[pc + 1], code[pc + 2], code[pc + 3], \
+                code[pc + 4], code[pc + 5], code[pc + 6]
+            for k in range(size):
+                base = ints[pb + k]
+                if count == 0:
+                    ws[o + k] = _reduce_init(f)
+                    continue
+                acc = ws[base + ints[po]]
+                for j in range(1, count):
+                    acc = _reduce_step(f, acc, ws[base + ints[po + j]])
+                ws[o + k] = acc
+            pc += 7
         elif op == _SCATTER:
             o, size, add, n, p = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
                 code[pc + 5]
