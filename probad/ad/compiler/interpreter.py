@@ -482,7 +482,8 @@ def run(code, ints, ws, status):
             pc += 3
         elif op == _RED:
             # output k reduces ws[ints[pb + k] + ints[po + j]] for j < count, in
-            # order, starting from the first element as numpy does
+            # order, from the first element rather than the identity (saving
+            # logsumexp an exp and a log1p per output)
             f, o, size, count, pb, po = code[pc + 1], code[pc + 2], code[pc + 3], \
                 code[pc + 4], code[pc + 5], code[pc + 6]
             for k in range(size):
@@ -491,6 +492,8 @@ def run(code, ints, ws, status):
                     ws[o + k] = _reduce_init(f)
                     continue
                 acc = ws[base + ints[po]]
+                if f == 0:
+                    acc = 0.0 + acc  # numpy adds onto +0.0: a sum of -0.0 is +0.0
                 for j in range(1, count):
                     acc = _reduce_step(f, acc, ws[base + ints[po + j]])
                 ws[o + k] = acc
