@@ -21,6 +21,7 @@ dimension is broadcast):
 ======================  ====================================================
 ``S_UN f o a``          ``ws[o] = unary_f(ws[a])`` (scalars)
 ``S_BIN f o a b``       ``ws[o] = binary_f(ws[a], ws[b])``
+``S_ADD o a b``         ``ws[o] = ws[a] + ws[b]`` (and ``S_SUB``, ``S_MUL``, ``S_DIV``)
 ``V_UN f o n a sa``     ``n`` contiguous outputs, input stride ``sa`` (0/1)
 ``V_BIN f o n a sa b sb``
 ``UN f o shape4 a st4``, ``BIN f o shape4 a st4 b st4``,
@@ -79,7 +80,8 @@ def cache_dir() -> str:
 # Instruction kinds, then the function codes each kind takes. The numbers are
 # baked into the compiled interpreter; the lowering (native.py) uses the names.
 OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9, MOVE=10,
-          SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16)
+          SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16, S_ADD=17, S_SUB=18,
+          S_MUL=19, S_DIV=20)
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
@@ -93,8 +95,8 @@ REDUCE = dict(sum=0, logsumexp=1, max=2, min=3, prod=4)
 GUARD_KINDS = dict(bool=0, int=1, float=2)
 
 _S_UN, _S_BIN, _V_UN, _V_BIN, _UN, _BIN, _TER, _RED, _MATMUL, _MOVE, _SCATTER, _CUMSUM, \
-    _CHOL, _SOLVE, _TRSOLVE, _GUARD = range(1, 17)
-assert list(OP.values()) == list(range(1, 17))
+    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV = range(1, 21)
+assert list(OP.values()) == list(range(1, 21))
 
 
 # ------------------------------------------------------- numba on-disk cache
@@ -125,13 +127,19 @@ if AVAILABLE:
 
     def _jit(fn):
         return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+
+    def _kernel(fn):
+        # inlined into the interpreter's loops: no call per element
+        return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
 else:
     def _jit(fn):
         return fn
 
+    _kernel = _jit
+
 
 # -------------------------------------------------------- scalar kernels
-@_jit
+@_kernel
 def _unary(f, x):
     if f == 0:
         return x
@@ -199,7 +207,7 @@ def _unary(f, x):
     return math.trunc(x) if math.isfinite(x) else x
 
 
-@_jit
+@_kernel
 def _logaddexp(x, y):
     # numpy's npy_logaddexp, step for step
     if x == y:
@@ -212,7 +220,7 @@ def _logaddexp(x, y):
     return d  # NaN
 
 
-@_jit
+@_kernel
 def _binary(f, x, y):
     if f == 0:
         return x + y
@@ -279,7 +287,7 @@ def _binary(f, x, y):
     return 1.0 if ((x != 0.0) != (y != 0.0)) else 0.0
 
 
-@_jit
+@_kernel
 def _ternary(f, x, y, z):
     if f == 0:
         return y if x != 0.0 else z
@@ -293,7 +301,7 @@ def _ternary(f, x, y, z):
 
 
 # -------------------------------------------------------------- the loop
-@_jit
+@_kernel
 def _reduce_init(f):
     if f == 1 or f == 2:
         return -math.inf
@@ -304,7 +312,7 @@ def _reduce_init(f):
     return 0.0
 
 
-@_jit
+@_kernel
 def _reduce_step(f, acc, x):
     if f == 0:
         return acc + x
@@ -413,7 +421,20 @@ def run(code, ints, ws, status):
     end = code.shape[0]
     while pc < end:
         op = code[pc]
-        if op == _S_BIN:
+        # scalar arithmetic first and without a call: most of a loop's ops
+        if op == _S_ADD:
+            ws[code[pc + 1]] = ws[code[pc + 2]] + ws[code[pc + 3]]
+            pc += 4
+        elif op == _S_MUL:
+            ws[code[pc + 1]] = ws[code[pc + 2]] * ws[code[pc + 3]]
+            pc += 4
+        elif op == _S_SUB:
+            ws[code[pc + 1]] = ws[code[pc + 2]] - ws[code[pc + 3]]
+            pc += 4
+        elif op == _S_DIV:
+            ws[code[pc + 1]] = ws[code[pc + 2]] / ws[code[pc + 3]]
+            pc += 4
+        elif op == _S_BIN:
             ws[code[pc + 2]] = _binary(code[pc + 1], ws[code[pc + 3]], ws[code[pc + 4]])
             pc += 5
         elif op == _S_UN:

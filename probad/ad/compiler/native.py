@@ -53,6 +53,8 @@ _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERN
 _F8 = onp.dtype(onp.float64)
 _BOOL = onp.dtype(bool)
 _MAXDIM = 4
+_ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
+               _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
 
 
 class Unsupported(Exception):
@@ -296,7 +298,10 @@ class _Lowerer:
                 self.emit(_OP["S_UN"], f, o.base, views[0].base)
                 return
             if kind == "BIN":
-                self.emit(_OP["S_BIN"], f, o.base, views[0].base, views[1].base)
+                if f in _ARITHMETIC:
+                    self.emit(_ARITHMETIC[f], o.base, views[0].base, views[1].base)
+                else:
+                    self.emit(_OP["S_BIN"], f, o.base, views[0].base, views[1].base)
                 return
         steps = []
         for v in views:
