@@ -85,7 +85,8 @@ OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9,
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
-             log2=23, log10=24, exp2=25, floor=26, ceil=27, rint=28, trunc=29)
+             log2=23, log10=24, exp2=25, floor=26, ceil=27, rint=28, trunc=29, gammaln=30,
+             digamma=31)
 BINARY = dict(add=0, subtract=1, multiply=2, divide=3, power=4, logaddexp=5, xlogy=6,
               xlog1py=7, equal=8, not_equal=9, less=10, less_equal=11, greater=12,
               greater_equal=13, logical_and=14, logical_or=15, maximum=16, minimum=17,
@@ -204,7 +205,39 @@ def _unary(f, x):
         return math.ceil(x) if math.isfinite(x) else x
     if f == 28:
         return float(onp.rint(x))
-    return math.trunc(x) if math.isfinite(x) else x
+    if f == 29:
+        return math.trunc(x) if math.isfinite(x) else x
+    if f == 30:  # as scipy's gammaln: +inf at the poles, -inf at -inf
+        if x == -math.inf:
+            return x
+        if x <= 0.0 and x == math.floor(x):
+            return math.inf
+        return math.lgamma(x)
+    return _digamma(x)
+
+
+@_jit
+def _digamma(x):
+    # scipy's values at the special points; elsewhere the recurrence
+    # psi(x) = psi(x + 1) - 1/x up to x >= 10, then the asymptotic series to
+    # the x**-14 term (truncation error below 1e-17 relative there).
+    if x != x or x == math.inf:
+        return x
+    if x == 0.0:
+        return -math.copysign(math.inf, x)
+    if x == -math.inf or (x < 0.0 and x == math.floor(x)):
+        return math.nan
+    r = 0.0
+    if x < 0.0:  # reflection: psi(x) = psi(1 - x) - pi / tan(pi x)
+        r = -math.pi / math.tan(math.pi * x)
+        x = 1.0 - x
+    while x < 10.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (
+        1.0 / 240 - f * (1.0 / 132 - f * (691.0 / 32760 - f / 12.0))))))
+    return r + math.log(x) - 0.5 / x - series
 
 
 @_kernel

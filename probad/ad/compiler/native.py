@@ -595,7 +595,8 @@ _UNARY_FUNS = {onp.negative: "negative", onp.exp: "exp", onp.log: "log", onp.log
                onp.log10: "log10", onp.exp2: "exp2", onp.floor: "floor", onp.ceil: "ceil",
                onp.rint: "rint", onp.trunc: "trunc", onp.positive: "copy",
                ad_special.expit.fun: "expit", ad_special.softplus.fun: "softplus",
-               ad_special.log_expit.fun: "log_expit"}
+               ad_special.log_expit.fun: "log_expit", ad_special.gammaln.fun: "gammaln",
+               ad_special.digamma.fun: "digamma"}
 _BINARY_FUNS = {onp.add: "add", onp.subtract: "subtract", onp.multiply: "multiply",
                 onp.divide: "divide", onp.power: "power", onp.logaddexp: "logaddexp",
                 onp.equal: "equal", onp.not_equal: "not_equal", onp.less: "less",
@@ -647,7 +648,8 @@ _TRANSCENDENTAL = {onp.exp, onp.log, onp.log1p, onp.expm1, onp.tanh, onp.power, 
                    onp.sin, onp.cos, onp.sinh, onp.cosh, onp.arctan, onp.log2, onp.log10,
                    onp.exp2, onp.arctan2, onp.hypot, ad_special.expit.fun,
                    ad_special.softplus.fun, ad_special.log_expit.fun, ad_special.xlogy.fun,
-                   ad_special.xlog1py.fun, ad_special._logsumexp.fun,
+                   ad_special.xlog1py.fun, ad_special._logsumexp.fun, ad_special.gammaln.fun,
+                   ad_special.digamma.fun,
                    ad_special._softmax_weights.fun}
 _NUMPY_NS = (1000.0, 1.0, 4.0)  # per op, per element, per transcendental element
 _NATIVE_NS = (20.0, 3.0, 45.0)
