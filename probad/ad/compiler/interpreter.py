@@ -442,6 +442,56 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
     return True
 
 
+# + - * / over contiguous runs, one loop per case so that LLVM vectorises
+# each (a stride known only at run time would make every load a gather).
+@_kernel
+def _arith_vv(ws, f, o, n, a, b):
+    if f == 0:
+        for i in range(n):
+            ws[o + i] = ws[a + i] + ws[b + i]
+    elif f == 1:
+        for i in range(n):
+            ws[o + i] = ws[a + i] - ws[b + i]
+    elif f == 2:
+        for i in range(n):
+            ws[o + i] = ws[a + i] * ws[b + i]
+    else:
+        for i in range(n):
+            ws[o + i] = ws[a + i] / ws[b + i]
+
+
+@_kernel
+def _arith_vs(ws, f, o, n, a, y):
+    if f == 0:
+        for i in range(n):
+            ws[o + i] = ws[a + i] + y
+    elif f == 1:
+        for i in range(n):
+            ws[o + i] = ws[a + i] - y
+    elif f == 2:
+        for i in range(n):
+            ws[o + i] = ws[a + i] * y
+    else:
+        for i in range(n):
+            ws[o + i] = ws[a + i] / y
+
+
+@_kernel
+def _arith_sv(ws, f, o, n, x, b):
+    if f == 0:
+        for i in range(n):
+            ws[o + i] = x + ws[b + i]
+    elif f == 1:
+        for i in range(n):
+            ws[o + i] = x - ws[b + i]
+    elif f == 2:
+        for i in range(n):
+            ws[o + i] = x * ws[b + i]
+    else:
+        for i in range(n):
+            ws[o + i] = x / ws[b + i]
+
+
 @_jit
 def run(code, ints, ws, status):
     """Execute the instruction stream ``code`` on the workspace ``ws``.
@@ -477,19 +527,11 @@ def run(code, ints, ws, status):
             f, o, n, a, sa, b, sb = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
                 code[pc + 5], code[pc + 6], code[pc + 7]
             if f <= 3 and sa == 1 and sb == 1:
-                # plain arithmetic in loops LLVM vectorises (3x the speed on long arrays)
-                if f == 0:
-                    for i in range(n):
-                        ws[o + i] = ws[a + i] + ws[b + i]
-                elif f == 1:
-                    for i in range(n):
-                        ws[o + i] = ws[a + i] - ws[b + i]
-                elif f == 2:
-                    for i in range(n):
-                        ws[o + i] = ws[a + i] * ws[b + i]
-                else:
-                    for i in range(n):
-                        ws[o + i] = ws[a + i] / ws[b + i]
+                _arith_vv(ws, f, o, n, a, b)
+            elif f <= 3 and sa == 1 and sb == 0:
+                _arith_vs(ws, f, o, n, a, ws[b])
+            elif f <= 3 and sa == 0 and sb == 1:
+                _arith_sv(ws, f, o, n, ws[a], b)
             else:
                 for i in range(n):
                     ws[o + i] = _binary(f, ws[a + i * sa], ws[b + i * sb])

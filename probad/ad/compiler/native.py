@@ -223,19 +223,49 @@ class _Lowerer:
         self.init: list[tuple[int, onp.ndarray]] = []  # constants: (offset, values)
         self.size = 0
         self._constants: dict = {}
+        # The buffer plan: an op's result gets a block that an earlier result,
+        # no longer read, has freed (same size), so that a long tape runs in a
+        # workspace that stays in cache. A slot's *home* is the block its
+        # elements live in (a view's is its operand's); a block is freed when
+        # no live slot has it as home.
+        self._home: dict[int, int] = {}
+        self._tenants: dict[int, int] = {}  # block start -> live slots living there
+        self._free: dict[int, list[int]] = {}  # block size -> free block starts
+        self._block_size: dict[int, int] = {}
 
     # -- workspace
-    def alloc(self, shape) -> _View:
+    def alloc(self, shape, reuse: bool = False) -> _View:
         shape = tuple(int(n) for n in shape)
         if len(shape) > _MAXDIM:
             raise Unsupported(f"a {len(shape)}-d value")
-        strides, step = [], 1
-        for n in reversed(shape):
-            strides.append(step)
-            step *= n
-        view = _View(self.size, shape, reversed(strides))
-        self.size += max(math.prod(shape), 1)
-        return view
+        size = max(math.prod(shape), 1)
+        free = self._free.get(size) if reuse else None
+        if free:
+            base = free.pop()
+        else:
+            base = self.size
+            self.size += size
+        return _View(base, shape, _c_strides(shape))
+
+    def settle(self, slot: int, home: int | None) -> None:
+        """Record that ``slot``'s elements live in the block starting at ``home``."""
+        if home is not None:
+            self._home[slot] = home
+            self._tenants[home] = self._tenants.get(home, 0) + 1
+
+    def release(self, slot: int) -> None:
+        """``slot`` is read no more: free its block if nothing else lives there."""
+        home = self._home.pop(slot, None)
+        if home is not None:
+            self._tenants[home] -= 1
+            if not self._tenants[home]:
+                del self._tenants[home]
+                self._free.setdefault(self._block_size[home], []).append(home)
+
+    def view_of(self, op, view: _View, x) -> None:
+        """``op``'s result is ``view``, a view of the place of ``x``."""
+        self.views[op.out] = view
+        self.settle(op.out, self._home.get(x.index) if isinstance(x, Ref) else None)
 
     def constant(self, value) -> _View:
         key = (id(value), type(value))
@@ -268,8 +298,10 @@ class _Lowerer:
         """A fresh contiguous place for ``op``'s result."""
         _, shape, dtype = self.meta[op.out]
         _check_dtype(dtype, op)
-        view = self.alloc(() if shape is None else shape)
+        view = self.alloc(() if shape is None else shape, reuse=True)
         self.views[op.out] = view
+        self._block_size[view.base] = max(view.size, 1)
+        self.settle(op.out, view.base)
         return view
 
     # -- instruction helpers
@@ -347,7 +379,7 @@ class _Lowerer:
             raise Unsupported(f"'{op.name}' (result shape)")
         view = _as_view(pos) if pos.ndim <= _MAXDIM else None
         if view is not None:
-            self.views[op.out] = view
+            self.view_of(op, view, x)
         else:
             o = self.out(op)
             self.move(o.positions(), pos)
@@ -583,7 +615,7 @@ def _same(lw, op):
     v = lw.view(op.args[0])
     if v.shape != (() if shape is None else shape):
         raise Unsupported(f"'{op.name}' (result shape)")
-    lw.views[op.out] = v
+    lw.view_of(op, v, op.args[0])
 
 
 _UNARY_FUNS = {onp.negative: "negative", onp.exp: "exp", onp.log: "log", onp.log1p: "log1p",
@@ -716,11 +748,17 @@ def lower(tape) -> Program:
         inputs.append((view.base, view.size))
     pending = iter(tape.guards)
     guard = next(pending, None)
-    for op, at in zip(tape.ops, tape.positions):
+    last_use = _last_uses(tape)
+    dying: dict[int, list[int]] = {}
+    for slot, i in last_use.items():
+        dying.setdefault(i, []).append(slot)
+    for i, (op, at) in enumerate(zip(tape.ops, tape.positions)):
         while guard is not None and guard.position <= at:
             _guard(lw, guard)
             guard = next(pending, None)
         LOWERINGS[op.prim.fun](lw, op)
+        for slot in dying.get(i, ()):
+            lw.release(slot)
     while guard is not None:
         _guard(lw, guard)
         guard = next(pending, None)
@@ -730,6 +768,24 @@ def lower(tape) -> Program:
         out_views[ref] = lw.views[ref].positions().ravel()
     code, ints, ws = lw.build()
     return Program(code, ints, ws, inputs, tape.outputs, out_views, meta)
+
+
+def _last_uses(tape) -> dict[int, int]:
+    """Slot -> index of the last op that reads it (a guard counts as the op it
+    precedes); the tape's outputs and guarded slots after the last op never die."""
+    last = {op.out: i for i, op in enumerate(tape.ops)}
+    for i, op in enumerate(tape.ops):
+        for a in op.args:
+            if isinstance(a, Ref):
+                last[a.index] = i
+    keep = set(_refs(tape.outputs))
+    for guard in tape.guards:
+        after = [i for i, at in enumerate(tape.positions) if at >= guard.position]
+        if after:
+            last[guard.ref] = max(last.get(guard.ref, 0), after[0])
+        else:
+            keep.add(guard.ref)
+    return {slot: i for slot, i in last.items() if slot not in keep}
 
 
 class _Named:
