@@ -319,7 +319,7 @@ class Potential:
     """
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
-                 backend: str = "auto"):
+                 backend: str = "numpy"):
         self.model = model
         self.backend = backend
         self.data = dict(data or {})
@@ -664,7 +664,7 @@ class Potential:
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
-              backend: str = "auto") -> Potential:
+              backend: str = "numpy") -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
@@ -683,7 +683,7 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
         them (fast); otherwise run the model at every call.
-    backend : {"auto", "native", "numpy"}
+    backend : {"numpy", "auto", "native"}
         What replays the recordings (see ``probad.ad.compile``): ``"numpy"``
         is the reference replay; ``"native"`` runs them in compiled code
         where every primitive has a native lowering (and falls back to numpy,
