@@ -25,7 +25,6 @@ import numpy as onp
 import probad.ad.numpy as np
 from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
-from ..ad.compiler.native import NativePotential
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           enable_validation, is_validation_enabled)
@@ -506,10 +505,10 @@ class Potential:
         return float(value), onp.asarray(grad, dtype=onp.float64)
 
     @property
-    def native(self) -> NativePotential | None:
+    def native(self):
         """The native form of ``value_and_grad`` for compiled samplers, or None.
 
-        An object with ``fn`` (a numba function ``fn(q, grad_out, prog) ->
+        A :class:`~probad.ad.compiler.native.NativePotential`: an object with ``fn`` (a numba function ``fn(q, grad_out, prog) ->
         U``) and ``prog`` (its data), for the tape that ``value_and_grad``
         replayed last (recorded now, at ``q = 0``, if none was). None when
         the potential is not compiled natively or that tape fell back to
@@ -520,6 +519,7 @@ class Potential:
         compiled = self._energy_and_grad
         if getattr(compiled, "backend", "numpy") == "numpy":
             return None
+        from ..ad.compiler.native import NativePotential  # imports numba
         q = onp.zeros(self.dim)
         key = compiled.cache_key(q, True)
         if not compiled.tapes.get(key):

@@ -23,7 +23,6 @@ import numpy as onp
 from ..differential_operators import grad, make_jvp, value_and_grad
 from ..numpy import random as ad_random
 from ..tracer import Box, trace_scope
-from . import native
 from .codegen import GuardFailure, Tape, build_tape, output_template
 from .tape import RecordTrace, Ref
 
@@ -206,6 +205,8 @@ def _stacklevel() -> int:
 
 
 def _native_pays(tape: Tape) -> bool:
+    from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
     numpy_ns, native_ns = native.estimated_costs(tape)
     return native_ns < numpy_ns
 
@@ -337,6 +338,8 @@ class Compiled:
     def _go_native(self, tape: Tape) -> None:
         """Replay ``tape`` natively, or keep its numpy replay with one warning
         per reason (naming the primitives the interpreter lacks)."""
+        from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
         try:
             tape.native = native.lower(tape)
         except native.Unsupported as why:

@@ -281,6 +281,9 @@ class _Lowerer:
         return view
 
     def view(self, arg) -> _View:
+        """Where an op's argument lives: a slot, a constant, or an explicit view."""
+        if isinstance(arg, _View):
+            return arg
         return self.views[arg.index] if isinstance(arg, Ref) else self.constant(arg)
 
     def table(self, values) -> int:
@@ -480,10 +483,8 @@ def _logsumexp(lw, op):
 def _softmax_weights(lw, op):
     a, lse, shape = op.args
     # lse reshaped to ``shape`` (a's shape with the summed axes kept as 1)
-    v = lw.view(lse)
-    reshaped = _as_view(v.positions().reshape(shape))
-    lw.views[-1] = reshaped
-    lw.elementwise(op, "BIN", _BIN["softmax_weight"], (a, Ref(-1)))
+    reshaped = _as_view(lw.view(lse).positions().reshape(shape))
+    lw.elementwise(op, "BIN", _BIN["softmax_weight"], (a, reshaped))
 
 
 def _matmul(lw, op):
