@@ -171,8 +171,10 @@ def test_unknown_backend_is_an_error():
 
 
 def test_interpreter_cache_lives_in_the_user_cache_directory():
+    from probad.ad.compiler import native_cache
+
     path = interpreter.run._cache._cache_path
-    assert path.startswith(interpreter.cache_dir())
+    assert path.startswith(native_cache.cache_directory())
 
 
 # ------------------------------------------------ each lowering against numpy
@@ -249,3 +251,37 @@ def test_linear_algebra_lowering_agrees_with_numpy():
     _compare(lambda m, v: sla.solve_triangular(m, v, lower=True, trans=1), low, b)
     _compare(lambda m, v: sla.solve_triangular(m, v[:, 0]), up, b)
     _compare(lambda m, v: sla.solve_triangular(m, v, unit_diagonal=True), up, b)
+
+
+# ------------------------------------------- the compiled NUTS on a native potential
+def _guarded(y=None):
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    if mu > 0:  # a guard: the native kernel hands such transitions back to Python
+        pb.factor("half", -mu)
+    pb.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("name", ["eight_schools_noncentered", "garch11", "guarded"])
+def test_native_potential_drives_the_compiled_nuts_as_python_does(name):
+    from probad.infer.chain import run_chain
+
+    model, data = (_guarded, {"y": onp.array([0.3, -0.2])}) if name == "guarded" \
+        else SUITE[name]
+    python, native = (pb.infer.potential(model, data, backend="native") for _ in range(2))
+    q0 = python.initial_point(seed=0)
+    common = dict(seed_or_rng=3, draws=40, tune=60)
+    calls = []
+
+    def counted(q):
+        calls.append(None)
+        return native.value_and_grad(q)
+
+    want = run_chain(python.value_and_grad, q0, **common)
+    got = run_chain(counted, q0, native_potential=lambda: native.native, **common)
+    if name != "guarded":  # (there, a transition crossing mu = 0 is handed back to Python)
+        assert len(calls) < want.num_grad_evals / 10  # the trajectories ran in compiled code
+    onp.testing.assert_allclose(got.positions, want.positions, rtol=0, atol=1e-12)
+    for stat in ("tree_depth", "n_steps", "diverging"):
+        onp.testing.assert_array_equal(got.stats[stat], want.stats[stat])
+    if name == "guarded":
+        assert native._energy_and_grad.trace_count == 2  # both branches were recorded

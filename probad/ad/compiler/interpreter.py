@@ -53,27 +53,18 @@ maximum past 64 entries).
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as onp
 
 try:
     import numba
-    from numba.core import caching as _caching
 except ImportError:  # numba is a dependency, but a platform may lack a wheel
     numba = None
 
-__all__ = ["AVAILABLE", "run", "potential_fn", "cache_dir", "OP", "UNARY", "BINARY", "TERNARY",
+__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "UNARY", "BINARY", "TERNARY",
            "REDUCE", "GUARD_KINDS"]
 
 AVAILABLE = numba is not None
-
-
-def cache_dir() -> str:
-    """Where the compiled interpreter is cached: ``$XDG_CACHE_HOME/probad/numba``
-    (``~/.cache/probad/numba`` by default), never the working directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "probad", "numba")
 
 
 # ------------------------------------------------------------- op codes
@@ -102,29 +93,7 @@ assert list(OP.values()) == list(range(1, 21))
 
 # ------------------------------------------------------- numba on-disk cache
 if AVAILABLE:
-    _CacheImpl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl")
-
-    class _ProbadCacheLocator(_caching._SourceFileBackedLocatorMixin, _caching._CacheLocator):
-        """Caches this module's functions (only) under :func:`cache_dir`, so
-        that neither the working directory nor ``NUMBA_CACHE_DIR`` (the
-        user's other numba code) is touched."""
-
-        def __init__(self, py_func, py_file):
-            self._py_file = py_file
-            self._lineno = py_func.__code__.co_firstlineno
-            self._cache_path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
-
-        def get_cache_path(self):
-            return self._cache_path
-
-        @classmethod
-        def from_function(cls, py_func, py_file):
-            if getattr(py_func, "__module__", None) != __name__:
-                return None
-            return super().from_function(py_func, py_file)
-
-    if _ProbadCacheLocator not in _CacheImpl._locator_classes:
-        _CacheImpl._locator_classes.insert(0, _ProbadCacheLocator)
+    from . import native_cache  # noqa: F401  (compiled code goes to the user's cache directory)
 
     def _jit(fn):
         return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
