@@ -285,3 +285,11 @@ def test_native_potential_drives_the_compiled_nuts_as_python_does(name):
         onp.testing.assert_array_equal(got.stats[stat], want.stats[stat])
     if name == "guarded":
         assert native._energy_and_grad.trace_count == 2  # both branches were recorded
+
+
+def test_hmc_with_the_native_kernel_compiles_the_potential_natively():
+    model, data = SUITE["eight_schools_noncentered"]
+    idata = pb.hmc(model, data, draws=30, tune=30, chains=1, seed=1, progress=False,
+                   kernel_backend="native")
+    assert idata.posterior["mu"].shape == (1, 30)
+    assert onp.all(onp.isfinite(idata.posterior["tau"].values))
