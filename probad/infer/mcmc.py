@@ -153,7 +153,8 @@ def _saved_on_termination():
 def _run_job(job: _ChainJob, pot=None):
     """Run one chain; in a worker process the potential is built there."""
     if pot is None:
-        pot = make_potential(job.model, job.data, compile=job.compile)
+        pot = make_potential(job.model, job.data, compile=job.compile,
+                             backend=_potential_backend(job.kernel_backend))
     init_seed, chain_seed = job.seed.spawn(2)
     strategy = job.init
     if isinstance(strategy, Mapping):
@@ -171,6 +172,13 @@ def _run_job(job: _ChainJob, pot=None):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _potential_backend(kernel_backend: str) -> str:
+    """The compiled potential's backend: native code for the native kernel;
+    otherwise the numpy replay, whose draws the fixed-seed tests pin down
+    (``pb.potential``'s default)."""
+    return "native" if kernel_backend == "native" else "numpy"
 
 
 def _native_form(pot):
@@ -282,9 +290,13 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         (:mod:`probad.infer.native_nuts`), a whole trajectory per call, on the
         potential's native form; it makes the same draws as ``"python"``, the
         readable reference kernel (:mod:`probad.infer.kernels`), which calls
-        the potential from Python at every leapfrog step. ``"auto"`` (the
-        default) is ``"native"`` when the potential has a native form and
-        ``"python"`` otherwise; ``"native"`` raises if it has none. Warmup's
+        the potential from Python at every leapfrog step. ``"native"`` also
+        compiles the potential to native code (``pb.potential(...,
+        backend="native")``, equal to the numpy replay up to rounding, so a
+        seed's draws differ from the default's) and raises if a primitive
+        has no native lowering. ``"auto"`` (the default) is ``"native"`` when
+        the potential has a native form and ``"python"`` otherwise; the
+        potential is then the numpy replay, which has none. Warmup's
         adaptation, progress bars and Ctrl-C work the same with both.
 
     Returns
@@ -313,7 +325,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
                    jitter=jitter, executor=executor, cores=cores, coords=coords, dims=dims,
                    kernel_backend=kernel_backend)
     start = time.perf_counter()
-    pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    # validates the model before sampling
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
     build_time = time.perf_counter() - start
     if kernel_backend == "native" and _native_form(pot) is None:
         raise ValueError(
