@@ -318,7 +318,7 @@ class Potential:
     """
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
-                 backend: str = "numpy"):
+                 backend: str = "auto"):
         self.model = model
         self.backend = backend
         self.data = dict(data or {})
@@ -669,7 +669,7 @@ class Potential:
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
-              backend: str = "numpy") -> Potential:
+              backend: str = "auto") -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)

@@ -175,10 +175,10 @@ def _run_job(job: _ChainJob, pot=None):
 
 
 def _potential_backend(kernel_backend: str) -> str:
-    """The compiled potential's backend: native code for the native kernel;
-    otherwise the numpy replay, whose draws the fixed-seed tests pin down
-    (``pb.potential``'s default)."""
-    return "native" if kernel_backend == "native" else "numpy"
+    """The compiled potential's backend for a kernel backend: the Python kernel
+    keeps the numpy replay (the readable reference end to end); otherwise
+    native code, where ``"auto"`` lets each tape's cost model choose."""
+    return {"native": "native", "python": "numpy"}.get(kernel_backend, "auto")
 
 
 def _native_form(pot):
