@@ -299,12 +299,12 @@ def test_control_flow_on_an_enumerated_site_is_named():
 
 def test_too_many_enumeration_dims():
     def model():
-        total = 0.0
+        # Forty independent switches outside a plate: each one needs a dim of its own.
         for i in range(40):
-            total = total + pb.sample(f"b_{i}", dist.Bernoulli(0.5), infer=ENUM)
-        pb.sample("x", dist.Normal(total, 1.0), obs=0.0)
+            b = pb.sample(f"b_{i}", dist.Bernoulli(0.5), infer=ENUM)
+            pb.sample(f"x_{i}", dist.Normal(b, 1.0), obs=0.0)
 
-    with pytest.raises(SiteError, match="site 'b_31'.*pb.markov"):
+    with pytest.raises(SiteError, match="site 'b_32'.*pb.markov"):
         potential(model)
 
 
