@@ -191,9 +191,12 @@ def _checked_prototype_value(rng):
             raise SiteError(
                 f"site '{msg['name']}' is a latent discrete variable "
                 f"({type(_written(fn)).__name__} with support {fn.support!r}); gradient-based inference needs continuous "
-                "latent variables. Enumerate it (pb.sample(..., infer={'enumerate': "
-                "'parallel'}) or handlers.config_enumerate(model)) so that it is summed out "
-                "exactly, or marginalise it by hand with pb.factor and logsumexp.")
+                "latent variables. " + (
+                    "Enumerate it (pb.sample(..., infer={'enumerate': 'parallel'}) or "
+                    "handlers.config_enumerate(model)) so that it is summed out exactly. "
+                    if fn.has_enumerate_support else "")
+                + "Marginalise it out: sum its values' probabilities into the likelihood "
+                "with pb.factor and logsumexp (or observe it).")
         return start(msg, rng)
 
     return value

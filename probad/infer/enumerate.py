@@ -265,10 +265,26 @@ def _add(factors):
     return total
 
 
-def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=None):
+def _product_over_plates(model, log, plates):
+    """Sum ``log`` over the dims of ``plates`` (a product of densities)."""
+    for plate in sorted(plates):
+        axis = model.plate_dim[plate]
+        if np.ndim(log) < -axis or np.shape(log)[axis] == 1:
+            log = log * model.plate_size[plate]  # constant along the plate
+        else:
+            log = np.sum(log, axis=axis, keepdims=True)
+    return log
+
+
+def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=None, memo=None):
     """Sum every enumerated site out of ``factors``; return the sum of what
     is left, summed over every dimension but ``keep_axes`` (the dims of
-    ``keep_plates``, which are never summed, and any others)."""
+    ``keep_plates``, which are never summed, and any others).
+
+    ``memo`` (a dict shared between calls) reuses a step whose inputs are the
+    same array objects as in an earlier call: the pointwise likelihoods of a
+    Markov chain's observations share their forward messages.
+    """
     by_ordinal = defaultdict(list)
     for f in factors:
         by_ordinal[f.plates - keep_plates].append(f)
@@ -283,17 +299,23 @@ def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=No
         for site in local:
             holding = [t for t in terms if site in t.sites]
             terms = [t for t in terms if site not in t.sites]
+            others = frozenset().union(*(t.sites for t in holding)) - {site}
+            key = (site, frozenset(id(t.log) for t in holding))
+            if memo is not None and key in memo:
+                terms.append(_Factor(memo[key][0], others, leaf))
+                continue
             joint = _add(holding)
             if math.prod(np.shape(joint)) > MAX_FACTOR_SIZE:
                 raise SiteError(
                     f"summing out site '{site}' needs a table of shape {np.shape(joint)} (over "
                     f"{MAX_FACTOR_SIZE} entries). Use pb.markov for sequential dependence, or "
                     "marginalise some sites by hand.")
-            others = frozenset().union(*(t.sites for t in holding)) - {site}
             if records is not None:
                 records.append(Elimination(site, joint, others))
-            terms.append(_Factor(logsumexp(joint, axis=model.dim_of[site], keepdims=True),
-                                 others, leaf))
+            summed = logsumexp(joint, axis=model.dim_of[site], keepdims=True)
+            if memo is not None:
+                memo[key] = (summed, holding)  # holding keeps the inputs, and so their ids, alive
+            terms.append(_Factor(summed, others, leaf))
         for t in terms:
             target = frozenset().union(*(plates_of[s] for s in t.sites))
             if t.sites and target == leaf:
@@ -302,13 +324,13 @@ def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=No
                     f"({', '.join(sorted(leaf))}) but meet in one log density: summing them out "
                     "is not tractable plate by plate. Move one of them out of its plate, or "
                     "do not enumerate it.")
-            log = t.log
-            for plate in sorted(leaf - target):
-                axis = model.plate_dim[plate]
-                if np.ndim(log) < -axis or np.shape(log)[axis] == 1:
-                    log = log * model.plate_size[plate]  # constant along the plate
-                else:
-                    log = np.sum(log, axis=axis, keepdims=True)
+            key = ("plates", id(t.log), leaf - target)
+            if memo is not None and key in memo:
+                log = memo[key][0]
+            else:
+                log = _product_over_plates(model, t.log, leaf - target)
+                if memo is not None:
+                    memo[key] = (log, t.log)
             if t.sites:
                 by_ordinal[target].append(_Factor(log, t.sites, target))
             else:
@@ -366,7 +388,7 @@ def pointwise_log_likelihood(model_trace, first_dim: int, names) -> dict:
     for msg in model_trace.values():
         if msg["type"] == "sample" and msg["name"] in model.dim_of:
             own[msg["name"]] = _site_factor(msg, msg["fn"].log_prob(msg["value"]), first_dim)
-    out = {}
+    out, memo = {}, {}
     for name in names:
         msg = model_trace[name]
         log = msg["fn"].log_prob(msg["value"])
@@ -385,7 +407,7 @@ def pointwise_log_likelihood(model_trace, first_dim: int, names) -> dict:
         plates = frozenset(f.name for f in msg["cond_indep_stack"])
         factors = [_Factor(log, sites, plates)] + [
             _Factor(own[s][0], own[s][1], model.plates_of[s]) for s in sorted(ancestors)]
-        kept = _eliminate(model, factors, keep_plates=plates, keep_axes=keep_dims)
+        kept = _eliminate(model, factors, keep_plates=plates, keep_axes=keep_dims, memo=memo)
         out[name] = _to_shape(kept, shape, keep_dims)
     return out
 

@@ -106,7 +106,7 @@ def test_config_enumerate_marks_finite_discrete_sites():
             pb.sample("y", dist.Normal(locs[z], 1.0), obs=y)
 
     data = _mixture_data()
-    with pytest.raises(SiteError, match="site 'z'.*Enumerate it"):
+    with pytest.raises(SiteError, match="site 'z'.*Enumerate it.*config_enumerate"):
         potential(model, data)
     enumerated = potential(handlers.config_enumerate(model), data)
     q = enumerated.initial_point(seed=0)
@@ -410,3 +410,18 @@ def test_zero_inflated_poisson_posterior_matches_marginalised():
     data = _zip_data()
     _assert_same_posterior(_hmc(zip_enumerated, data, seed=21),
                            _hmc(zip_marginalised, data, seed=22), ["gate", "rate"])
+
+
+def test_markov_chain_log_likelihood_is_each_observation_marginal():
+    # log p(y_t | theta) sums x_t out under its prior marginal, which the
+    # pointwise likelihoods of a chain compute from shared forward messages.
+    y = onp.array([-1.2, 0.4, 0.9, 1.4, -0.3])
+    pot = potential(_hmm_model, {"y": y})
+    q = pot.initial_point(seed=4)
+    theta = pot.constrain(q)["theta"]
+    marginal = onp.array([0.5, 0.5])
+    loglik = pot.log_likelihood(q)
+    for t in range(len(y)):
+        log_y = -0.5 * (y[t] - onp.array([-1.0, 1.0])) ** 2 - 0.5 * math.log(2 * math.pi)
+        assert loglik[f"y_{t}"] == pytest.approx(lse(onp.log(marginal) + log_y), rel=1e-12)
+        marginal = marginal @ theta
