@@ -17,6 +17,7 @@ from scipy.special import logsumexp as lse
 
 import probad as pb
 import probad.ad.numpy as np
+from probad import constraints
 from probad import distributions as dist
 from probad import handlers
 from probad.ad.scipy.special import logsumexp
@@ -54,8 +55,9 @@ def _mixture_data(n=60, seed=0):
 
 def _mixture_priors():
     w = pb.sample("w", dist.Dirichlet(np.ones(2) * 2.0))
-    # Distinct priors on the two locations keep the labels from switching.
-    locs = pb.sample("locs", dist.Normal(np.array([-2.0, 2.0]), 1.0).to_event(1))
+    # Ordered locations: the labels cannot switch, so the posterior has one mode.
+    locs = pb.sample("locs", dist.ImproperUniform(constraints.ordered_vector, (), (2,)))
+    pb.factor("locs_prior", np.sum(dist.Normal(0.0, 3.0).log_prob(locs)))
     return w, locs
 
 
