@@ -216,7 +216,7 @@ class Elimination:
     others: frozenset
 
 
-class _Model:
+class _Layout:
     """What the contraction needs from an enumerated trace: each site's
     dimension and plates, each plate's dimension and size."""
 
@@ -265,18 +265,18 @@ def _add(factors):
     return total
 
 
-def _product_over_plates(model, log, plates):
+def _product_over_plates(layout, log, plates):
     """Sum ``log`` over the dims of ``plates`` (a product of densities)."""
     for plate in sorted(plates):
-        axis = model.plate_dim[plate]
+        axis = layout.plate_dim[plate]
         if np.ndim(log) < -axis or np.shape(log)[axis] == 1:
-            log = log * model.plate_size[plate]  # constant along the plate
+            log = log * layout.plate_size[plate]  # constant along the plate
         else:
             log = np.sum(log, axis=axis, keepdims=True)
     return log
 
 
-def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=None, memo=None):
+def _eliminate(layout, factors, keep_plates=frozenset(), keep_axes=(), records=None, memo=None):
     """Sum every enumerated site out of ``factors``; return the sum of what
     is left, summed over every dimension but ``keep_axes`` (the dims of
     ``keep_plates``, which are never summed, and any others).
@@ -288,14 +288,14 @@ def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=No
     by_ordinal = defaultdict(list)
     for f in factors:
         by_ordinal[f.plates - keep_plates].append(f)
-    plates_of = {s: p - keep_plates for s, p in model.plates_of.items()}
+    plates_of = {s: p - keep_plates for s, p in layout.plates_of.items()}
     done = []
     while by_ordinal:
         # Innermost ordinal first; ties broken by name so the tape is the same every run.
         leaf = max(by_ordinal, key=lambda o: (len(o), sorted(o)))
         terms = by_ordinal.pop(leaf)
         local = sorted({s for t in terms for s in t.sites if plates_of[s] == leaf},
-                       key=model.order.__getitem__)
+                       key=layout.order.__getitem__)
         for site in local:
             holding = [t for t in terms if site in t.sites]
             terms = [t for t in terms if site not in t.sites]
@@ -312,7 +312,7 @@ def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=No
                     "marginalise some sites by hand.")
             if records is not None:
                 records.append(Elimination(site, joint, others))
-            summed = logsumexp(joint, axis=model.dim_of[site], keepdims=True)
+            summed = logsumexp(joint, axis=layout.dim_of[site], keepdims=True)
             if memo is not None:
                 memo[key] = (summed, holding)  # holding keeps the inputs, and so their ids, alive
             terms.append(_Factor(summed, others, leaf))
@@ -328,7 +328,7 @@ def _eliminate(model, factors, keep_plates=frozenset(), keep_axes=(), records=No
             if memo is not None and key in memo:
                 log = memo[key][0]
             else:
-                log = _product_over_plates(model, t.log, leaf - target)
+                log = _product_over_plates(layout, t.log, leaf - target)
                 if memo is not None:
                     memo[key] = (log, t.log)
             if t.sites:
@@ -362,7 +362,7 @@ def contract(model_trace, first_dim: int, site_log_prob, records=None):
     -------
     scalar (or Box)
     """
-    model = _Model(model_trace)
+    layout = _Layout(model_trace)
     total, factors = 0.0, []
     for msg in model_trace.values():
         if msg["type"] != "sample":
@@ -372,7 +372,7 @@ def contract(model_trace, first_dim: int, site_log_prob, records=None):
             factors.append(_Factor(log, sites, frozenset(f.name for f in msg["cond_indep_stack"])))
         else:
             total = total + np.sum(log)
-    return total + _eliminate(model, factors, records=records) if factors else total
+    return total + _eliminate(layout, factors, records=records) if factors else total
 
 
 def pointwise_log_likelihood(model_trace, first_dim: int, names) -> dict:
@@ -383,10 +383,10 @@ def pointwise_log_likelihood(model_trace, first_dim: int, names) -> dict:
     Only the site's enumerated ancestors are contracted, so a mixture's
     observation costs O(K), and a state-space model's step its chain so far.
     """
-    model = _Model(model_trace)
+    layout = _Layout(model_trace)
     own = {}
     for msg in model_trace.values():
-        if msg["type"] == "sample" and msg["name"] in model.dim_of:
+        if msg["type"] == "sample" and msg["name"] in layout.dim_of:
             own[msg["name"]] = _site_factor(msg, msg["fn"].log_prob(msg["value"]), first_dim)
     out, memo = {}, {}
     for name in names:
@@ -406,8 +406,8 @@ def pointwise_log_likelihood(model_trace, first_dim: int, names) -> dict:
                 stack.extend(own[site][1] - ancestors)
         plates = frozenset(f.name for f in msg["cond_indep_stack"])
         factors = [_Factor(log, sites, plates)] + [
-            _Factor(own[s][0], own[s][1], model.plates_of[s]) for s in sorted(ancestors)]
-        kept = _eliminate(model, factors, keep_plates=plates, keep_axes=keep_dims, memo=memo)
+            _Factor(own[s][0], own[s][1], layout.plates_of[s]) for s in sorted(ancestors)]
+        kept = _eliminate(layout, factors, keep_plates=plates, keep_axes=keep_dims, memo=memo)
         out[name] = _to_shape(kept, shape, keep_dims)
     return out
 
