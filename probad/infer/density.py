@@ -32,8 +32,8 @@ from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
 from ..primitives import SiteError
-from .enumerate import (Enumerator, contract, first_enum_dim, is_enumerated,
-                        pointwise_log_likelihood)
+from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_dim,
+                        is_enumerated, pointwise_log_likelihood)
 from .initialization import init_to_uniform
 
 __all__ = ["potential", "Potential", "Site", "log_density"]
@@ -389,8 +389,9 @@ class Potential:
             model_trace = trace(substitute(checked, data=values)).get_trace(**self.data)
             contract(model_trace, self._enum_dim, _site_log_prob)
         for name, msg in model_trace.items():
-            if msg["type"] == "deterministic" \
-                    and onp.shape(msg["value"]) != onp.shape(prototype[name]["value"]):
+            if msg["type"] == "deterministic" and (
+                    onp.shape(msg["value"]) != onp.shape(prototype[name]["value"])
+                    or carries_enumeration(msg["value"])):
                 del self.dims[name]
 
     def _log_joint(self, model_trace):

@@ -34,7 +34,7 @@ import probad.ad.numpy as np
 from ..ad.scipy.special import logsumexp
 from ..primitives import Messenger, SiteError
 
-__all__ = ["is_enumerated", "Enumerator", "first_enum_dim", "contract", "Elimination",
+__all__ = ["is_enumerated", "carries_enumeration", "Enumerator", "first_enum_dim", "contract", "Elimination",
            "MAX_ENUM_DIMS", "MAX_FACTOR_SIZE"]
 
 #: numpy allows 64 dimensions; enumeration dims and plates together stay well below.
@@ -86,6 +86,14 @@ class _ControlFlowGuard(onp.ndarray):
 
     def item(self, *args):
         return self._refuse()
+
+
+def carries_enumeration(value) -> bool:
+    """Whether ``value``, computed in a check run (``Enumerator(check=True)``),
+    was made from an enumerated value by numpy operations that keep the
+    array's class (arithmetic, reductions): a deterministic site such as
+    ``np.sum(z)`` whose shape alone does not show it."""
+    return isinstance(value, _ControlFlowGuard)
 
 
 def _visible(path_a: tuple, path_b: tuple) -> bool:

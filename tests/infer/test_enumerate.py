@@ -67,6 +67,8 @@ def mixture_enumerated(y):
         z = pb.sample("z", dist.Categorical(w), infer=ENUM)
         pb.deterministic("loc_of_obs", locs[z])
         pb.sample("y", dist.Normal(locs[z], 1.0), obs=y)
+    # Same shape enumerated or not: only the check run's tagging tells it depends on z.
+    pb.deterministic("n_second", np.sum(z))
 
 
 def mixture_marginalised(y):
@@ -88,8 +90,8 @@ def test_mixture_potential_equals_hand_marginalised():
         onp.testing.assert_allclose(g, g_ref, rtol=1e-11, atol=1e-11)
         assert eager.value_and_grad(q)[0] == pytest.approx(u, rel=1e-13)
     assert enumerated._energy_and_grad.trace_count == 1
-    # The deterministic site that depends on z is left to infer_discrete.
-    assert "loc_of_obs" not in enumerated.constrain(q)
+    # The deterministic sites that depend on z are left to infer_discrete.
+    assert {"loc_of_obs", "n_second"}.isdisjoint(enumerated.constrain(q))
 
 
 def test_map_of_enumerated_mixture_is_the_marginalised_one():
@@ -158,6 +160,7 @@ def test_infer_discrete_matches_exact_conditionals():
     z = (out["z"].mean(0) - p1) / onp.sqrt(onp.maximum(p1 * (1 - p1), 1e-12) / n)
     assert onp.all(onp.abs(z) < 4), z
     onp.testing.assert_array_equal(out["loc_of_obs"], locs[out["z"]])
+    onp.testing.assert_array_equal(out["n_second"], out["z"].sum(axis=1))
 
 
 def test_infer_discrete_joins_inference_data():
