@@ -324,7 +324,8 @@ class Potential:
     ``dim`` (length of ``q``), ``sites`` (name -> :class:`Site`, in model
     order), ``observed`` (observed site -> data), ``constant_data``
     (array-valued model arguments that are not observed sites), ``dims``
-    (site -> ArviZ dim names, for latent, deterministic and observed sites).
+    (site -> ArviZ dim names, for latent, deterministic and observed sites),
+    ``enumerated`` (the discrete sites summed out, not in ``q``).
     """
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True):
@@ -340,7 +341,8 @@ class Potential:
                             if msg["type"] == "plate" and len(msg["value"]) < msg["args"][0]}
         self._enum_dim = None  # the first enumeration dim, if any site is enumerated
         self._model = model
-        if any(is_enumerated(msg) for msg in prototype.values()):
+        self.enumerated = [name for name, msg in prototype.items() if is_enumerated(msg)]
+        if self.enumerated:
             self._enum_dim = first_enum_dim(prototype)
             self._model = Enumerator(model, first_dim=self._enum_dim)
         offset = 0
