@@ -34,8 +34,8 @@ import probad.ad.numpy as np
 from ..ad.scipy.special import logsumexp
 from ..primitives import Messenger, SiteError
 
-__all__ = ["is_enumerated", "carries_enumeration", "Enumerator", "first_enum_dim", "contract", "Elimination",
-           "MAX_ENUM_DIMS", "MAX_FACTOR_SIZE"]
+__all__ = ["is_enumerated", "carries_enumeration", "Enumerator", "first_enum_dim", "contract",
+           "pointwise_log_likelihood", "Elimination", "MAX_ENUM_DIMS", "MAX_FACTOR_SIZE"]
 
 #: numpy allows 64 dimensions; enumeration dims and plates together stay well below.
 MAX_ENUM_DIMS = 32
