@@ -109,6 +109,10 @@ def infer_discrete(model: Callable, data: Mapping | None = None, posterior=None,
     -----
     Each draw runs the model in Python (it is not compiled); a long HMM
     costs milliseconds per draw. Thin the posterior first for a quick look.
+
+    ``pb.predictive`` given the result replicates the data with these
+    values; given ``pb.hmc``'s own result it draws the enumerated sites from
+    their prior given each continuous draw (the predictive for new units).
     """
     if posterior is None:
         raise ValueError("infer_discrete needs posterior=... (pb.hmc's InferenceData)")
