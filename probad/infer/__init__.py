@@ -18,6 +18,7 @@ from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
 from .mcmc import hmc  # noqa: F401
 from .predictive import predictive, prior_predictive  # noqa: F401
 from .reparam import LocScaleReparam  # noqa: F401
+from .results import log_likelihood  # noqa: F401
 from .sbc import SBCResult, sbc  # noqa: F401
 from .cluster import RayExecutor  # noqa: F401
 from .kl import kl_divergence, register_kl  # noqa: F401

@@ -633,8 +633,13 @@ class Potential:
         """One try of ``initial_point``: the ``q`` of the values ``init_value``
         gives, or ``_FailedStart`` naming the sites where it fails."""
         with _checked_at_sites():
-            init_trace = trace(substitute(seeded(self._model, rng), substitute_fn=init_value)
-                               ).get_trace(**self.data)
+            try:
+                init_trace = trace(substitute(seeded(self._model, rng), substitute_fn=init_value)
+                                   ).get_trace(**self.data)
+            except onp.linalg.LinAlgError as exc:
+                # As in sampling, where such a point gets infinite energy: a
+                # matrix that is not positive definite here is a failed try.
+                raise _FailedStart(f"the model's linear algebra failed ({exc})") from None
             try:
                 q = self._q_from_trace(init_trace)
             except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
