@@ -171,6 +171,10 @@ def test_infer_discrete_joins_inference_data():
     assert out.posterior["loc_of_obs"].dims == ("chain", "draw", "obs")
     assert "z" not in idata.posterior  # the input is left as it was
     assert idata.attrs["enumerated_sites"] == "z"  # what was summed out, for the record
+    # Recomputed afterwards, the log-likelihood is the same marginal one.
+    again = pb.log_likelihood(mixture_enumerated, data, idata.copy())
+    onp.testing.assert_allclose(again.log_likelihood["y"].values, idata.log_likelihood["y"].values,
+                                rtol=1e-12)
     again = pb.infer_discrete(mixture_enumerated, data, posterior=idata, seed=1)
     onp.testing.assert_array_equal(out.posterior["z"], again.posterior["z"])
     # Posterior predictive replicates use the drawn assignments.
