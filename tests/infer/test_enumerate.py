@@ -165,7 +165,8 @@ def test_infer_discrete_matches_exact_conditionals():
 
 def test_infer_discrete_joins_inference_data():
     data = _mixture_data(n=8)
-    idata = _hmc(mixture_enumerated, data, seed=3, chains=1, draws=50)
+    with pytest.warns(pb.infer.SamplingWarning):  # one short chain, on purpose
+        idata = _hmc(mixture_enumerated, data, seed=3, chains=1, draws=50)
     out = pb.infer_discrete(mixture_enumerated, data, posterior=idata, seed=1)
     assert out.posterior["z"].dims == ("chain", "draw", "obs")
     assert out.posterior["loc_of_obs"].dims == ("chain", "draw", "obs")
