@@ -157,6 +157,13 @@ def test_mixtures_and_hmm(tmp_path):
                 assert within(m, t, s), (model, name, m, t, s)
     assert k["mixture_accuracy"] > 0.9
     assert k["hmm_accuracy"] > 0.9
+    # Enumerated models + pb.infer_discrete against the hand-marginalised
+    # ones: a frequency over n draws has sd <= sqrt(0.25 / n) (0.035 for the
+    # mixture's 200 draws, 0.05 for the HMM's 100), so the largest of 400
+    # (resp. 100) gaps stays below 5.7 (resp. 5) sds but for a chance of
+    # about 1e-5.
+    assert k["mixture_assignment_gap"] < 0.2
+    assert k["hmm_state_gap"] < 0.25
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ executor (``cluster`` for Ray).
 from . import autoguide  # noqa: F401
 from .advi import ADVIFit, advi  # noqa: F401
 from .density import Potential, log_density, potential  # noqa: F401
+from .discrete import infer_discrete  # noqa: F401
 from .diagnostics import SamplingWarning, check_sampling, summary  # noqa: F401
 from .initialization import init_to_median, init_to_sample, init_to_uniform, init_to_value  # noqa: F401
 from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401

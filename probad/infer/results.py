@@ -135,6 +135,10 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
     for name in _variables(groups):
         if name in all_dims:
             used_dims[name] = all_dims[name]
+    if getattr(potential, "enumerated", None):
+        # Say how the discrete sites were handled: summed out, so absent from
+        # the posterior until pb.infer_discrete draws them.
+        attrs = dict(attrs or {}, enumerated_sites=", ".join(potential.enumerated))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None},
