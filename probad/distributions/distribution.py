@@ -14,6 +14,9 @@ dimensions reinterpreted as event dimensions, from ``to_event``),
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as onp
 
 import probad.ad.numpy as np
@@ -31,6 +34,10 @@ __all__ = [
 ]
 
 _validation_enabled = True
+# The check pass of probad.infer builds distributions with validation off in
+# its own thread only: a global toggle, saved and restored by chains running
+# on a thread pool at once, could be restored to "off" for good.
+_SUSPENDED = threading.local()
 
 
 def enable_validation(is_validate: bool = True) -> None:
@@ -44,8 +51,19 @@ def enable_validation(is_validate: bool = True) -> None:
 
 
 def is_validation_enabled() -> bool:
-    """Whether distributions validate their arguments by default."""
-    return _validation_enabled
+    """Whether distributions validate their arguments by default (in this thread)."""
+    return _validation_enabled and not getattr(_SUSPENDED, "active", False)
+
+
+@contextmanager
+def validation_suspended():
+    """Distributions built inside, in this thread, skip their argument checks."""
+    was_active = getattr(_SUSPENDED, "active", False)
+    _SUSPENDED.active = True
+    try:
+        yield
+    finally:
+        _SUSPENDED.active = was_active
 
 
 def as_param(value):
@@ -163,7 +181,7 @@ class Distribution:
         self._batch_shape = tuple(batch_shape)
         self._event_shape = tuple(event_shape)
         if validate_args is None:
-            validate_args = _validation_enabled
+            validate_args = _validation_enabled and not getattr(_SUSPENDED, "active", False)
         if validate_args:
             params = self._constrained_params()
             if not any(isbox(v) for v in params.values()):

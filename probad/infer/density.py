@@ -28,7 +28,7 @@ from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
 from ..ad.tracer import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
-                                          enable_validation, is_validation_enabled)
+                                          validation_suspended)
 from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
@@ -266,13 +266,8 @@ def _checked_at_sites():
     """Distributions built inside skip their constructor's check of the
     parameters, which would fail before the site is reached; the site checks
     them instead (``_parameter_problem``), so that the error can name it."""
-    was_enabled = is_validation_enabled()
-    enable_validation(False)
-    try:
-        with onp.errstate(all="ignore"):
-            yield
-    finally:
-        enable_validation(was_enabled)
+    with validation_suspended(), onp.errstate(all="ignore"):
+        yield
 
 
 def _check_pass(model, data):

@@ -704,3 +704,41 @@ def test_hmc_checks_init_and_latent_sites_before_sampling():
         pb.hmc(fixed, {"y": onp.ones(3)}, **options)
     with pytest.raises(ValueError, match="pb.hmc: init names 'muu'"):
         pb.hmc(models.eight_schools_noncentered, ES, init={"muu": 0.0}, **options)
+
+
+def test_overlapping_check_passes_in_two_threads_leave_validation_on():
+    # Chains on a thread pool run their checks at once. A global switch saved
+    # and restored by each (A saves on, B saves A's off, A restores on, B
+    # restores off) was left off for good, and later models went unchecked.
+    import threading
+
+    from probad.distributions.distribution import is_validation_enabled
+    from probad.infer.density import _checked_at_sites
+
+    barrier = threading.Barrier(2, timeout=10)
+    seen = {}
+
+    def a():
+        barrier.wait()          # B is ready
+        with _checked_at_sites():
+            barrier.wait()      # B enters
+            barrier.wait()      # B has read the switch
+        barrier.wait()          # A restored: B may leave
+
+    def b():
+        barrier.wait()
+        barrier.wait()          # A has entered
+        with _checked_at_sites():
+            seen["b"] = is_validation_enabled()
+            barrier.wait()
+            barrier.wait()      # A has left
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"b": False}     # off inside, in its own thread
+    assert is_validation_enabled()  # and on again for everyone after
+    with pytest.raises(ValueError):
+        dist.Normal(0.0, -1.0)
