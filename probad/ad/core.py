@@ -283,19 +283,37 @@ class VSpace:
     def randn(self):
         raise NotImplementedError
 
+    # The arithmetic delegates to underscored methods, autograd's protocol:
+    # a space written for autograd defines ``_add``, ``_scalar_mul``,
+    # ``_inner_prod``, ... and keeps these public names.
     def add(self, x, y):
-        return x + y
+        return self._add(x, y)
 
     def mut_add(self, x, y):
-        return self.add(x, y)
+        return self._mut_add(x, y)
 
     def scalar_mul(self, x, a):
-        return x * a
+        return self._scalar_mul(x, a)
 
     def inner_prod(self, x, y):
-        raise NotImplementedError
+        return self._inner_prod(x, y)
 
     def covector(self, x):
+        return self._covector(x)
+
+    def _add(self, x, y):
+        return x + y
+
+    def _mut_add(self, x, y):
+        return self.add(x, y)
+
+    def _scalar_mul(self, x, a):
+        return x * a
+
+    def _inner_prod(self, x, y):
+        raise NotImplementedError
+
+    def _covector(self, x):
         return x
 
     def examples(self):

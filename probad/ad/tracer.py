@@ -20,10 +20,12 @@ it takes for derivatives of any order and for forward-over-reverse products.
 from __future__ import annotations
 
 import functools
+import types
+import warnings
 
 __all__ = [
     "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
-    "new_box", "isbox", "getval", "trace_scope",
+    "new_box", "isbox", "getval", "trace_scope", "Node", "trace",
 ]
 
 
@@ -336,6 +338,10 @@ class primitive:
             return ans
         return top.record(self, ans, argvals, kwargs, argnums, boxes)
 
+    def __get__(self, obj, objtype=None):
+        # A primitive defined in a class body is a method, as a function would be.
+        return self if obj is None else types.MethodType(self, obj)
+
     def __repr__(self):
         return f"<primitive {self.__name__}>"
 
@@ -383,3 +389,56 @@ def notrace_primitive(fun):
         return fun(*[getval(a) for a in args], **kwargs)
 
     return wrapped
+
+
+# ------------------------------------------------- autograd's Node interface
+class Node:
+    """What a custom trace keeps per traced value (autograd's ``tracer.Node``).
+
+    Subclass it, define ``__init__(self, value, fun, args, kwargs,
+    parent_argnums, parents)`` (called for each primitive call on traced
+    values; ``args`` holds the raw values, ``parents`` the nodes of the traced
+    ones) and ``initialize_root(self, *args)``, then run :func:`trace`.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, value, fun, args, kwargs, parent_argnums, parents):
+        raise NotImplementedError(f"{type(self).__name__} must define __init__")
+
+    def initialize_root(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define initialize_root")
+
+    @classmethod
+    def new_root(cls, *args, **kwargs):
+        """A node for the start of a trace: ``initialize_root`` instead of ``__init__``."""
+        root = cls.__new__(cls)
+        root.initialize_root(*args, **kwargs)
+        return root
+
+
+class NodeTrace(Trace):
+    """Calls each traced primitive call's node class on it (see :class:`Node`)."""
+
+    __slots__ = ("node_type",)
+
+    def __init__(self, level, node_type):
+        super().__init__(level)
+        self.node_type = node_type
+
+    def record(self, fun, ans, args, kwargs, argnums, boxes):
+        node = self.node_type(ans, fun, tuple(args), kwargs, argnums, tuple(b._node for b in boxes))
+        return new_box(ans, self, node)
+
+
+def trace(start_node, fun, x):
+    """Evaluate ``fun(x)`` with ``x`` traced from ``start_node``; return
+    ``(value, end_node)``, ``end_node`` None (with a warning) if the output
+    does not depend on ``x``."""
+    with trace_scope(NodeTrace, type(start_node)) as t:
+        end = fun(new_box(x, t, start_node))
+        if isinstance(end, Box) and end._trace is t:
+            return end._value, end._node
+        warnings.warn("Output seems independent of input.", stacklevel=2)
+        return end, None
+
