@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import types
 import warnings
+import weakref
 
 __all__ = [
     "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
@@ -248,8 +249,14 @@ class primitive:
     # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
     # trace types (register_notrace).
     notrace = None
+    # Makes one traced array of a (nested) list or tuple holding traced
+    # values; set by the numpy layer.
+    pack_sequence = None
+    # Every primitive made, for autograd's ``primitive_vjps`` registry view.
+    instances = weakref.WeakSet()
 
     def __init__(self, fun, name=None):
+        primitive.instances.add(self)
         self.fun = fun
         self.vjps = {}
         self.jvps = {}
@@ -284,7 +291,17 @@ class primitive:
                 boxed = i
             i += 1
         if boxed is None:
-            return self.fun(*args, **kwargs)
+            try:
+                return self.fun(*args, **kwargs)
+            except TypeError:
+                # ``np.mean([x, x + 2])``: traced values inside a list or tuple
+                # that numpy would make an array (off the fast path: only
+                # once numpy has refused them).
+                if self.pack_sequence is None or not _holds_box((args, kwargs)):
+                    raise
+            pack = self.pack_sequence
+            return self(*[pack(a) if _holds_box(a) else a for a in args],
+                        **{k: pack(v) if _holds_box(v) else v for k, v in kwargs.items()})
         # The common case, inlined: exactly one traced argument, not nested.
         box = args[boxed]
         value = box._value
@@ -344,6 +361,15 @@ class primitive:
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"
+
+
+def _holds_box(x) -> bool:
+    """Whether a list, tuple or dict (nested) holds a :class:`Box`."""
+    if isinstance(x, dict):
+        x = tuple(x.values())
+    if type(x) in (list, tuple):
+        return any(isinstance(e, Box) or _holds_box(e) for e in x)
+    return False
 
 
 class nondiff_primitive(primitive):
