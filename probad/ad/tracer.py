@@ -294,9 +294,12 @@ class primitive:
             try:
                 return self.fun(*args, **kwargs)
             except TypeError:
-                # ``np.mean([x, x + 2])``: traced values inside a list or tuple
-                # that numpy would make an array (off the fast path: only
-                # once numpy has refused them).
+                # Off the fast path, once numpy has refused traced values:
+                # inside an array container (an xarray DataArray) or inside
+                # a list or tuple that numpy would make an array (``np.mean([x, x + 2])``).
+                out = self._defer_to_container(args, kwargs)
+                if out is not NotImplemented:
+                    return out
                 if self.pack_sequence is None or not _holds_box((args, kwargs)):
                     raise
             pack = self.pack_sequence
@@ -317,12 +320,21 @@ class primitive:
             # Without keywords, the call skips building a dict for them.
             ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
         except Exception:
+            out = self._defer_to_container(args, kwargs)
+            if out is not NotImplemented:
+                return out
             top.primitive_raised(self)
             raise
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
-        return top.record_one(self, ans, argvals, kwargs, boxed, box)
+        try:
+            return top.record_one(self, ans, argvals, kwargs, boxed, box)
+        except TypeError:  # the result is an array container, which cannot be traced
+            out = self._defer_to_container(args, kwargs)
+            if out is NotImplemented:
+                raise
+            return out
 
     def _call_traced(self, args, kwargs):
         boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
@@ -348,12 +360,36 @@ class primitive:
         try:
             ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
         except Exception:
+            out = self._defer_to_container(args, kwargs)
+            if out is not NotImplemented:
+                return out
             top.primitive_raised(self)
             raise
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
-        return top.record(self, ans, argvals, kwargs, argnums, boxes)
+        try:
+            return top.record(self, ans, argvals, kwargs, argnums, boxes)
+        except TypeError:  # the result is an array container, which cannot be traced
+            out = self._defer_to_container(args, kwargs)
+            if out is NotImplemented:
+                raise
+            return out
+
+    def _defer_to_container(self, args, kwargs):
+        """Have an array container among the arguments (an xarray
+        ``DataArray``) apply this ufunc through its ``__array_ufunc__``, which
+        calls the primitive on the values it holds, traced ones included; the
+        result is a container holding a box, as under autograd. NotImplemented
+        if this is not a ufunc or no argument is such a container.
+        """
+        if not hasattr(self.fun, "signature") or not hasattr(self.fun, "nout"):
+            return NotImplemented
+        for a in args:
+            handler = getattr(type(a), "__array_ufunc__", None)
+            if handler is not None and not isinstance(a, Box) and type(a).__module__ != "numpy":
+                return handler(a, _AsUfunc(self), "__call__", *args, **kwargs)
+        return NotImplemented
 
     def __get__(self, obj, objtype=None):
         # A primitive defined in a class body is a method, as a function would be.
@@ -361,6 +397,21 @@ class primitive:
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"
+
+
+class _AsUfunc:
+    """A ufunc primitive presented as the numpy ufunc it wraps, to a
+    container's ``__array_ufunc__``: same signature, calls the primitive."""
+
+    __slots__ = ("primitive", "signature", "nin", "nout", "__name__")
+
+    def __init__(self, prim):
+        self.primitive = prim
+        self.signature, self.nin, self.nout = prim.fun.signature, prim.fun.nin, prim.fun.nout
+        self.__name__ = prim.fun.__name__
+
+    def __call__(self, *args, **kwargs):
+        return self.primitive(*args, **kwargs)
 
 
 def _holds_box(x) -> bool:

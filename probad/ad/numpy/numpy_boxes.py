@@ -62,6 +62,11 @@ class ArrayBox(Box):
     def __setitem__(self, idx, value):
         raise TypeError(_ASSIGN_HELP)
 
+    def __array_namespace__(self, *, api_version=None):
+        # Array containers (xarray) keep a value with a namespace as it is,
+        # instead of converting it to an ndarray, so it stays traced inside.
+        return anp
+
     def __getitem__(self, idx):
         if isinstance(idx, tuple) and any(isinstance(i, Box) for i in idx):
             return anp.getitem_parts(self, *idx)
