@@ -50,7 +50,7 @@ def check_equivalent(x, y, what: str = "values"):
     if ``x`` is single precision. ``what`` opens the error message."""
     x_vs, y_vs = vspace(x), vspace(y)
     if x_vs != y_vs:
-        raise AssertionError(f"{what}: VSpace mismatch: {x_vs} vs {y_vs}")
+        raise AssertionError(f"{what}: vector spaces differ (VSpace mismatch): {x_vs} vs {y_vs}")
     rtol, atol = (RTOL_SINGLE, ATOL_SINGLE) if _is_single(x) else (RTOL, ATOL)
     x_flat, y_flat = _flat(x), _flat(y)
     if not onp.allclose(x_flat, y_flat, rtol=rtol, atol=atol):
