@@ -212,11 +212,7 @@ def defjvp(fun: primitive, *rules, argnums=None):
     maps such as ``reshape``); ``None`` marks a zero derivative.
     """
     for argnum, rule in zip(argnums if argnums is not None else range(len(rules)), rules):
-        if rule is None:
-            rule = _zero_jvp
-        elif rule == "same":
-            rule = _linear_jvp(fun, argnum)
-        fun.jvps[argnum] = rule
+        fun.jvps[argnum] = translate_jvp(rule, fun, argnum)
 
 
 def defjvp_argnum(fun: primitive, rule):
@@ -327,8 +323,9 @@ class _RuleRegistry(MutableMapping):
         return rules
 
     def __getitem__(self, fun):
-        entry = self._wrap(fun, self._rules(fun))
-        entry.rules = self._rules(fun)
+        rules = self._rules(fun)
+        entry = self._wrap(rules)
+        entry.rules = rules  # what an assignment of this entry shares
         return entry
 
     def __setitem__(self, fun, entry):
@@ -358,14 +355,14 @@ class _RuleRegistry(MutableMapping):
         return True
 
 
-def _vjp_entry(fun, rules):
+def _vjp_entry(rules):
     def vjp_argnums(argnums, ans, args, kwargs):
         return lambda g: tuple(rules[argnum](g, ans, *args, **kwargs) for argnum in argnums)
 
     return vjp_argnums
 
 
-def _jvp_entry(fun, rules):
+def _jvp_entry(rules):
     def jvp_argnums(argnums, gs, ans, args, kwargs):
         return sum_outgrads(rules[argnum](g, ans, *args, **kwargs) for argnum, g in zip(argnums, gs))
 

@@ -78,20 +78,25 @@ def unary_to_nary(unary_operator):
         if not isinstance(argnum, (int, tuple, list)):
             raise TypeError(f"argnum must be an int or a tuple of ints, got {argnum!r}")
 
+        name = get_name(fun)
+
         @wrap_nary_f(fun, unary_operator, argnum)
         def nary_f(*args, **kwargs):
             if isinstance(argnum, int):
-                @wraps(fun)
                 def unary_f(x):
-                    return fun(*subval(args, argnum, x), **kwargs)
+                    subargs = list(args)
+                    subargs[argnum] = x
+                    return fun(*subargs, **kwargs)
 
                 x = args[argnum]
             else:
-                @wraps(fun)
                 def unary_f(x):
                     return fun(*subvals(args, zip(argnum, x)), **kwargs)
 
                 x = tuple(args[i] for i in argnum)
+            # Named after ``fun`` (check_grads' messages say which function
+            # failed); only the name: this runs on every call of a gradient.
+            unary_f.__name__ = name
             return unary_operator(unary_f, x, *op_args, **op_kwargs)
 
         return nary_f
