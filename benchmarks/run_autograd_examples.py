@@ -33,20 +33,20 @@ HELPERS = {"__init__.py", "data.py", "data_mnist.py"}
 def _cap_iterations(max_iters: int, optimizers_module: str) -> None:
     """Shorten the examples' optimisation loops (their own sources stay as they are)."""
     import importlib
-    import inspect
 
     import scipy.optimize
 
     optimizers = importlib.import_module(optimizers_module)
 
     def capped(opt):
-        signature = inspect.signature(opt)
-
+        # Both libraries' optimisers take (grad, x, callback, num_iters, ...),
+        # behind a decorator whose signature hides the names.
         def run(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            bound.arguments["num_iters"] = min(bound.arguments["num_iters"], max_iters)
-            return opt(*bound.args, **bound.kwargs)
+            if len(args) > 3:
+                args = args[:3] + (min(args[3], max_iters),) + args[4:]
+            else:
+                kwargs["num_iters"] = min(kwargs.get("num_iters", max_iters), max_iters)
+            return opt(*args, **kwargs)
 
         return run
 

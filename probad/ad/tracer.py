@@ -320,21 +320,14 @@ class primitive:
             # Without keywords, the call skips building a dict for them.
             ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
         except Exception:
-            out = self._defer_to_container(args, kwargs)
-            if out is not NotImplemented:
-                return out
-            top.primitive_raised(self)
-            raise
+            return self._container_or_raise(args, kwargs, top)
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
         try:
             return top.record_one(self, ans, argvals, kwargs, boxed, box)
-        except TypeError:  # the result is an array container, which cannot be traced
-            out = self._defer_to_container(args, kwargs)
-            if out is NotImplemented:
-                raise
-            return out
+        except TypeError:  # the result may be an array container, which cannot be traced
+            return self._container_or_raise(args, kwargs)
 
     def _call_traced(self, args, kwargs):
         boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
@@ -360,21 +353,25 @@ class primitive:
         try:
             ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
         except Exception:
-            out = self._defer_to_container(args, kwargs)
-            if out is not NotImplemented:
-                return out
-            top.primitive_raised(self)
-            raise
+            return self._container_or_raise(args, kwargs, top)
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
         try:
             return top.record(self, ans, argvals, kwargs, argnums, boxes)
-        except TypeError:  # the result is an array container, which cannot be traced
-            out = self._defer_to_container(args, kwargs)
-            if out is NotImplemented:
-                raise
-            return out
+        except TypeError:  # the result may be an array container, which cannot be traced
+            return self._container_or_raise(args, kwargs)
+
+    def _container_or_raise(self, args, kwargs, trace=None):
+        """In an ``except`` block: the call handed to an array container
+        among the arguments, else the exception re-raised (``trace`` told
+        first that the primitive raised)."""
+        out = self._defer_to_container(args, kwargs)
+        if out is NotImplemented:
+            if trace is not None:
+                trace.primitive_raised(self)
+            raise  # the exception being handled
+        return out
 
     def _defer_to_container(self, args, kwargs):
         """Have an array container among the arguments (an xarray
