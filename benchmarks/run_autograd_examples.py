@@ -3,7 +3,7 @@
 The examples are not part of this repository (they are autograd's, MIT
 licensed): pass the folder that holds a copy of autograd's ``examples/``::
 
-    python benchmarks/run_autograd_examples.py PATH/TO/autograd/examples [--timeout 120] [--max-iters 30]
+    python benchmarks/run_autograd_examples.py PATH/TO/autograd/examples [--timeout 400] [--max-iters 3] [--compare]
 
 Each example runs in its own process, headless (``MPLBACKEND=Agg``, with
 ``plt.pause`` a no-op instead of a sleep), under
@@ -111,8 +111,8 @@ def examples_in(folder: str) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="a copy of autograd's examples/ folder")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per example")
-    parser.add_argument("--max-iters", type=int, default=30, help="cap on optimiser iterations")
+    parser.add_argument("--timeout", type=float, default=400.0, help="seconds per example")
+    parser.add_argument("--max-iters", type=int, default=3, help="cap on optimiser iterations")
     parser.add_argument("--only", nargs="*", help="run only these examples (file names)")
     parser.add_argument("--autograd", action="store_true",
                         help="run under the real autograd instead, for comparison")
