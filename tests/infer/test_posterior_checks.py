@@ -67,7 +67,6 @@ def _schools_failures(seed):
     model, data = model_and_data(SCHOOLS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # cores=1: a kernel broken by monkeypatch is broken in this process only.
         # One process, and the Python kernel: the sampler is broken by
         # monkeypatching kernels.py here, which neither a worker process nor
         # the compiled kernel would see.
