@@ -95,12 +95,19 @@ class Metric(NamedTuple):
         ``velocity(p) -> M^{-1} p``, i.e. ``dK/dp``; Stan's ``p_sharp``.
     kinetic_energy : callable
         ``kinetic_energy(p) -> K(p)``.
+    momentum_factor : ndarray or None
+        What ``sample_momentum`` multiplies a standard normal draw ``z`` by:
+        the scale ``1 / sqrt(M^{-1})`` (``p = scale * z``) for a diagonal
+        metric, the lower Cholesky factor ``L`` of ``M`` (``p = L z``) for a
+        dense one. The compiled kernels of :mod:`probad.infer.native_nuts`
+        draw momenta from it; a metric without one runs in Python only.
     """
 
     inverse_metric: np.ndarray
     sample_momentum: Callable[[np.random.Generator], np.ndarray]
     velocity: Callable[[np.ndarray], np.ndarray]
     kinetic_energy: Callable[[np.ndarray], float]
+    momentum_factor: np.ndarray | None = None
 
 
 def make_metric(inverse_metric) -> Metric:
@@ -131,6 +138,8 @@ def make_metric(inverse_metric) -> Metric:
             raise ValueError("a diagonal inverse metric must be strictly positive")
         momentum_scale = 1.0 / np.sqrt(inv)
 
+        momentum_factor = momentum_scale
+
         def sample_momentum(rng):
             return rng.standard_normal(dim) * momentum_scale
 
@@ -147,6 +156,8 @@ def make_metric(inverse_metric) -> Metric:
         except np.linalg.LinAlgError:
             raise ValueError("a dense inverse metric must be positive definite") from None
 
+        momentum_factor = metric_chol
+
         def sample_momentum(rng):
             return metric_chol @ rng.standard_normal(dim)
 
@@ -160,7 +171,7 @@ def make_metric(inverse_metric) -> Metric:
     def kinetic_energy(p):
         return 0.5 * p.dot(velocity(p))
 
-    return Metric(inv, sample_momentum, velocity, kinetic_energy)
+    return Metric(inv, sample_momentum, velocity, kinetic_energy, momentum_factor)
 
 
 def init(position, potential_fn: PotentialFn) -> HMCState:
@@ -239,8 +250,7 @@ def hmc_step(
     (HMCState, HMCInfo)
         Integration stops early at a divergence, which is then rejected.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    assert num_steps >= 1, "pb.hmc checks num_steps"
     if jitter:
         step_size *= 1.0 + jitter * (2.0 * rng.random() - 1.0)
     z = IntegratorState(
@@ -343,8 +353,7 @@ def nuts_step(
     -------
     (HMCState, HMCInfo)
     """
-    if max_tree_depth < 1:
-        raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+    assert max_tree_depth >= 1, "pb.hmc checks max_tree_depth"
     uniform = rng.random
     velocity = metric.velocity
 
