@@ -2,13 +2,19 @@
 ``defvjp``/``defjvp`` registry that primitives' derivative rules go through."""
 from __future__ import annotations
 
-from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
+from collections.abc import MutableMapping
+
+from .tracer import Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope
+from .wrap_util import func, subval
 
 __all__ = [
     "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
     "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
     "def_linear",
-    "add_outgrads",
+    "add_outgrads", "sum_outgrads",
+    "primitive_vjps", "primitive_jvps", "translate_vjp", "translate_jvp", "identity_vjp", "identity_jvp",
+    # autograd.core re-exports these from its tracer and util modules.
+    "primitive", "Box", "Node", "trace", "getval", "isbox", "func", "subval",
 ]
 
 
@@ -206,11 +212,7 @@ def defjvp(fun: primitive, *rules, argnums=None):
     maps such as ``reshape``); ``None`` marks a zero derivative.
     """
     for argnum, rule in zip(argnums if argnums is not None else range(len(rules)), rules):
-        if rule is None:
-            rule = _zero_jvp
-        elif rule == "same":
-            rule = _linear_jvp(fun, argnum)
-        fun.jvps[argnum] = rule
+        fun.jvps[argnum] = translate_jvp(rule, fun, argnum)
 
 
 def defjvp_argnum(fun: primitive, rule):
@@ -245,7 +247,7 @@ def def_linear(fun: primitive):
 
 
 def _linear_jvp(fun, argnum):
-    return lambda g, ans, *args, **kw: fun(*_subval(args, argnum, g), **kw)
+    return lambda g, ans, *args, **kw: fun(*subval(args, argnum, g), **kw)
 
 
 def _zero_vjp(argnum):
@@ -256,10 +258,119 @@ def _zero_jvp(g, ans, *args, **kwargs):
     return vspace(ans).zeros()
 
 
-def _subval(args, i, v):
-    out = list(args)
-    out[i] = v
-    return tuple(out)
+def translate_vjp(maker, fun, argnum):
+    """autograd's normal form of a VJP maker passed to :func:`defvjp`:
+    ``None`` becomes the zero maker."""
+    if maker is None:
+        return lambda ans, *args, **kwargs: lambda g: vspace(args[argnum]).zeros()
+    if callable(maker):
+        return maker
+    raise TypeError(f"bad VJP {maker!r} for '{fun.__name__}': pass a function or None")
+
+
+def translate_jvp(rule, fun, argnum):
+    """autograd's normal form of a JVP rule passed to :func:`defjvp`:
+    ``None`` is a zero derivative, ``"same"`` the function itself (linear)."""
+    if rule is None:
+        return _zero_jvp
+    if rule == "same":
+        return _linear_jvp(fun, argnum)
+    if callable(rule):
+        return rule
+    raise TypeError(f"bad JVP {rule!r} for '{fun.__name__}': pass a function, None or 'same'")
+
+
+def identity_vjp(argnums, *args):
+    """autograd's ``identity_vjp``: ``(argnums, ...) -> (g -> g)``."""
+    return lambda g: g
+
+
+def identity_jvp(g, *args, **kwargs):
+    return g
+
+
+def sum_outgrads(gs):
+    """The sum of an iterable of (co)tangents (None if it is empty)."""
+    total = None
+    for g in gs:
+        total = g if total is None else add_outgrads(total, g)
+    return total
+
+
+# ------------------------------------------------- autograd's rule registries
+class _RuleRegistry(MutableMapping):
+    """``primitive_vjps`` / ``primitive_jvps``: autograd's registries of
+    derivative rules by primitive, as views of the rules that probad keeps on
+    each primitive (``fun.vjps``, ``fun.jvps``).
+
+    An entry has autograd's most general form: for VJPs a maker
+    ``(argnums, ans, args, kwargs) -> (g -> cotangents, one per argnum)``, for
+    JVPs a rule ``(argnums, gs, ans, args, kwargs) -> tangent``. Reading one
+    gives a function over probad's rules; assigning one defines the rules
+    (``defvjp_argnums``/``defjvp_argnums``); copying an entry from one
+    primitive to another shares the rules, as in autograd.
+    """
+
+    def __init__(self, attribute, define, wrap):
+        self._attribute = attribute
+        self._define = define
+        self._wrap = wrap
+
+    def _rules(self, fun):
+        rules = getattr(fun, self._attribute, None) if isinstance(fun, primitive) else None
+        if not rules and not hasattr(type(rules), "__missing__"):
+            raise KeyError(fun)
+        return rules
+
+    def __getitem__(self, fun):
+        rules = self._rules(fun)
+        entry = self._wrap(rules)
+        entry.rules = rules  # what an assignment of this entry shares
+        return entry
+
+    def __setitem__(self, fun, entry):
+        if not isinstance(fun, primitive):
+            raise TypeError(f"{fun!r} is not a primitive; wrap it with probad.ad.extend.primitive first")
+        rules = getattr(entry, "rules", None)
+        if rules is not None:
+            setattr(fun, self._attribute, rules)
+        else:
+            self._define(fun, entry)
+
+    def __delitem__(self, fun):
+        self._rules(fun)
+        setattr(fun, self._attribute, {})
+
+    def __iter__(self):
+        return (fun for fun in list(primitive.instances) if self._has(fun))
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def _has(self, fun):
+        try:
+            self._rules(fun)
+        except KeyError:
+            return False
+        return True
+
+
+def _vjp_entry(rules):
+    def vjp_argnums(argnums, ans, args, kwargs):
+        return lambda g: tuple(rules[argnum](g, ans, *args, **kwargs) for argnum in argnums)
+
+    return vjp_argnums
+
+
+def _jvp_entry(rules):
+    def jvp_argnums(argnums, gs, ans, args, kwargs):
+        return sum_outgrads(rules[argnum](g, ans, *args, **kwargs) for argnum, g in zip(argnums, gs))
+
+    return jvp_argnums
+
+
+primitive_vjps = _RuleRegistry("vjps", lambda fun, maker: defvjp_argnums(fun, maker), _vjp_entry)
+primitive_jvps = _RuleRegistry("jvps", lambda fun, rule: defjvp_argnums(fun, rule), _jvp_entry)
 
 
 # --------------------------------------------------------------- vector spaces
@@ -283,19 +394,37 @@ class VSpace:
     def randn(self):
         raise NotImplementedError
 
+    # The arithmetic delegates to underscored methods, autograd's protocol:
+    # a space written for autograd defines ``_add``, ``_scalar_mul``,
+    # ``_inner_prod``, ... and keeps these public names.
     def add(self, x, y):
-        return x + y
+        return self._add(x, y)
 
     def mut_add(self, x, y):
-        return self.add(x, y)
+        return self._mut_add(x, y)
 
     def scalar_mul(self, x, a):
-        return x * a
+        return self._scalar_mul(x, a)
 
     def inner_prod(self, x, y):
-        raise NotImplementedError
+        return self._inner_prod(x, y)
 
     def covector(self, x):
+        return self._covector(x)
+
+    def _add(self, x, y):
+        return x + y
+
+    def _mut_add(self, x, y):
+        return self.add(x, y)
+
+    def _scalar_mul(self, x, a):
+        return x * a
+
+    def _inner_prod(self, x, y):
+        raise NotImplementedError
+
+    def _covector(self, x):
         return x
 
     def examples(self):

@@ -1,7 +1,7 @@
 """The user-facing derivative operators, with autograd's names and semantics.
 
 Each operator is written for a function of one argument and lifted to
-several by :func:`unary_to_nary`: ``argnum`` picks the argument (an int) or
+several by :func:`~probad.ad.wrap_util.unary_to_nary`: ``argnum`` picks the argument (an int) or
 several arguments (a tuple, differentiated as one tuple).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as onp
 from . import numpy as np
 from .core import defjvp_argnum, defvjp_argnum, make_jvp as _make_jvp, make_vjp as _make_vjp, vspace
 from .tracer import getval, primitive
+from .wrap_util import unary_to_nary
 
 __all__ = [
     "grad", "value_and_grad", "grad_and_aux", "elementwise_grad", "jacobian",
@@ -24,36 +25,6 @@ __all__ = [
     "checkpoint", "holomorphic_grad", "grad_named", "multigrad_dict",
     "unary_to_nary",
 ]
-
-
-def unary_to_nary(unary_operator):
-    """Lift ``unary_operator(fun, x, ...)`` to ``operator(fun, argnum=0, ...)(*args)``."""
-
-    @wraps(unary_operator)
-    def nary_operator(fun, argnum=0, *op_args, **op_kwargs):
-        if not isinstance(argnum, (int, tuple, list)):
-            raise TypeError(f"argnum must be an int or a tuple of ints, got {argnum!r}")
-
-        @wraps(fun)
-        def nary_f(*args, **kwargs):
-            if isinstance(argnum, int):
-                def unary_f(x):
-                    subargs = list(args)
-                    subargs[argnum] = x
-                    return fun(*subargs, **kwargs)
-                x = args[argnum]
-            else:
-                def unary_f(x):
-                    subargs = list(args)
-                    for i, xi in zip(argnum, x):
-                        subargs[i] = xi
-                    return fun(*subargs, **kwargs)
-                x = tuple(args[i] for i in argnum)
-            return unary_operator(unary_f, x, *op_args, **op_kwargs)
-
-        return nary_f
-
-    return nary_operator
 
 
 def _scalar_one(ans, name):

@@ -1,20 +1,22 @@
 """Gradient checking against finite differences: ``check_grads`` and ``combo_check``."""
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as onp
 
 from .core import make_jvp, make_vjp, vspace
-from .differential_operators import unary_to_nary
 from .tracer import getval
+from .wrap_util import get_name, unary_to_nary
 
-__all__ = ["check_grads", "combo_check", "check_vjp", "check_jvp"]
+__all__ = ["check_grads", "combo_check", "check_vjp", "check_jvp", "check_equivalent", "scalar_close"]
 
 EPS, RTOL, ATOL = 1e-6, 1e-5, 1e-6
 # Single precision: derivatives computed in float32 are good to some hundred
 # ulps (eps = 1.2e-7) once rounding has gone through a few operations.
 RTOL_SINGLE, ATOL_SINGLE = 1e-4, 1e-5
+RTOL_SCALAR = 1e-6  # scalar_close's relative tolerance, autograd's
 
 
 def _numerical_jvp(f, x, like, eps=EPS):
@@ -36,14 +38,23 @@ def _numerical_jvp(f, x, like, eps=EPS):
     return jvp
 
 
-def _check_equivalent(x, y, what):
+def scalar_close(a, b) -> bool:
+    """Whether two scalars agree to 1e-6, absolutely or relative to their sum
+    (autograd's test for the inner products of a derivative check)."""
+    return abs(a - b) < ATOL or abs(a - b) / abs(a + b) < RTOL_SCALAR
+
+
+def check_equivalent(x, y, what: str = "values"):
+    """Assert that ``x`` and ``y`` (arrays or nests of them) live in the same
+    vector space and agree elementwise, within the single-precision tolerance
+    if ``x`` is single precision. ``what`` opens the error message."""
     x_vs, y_vs = vspace(x), vspace(y)
     if x_vs != y_vs:
-        raise AssertionError(f"{what}: vector spaces differ: {x_vs} vs {y_vs}")
+        raise AssertionError(f"{what}: vector spaces differ (VSpace mismatch): {x_vs} vs {y_vs}")
     rtol, atol = (RTOL_SINGLE, ATOL_SINGLE) if _is_single(x) else (RTOL, ATOL)
     x_flat, y_flat = _flat(x), _flat(y)
     if not onp.allclose(x_flat, y_flat, rtol=rtol, atol=atol):
-        raise AssertionError(f"{what}: derivative check failed:\n  analytic {x_flat}\n  numeric  {y_flat}")
+        raise AssertionError(f"{what}:\n  analytic {x_flat}\n  numeric  {y_flat}")
 
 
 def _map(fn, *nests):
@@ -87,7 +98,7 @@ def check_vjp(f, x):
     vjp_y = x_vs.covector(vjp(y_vs.covector(y_v)))
     exact = x_vs.inner_prod(x_v, vjp_y)
     numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x, y)(x_v))
-    _check_equivalent(exact, numeric, f"VJP of {getattr(f, '__name__', f)}")
+    check_equivalent(exact, numeric, f"Derivative (VJP) check of {get_name(f)} failed with arg {x}")
 
 
 def check_jvp(f, x):
@@ -95,7 +106,7 @@ def check_jvp(f, x):
     v = vspace(x).randn()
     y, exact = make_jvp(f, x)(v)
     numeric = _numerical_jvp(f, x, y)(v)
-    _check_equivalent(exact, numeric, f"JVP of {getattr(f, '__name__', f)}")
+    check_equivalent(exact, numeric, f"Derivative (JVP) check of {get_name(f)} failed with arg {x}")
 
 
 def _check_grads(f, x, modes=("fwd", "rev"), order=2):
@@ -111,7 +122,7 @@ def _check_grads(f, x, modes=("fwd", "rev"), order=2):
         if order > 1:
             def jvp_f(x, v):
                 return make_jvp(f, x)(v)[1]
-            jvp_f.__name__ = f"jvp({getattr(f, '__name__', 'f')})"
+            jvp_f.__name__ = f"jvp_{get_name(f)}"
             v = vspace(x).randn()
             check_grads(jvp_f, (0, 1), modes, order - 1)(x, v)
     if "rev" in modes:
@@ -119,7 +130,7 @@ def _check_grads(f, x, modes=("fwd", "rev"), order=2):
         if order > 1:
             def vjp_f(x, g):
                 return make_vjp(f, x)[0](g)
-            vjp_f.__name__ = f"vjp({getattr(f, '__name__', 'f')})"
+            vjp_f.__name__ = f"vjp_{get_name(f)}"
             g = vspace(f(x)).randn()
             check_grads(vjp_f, (0, 1), modes, order - 1)(x, g)
 
@@ -143,7 +154,8 @@ def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
 
     def checker(*args, **kwargs):
         nums = tuple(range(len(args))) if argnum is None else argnum
-        return _check_grads_nary(lambda *a: f(*a, **kwargs), nums, modes, order)(*args)
+        with_kwargs = functools.wraps(f)(lambda *a: f(*a, **kwargs))  # messages name ``f``
+        return _check_grads_nary(with_kwargs, nums, modes, order)(*args)
 
     return checker
 

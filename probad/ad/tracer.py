@@ -20,10 +20,13 @@ it takes for derivatives of any order and for forward-over-reverse products.
 from __future__ import annotations
 
 import functools
+import types
+import warnings
+import weakref
 
 __all__ = [
     "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
-    "new_box", "isbox", "getval", "trace_scope",
+    "new_box", "isbox", "getval", "trace_scope", "Node", "trace",
 ]
 
 
@@ -246,8 +249,14 @@ class primitive:
     # path tests; _DERIVATIVE_TRACES for a nondiff_primitive; else a set of
     # trace types (register_notrace).
     notrace = None
+    # Makes one traced array of a (nested) list or tuple holding traced
+    # values; set by the numpy layer.
+    pack_sequence = None
+    # Every primitive made, for autograd's ``primitive_vjps`` registry view.
+    instances = weakref.WeakSet()
 
     def __init__(self, fun, name=None):
+        primitive.instances.add(self)
         self.fun = fun
         self.vjps = {}
         self.jvps = {}
@@ -282,7 +291,20 @@ class primitive:
                 boxed = i
             i += 1
         if boxed is None:
-            return self.fun(*args, **kwargs)
+            try:
+                return self.fun(*args, **kwargs)
+            except TypeError:
+                # Off the fast path, once numpy has refused traced values:
+                # inside an array container (an xarray DataArray) or inside
+                # a list or tuple that numpy would make an array (``np.mean([x, x + 2])``).
+                out = self._defer_to_container(args, kwargs)
+                if out is not NotImplemented:
+                    return out
+                if self.pack_sequence is None or not _holds_box((args, kwargs)):
+                    raise
+            pack = self.pack_sequence
+            return self(*[pack(a) if _holds_box(a) else a for a in args],
+                        **{k: pack(v) if _holds_box(v) else v for k, v in kwargs.items()})
         # The common case, inlined: exactly one traced argument, not nested.
         box = args[boxed]
         value = box._value
@@ -298,12 +320,14 @@ class primitive:
             # Without keywords, the call skips building a dict for them.
             ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
         except Exception:
-            top.primitive_raised(self)
-            raise
+            return self._container_or_raise(args, kwargs, top)
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
-        return top.record_one(self, ans, argvals, kwargs, boxed, box)
+        try:
+            return top.record_one(self, ans, argvals, kwargs, boxed, box)
+        except TypeError:  # the result may be an array container, which cannot be traced
+            return self._container_or_raise(args, kwargs)
 
     def _call_traced(self, args, kwargs):
         boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
@@ -329,15 +353,71 @@ class primitive:
         try:
             ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
         except Exception:
-            top.primitive_raised(self)
-            raise
+            return self._container_or_raise(args, kwargs, top)
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
                                          else type(top) in self.notrace):
             return ans
-        return top.record(self, ans, argvals, kwargs, argnums, boxes)
+        try:
+            return top.record(self, ans, argvals, kwargs, argnums, boxes)
+        except TypeError:  # the result may be an array container, which cannot be traced
+            return self._container_or_raise(args, kwargs)
+
+    def _container_or_raise(self, args, kwargs, trace=None):
+        """In an ``except`` block: the call handed to an array container
+        among the arguments, else the exception re-raised (``trace`` told
+        first that the primitive raised)."""
+        out = self._defer_to_container(args, kwargs)
+        if out is NotImplemented:
+            if trace is not None:
+                trace.primitive_raised(self)
+            raise  # the exception being handled
+        return out
+
+    def _defer_to_container(self, args, kwargs):
+        """Have an array container among the arguments (an xarray
+        ``DataArray``) apply this ufunc through its ``__array_ufunc__``, which
+        calls the primitive on the values it holds, traced ones included; the
+        result is a container holding a box, as under autograd. NotImplemented
+        if this is not a ufunc or no argument is such a container.
+        """
+        if not hasattr(self.fun, "signature") or not hasattr(self.fun, "nout"):
+            return NotImplemented
+        for a in args:
+            handler = getattr(type(a), "__array_ufunc__", None)
+            if handler is not None and not isinstance(a, Box) and type(a).__module__ != "numpy":
+                return handler(a, _AsUfunc(self), "__call__", *args, **kwargs)
+        return NotImplemented
+
+    def __get__(self, obj, objtype=None):
+        # A primitive defined in a class body is a method, as a function would be.
+        return self if obj is None else types.MethodType(self, obj)
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"
+
+
+class _AsUfunc:
+    """A ufunc primitive presented as the numpy ufunc it wraps, to a
+    container's ``__array_ufunc__``: same signature, calls the primitive."""
+
+    __slots__ = ("primitive", "signature", "nin", "nout", "__name__")
+
+    def __init__(self, prim):
+        self.primitive = prim
+        self.signature, self.nin, self.nout = prim.fun.signature, prim.fun.nin, prim.fun.nout
+        self.__name__ = prim.fun.__name__
+
+    def __call__(self, *args, **kwargs):
+        return self.primitive(*args, **kwargs)
+
+
+def _holds_box(x) -> bool:
+    """Whether a list, tuple or dict (nested) holds a :class:`Box`."""
+    if isinstance(x, dict):
+        x = tuple(x.values())
+    if type(x) in (list, tuple):
+        return any(isinstance(e, Box) or _holds_box(e) for e in x)
+    return False
 
 
 class nondiff_primitive(primitive):
@@ -383,3 +463,56 @@ def notrace_primitive(fun):
         return fun(*[getval(a) for a in args], **kwargs)
 
     return wrapped
+
+
+# ------------------------------------------------- autograd's Node interface
+class Node:
+    """What a custom trace keeps per traced value (autograd's ``tracer.Node``).
+
+    Subclass it, define ``__init__(self, value, fun, args, kwargs,
+    parent_argnums, parents)`` (called for each primitive call on traced
+    values; ``args`` holds the raw values, ``parents`` the nodes of the traced
+    ones) and ``initialize_root(self, *args)``, then run :func:`trace`.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, value, fun, args, kwargs, parent_argnums, parents):
+        raise NotImplementedError(f"{type(self).__name__} must define __init__")
+
+    def initialize_root(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define initialize_root")
+
+    @classmethod
+    def new_root(cls, *args, **kwargs):
+        """A node for the start of a trace: ``initialize_root`` instead of ``__init__``."""
+        root = cls.__new__(cls)
+        root.initialize_root(*args, **kwargs)
+        return root
+
+
+class NodeTrace(Trace):
+    """Calls each traced primitive call's node class on it (see :class:`Node`)."""
+
+    __slots__ = ("node_type",)
+
+    def __init__(self, level, node_type):
+        super().__init__(level)
+        self.node_type = node_type
+
+    def record(self, fun, ans, args, kwargs, argnums, boxes):
+        node = self.node_type(ans, fun, tuple(args), kwargs, argnums, tuple(b._node for b in boxes))
+        return new_box(ans, self, node)
+
+
+def trace(start_node, fun, x):
+    """Evaluate ``fun(x)`` with ``x`` traced from ``start_node``; return
+    ``(value, end_node)``, ``end_node`` None (with a warning) if the output
+    does not depend on ``x``."""
+    with trace_scope(NodeTrace, type(start_node)) as t:
+        end = fun(new_box(x, t, start_node))
+        if isinstance(end, Box) and end._trace is t:
+            return end._value, end._node
+        warnings.warn("Output seems independent of input.", stacklevel=2)
+        return end, None
+

@@ -377,7 +377,7 @@ def test_check_grads_catches_a_wrong_rule():
     defvjp(bad_square, lambda ans, x: lambda g: g * 3 * x)
     defjvp(bad_square, lambda g, ans, x: g * 2 * x)
     check_grads(bad_square, modes=["fwd"], order=1)(1.3)
-    with pytest.raises(AssertionError, match="VJP of .*derivative check failed"):
+    with pytest.raises(AssertionError, match=r"\(VJP\) check of .* failed"):
         check_grads(bad_square, modes=["rev"], order=1)(1.3)
 
 
@@ -411,7 +411,7 @@ def test_check_grads_in_float32_still_catches_wrong_rules():
     defjvp(sin_slightly_off, lambda g, ans, x: g * np.cos(x))
     x = onp.float32([0.3, 1.2])
     check_grads(sin_slightly_off, modes=["fwd"], order=1)(x)
-    with pytest.raises(AssertionError, match="VJP of .*derivative check failed"):
+    with pytest.raises(AssertionError, match=r"\(VJP\) check of .* failed"):
         check_grads(sin_slightly_off, modes=["rev"], order=1)(x)
 
     @primitive

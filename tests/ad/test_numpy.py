@@ -481,6 +481,8 @@ case("getitem_parts", lambda x: np.getitem_parts(x, onp.array([0, 1, 1]), slice(
 case("untake", lambda g: np.untake(g, onp.array([0, 2, 0]), (4,), onp.float64), randn(3))
 case("untake", lambda g: np.untake(g, (slice(1, 3),), (4, 2), onp.float64), randn(2, 2))
 case("diagonal_adjoint", lambda d: np.diagonal_adjoint(d, (2, 3, 4), 1, 2, 0), randn(3, 1))
+case("make_diagonal", lambda d: np.make_diagonal(d, 0, -1, -2), randn(2, 3))  # autograd's only form
+case("make_diagonal", lambda d: np.make_diagonal(d, -1, 2, 0), randn(2, 3))
 case("array_from_args", lambda x, y: np.array_from_args({}, x, y), randn(2), randn(2))
 case("concatenate_args", lambda x, y: np.concatenate_args(0, x, y), randn(2), randn(3))
 case("iteration", lambda x: sum(v for v in x) * len(x), randn(3, 2))

@@ -99,6 +99,31 @@ def _trace(a):
     return anp.sum(_diag_part(a), axis=-1)
 
 
+# autograd's numpy/linalg.py defines these helpers, and code written for
+# autograd imports them (or copies their uses) from there.
+def T(x):
+    """Transpose of each matrix in a stack (the last two axes swapped)."""
+    return _T(x)
+
+
+def add2d(x):
+    """``x`` with two trailing axes of length 1 (a stack of 1x1 matrices)."""
+    return anp.reshape(x, anp.shape(x) + (1, 1))
+
+
+def _dot(a, b):
+    """Matrix product of stacks, broadcasting the leading axes (autograd's ``_dot``)."""
+    return anp.einsum("...ij,...jk->...ik", a, b)
+
+
+def _diag(a):
+    """``eye(n) * a``: a vector becomes a diagonal matrix, a matrix keeps its diagonal."""
+    return anp.eye(anp.shape(a)[-1]) * a
+
+
+_matrix_diag = _diag_embed  # a stack of vectors -> a stack of diagonal matrices
+
+
 def _phi(x):
     """Lower triangle with the diagonal halved (the inverse of ``L -> L + L^H``
     on lower-triangular matrices with a real diagonal)."""
@@ -671,8 +696,10 @@ def norm(x, ord=None, axis=None, keepdims=False):
     Every ``ord`` numpy accepts is supported. The gradient of the 2-norm
     (and Frobenius norm) at zero is 0; for ``ord=inf`` ties share the
     gradient equally; for ``0 < ord < 1`` entries equal to 0 get gradient 0.
-    Matrix norms 2, -2 and ``'nuc'`` go through :func:`svd`.
+    Matrix norms 2, -2 and ``'nuc'`` go through :func:`svd`. ``x`` may be a
+    list of traced values.
     """
+    x = anp.asarray(x)
     ndim = onp.ndim(getval(x))
     if isinstance(axis, list):
         axis = tuple(axis)
@@ -692,6 +719,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axis) == 2:
         return _matrix_norm(x, ord, axis, keepdims)
     raise ValueError("Improper number of dimensions to norm.")
+
+
+_primitive_norm = norm  # autograd's name for the norm that lists are first made arrays for
 
 
 def matrix_norm(x, keepdims=False, ord="fro"):

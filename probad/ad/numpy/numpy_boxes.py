@@ -47,7 +47,12 @@ class ArrayBox(Box):
     # Make ndarray's binary operators defer to ours (ndarray + box -> box.__radd__).
     __array_ufunc__ = None
 
-    def __array__(self, *args, **kwargs):
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and _np.dtype(dtype).kind in "iub" and not _storing_into_array():
+            # ``np.int64(x)``, ``np.asarray(x, dtype=int)``: a cast to integers
+            # (an index), whose derivative is zero, as under autograd. The
+            # trace sees the values (the compiler records them as a guard).
+            return _np.asarray(self._trace.concretize(self, _tolist), dtype=dtype)
         raise TypeError(
             "a traced value reached plain numpy or was assigned into a numpy array. "
             "Use probad.ad.numpy in place of numpy inside differentiated code; "
@@ -56,6 +61,11 @@ class ArrayBox(Box):
 
     def __setitem__(self, idx, value):
         raise TypeError(_ASSIGN_HELP)
+
+    def __array_namespace__(self, *, api_version=None):
+        # Array containers (xarray) keep a value with a namespace as it is,
+        # instead of converting it to an ndarray, so it stays traced inside.
+        return anp
 
     def __getitem__(self, idx):
         if isinstance(idx, tuple) and any(isinstance(i, Box) for i in idx):

@@ -505,7 +505,7 @@ def _transpose_vjp(ans, x, axes=None):
 
 
 defvjp(anp.transpose, _transpose_vjp)
-defvjp(anp.swapaxes, lambda ans, x, a, b: lambda g: anp.swapaxes(g, a, b))
+defvjp(anp.swapaxes, lambda ans, x, axis1, axis2: lambda g: anp.swapaxes(g, axis1, axis2))
 defvjp(anp.moveaxis, lambda ans, x, source, destination: lambda g: anp.moveaxis(g, destination, source))
 defvjp(anp.flip, lambda ans, x, axis=None: lambda g: anp.flip(g, axis))
 defvjp(anp.fliplr, lambda ans, x: lambda g: anp.fliplr(g))
@@ -686,7 +686,8 @@ def _einsum_vjp(argnum, ans, subscripts, *operands, **kwargs):
     sizes = {}
     for sub, op in zip(inputs, operands):
         for c, n in zip(sub, anp.shape(op)):
-            sizes[c] = max(sizes.get(c, 1), n)
+            # The broadcast size: a length 1 gives way to any other, 0 included.
+            sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
     others = [(s, op) for i, (s, op) in enumerate(zip(inputs, operands)) if i != k]
     spare = iter(c for c in anp._LETTERS if c not in subscripts)
     real = _real_dtype(ans)

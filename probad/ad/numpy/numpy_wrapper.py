@@ -309,6 +309,25 @@ def diagonal_adjoint(d, shape, offset=0, axis1=0, axis2=1):
     return out
 
 
+def make_diagonal(D, offset=0, axis1=0, axis2=1):
+    """Arrays with ``D``'s last axis on a diagonal: the inverse of
+    ``diagonal(., offset, axis1, axis2)`` (autograd's ``make_diagonal``).
+
+    The result has one more axis than ``D``; ``axis1`` and ``axis2`` index
+    it, both of length ``D.shape[-1] + abs(offset)``, and ``D``'s other axes
+    fill the remaining positions in order. Off the diagonal it is zero.
+    """
+    shape = _shape(D)
+    ndim = len(shape) + 1
+    a1, a2 = axis1 % ndim, axis2 % ndim
+    if a1 == a2:
+        raise ValueError(f"make_diagonal: axis1 and axis2 must differ, got {axis1} and {axis2}")
+    batch = iter(shape[:-1])
+    size = shape[-1] + builtins.abs(offset)
+    return diagonal_adjoint(D, tuple(size if i in (a1, a2) else next(batch) for i in range(ndim)),
+                            offset, axis1, axis2)
+
+
 @primitive
 def broadcast_to(array, shape, subok=False):
     """``numpy.broadcast_to`` (a read-only view)."""
@@ -349,6 +368,8 @@ def array_from_args(array_kwargs, *args):
 
 def array(A, dtype=None, copy=True, order="K", subok=False, ndmin=0, **kwargs):
     """``numpy.array`` that also accepts (nested lists of) traced values."""
+    if isinstance(A, Box) and isinstance(getval(A), (list, tuple)):
+        A = builtins.list(A)  # a traced tuple (e.g. what grad returns for one): its elements
     if isinstance(A, Box):
         out = A if dtype is None else astype_(A, dtype)
         if ndmin > _ndim(out):
@@ -363,8 +384,11 @@ def array(A, dtype=None, copy=True, order="K", subok=False, ndmin=0, **kwargs):
 
 def asarray(a, dtype=None, order=None, **kwargs):
     """``numpy.asarray``; traced values pass through (cast if ``dtype`` asks)."""
-    if isinstance(a, Box) and (dtype is None or _np.dtype(dtype) == _dtype(a)):
-        return a
+    if isinstance(a, Box):
+        if isinstance(getval(a), (list, tuple)):  # a traced tuple: an array of its elements
+            return array(a, dtype=dtype)
+        if dtype is None or _np.dtype(dtype) == _dtype(a):
+            return a
     if _has_box(a):
         return array(a, dtype=dtype)
     return _np.asarray(a, dtype=dtype, order=order, **kwargs)
@@ -372,6 +396,7 @@ def asarray(a, dtype=None, order=None, **kwargs):
 
 asanyarray = asarray
 ascontiguousarray = asarray
+primitive.pack_sequence = staticmethod(array)  # np.mean([x, x + 2]) and the like
 
 
 @_numpy_unless_traced(_np.asfortranarray)
@@ -1736,6 +1761,43 @@ def apply_over_axes(func, a, axes):
         else:
             raise ValueError("function is not returning an array of the correct shape")
     return val
+
+
+# ------------------------------------------------- index-expression builders
+class _Concatenator:
+    """``np.r_[...]`` and ``np.c_[...]`` that accept traced pieces.
+
+    numpy's own object lays the pieces out (slices, scalars, 1-d columns,
+    string directives and all): it is run on stand-ins holding each traced or
+    constant element's position in one flat vector of every element, and the
+    result says where each output element comes from, a gather.
+    """
+
+    def __init__(self, numpy_concatenator):
+        self._numpy = numpy_concatenator
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not _has_box(items):
+            return self._numpy[key]
+        values, stand_ins, count = [], [], 0
+        for item in items:
+            if isinstance(item, str):
+                stand_ins.append(item)  # a directive ("r", "0,2", ...)
+                continue
+            if isinstance(item, slice):
+                item = self._numpy[item]  # a range: a constant piece
+            value = asarray(item)
+            n = int(_np.prod(_shape(value)))
+            values.append(ravel(value))
+            stand_ins.append(_np.arange(count, count + n).reshape(_shape(value)))
+            count += n
+        positions = self._numpy[tuple(stand_ins)]
+        return getitem(concatenate(values), positions)
+
+
+r_ = _Concatenator(_np.r_)
+c_ = _Concatenator(_np.c_)
 
 
 # Bring public names back as module attributes for ``from ... import *``.

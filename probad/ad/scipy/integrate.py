@@ -22,7 +22,9 @@ from typing import Callable
 import numpy as onp
 import scipy.integrate as _si
 
+from ..builtins import DictBox, SequenceBox
 from ..core import defjvp_argnum, defvjp_argnum, make_jvp, make_vjp, vspace
+from ..misc.flatten import flatten
 from ..numpy import numpy_wrapper as anp
 from ..numpy.numpy_vjps import match_dtype
 from ..tracer import Box, primitive
@@ -157,8 +159,10 @@ def odeint(func: Callable, y0, t, args=(), **options):
         as in scipy.
     t : (T,) array_like
         Output times, ``t[0]`` the initial time (differentiable).
-    args : tuple of arrays or floats
-        Extra arguments of ``func`` (each differentiable).
+    args : tuple of arrays or floats, or of nests of them
+        Extra arguments of ``func`` (each differentiable). Tuples, lists and
+        dicts of arrays (a network's parameters) are passed to ``func`` as
+        they are.
     **options
         Passed to scipy's ``odeint`` for every integration (``rtol``,
         ``atol``, ``mxstep``, ``hmax``, ...). ``Dfun``, ``col_deriv``,
@@ -172,8 +176,15 @@ def odeint(func: Callable, y0, t, args=(), **options):
     bad = _UNSUPPORTED.intersection(options)
     if bad:
         raise TypeError(f"odeint: unsupported options {sorted(bad)}")
-    if not isinstance(args, tuple):
+    if isinstance(args, SequenceBox):  # a traced tuple (``probad.ad.tuple``) of arguments
+        args = tuple(args)
+    elif not isinstance(args, tuple):
         args = (args,)
+    if any(isinstance(a, (tuple, list, dict, SequenceBox, DictBox)) for a in args):
+        # Nested arguments (a network's list of (W, b) pairs): the integrator
+        # sees them as one flat vector, which ``func`` gets back as the nest.
+        flat, unflatten = flatten(args)
+        return odeint(lambda y, time, flat: func(y, time, *unflatten(flat)), y0, t, (flat,), **options)
     # Plain Python numbers become arrays so that every traced arg has a shape.
     args = tuple(a if isinstance(a, Box) else onp.asarray(a) for a in args)
     return _odeint(func, options, anp.atleast_1d(y0), t, *args)

@@ -5,10 +5,19 @@ or ``(K, ...)`` for several points, or ``K - 1`` components with the last one
 implied), and points off the simplex raise ValueError."""
 from __future__ import annotations
 
+import scipy.stats as _stats
+
 from ... import numpy as np
+from ...tracer import primitive
 from ..special import gammaln, xlogy
 
-__all__ = ["logpdf", "pdf"]
+__all__ = ["logpdf", "pdf", "rvs"]
+
+#: ``scipy.stats.dirichlet.rvs(alpha, size=1, random_state=None)``. Draws
+#: have no derivative rule here (as in autograd): differentiating through one
+#: raises an error naming ``rvs``; reparameterise instead (normalised gamma
+#: draws).
+rvs = primitive(_stats.dirichlet.rvs, "rvs")
 
 
 def _complete(x, alpha):
