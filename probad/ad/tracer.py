@@ -70,6 +70,7 @@ def new_box(value, trace, node):
 
 
 def isbox(x) -> bool:
+    """Whether ``x`` is a traced value (a :class:`Box`)."""
     return isinstance(x, Box)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad.ad.tracer import getval, isbox
+from probad.ad.extend import getval, isbox
 
 from . import constraints
 from .constraints import Constraint

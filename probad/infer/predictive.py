@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 import numpy as onp
 
 from .. import handlers
-from .results import _import_arviz
+from .results import import_arviz
 
 __all__ = ["predictive", "prior_predictive"]
 
@@ -45,13 +45,13 @@ def _fixed_latents(draw):
     return value
 
 
-def _flat_draws(posterior) -> tuple[dict, tuple]:
+def flat_draws(posterior) -> tuple[dict, tuple]:
     """``(name -> draws with one leading axis, the leading shape to give back)``.
 
     An ``arviz.InferenceData`` (or its ``posterior`` group) has draws on two
     axes, ``(chain, draw)``: they are flattened here and restored on return.
     """
-    arviz = _import_arviz()
+    arviz = import_arviz()
     import xarray  # ArviZ's own dependency, loaded with it
 
     if isinstance(posterior, arviz.InferenceData):
@@ -113,7 +113,7 @@ def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
         ``idata.extend(az.from_dict(posterior_predictive=...))``; of shape
         ``(num_draws, ...)`` for a mapping.
     """
-    draws, leading = _flat_draws(posterior)
+    draws, leading = flat_draws(posterior)
     rng = onp.random.default_rng(seed)
     data = dict(data or {})
     forward = handlers.seed(handlers.uncondition(model), rng)
