@@ -1528,11 +1528,12 @@ touching the iterations:
     dE/dM = 1 / (1 - e cos E)        dE/de = sin E / (1 - e cos E)
 
 The rules use the wrapped `np`, so they are differentiable again (second
-derivatives work), and `unbroadcast` sums a gradient back to the shape of
-an argument that was broadcast (a scalar `e` with an array `M`).
+derivatives work), and `unbroadcast_f(x, f)` sums the gradient that `f`
+gives back to the shape of the argument `x` when it was broadcast (a scalar
+`e` with an array `M`).
 
 # %%
-from probad.ad.numpy.numpy_vjps import unbroadcast
+from probad.ad.extend import unbroadcast_f
 
 @primitive
 def eccentric_anomaly(M, e):
@@ -1545,8 +1546,8 @@ def eccentric_anomaly(M, e):
     return E
 
 defvjp(eccentric_anomaly,
-       lambda E, M, e: lambda g: unbroadcast(g / (1.0 - e * np.cos(E)), M),
-       lambda E, M, e: lambda g: unbroadcast(g * np.sin(E) / (1.0 - e * np.cos(E)), e))
+       lambda E, M, e: unbroadcast_f(M, lambda g: g / (1.0 - e * np.cos(E))),
+       lambda E, M, e: unbroadcast_f(e, lambda g: g * np.sin(E) / (1.0 - e * np.cos(E))))
 defjvp(eccentric_anomaly,
        lambda g, E, M, e: g / (1.0 - e * np.cos(E)),
        lambda g, E, M, e: g * np.sin(E) / (1.0 - e * np.cos(E)))

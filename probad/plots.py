@@ -158,12 +158,12 @@ def plot_sbc_ranks(result, var_names=None, bins: int | None = None, max_panels: 
     """
     from scipy.stats import binom
 
-    from .infer.sbc import _default_bins
+    from .infer.sbc import default_rank_bins
 
     cols = _sbc_columns(result, var_names, max_panels)
     n = len(next(iter(cols.values())))
     L = result.rank_draws
-    bins = bins or _default_bins(L, n)
+    bins = bins or default_rank_bins(L, n)
     width = (L + 1) // bins
     low, high = binom.ppf([0.005, 0.995], n, 1 / bins)
     fig, axes = _panel_grid(len(cols), figsize)

@@ -1,5 +1,5 @@
 """The statements a model is written in: ``sample``, ``param``,
-``deterministic``, ``factor`` and ``plate``.
+``deterministic``, ``factor``, ``plate`` and ``markov``.
 
 A primitive does not decide what it means. It builds a *message* (a plain
 dict) and hands it to :func:`apply_stack`, which lets every active effect

@@ -3,7 +3,7 @@ import numpy as onp
 import pytest
 
 import probad.ad.numpy as np
-from probad.ad.tracer import getval
+from probad.ad.extend import getval
 from probad.optimize import minimize
 
 METHODS = ["Nelder-Mead", "Powell", "CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC", "COBYLA",

@@ -1,5 +1,12 @@
 """``probad.ad.extend``: define your own primitives and derivative rules.
 
+Everything code outside ``probad.ad`` needs to extend it lives here (as in
+autograd's ``extend``): ``primitive`` and the rule definers; ``getval`` and
+``isbox`` to look under a traced value; ``unbroadcast_f`` to write the VJP of
+a broadcasting primitive.
+
+>>> import numpy as onp
+>>> import probad.ad.numpy as np
 >>> from probad.ad.extend import primitive, defvjp
 >>> @primitive
 ... def logsumexp(x):
@@ -9,9 +16,11 @@
 """
 from .core import (ForwardTrace, SparseObject, VSpace, def_linear, defjvp, defjvp_argnum,  # noqa: F401
                    defjvp_argnums, defvjp, defvjp_rule, defvjp_argnum, defvjp_argnums, vspace)
-from .tracer import (Box, ReverseTrace, nondiff_primitive, notrace_primitive, primitive,  # noqa: F401
-                     register_notrace)
+from .numpy.numpy_vjps import unbroadcast_f  # noqa: F401
+from .tracer import (Box, ReverseTrace, getval, isbox, nondiff_primitive, notrace_primitive,  # noqa: F401
+                     primitive, register_notrace)
 
 __all__ = ["primitive", "nondiff_primitive", "notrace_primitive", "register_notrace",
            "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
-           "def_linear", "Box", "VSpace", "vspace", "SparseObject", "ReverseTrace", "ForwardTrace"]
+           "def_linear", "Box", "VSpace", "vspace", "SparseObject", "ReverseTrace", "ForwardTrace",
+           "getval", "isbox", "unbroadcast_f"]

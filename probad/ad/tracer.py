@@ -9,8 +9,9 @@ mechanism:
   appended in execution order, walking the tape backwards is a valid
   topological order for the backward pass (``core.backward``);
 - ``core.ForwardTrace`` pushes a tangent through each call at once (JVPs);
-- the compiler's recording trace (``compiler.py``) keeps every call, including
-  non-differentiable ones, so that the tape can be replayed on new inputs.
+- the compiler's recording trace (``compiler.tape.RecordTrace``) keeps every
+  call, including non-differentiable ones, so that the tape can be replayed on
+  new inputs.
 
 Traces nest: every trace has a ``level``, a call is recorded by the highest
 trace among its boxed arguments, and the unboxed values are passed down to the
@@ -73,6 +74,7 @@ def new_box(value, trace, node):
 
 
 def isbox(x) -> bool:
+    """Whether ``x`` is a traced value (a :class:`Box`)."""
     return isinstance(x, Box)
 
 

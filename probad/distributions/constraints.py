@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad.ad.tracer import getval
+from probad.ad.extend import getval
 
 __all__ = [
     "Constraint", "boolean", "circular", "corr_cholesky", "corr_matrix", "greater_than",

@@ -15,10 +15,8 @@ import math
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad.ad.extend import defjvp, defvjp, primitive
-from probad.ad.numpy.numpy_vjps import unbroadcast_f
+from probad.ad.extend import defjvp, defvjp, getval, primitive, unbroadcast_f
 from probad.ad.scipy import special
-from probad.ad.tracer import getval
 
 from . import constraints
 from .distribution import Distribution, as_param, broadcast_params

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
+from probad.ad.extend import getval
 from probad.ad.scipy import special
-from probad.ad.tracer import getval
 
 from . import constraints
 from .distribution import (Distribution, as_param, broadcast_params, derived_param, given_param,

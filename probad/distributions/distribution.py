@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad.ad.tracer import getval, isbox
+from probad.ad.extend import getval, isbox
 
 from . import constraints
 from .constraints import Constraint

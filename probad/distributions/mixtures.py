@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
+from probad.ad.extend import getval
 from probad.ad.scipy import special
-from probad.ad.tracer import getval
 
 from .discrete import Categorical
 from .distribution import Distribution

@@ -12,9 +12,9 @@ import math
 import numpy as onp
 
 import probad.ad.numpy as np
+from probad.ad.extend import getval
 from probad.ad.scipy import linalg as sla
 from probad.ad.scipy import special
-from probad.ad.tracer import getval
 
 from . import constraints
 from .continuous import log_standard_gamma

@@ -20,8 +20,8 @@ import math
 import numpy as onp
 
 import probad.ad.numpy as np
+from probad.ad.extend import getval, isbox
 from probad.ad.scipy import special
-from probad.ad.tracer import getval, isbox
 
 from . import constraints
 from .constraints import Constraint
@@ -83,6 +83,9 @@ class Transform:
 
     domain: Constraint = constraints.real
     codomain: Constraint = constraints.real
+    #: Whether the map is ``y = x``; a distribution in unconstrained space is
+    #: then the same distribution in constrained space (its moments are exact).
+    is_identity: bool = False
 
     def __call__(self, x):
         raise NotImplementedError(f"{type(self).__name__} must define __call__")
@@ -110,6 +113,8 @@ class Transform:
 
 class IdentityTransform(Transform):
     """``y = x`` on the real line."""
+
+    is_identity = True
 
     def __call__(self, x):
         return x
@@ -505,6 +510,10 @@ class IndependentTransform(Transform):
     @property
     def codomain(self) -> Constraint:
         return constraints.independent(self.base_transform.codomain, self.reinterpreted_batch_ndims)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.base_transform.is_identity
 
     def __call__(self, x):
         return self.base_transform(x)

@@ -1,12 +1,16 @@
 """``probad.infer``: from a model's potential to posterior draws.
 
-Kernels (``kernels``), adaptation (``adaptation``) and the single-chain loop
-(``chain``) know only a function ``q -> (U, dU/dq)``; ``density`` builds that
-function from a model; ``mcmc`` drives chains and ``results`` packages draws
-as ArviZ InferenceData. ``advi``, ``svi`` and ``laplace`` fit approximations
-to the same potential; ``predictive`` runs the model forward; ``sbc``
-calibrates a model and its inference over many simulated data sets, on any
-executor (``cluster`` for Ray).
+The NUTS and HMC kernels (``kernels``, and ``native_nuts`` in compiled code),
+adaptation (``adaptation``) and the single-chain loop (``chain``) know only a
+function ``q -> (U, dU/dq)``; ``density`` builds that function from a model
+(summing out discrete sites with ``enumerate``; ``discrete`` draws them back
+afterwards), starting where ``initialization`` says; ``mcmc`` drives chains,
+``results`` packages draws as ArviZ InferenceData and ``diagnostics`` checks
+them. ``advi``, ``svi`` (with ``autoguide`` and ``kl``) and ``laplace`` fit
+approximations to the same potential; ``reparam`` rewrites sites;
+``predictive`` runs the model forward; ``sbc`` calibrates a model and its
+inference over many simulated data sets, on any executor (``cluster`` for
+Ray).
 """
 from . import autoguide  # noqa: F401
 from .advi import ADVIFit, advi  # noqa: F401

@@ -699,7 +699,7 @@ class GaussianApproximation(ABC):
         pot = self.potential
         loc, sd = self.loc, self.marginal_sd
         means, stds = {}, {}
-        linear = {name for name, site in pot.sites.items() if _is_identity(site.transform)}
+        linear = {name for name, site in pot.sites.items() if site.transform.is_identity}
         for name in linear:
             site = pot.sites[name]
             sl = slice(site.offset, site.offset + site.size)
@@ -885,14 +885,6 @@ class ADVIFit(GaussianApproximation):
         ax.set_title(f"ADVI ({self.method})")
         ax.legend(loc="lower right", fontsize="small")
         return ax
-
-
-def _is_identity(transform) -> bool:
-    from ..distributions.transforms import IdentityTransform, IndependentTransform
-
-    while isinstance(transform, IndependentTransform):
-        transform = transform.base_transform
-    return isinstance(transform, IdentityTransform)
 
 
 def _has_deterministic(pot) -> bool:

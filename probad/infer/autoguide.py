@@ -34,7 +34,6 @@ from .. import handlers
 from ..distributions import (Delta, LowRankMultivariateNormal, MultivariateNormal, Normal)
 from ..distributions import constraints
 from ..primitives import param, sample
-from .advi import _is_identity
 from .density import potential as make_potential
 from .initialization import init_to_median
 
@@ -86,7 +85,7 @@ class AutoGuide(ABC):
         self._init_values = {name: init_values[name] for name in pot.sites}
         self._supports = {name: prototype[name]["fn"].support for name in pot.sites}
         self._identity_sites = {name for name, site in pot.sites.items()
-                                if _is_identity(site.transform)}
+                                if site.transform.is_identity}
 
     @property
     def sites(self):

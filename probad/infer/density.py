@@ -26,7 +26,7 @@ import numpy as onp
 import probad.ad.numpy as np
 from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
-from ..ad.tracer import isbox
+from ..ad.extend import isbox
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           validation_suspended)
 from ..distributions.transforms import biject_to, sum_rightmost
@@ -37,7 +37,8 @@ from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_di
                         is_enumerated, pointwise_log_likelihood)
 from .initialization import init_to_uniform, init_to_value
 
-__all__ = ["potential", "Potential", "Site", "log_density", "MissingDataWarning"]
+__all__ = ["potential", "Potential", "Site", "log_density", "MissingDataWarning",
+           "scaled_log_prob", "dim_names"]
 
 # Tries of the init strategy before giving up on a finite starting point.
 MAX_INIT_ATTEMPTS = 100
@@ -60,8 +61,20 @@ def _scaled_and_masked(msg, term):
     return term
 
 
-def _site_log_prob(msg):
-    """The log density of one sample site, scaled and masked, not summed."""
+def scaled_log_prob(msg):
+    """The log density of one sample site, scaled and masked, not summed.
+
+    Parameters
+    ----------
+    msg : dict
+        A ``sample`` site of a trace.
+
+    Returns
+    -------
+    array
+        ``msg["fn"].log_prob(msg["value"])`` times the site's ``scale``, zero
+        where its ``mask`` is False; one entry per batch element.
+    """
     return _scaled_and_masked(msg, msg["fn"].log_prob(msg["value"]))
 
 
@@ -69,7 +82,7 @@ def _log_joint(model_trace):
     total = 0.0
     for msg in model_trace.values():
         if msg["type"] == "sample":
-            total = total + np.sum(_site_log_prob(msg))
+            total = total + np.sum(scaled_log_prob(msg))
     return total
 
 
@@ -332,7 +345,9 @@ class Site:
     dims: tuple
 
 
-def _dims(name, shape, frames, event_ndim) -> tuple:
+def dim_names(name, shape, frames, event_ndim) -> tuple:
+    """Names of the dimensions of a site's value: the plate's name where a
+    plate of that size sits on the axis, else ``"{name}_dim_{axis}"``."""
     by_dim = {f.dim: f for f in frames}
     batch_ndim = len(shape) - event_ndim
     dims = []
@@ -345,7 +360,7 @@ def _dims(name, shape, frames, event_ndim) -> tuple:
 def _msg_dims(msg) -> tuple:
     value = msg["value"]
     event_ndim = len(msg["fn"].event_shape) if msg["type"] == "sample" else 0
-    return _dims(msg["name"], onp.shape(value), msg["cond_indep_stack"], event_ndim)
+    return dim_names(msg["name"], onp.shape(value), msg["cond_indep_stack"], event_ndim)
 
 
 def _finite(x) -> bool:
@@ -457,7 +472,7 @@ class Potential:
         checked = Enumerator(self.model, first_dim=self._enum_dim, check=True)
         with onp.errstate(all="ignore"):
             model_trace = trace(substitute(checked, data=values)).get_trace(**self.data)
-            contract(model_trace, self._enum_dim, _site_log_prob)
+            contract(model_trace, self._enum_dim, scaled_log_prob)
         for name, msg in model_trace.items():
             if msg["type"] == "deterministic" and (
                     onp.shape(msg["value"]) != onp.shape(prototype[name]["value"])
@@ -467,7 +482,7 @@ class Potential:
     def _log_joint(self, model_trace):
         if self._enum_dim is None:
             return _log_joint(model_trace)
-        return contract(model_trace, self._enum_dim, _site_log_prob)
+        return contract(model_trace, self._enum_dim, scaled_log_prob)
 
     # -- q <-> site values
     def _run(self, q):
@@ -801,7 +816,7 @@ class Potential:
             with _checked_at_sites():  # NaN parameters give NaN densities, not errors
                 model_trace, log_dets = self._concrete_run(q)
                 bad_density = [name for name, msg in model_trace.items()
-                               if msg["type"] == "sample" and not _finite(_site_log_prob(msg))]
+                               if msg["type"] == "sample" and not _finite(scaled_log_prob(msg))]
         except onp.linalg.LinAlgError as exc:
             return f"the model's linear algebra failed ({exc})"
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .results import _import_arviz
+from .results import import_arviz
 
 __all__ = ["check_sampling", "summary", "SamplingWarning"]
 
@@ -29,7 +29,7 @@ def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, partia
     partial. ``stacklevel`` is passed to ``warnings.warn`` so the warning
     points at the user's call.
     """
-    az = _import_arviz()
+    az = import_arviz()
     stats = idata.sample_stats
     problems = []
     n_chains, n_draws = stats.sizes["chain"], stats.sizes["draw"]
@@ -101,7 +101,7 @@ def summary(idata, *, var_names=None, hdi_prob: float = 0.9, print_table: bool =
     Defers to ``az.summary`` and prints it like NumPyro's ``print_summary``;
     returns the pandas DataFrame.
     """
-    az = _import_arviz()
+    az = import_arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob)

@@ -18,11 +18,11 @@ from typing import Callable, Mapping
 import numpy as onp
 
 from ..handlers import substitute, trace
-from .density import _dims, _site_log_prob
+from .density import dim_names, scaled_log_prob
 from .density import potential as make_potential
 from .enumerate import Enumerator, contract
-from .predictive import _flat_draws
-from .results import _import_arviz
+from .predictive import flat_draws
+from .results import import_arviz
 
 __all__ = ["infer_discrete"]
 
@@ -61,7 +61,7 @@ def _one_draw(model, data, first_dim, values, rng):
     enumerated = trace(substitute(Enumerator(model, first_dim=first_dim), data=values)
                        ).get_trace(**data)
     records = []
-    contract(enumerated, first_dim, _site_log_prob, records)
+    contract(enumerated, first_dim, scaled_log_prob, records)
     dim_of = {r.site: enumerated[r.site]["infer"]["_enum_dim"] for r in records}
     drawn = _sample_backward(records, dim_of, rng)
     out, dims = {}, {}
@@ -70,13 +70,13 @@ def _one_draw(model, data, first_dim, values, rng):
         shape = _plate_shape(msg["cond_indep_stack"])
         support = onp.ravel(msg["value"])
         out[name] = support[index].reshape(shape)
-        dims[name] = _dims(name, shape, msg["cond_indep_stack"], 0)
+        dims[name] = dim_names(name, shape, msg["cond_indep_stack"], 0)
     # Deterministic sites that depend on the discrete ones, at the drawn values.
     fixed = trace(substitute(model, data={**values, **out})).get_trace(**data)
     for name, msg in fixed.items():
         if msg["type"] == "deterministic" and name not in values:
             out[name] = onp.asarray(msg["value"])
-            dims[name] = _dims(name, onp.shape(out[name]), msg["cond_indep_stack"], 0)
+            dims[name] = dim_names(name, onp.shape(out[name]), msg["cond_indep_stack"], 0)
     return out, dims
 
 
@@ -121,7 +121,7 @@ def infer_discrete(model: Callable, data: Mapping | None = None, posterior=None,
     if pot._enum_dim is None:
         raise ValueError("the model has no enumerated site: mark discrete sites with "
                          "infer={'enumerate': 'parallel'} or wrap it in handlers.config_enumerate")
-    draws, leading = _flat_draws(posterior)
+    draws, leading, _ = flat_draws(posterior)
     missing = [name for name in pot.sites if name not in draws]
     if missing:
         raise ValueError(f"the posterior has no draws of the latent site(s) {', '.join(missing)}")
@@ -137,7 +137,7 @@ def infer_discrete(model: Callable, data: Mapping | None = None, posterior=None,
                     columns[name] = onp.empty((n,) + value.shape, value.dtype)
                 columns[name][i] = value
     columns = {name: v.reshape(leading + v.shape[1:]) for name, v in columns.items()}
-    az = _import_arviz()
+    az = import_arviz()
     if not isinstance(posterior, az.InferenceData):
         return {**posterior, **columns}
     new = posterior.copy()

@@ -14,7 +14,7 @@ import numpy as onp
 
 from .. import handlers
 from .density import model_arguments
-from .results import _import_arviz
+from .results import import_arviz
 
 __all__ = ["predictive", "prior_predictive"]
 
@@ -88,14 +88,14 @@ def _fixed_latents(draw):
     return value
 
 
-def _flat_draws(posterior) -> tuple[dict, tuple, set]:
+def flat_draws(posterior) -> tuple[dict, tuple, set]:
     """``(name -> draws with one leading axis, the leading shape to give back,
     the sites an InferenceData records as observed)``.
 
     An ``arviz.InferenceData`` (or its ``posterior`` group) has draws on two
     axes, ``(chain, draw)``: they are flattened here and restored on return.
     """
-    arviz = _import_arviz()
+    arviz = import_arviz()
     import xarray  # ArviZ's own dependency, loaded with it
 
     observed = set()
@@ -163,7 +163,7 @@ def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
         ``idata.extend(az.from_dict(posterior_predictive=...))``; of shape
         ``(num_draws, ...)`` for a mapping.
     """
-    draws, leading, observed = _flat_draws(posterior)
+    draws, leading, observed = flat_draws(posterior)
     rng = onp.random.default_rng(seed)
     data = model_arguments(data)
     forward = handlers.seed(handlers.uncondition(model), rng)

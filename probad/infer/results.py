@@ -15,7 +15,8 @@ import numpy as np
 __all__ = ["draws_to_inference_data", "constrained_draws", "log_likelihood", "check_coords"]
 
 
-def _import_arviz():
+def import_arviz():
+    """The ``arviz`` module, imported without the FutureWarning it gives on import."""
     # ArviZ announces its coming refactor on import; users of probad did not ask.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -110,7 +111,7 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
     log_likelihood : bool
         Whether to compute the pointwise ``log_likelihood`` group.
     """
-    az = _import_arviz()
+    az = import_arviz()
     posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood)
     if dropped is not None:
         warnings.warn(f"packaging the draws was {dropped} while computing the log_likelihood "
@@ -225,7 +226,7 @@ def log_likelihood(model, data: Mapping | None, idata, *, compile: bool = True):
     """
     from .density import potential as make_potential
 
-    az = _import_arviz()
+    az = import_arviz()
     pot = make_potential(model, data, compile=compile)
     post = idata.posterior
     missing = [name for name in pot.sites if name not in post]

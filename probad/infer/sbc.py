@@ -244,7 +244,7 @@ class SBCResult:
         if n == 0:
             raise ValueError("no fit succeeded, so there are no ranks to test")
         if method == "chi2":
-            bins = bins or _default_bins(self.rank_draws, n)
+            bins = bins or default_rank_bins(self.rank_draws, n)
             if (self.rank_draws + 1) % bins:
                 raise ValueError(f"bins must divide L + 1 = {self.rank_draws + 1}, got {bins}")
 
@@ -298,7 +298,9 @@ class SBCResult:
         return cls(ranks, diagnostics, rank_draws, attrs)
 
 
-def _default_bins(rank_draws: int, n: int) -> int:
+def default_rank_bins(rank_draws: int, n: int) -> int:
+    """The most bins (at most 20) that split the ``rank_draws + 1`` possible
+    ranks evenly and expect at least 5 of ``n`` ranks each; 1 if none does."""
     divisors = [b for b in range(2, 21) if (rank_draws + 1) % b == 0 and n / b >= 5]
     return max(divisors) if divisors else 1
 

@@ -30,11 +30,11 @@ import numpy as onp
 
 import probad.ad.numpy as np
 from .. import ad
-from ..ad.tracer import getval
+from ..ad.extend import getval
 from ..distributions.transforms import biject_to
 from .. import handlers
 from ..optim import Optimizer, OptimizerState
-from .density import _site_log_prob as site_log_prob_terms
+from .density import scaled_log_prob
 from .kl import kl_divergence
 from .progress import progress_bar
 
@@ -42,9 +42,9 @@ __all__ = ["SVI", "SVIState", "SVIRunResult", "Trace_ELBO", "TraceMeanField_ELBO
 
 
 # -------------------------------------------------------------- the ELBOs
-def _site_log_prob(msg):
+def _summed_log_prob(msg):
     """A sample site's log density, scaled and masked, summed to a scalar."""
-    return np.sum(site_log_prob_terms(msg))
+    return np.sum(scaled_log_prob(msg))
 
 
 def _is_auxiliary(msg) -> bool:
@@ -99,7 +99,7 @@ class Trace_ELBO:
 
     def _latent_term(self, model_msg, guide_msg):
         """This site's contribution to ``log p - log q``."""
-        return _site_log_prob(model_msg) - _site_log_prob(guide_msg)
+        return _summed_log_prob(model_msg) - _summed_log_prob(guide_msg)
 
     def _particle(self, rng, params, model, guide, args, kwargs):
         """``(elbo, score)``: the ELBO of one draw and the summed log q of the
@@ -110,16 +110,16 @@ class Trace_ELBO:
             if msg["type"] != "sample":
                 continue
             if msg["is_observed"]:
-                elbo = elbo + _site_log_prob(msg)
+                elbo = elbo + _summed_log_prob(msg)
             else:
                 elbo = elbo + self._latent_term(msg, guide_trace[name])
         for msg in guide_trace.values():
             if msg["type"] != "sample" or msg["is_observed"]:
                 continue
             if _is_auxiliary(msg):
-                elbo = elbo - _site_log_prob(msg)
+                elbo = elbo - _summed_log_prob(msg)
             if not msg["fn"].has_rsample:
-                log_q = _site_log_prob(msg)
+                log_q = _summed_log_prob(msg)
                 score = log_q if score is None else score + log_q
         return elbo, score
 

@@ -7,7 +7,8 @@ import probad.ad.numpy as np
 from probad.ad import grad, make_jvp, make_vjp
 from probad.ad.extend import (Box, ForwardTrace, ReverseTrace, SparseObject, VSpace, def_linear, defjvp,
                               defjvp_argnum, defjvp_argnums, defvjp, defvjp_argnum, defvjp_argnums, defvjp_rule,
-                              nondiff_primitive, notrace_primitive, primitive, register_notrace, vspace)
+                              getval, isbox, nondiff_primitive, notrace_primitive, primitive, register_notrace,
+                              unbroadcast_f, vspace)
 from probad.ad.misc import const_graph
 from probad.ad.test_util import check_grads
 
@@ -328,3 +329,34 @@ def test_sparse_cotangent_leaves_the_callers_cotangent_alone():
     g = onp.array([1.0, 2.0])
     onp.testing.assert_allclose(vjp(g), [1.0 + 3.0, 2.0])
     assert g.tolist() == [1.0, 2.0]
+
+
+# ------------------------------------------- looking under a traced value
+def test_getval_and_isbox_see_under_the_trace():
+    seen = []
+
+    def f(x):
+        seen.append((isbox(x), type(getval(x))))
+        return np.sum(x ** 2)
+
+    grad(f)(onp.ones(2))
+    f(onp.ones(2))
+    assert seen == [(True, onp.ndarray), (False, onp.ndarray)]
+
+
+# ---------------------------------------- the VJP of a broadcasting primitive
+@primitive
+def scaled_shift(x, a):
+    return a * x + a
+
+
+defvjp(scaled_shift, lambda ans, x, a: unbroadcast_f(x, lambda g: g * a),
+       lambda ans, x, a: unbroadcast_f(a, lambda g: g * (x + 1)))
+
+
+@pytest.mark.parametrize("x_shape, a_shape", [((3,), ()), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2,))])
+def test_unbroadcast_f_returns_the_cotangent_in_the_arguments_shape(x_shape, a_shape):
+    x, a = R.randn(*x_shape), R.randn(*a_shape)
+    gx, ga = grad(lambda x, a: np.sum(scaled_shift(x, a)), (0, 1))(x, a)
+    assert onp.shape(gx) == x_shape and onp.shape(ga) == a_shape
+    check_grads(scaled_shift, modes=["rev"], order=1)(x, a)

@@ -177,3 +177,19 @@ def test_inverse_of_underflowed_boundary_values_is_finite(t, y):
     # initialisation from prior draws.
     with onp.errstate(over="raise", divide="raise", invalid="raise"):
         assert onp.all(onp.isfinite(t.inv(y)))
+
+
+@pytest.mark.parametrize("t, identity", [
+    (T.IdentityTransform(), True),
+    (T.IndependentTransform(T.IdentityTransform(), 1), True),
+    (T.IndependentTransform(T.IndependentTransform(T.IdentityTransform(), 1), 1), True),
+    (T.ExpTransform(), False),
+    (T.IndependentTransform(T.ExpTransform(), 1), False),
+    (biject_to(constraints.real), True),
+    (biject_to(constraints.independent(constraints.real, 1)), True),
+    (biject_to(constraints.positive), False),
+    (biject_to(constraints.simplex), False),
+])
+def test_is_identity(t, identity):
+    # ADVI and the autoguides give exact constrained moments where this holds.
+    assert t.is_identity is identity

@@ -5,7 +5,9 @@
 (:mod:`.codegen`), and replays it on later calls with the same argument
 signature (:mod:`.function`). Python decisions on traced values become
 guards checked on replay; a failing guard means a new trace, never a stale
-result.
+result. With ``backend="native"`` (or ``"auto"``, where the cost model says it
+pays) the tape is instead lowered to data (:mod:`.native`) for one numba
+interpreter shared by every model (:mod:`.interpreter`).
 """
 from .codegen import GuardFailure, Tape
 from .function import (CompileWarning, Compiled, compile, compile_grad, compile_hvp,

@@ -81,6 +81,9 @@ def unbroadcast(g, target):
 
 
 def unbroadcast_f(target, f):
+    """The VJP ``g -> unbroadcast(f(g), target)``: wrap the VJP ``f`` of an
+    argument that numpy broadcast, so the cotangent comes back in the shape
+    and dtype of ``target``, that argument."""
     return lambda g: unbroadcast(f(g), target)
 
 
