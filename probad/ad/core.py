@@ -2,6 +2,7 @@
 ``defvjp``/``defjvp`` registry that primitives' derivative rules go through."""
 from __future__ import annotations
 
+from .misuse import explain
 from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
 
 __all__ = [
@@ -18,7 +19,7 @@ def make_vjp(fun, x):
     vector-Jacobian product of the output cotangent ``g``."""
     with trace_scope(ReverseTrace) as trace:
         start = trace.new_start(x)
-        end = _pack(fun(start))
+        end = _output(fun, start)
         if not isinstance(end, Box) or end._trace is not trace:
             def vjp(g):
                 return vspace(x).zeros()
@@ -79,6 +80,23 @@ def _vjp(fun, argnum):
         ) from None
 
 
+def _output(fun, start):
+    """``fun(start)``, packed into one box if it is a container; errors that
+    numpy words in its own terms are explained (``misuse.explain``)."""
+    try:
+        end = fun(start)
+    except (TypeError, ValueError) as exc:
+        better = explain(exc)
+        if better is None:
+            raise
+        raise better.with_traceback(exc.__traceback__) from None
+    if end is None:
+        raise TypeError(
+            "the function being differentiated returned None: its output, not its input, is "
+            "the problem. Return the value to differentiate (a missing `return`?)")
+    return _pack(end)
+
+
 def _pack(end):
     if isinstance(end, (tuple, list, dict)):
         from .builtins import pack  # containers build on core; import late to avoid a cycle
@@ -136,7 +154,7 @@ def make_jvp(fun, x):
     def jvp(g):
         with trace_scope(ForwardTrace) as trace:
             start = new_box(x, trace, g)
-            end = _pack(fun(start))
+            end = _output(fun, start)
             if not isinstance(end, Box) or end._trace is not trace:
                 return end, vspace(end).zeros()
             tangent = end._node
