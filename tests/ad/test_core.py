@@ -451,3 +451,21 @@ def test_public_api_names():
                  "hessian_vector_product", "tensor_jacobian_product", "make_ggnvp", "checkpoint",
                  "holomorphic_grad", "grad_named", "multigrad_dict", "tuple", "list", "dict", "isinstance"]:
         assert callable(getattr(ad, name)), name
+
+
+def test_plain_numpy_on_a_traced_value_says_use_probad_ad_numpy():
+    # Before: "operand 'ArrayBox' does not support ufuncs (__array_ufunc__=None)".
+    for operator in (grad, lambda f: lambda x: make_jvp(f)(x)(onp.ones(2))):
+        with pytest.raises(TypeError, match=r"numpy function was called on a traced value "
+                           r"\(at .*test_core.py:\d+: .*onp\.exp.*use probad\.ad\.numpy"):
+            operator(lambda x: onp.sum(onp.exp(x)))(onp.ones(2))
+
+
+def test_grad_of_a_function_returning_none_names_the_output():
+    # Before: "can't differentiate with respect to a NoneType", which reads as the input.
+    def no_return(x):
+        np.sum(x ** 2)
+
+    for operator in (grad, value_and_grad, lambda f: lambda x: make_jvp(f)(x)(1.0)):
+        with pytest.raises(TypeError, match="returned None: its output, not its input"):
+            operator(no_return)(1.0)
