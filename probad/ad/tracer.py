@@ -261,6 +261,11 @@ class primitive:
     """
 
     differentiable = True
+    # Whether the call can raise on some input *values* (a Cholesky factor of
+    # a matrix that is not positive definite, a failed ODE solve): the
+    # compiler then keeps the call even when its result is unused, so that a
+    # replay fails where the function itself fails.
+    may_raise = False
     # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
     # as the tape asks (a primitive meets few distinct ones); None when
     # ``vjp_keeps`` is not declared, so that every value is kept.
