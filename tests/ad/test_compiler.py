@@ -514,6 +514,34 @@ def test_dead_code_is_eliminated():
     assert [op.name for op in tape.ops] == ["sin"]
 
 
+@pytest.mark.parametrize("check", ["cholesky", "solve", "odeint"])
+def test_unused_operations_that_may_raise_are_kept(check):
+    # Before: a Cholesky factor computed only as a check was dead code, so the
+    # replay returned a value where the function raises LinAlgError.
+    from probad.ad.scipy.integrate import ODEintError, odeint
+
+    def f(x):
+        m = np.eye(2) + x * np.array([[0.0, 1.0], [1.0, 0.0]])
+        if check == "cholesky":
+            np.linalg.cholesky(m)
+        elif check == "solve":
+            np.linalg.solve(m, np.ones(2))
+        else:  # blows up in finite time for x > 1: the solver gives up
+            odeint(lambda y, t, k: k * y * y, onp.array([1.0]), onp.array([0.0, 1.0]), (x,), mxstep=50)
+        return np.sum(m * x)
+
+    for fun in (f, value_and_grad(f)):
+        compiled = compile(fun)
+        assert_same(compiled(0.5), fun(0.5))
+        error = ODEintError if check == "odeint" else onp.linalg.LinAlgError
+        for _ in range(2):  # a fresh trace, then a replay
+            with pytest.raises(error):
+                fun(1.0 if check == "solve" else 1.5)
+            with pytest.raises(error):
+                compiled(1.0 if check == "solve" else 1.5)
+        assert compiled.trace_count == 1
+
+
 def test_captured_arrays_are_fixed_at_trace_time():
     data = onp.array([1.0, 2.0])
     compiled = compile(lambda x: x * data + data.sum())

@@ -1,9 +1,11 @@
 """From model to density: the potential against hand-written densities,
 transforms and Jacobians, init strategies, and every bad-input error."""
 import math
+import warnings
 
 import numpy as onp
 import pytest
+from scipy.integrate import ODEintWarning
 
 import probad.ad.numpy as np
 from probad import distributions as dist
@@ -543,3 +545,92 @@ def test_structure_changing_with_latent_values_is_an_error():
     other = 1.0 if "extra" not in pot.sites else -1.0
     with pytest.raises(ValueError, match="must not depend on the values of its latent sites"):
         pot(onp.full(pot.dim, other))
+
+
+# ------------------------------------------- where U cannot be evaluated
+def _unused_cholesky_model():
+    x = sample("x", dist.Normal(0.0, 1.0))
+    np.linalg.cholesky(np.eye(2) + x * np.array([[0.0, 1.0], [1.0, 0.0]]))  # a check only
+    sample("y", dist.Normal(x, 1.0), obs=0.5)
+
+
+def _nan_parameter_model():
+    x = sample("x", dist.Normal(0.0, 1.0))
+    sample("y", dist.Normal(0.0, np.sqrt(x)), obs=0.5)  # NaN scale for x < 0
+
+
+def _failing_ode_model():
+    from probad.ad.scipy.integrate import odeint
+
+    k = sample("k", dist.Normal(0.0, 1.0))
+    # y' = c y^2 from y(0) = 1 blows up at t = 1/c: for k > 1.5 before t = 2.
+    path = odeint(lambda y, t, c: c * y * y, onp.ones(1), onp.array([0.0, 2.0]), (k - 1.0,),
+                  mxstep=60)
+    sample("y", dist.Normal(path[-1, 0], 1.0), obs=0.5)
+
+
+@pytest.mark.parametrize("model, bad, kind", [
+    (_unused_cholesky_model, 1.5, "linear algebra failed"),
+    (_nan_parameter_model, -1.5, "NaN energy"),
+    (_failing_ode_model, 2.5, "ODE solve failed")])
+def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind):
+    # Before: the compiled gradient dropped an unused failing Cholesky (finite
+    # where eager is inf); a NaN parameter raised eagerly but gave NaN and a
+    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient.
+    results = {}
+    for compile in (True, False):
+        pot = potential(model, compile=compile)
+        with warnings.catch_warnings():
+            # No numpy RuntimeWarning, no scipy ODEintWarning escapes. (A model
+            # with odeint runs eagerly under compile=True, with a CompileWarning:
+            # the adjoint's cache keeps traced values.)
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.simplefilter("error", ODEintWarning)
+            for q in (0.3, bad, 0.2, bad):
+                q = onp.array([q])
+                results.setdefault(compile, []).append((pot(q), *pot.value_and_grad(q)))
+        assert pot.rejections == {kind: 4}
+        assert kind in pot.rejection_examples
+        if kind == "NaN energy":
+            assert "site(s) y" in pot.rejection_examples[kind]
+    for compiled, eager in zip(results[True], results[False]):
+        assert compiled[0] == eager[0] == compiled[1] == eager[1]
+        onp.testing.assert_array_equal(compiled[2], eager[2])
+    assert results[True][1][:2] == (math.inf, math.inf)
+    onp.testing.assert_array_equal(results[True][1][2], [0.0])
+
+
+def _math_exp_model(y=None):
+    mu = sample("mu", dist.Normal(0.0, 5.0))
+    s = sample("s", dist.HalfNormal(1.0))
+    sample("y", dist.Normal(math.exp(mu), s), obs=y)
+
+
+def _numpy_exp_model(y=None):
+    mu = sample("mu", dist.Normal(0.0, 5.0))
+    sample("y", dist.Normal(onp.exp(mu), 1.0), obs=y)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_math_exp_of_a_latent_names_the_site(compile):
+    # Before: math.exp(mu) was a constant, so the gradient silently ignored the
+    # likelihood's dependence on mu (the sampler drew from the prior).
+    pot = potential(_math_exp_model, {"y": onp.array([1.0, 2.0])}, compile=compile)
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu': float\(\) of a traced value would "
+                       r"drop its derivative \(at .*test_density.py:\d+: .*math\.exp\(mu\)"):
+        pot.value_and_grad(onp.zeros(pot.dim))
+
+
+def test_pb_map_with_math_exp_names_the_site():
+    import probad as pb
+
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu': float\(\)"):
+        pb.map(_math_exp_model, {"y": onp.array([1.0, 2.0])})
+
+
+def test_plain_numpy_on_a_latent_names_the_sites_in_scope():
+    # Before: "operand 'ArrayBox' does not support ufuncs (__array_ufunc__=None)".
+    pot = potential(_numpy_exp_model, {"y": onp.array([1.0, 2.0])})
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu' in scope: a numpy function was "
+                       r"called on a traced value \(at .*onp\.exp\(mu\).*use probad\.ad\.numpy"):
+        pot.value_and_grad(onp.zeros(pot.dim))
