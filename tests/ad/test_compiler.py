@@ -7,8 +7,8 @@ import pytest
 
 import probad.ad.numpy as np
 from probad.ad import grad, hessian, value_and_grad
-from probad.ad.compiler import (CompileWarning, compile, compile_grad, compile_hvp,
-                                compile_value_and_grad)
+from probad.ad.compiler import (CompileMismatchError, CompileWarning, compile, compile_grad,
+                                compile_hvp, compile_value_and_grad)
 from probad.ad.decorators import function, gradient, hessian_vector
 from probad.ad.extend import primitive
 from probad.ad.tracer import primitive as primitive_class
@@ -548,6 +548,34 @@ def test_captured_arrays_are_fixed_at_trace_time():
     assert_same(compiled(1.0), onp.array([4.0, 5.0]))
     data[:] = 10.0  # the tape holds a snapshot: direct and folded uses agree
     assert_same(compiled(1.0), onp.array([4.0, 5.0]))
+
+
+def test_check_mode_catches_a_stale_global(monkeypatch):
+    # Before: a compiled function went on returning results for the old value,
+    # and nothing could tell.
+    scale = {"now": 2.0}
+
+    def f(x):
+        return np.sum(x * scale["now"]), {"grad": x}
+
+    for compiled in (compile(f, check=True), compile(value_and_grad(lambda x: f(x)[0]), check=True)):
+        scale["now"] = 2.0
+        first = compiled(onp.ones(2))
+        assert_same(compiled(onp.ones(2)), first)  # a replay that agrees
+        scale["now"] = 3.0
+        with pytest.raises(CompileMismatchError, match=r"disagrees with running it eagerly: the "
+                           r"output\[0\] is 4\.0 compiled, 6\.0 eagerly.*Pass such values as "
+                           r"arguments, or compile the function again"):
+            compiled(onp.ones(2))
+    assert not compile(f).check
+    monkeypatch.setenv("PROBAD_COMPILE_CHECK", "1")
+    assert compile(f).check and not compile(f, check=False).check
+
+
+@pytest.mark.parametrize("fun, inputs", CASES, ids=IDS)
+def test_check_mode_passes_where_replays_are_right(fun, inputs):
+    compiled = check_against_eager(fun, inputs, check=True)
+    assert compiled.check
 
 
 def test_constant_outputs_are_fresh_arrays():

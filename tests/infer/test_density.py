@@ -294,6 +294,21 @@ def test_compiled_potential_matches_eager(name):
     assert compiled._energy_and_grad.trace_count == 1
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compile_check_mode_raises_no_false_alarm(name, monkeypatch):
+    # PROBAD_COMPILE_CHECK=1 compares every replay with eager evaluation; on
+    # correct tapes it must stay silent.
+    monkeypatch.setenv("PROBAD_COMPILE_CHECK", "1")
+    model, data = MODELS[name]
+    pot = potential(model, data)
+    assert pot._energy_and_grad.check and pot._outputs.check
+    for seed in range(3):
+        q = pot.initial_point(seed=seed)
+        pot.value_and_grad(q)
+        pot(q)
+        pot.constrain_and_log_likelihood(q)
+
+
 def test_compiled_potential_follows_a_branch_on_a_latent_value():
     def model():
         x = sample("x", dist.Normal(0.0, 1.0))
