@@ -436,7 +436,7 @@ class Potential:
         stands for all ``size`` local variables, Jacobians included.
         """
         log_dets = {}
-        reached = []  # (site name, its value): to name sites in a TracedValueError
+        reached = []  # (site name, tape position of its value): to name sites in errors
 
         def latent_value(msg):
             if msg["type"] == "plate":

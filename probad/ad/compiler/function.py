@@ -373,7 +373,7 @@ class Compiled:
 
 def _difference(got, want, where: str) -> str | None:
     """Where a replay's output ``got`` differs from the eager ``want``, or None."""
-    if isinstance(want, (tuple, list)) or isinstance(want, dict):
+    if isinstance(want, (tuple, list, dict)):
         if type(got) is not type(want) or len(got) != len(want) or \
                 isinstance(want, dict) and list(got) != list(want):
             return f"{where} has another structure ({_short(got)} against {_short(want)})"
@@ -449,9 +449,9 @@ def compile(fun, max_tapes: int = 8, check: bool | None = None) -> Compiled:
 
     **Stale results.** Arrays and globals that ``fun`` reads without taking
     them as arguments are constants of the tape, copied when it is traced:
-    if they change afterwards, replays go on using the old values (and a
-    ``float(x)`` of a traced value is a guard, so it holds only for the
-    value it saw). The fix is to pass anything that changes as an argument,
+    if they change afterwards, replays go on using the old values. (A
+    ``float(x)`` of a traced value is no such constant: it is a guard, which
+    holds only for the value it saw.) The fix is to pass anything that changes as an argument,
     or to call ``compile`` again after changing it. ``check=True`` (or
     ``PROBAD_COMPILE_CHECK=1``) finds such cases: it compares every replay
     with eager evaluation.
