@@ -568,8 +568,9 @@ class Potential:
         ``jacobian=False``, U leaves out the log|det J| term.
 
         Where the density cannot be evaluated, the point gets infinite
-        energy and a zero gradient, so that a sampler rejects it instead of
-        the chain dying (as in Stan), and an optimiser steps back: a
+        energy, so that a sampler rejects it instead of the chain dying (as
+        in Stan), and an optimiser steps back; the gradient is zero where
+        an error stopped its computation, and as computed (NaN) otherwise: a
         linear-algebra failure (a Cholesky factor of a matrix that is not
         numerically positive definite), a failed ODE solve (``odeint``'s
         :class:`~probad.ad.scipy.integrate.ODEintError`), or a NaN energy (a
@@ -586,13 +587,14 @@ class Potential:
                 value, grad = self._energy_and_grad(q, jacobian)
             except _UNDEFINED_AT as exc:
                 return self._reject(exc, q), onp.zeros_like(q)
+        grad = onp.asarray(grad, dtype=onp.float64)
         if value != value:
-            return self._reject(None, q), onp.zeros_like(q)
-        return float(value), onp.asarray(grad, dtype=onp.float64)
+            return self._reject(None, q, grad), grad
+        return float(value), grad
 
-    def _reject(self, error: Exception | None, q) -> float:
+    def _reject(self, error: Exception | None, q, grad=None) -> float:
         """Count a point where ``U`` cannot be evaluated (``error``, or NaN if
-        None) and return its energy, +inf."""
+        None; ``grad`` what the gradient came out as) and return its energy, +inf."""
         if error is None:
             kind = "NaN energy"
         else:
@@ -601,7 +603,7 @@ class Potential:
         if kind not in self.rejection_examples:
             if error is None:  # once: it takes one more run of the model
                 q = onp.asarray(q, dtype=onp.float64)
-                detail = self.describe_nonfinite(q, onp.zeros_like(q))
+                detail = self.describe_nonfinite(q, onp.zeros_like(q) if grad is None else grad)
             else:
                 detail = f"{type(error).__name__}: {error}"
             self.rejection_examples[kind] = detail
