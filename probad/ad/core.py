@@ -2,7 +2,7 @@
 ``defvjp``/``defjvp`` registry that primitives' derivative rules go through."""
 from __future__ import annotations
 
-from .misuse import explain, floating_point_warnings_at_user
+from .misuse import explain
 from .tracer import Box, ReverseTrace, Trace, new_box, primitive, trace_scope
 
 __all__ = [
@@ -17,8 +17,7 @@ __all__ = [
 def make_vjp(fun, x):
     """Trace ``fun`` at ``x``; return ``(vjp, fun(x))`` where ``vjp(g)`` is the
     vector-Jacobian product of the output cotangent ``g``."""
-    with floating_point_warnings_at_user(not trace_scope.depth), \
-            trace_scope(ReverseTrace) as trace:
+    with trace_scope(ReverseTrace) as trace:
         start = trace.new_start(x)
         end = _output(fun, start)
         if not isinstance(end, Box) or end._trace is not trace:
@@ -30,8 +29,7 @@ def make_vjp(fun, x):
         end_index = end._node
 
     def vjp(g):
-        with floating_point_warnings_at_user(not trace_scope.depth):
-            out = backward(tape, end_index, g)
+        out = backward(tape, end_index, g)
         return vspace(x).zeros() if out is None else out
 
     return vjp, end._value
@@ -154,8 +152,7 @@ def make_jvp(fun, x):
     """Return ``jvp(v) -> (fun(x), J v)``, tracing ``fun`` once per call."""
 
     def jvp(g):
-        with floating_point_warnings_at_user(not trace_scope.depth), \
-                trace_scope(ForwardTrace) as trace:
+        with trace_scope(ForwardTrace) as trace:
             start = new_box(x, trace, g)
             end = _output(fun, start)
             if not isinstance(end, Box) or end._trace is not trace:

@@ -8,22 +8,14 @@ derivative should flow, so each of these raises :class:`TracedValueError`
 user's code, and what to write instead. numpy wraps or words some of these
 errors its own way; :func:`explain` recovers ours at the entry points of
 ``probad.ad`` (``make_vjp``, ``make_jvp``).
-
-numpy's floating-point warnings (``log(0)``) would point at the line of
-probad that called the ufunc; :func:`floating_point_warnings_at_user` makes
-them point at the user's line and name the primitive or derivative.
 """
 from __future__ import annotations
 
-import contextlib
 import linecache
 import os
 import sys
-import warnings
 
-import numpy as onp
-
-__all__ = ["TracedValueError", "user_location", "explain", "floating_point_warnings_at_user"]
+__all__ = ["TracedValueError", "user_location", "explain"]
 
 # Frames in these directories are probad's own (the package root: probad.ad is
 # used from the model layer too) or numpy's; the first other frame is the user's.
@@ -116,47 +108,3 @@ def explain(exc: BaseException) -> TracedValueError | None:
             f"follow its derivative: {_NUMPY_HINT}, e.g. np.exp(x) for numpy.exp(x)",
             None, location)
     return None
-
-
-# ------------------------------------------------ floating-point warnings
-_TRACER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tracer.py")
-_CORE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core.py")
-_NO_CONTEXT = contextlib.nullcontext()
-
-
-def _floating_point_warning(kind: str, flag: int) -> None:
-    """numpy's error callback: the RuntimeWarning numpy would give, located at
-    the user's line instead of probad's, naming the primitive (or the
-    derivative being taken) where it happened. Its *module* stays that of the
-    probad code that called numpy, as for numpy's own warning, so that
-    filters on probad's modules still apply."""
-    caller = frame = sys._getframe(1)  # the frame that called the ufunc
-    primitive = derivative = None
-    while frame is not None and _is_internal(frame.f_code.co_filename):
-        code = frame.f_code
-        if code.co_filename == _TRACER_FILE and primitive is None \
-                and code.co_name in ("__call__", "_call_traced"):
-            primitive = getattr(frame.f_locals.get("self"), "__name__", None)
-        elif code.co_filename == _CORE_FILE and derivative is None \
-                and code.co_name in ("backward", "record"):
-            fun = frame.f_locals.get("fun")
-            mode = "VJP" if code.co_name == "backward" else "JVP"
-            derivative = f"the derivative ({mode}) of '{getattr(fun, '__name__', fun)}'"
-        frame = frame.f_back
-    where = derivative or (f"'{primitive}'" if primitive else "a numpy operation")
-    user = frame or caller
-    warnings.warn_explicit(f"{kind} encountered in {where}", RuntimeWarning,
-                           user.f_code.co_filename, user.f_lineno,
-                           module=caller.f_globals.get("__name__", "probad"),
-                           registry=user.f_globals.setdefault("__warningregistry__", {}))
-
-
-def floating_point_warnings_at_user(outermost: bool):
-    """A context in which numpy's floating-point *warnings* (the modes set to
-    ``"warn"``; ``"ignore"`` and ``"raise"`` stay as they are) point at the
-    user's code. Only the ``outermost`` transformation installs it: the
-    compiler records each op's error state, and must see the user's."""
-    if not outermost:
-        return _NO_CONTEXT
-    modes = {k: "call" for k, v in onp.geterr().items() if v == "warn"}
-    return onp.errstate(call=_floating_point_warning, **modes) if modes else _NO_CONTEXT
