@@ -15,7 +15,7 @@ import linecache
 import os
 import sys
 
-__all__ = ["TracedValueError", "user_location", "explain"]
+__all__ = ["TracedValueError", "user_location", "at", "lost_derivative", "explain"]
 
 # Frames in these directories are probad's own (the package root: probad.ad is
 # used from the model layer too) or numpy's; the first other frame is the user's.
