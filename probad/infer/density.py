@@ -763,7 +763,10 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
     compile : bool
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
-        them (fast); otherwise run the model at every call.
+        them (fast); otherwise run the model at every call. With the
+        environment variable ``PROBAD_COMPILE_CHECK=1`` every replay is also
+        compared with running the model (a debug mode, see
+        ``probad.ad.compile``).
 
     Notes
     -----
