@@ -650,3 +650,15 @@ def test_plain_numpy_on_a_latent_names_the_sites_in_scope():
     with pytest.raises(TypeError, match=r"latent site\(s\) 'mu' in scope: a numpy function was "
                        r"called on a traced value \(at .*onp\.exp\(mu\).*use probad\.ad\.numpy"):
         pot.value_and_grad(onp.zeros(pot.dim))
+
+
+def test_quiet_false_leaves_numpy_warnings_to_the_caller():
+    # The kernels silence them once per transition; value_and_grad need not again.
+    pot = potential(_nan_parameter_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert pot.value_and_grad(onp.array([-1.5]))[0] == math.inf
+        with pytest.raises(RuntimeWarning, match="invalid value"):
+            pot.value_and_grad(onp.array([-1.5]), quiet=False)
+        with onp.errstate(invalid="ignore"):
+            assert pot.value_and_grad(onp.array([-1.5]), quiet=False)[0] == math.inf
