@@ -216,6 +216,13 @@ def _stacklevel() -> int:
     return level
 
 
+def _native_pays(tape: Tape) -> bool:
+    from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
+    numpy_ns, native_ns = native.estimated_costs(tape)
+    return native_ns < numpy_ns
+
+
 # ---------------------------------------------------------------- compiled
 class Compiled:
     """A function that replays recorded tapes; built by :func:`compile`.
@@ -233,14 +240,20 @@ class Compiled:
         Number of times the function has been traced.
     max_tapes : int
         Most tapes (control-flow paths) kept per cache key.
+    backend : {"numpy", "native", "auto"}
+        What replays a tape (see :func:`compile`).
     check : bool
         Whether every replay is compared with eager evaluation (see :func:`compile`).
     """
 
-    def __init__(self, fun, max_tapes: int = 8, check: bool | None = None):
+    def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy",
+                 check: bool | None = None):
+        if backend not in ("numpy", "native", "auto"):
+            raise ValueError(f"backend must be 'numpy', 'native' or 'auto', got {backend!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.max_tapes = max_tapes
+        self.backend = backend
         self.check = os.environ.get(CHECK_ENV) == "1" if check is None else bool(check)
         self.tapes: dict[tuple, list[Tape]] = {}
         self.eager_keys: dict[tuple, str] = {}
@@ -335,6 +348,8 @@ class Compiled:
             self._give_up(key, trace.unreplayable)
             return result
         tape = build_tape(trace, n_inputs, outputs, self._name())
+        if self.backend == "native" or self.backend == "auto" and _native_pays(tape):
+            self._go_native(tape)
         self.tapes.setdefault(key, []).insert(0, tape)
         return result
 
@@ -347,6 +362,19 @@ class Compiled:
                 "The usual cause is an array or global that the function reads and that "
                 "changed after it was traced: a tape keeps the values it saw then. Pass such "
                 "values as arguments, or compile the function again after changing them.")
+
+    def _go_native(self, tape: Tape) -> None:
+        """Replay ``tape`` natively, or keep its numpy replay with one warning
+        per reason (naming the primitives the interpreter lacks)."""
+        from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
+        try:
+            tape.native = native.lower(tape)
+        except native.Unsupported as why:
+            self._warn(("native", str(why)), f"{self._name()}: replayed by numpy, not natively: "
+                       f"no native lowering for {why}")
+            return
+        tape.replay = tape.native.replay
 
     @staticmethod
     def _output_leaf(trace, value):
@@ -402,7 +430,8 @@ def _short(x) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile(fun, max_tapes: int = 8, check: bool | None = None) -> Compiled:
+def compile(fun, max_tapes: int = 8, backend: str = "numpy",
+            check: bool | None = None) -> Compiled:
     """Record ``fun`` into flat tapes of primitive calls and replay them.
 
     Parameters
@@ -413,6 +442,18 @@ def compile(fun, max_tapes: int = 8, check: bool | None = None) -> Compiled:
     max_tapes : int
         Most control-flow paths kept per argument signature; calls taking a
         new path beyond that run eagerly (with one warning).
+    backend : {"numpy", "native", "auto"}
+        ``"numpy"`` replays a tape as straight-line Python calling numpy, one
+        call per primitive. ``"native"`` lowers it to data for a compiled
+        interpreter (numba, see :mod:`probad.ad.compiler.native`): no Python
+        call per primitive, results equal to the numpy replay's up to
+        rounding. A tape using a primitive the interpreter lacks (or numba
+        missing) stays on the numpy replay, with one warning naming it.
+        ``"auto"`` is ``"native"`` for the tapes that a cost model
+        (:func:`~probad.ad.compiler.native.estimated_costs`) predicts to run
+        faster natively, and ``"numpy"`` for the others (long vectors of
+        exp/log, where numpy's SIMD loops win). The choice depends on the
+        tape only, so a seed gives the same draws on every run.
     check : bool, optional
         Debug mode: every replay also runs ``fun`` eagerly and raises
         :class:`CompileMismatchError`, naming the first output entry that
@@ -451,23 +492,23 @@ def compile(fun, max_tapes: int = 8, check: bool | None = None) -> Compiled:
     them as arguments are constants of the tape, copied when it is traced:
     if they change afterwards, replays go on using the old values. (A
     ``float(x)`` of a traced value is no such constant: it is a guard, which
-    holds only for the value it saw.) The fix is to pass anything that changes as an argument,
-    or to call ``compile`` again after changing it. ``check=True`` (or
+    holds only for the value it saw.) The fix is to pass anything that
+    changes as an argument, or to call ``compile`` again after changing it. ``check=True`` (or
     ``PROBAD_COMPILE_CHECK=1``) finds such cases: it compares every replay
     with eager evaluation.
     """
-    return Compiled(fun, max_tapes, check)
+    return Compiled(fun, max_tapes, backend, check)
 
 
 def compile_value_and_grad(fun, argnum=0, max_tapes: int = 8,
                            check: bool | None = None) -> Compiled:
     """Compiled ``value_and_grad(fun, argnum)``: one replay gives both."""
-    return Compiled(value_and_grad(fun, argnum), max_tapes, check)
+    return Compiled(value_and_grad(fun, argnum), max_tapes, check=check)
 
 
 def compile_grad(fun, argnum=0, max_tapes: int = 8, check: bool | None = None) -> Compiled:
     """Compiled ``grad(fun, argnum)``."""
-    return Compiled(grad(fun, argnum), max_tapes, check)
+    return Compiled(grad(fun, argnum), max_tapes, check=check)
 
 
 def compile_hvp(fun, argnum=0, max_tapes: int = 8, check: bool | None = None) -> Compiled:
@@ -483,4 +524,4 @@ def compile_hvp(fun, argnum=0, max_tapes: int = 8, check: bool | None = None) ->
         return make_jvp(grad_fun, argnum)(*args, **kwargs)(vector)[1]
 
     hvp.__name__ = f"hvp_{getattr(fun, '__name__', 'fun')}"
-    return Compiled(hvp, max_tapes, check)
+    return Compiled(hvp, max_tapes, check=check)
