@@ -6,8 +6,8 @@ functions you differentiate.
 """
 from . import numpy  # noqa: F401  (registers array boxes and vector spaces)
 from . import builtins as _builtins
-from .compiler import (CompileWarning, compile, compile_grad, compile_hvp,  # noqa: F401
-                       compile_value_and_grad)
+from .compiler import (CompileMismatchError, CompileWarning, compile, compile_grad,  # noqa: F401
+                       compile_hvp, compile_value_and_grad)
 from .core import vspace  # noqa: F401
 from .decorators import function, gradient, hessian_vector  # noqa: F401
 from .differential_operators import (checkpoint, deriv, elementwise_grad, grad, grad_and_aux,  # noqa: F401
@@ -30,5 +30,6 @@ __all__ = [
     "make_ggnvp", "checkpoint", "holomorphic_grad", "grad_named", "multigrad_dict",
     "vspace", "tuple", "list", "dict", "isinstance", "type",
     "compile", "compile_value_and_grad", "compile_grad", "compile_hvp", "CompileWarning",
+    "CompileMismatchError",
     "function", "gradient", "hessian_vector",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from .misuse import explain
 from .tracer import Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope
 from .wrap_util import func, subval
 
@@ -24,7 +25,7 @@ def make_vjp(fun, x):
     vector-Jacobian product of the output cotangent ``g``."""
     with trace_scope(ReverseTrace) as trace:
         start = trace.new_start(x)
-        end = _pack(fun(start))
+        end = _output(fun, start)
         if not isinstance(end, Box) or end._trace is not trace:
             def vjp(g):
                 return vspace(x).zeros()
@@ -85,6 +86,23 @@ def _vjp(fun, argnum):
         ) from None
 
 
+def _output(fun, start):
+    """``fun(start)``, packed into one box if it is a container; errors that
+    numpy words in its own terms are explained (``misuse.explain``)."""
+    try:
+        end = fun(start)
+    except (TypeError, ValueError) as exc:
+        better = explain(exc)
+        if better is None:
+            raise
+        raise better.with_traceback(exc.__traceback__) from None
+    if end is None:
+        raise TypeError(
+            "the function being differentiated returned None: its output, not its input, is "
+            "the problem. Return the value to differentiate (a missing `return`?)")
+    return _pack(end)
+
+
 def _pack(end):
     if isinstance(end, (tuple, list, dict)):
         from .builtins import pack  # containers build on core; import late to avoid a cycle
@@ -142,7 +160,7 @@ def make_jvp(fun, x):
     def jvp(g):
         with trace_scope(ForwardTrace) as trace:
             start = new_box(x, trace, g)
-            end = _pack(fun(start))
+            end = _output(fun, start)
             if not isinstance(end, Box) or end._trace is not trace:
                 return end, vspace(end).zeros()
             tangent = end._node

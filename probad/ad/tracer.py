@@ -25,6 +25,8 @@ import types
 import warnings
 import weakref
 
+from .misuse import lost_derivative
+
 __all__ = [
     "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
     "new_box", "isbox", "getval", "trace_scope", "Node", "trace",
@@ -115,6 +117,21 @@ _stub_types = ValueMeta.stub_types
 _STUB_MIN_BYTES = 1024
 
 
+#: Conversions that return a value with the derivative of the identity (the
+#: number itself), kind -> how to name it: on a float or complex box they
+#: would silently drop that derivative. ``bool``, ``int`` and ``__index__``
+#: are piecewise constant, so a constant is their exact derivative; they stay
+#: allowed, for control flow and sizes. (The numpy layer adds ``.item()``.)
+LOSSY_CONVERSIONS: dict = {float: "float()", complex: "complex()"}
+
+
+def _inexact(value) -> bool:
+    if isinstance(value, (float, complex)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and dtype.kind in "fc"
+
+
 class Trace:
     """Base class of traces; subclasses decide what a primitive call leaves behind."""
 
@@ -124,7 +141,14 @@ class Trace:
         self.level = level
 
     def concretize(self, box, kind):
-        """Python asked for a concrete value (``bool``/``int``/``float``/...)."""
+        """Python asked for a concrete value (``bool``/``int``/``float``/...).
+
+        A derivative trace refuses a conversion in ``LOSSY_CONVERSIONS`` of a
+        float or complex value (autograd's boxes raise TypeError there too):
+        the number would leave the trace with no derivative.
+        """
+        if kind in LOSSY_CONVERSIONS and _inexact(getval(box)):
+            raise lost_derivative(box, LOSSY_CONVERSIONS[kind])
         value = box._value
         if isinstance(value, Box):
             # Pass the question down: a lower trace (the compiler's) may need
@@ -242,6 +266,11 @@ class primitive:
     """
 
     differentiable = True
+    # Whether the call can raise on some input *values* (a Cholesky factor of
+    # a matrix that is not positive definite, a failed ODE solve): the
+    # compiler then keeps the call even when its result is unused, so that a
+    # replay fails where the function itself fails.
+    may_raise = False
     # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
     # as the tape asks (a primitive meets few distinct ones); None when
     # ``vjp_keeps`` is not declared, so that every value is kept.

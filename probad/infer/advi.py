@@ -31,6 +31,7 @@ precise (see :func:`advi`, Notes).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -1030,7 +1031,8 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
         # Draws far in the tails may overflow on the way to a non-finite
         # loss; such steps are detected and skipped, so numpy need not warn.
         with onp.errstate(all="ignore"):
-            run = _optimise(pot.value_and_grad, family, theta0, rng=rng, steps=steps,
+            run = _optimise(functools.partial(pot.value_and_grad, quiet=False), family, theta0,
+                            rng=rng, steps=steps,
                             learning_rate=learning_rate, num_particles=num_particles,
                             tol=tol, clip_norm=clip_norm, bar=bar)
         if bar is not None:  # an early stop ends the bar at 100%

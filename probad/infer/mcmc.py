@@ -166,7 +166,9 @@ def _run_job(job: _ChainJob, pot=None):
     if job.kernel_backend != "python" and _native_form(pot) is not None:
         native = functools.partial(_native_form, pot)
     try:
-        return run_chain(pot.value_and_grad, q0, seed_or_rng=np.random.default_rng(chain_seed),
+        # The kernels silence numpy's floating-point warnings themselves.
+        return run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
+                         seed_or_rng=np.random.default_rng(chain_seed),
                          progress=progress if bar is None else bar, should_stop=job.stop,
                          native_potential=native, **job.options)
     finally:

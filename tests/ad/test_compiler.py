@@ -7,8 +7,8 @@ import pytest
 
 import probad.ad.numpy as np
 from probad.ad import grad, hessian, value_and_grad
-from probad.ad.compiler import (CompileWarning, compile, compile_grad, compile_hvp,
-                                compile_value_and_grad)
+from probad.ad.compiler import (CompileMismatchError, CompileWarning, compile, compile_grad,
+                                compile_hvp, compile_value_and_grad)
 from probad.ad.decorators import function, gradient, hessian_vector
 from probad.ad.extend import primitive
 from probad.ad.tracer import primitive as primitive_class
@@ -153,9 +153,22 @@ def test_values_match_eager(fun, inputs):
     check_against_eager(fun, inputs)
 
 
-@pytest.mark.parametrize("fun, inputs", CASES, ids=IDS)
+# float() and .item() of a traced value have no derivative to give (see
+# test_float_of_a_traced_value_raises_under_grad); the other cases do.
+GRAD_CASES = [(case, name) for case, name in zip(CASES, IDS) if name != "item_float"]
+
+
+@pytest.mark.parametrize("fun, inputs", [c for c, _ in GRAD_CASES], ids=[n for _, n in GRAD_CASES])
 def test_value_and_grad_match_eager(fun, inputs):
     check_against_eager(value_and_grad(fun), inputs)
+
+
+def test_float_of_a_traced_value_raises_under_grad():
+    # Before: float(x.sum()) was a constant, so its derivative silently went missing.
+    x = onp.array([0.1, 0.9])
+    for fun in (value_and_grad(item_and_float), compile(value_and_grad(item_and_float))):
+        with pytest.raises(TypeError, match=r"item\(\) of a traced value would drop its derivative"):
+            fun(x)
 
 
 def test_containers_in_and_out():
@@ -501,12 +514,68 @@ def test_dead_code_is_eliminated():
     assert [op.name for op in tape.ops] == ["sin"]
 
 
+@pytest.mark.parametrize("check", ["cholesky", "solve", "odeint"])
+def test_unused_operations_that_may_raise_are_kept(check):
+    # Before: a Cholesky factor computed only as a check was dead code, so the
+    # replay returned a value where the function raises LinAlgError.
+    from probad.ad.scipy.integrate import ODEintError, odeint
+
+    def f(x):
+        m = np.eye(2) + x * np.array([[0.0, 1.0], [1.0, 0.0]])
+        if check == "cholesky":
+            np.linalg.cholesky(m)
+        elif check == "solve":
+            np.linalg.solve(m, np.ones(2))
+        else:  # blows up in finite time for x > 1: the solver gives up
+            odeint(lambda y, t, k: k * y * y, onp.array([1.0]), onp.array([0.0, 1.0]), (x,), mxstep=50)
+        return np.sum(m * x)
+
+    for fun in (f, value_and_grad(f)):
+        compiled = compile(fun)
+        assert_same(compiled(0.5), fun(0.5))
+        error = ODEintError if check == "odeint" else onp.linalg.LinAlgError
+        for _ in range(2):  # a fresh trace, then a replay
+            with pytest.raises(error):
+                fun(1.0 if check == "solve" else 1.5)
+            with pytest.raises(error):
+                compiled(1.0 if check == "solve" else 1.5)
+        assert compiled.trace_count == 1
+
+
 def test_captured_arrays_are_fixed_at_trace_time():
     data = onp.array([1.0, 2.0])
     compiled = compile(lambda x: x * data + data.sum())
     assert_same(compiled(1.0), onp.array([4.0, 5.0]))
     data[:] = 10.0  # the tape holds a snapshot: direct and folded uses agree
     assert_same(compiled(1.0), onp.array([4.0, 5.0]))
+
+
+def test_check_mode_catches_a_stale_global(monkeypatch):
+    # Before: a compiled function went on returning results for the old value,
+    # and nothing could tell.
+    scale = {"now": 2.0}
+
+    def f(x):
+        return np.sum(x * scale["now"]), {"grad": x}
+
+    for compiled in (compile(f, check=True), compile(value_and_grad(lambda x: f(x)[0]), check=True)):
+        scale["now"] = 2.0
+        first = compiled(onp.ones(2))
+        assert_same(compiled(onp.ones(2)), first)  # a replay that agrees
+        scale["now"] = 3.0
+        with pytest.raises(CompileMismatchError, match=r"disagrees with running it eagerly: the "
+                           r"output\[0\] is 4\.0 compiled, 6\.0 eagerly.*Pass such values as "
+                           r"arguments, or compile the function again"):
+            compiled(onp.ones(2))
+    assert not compile(f).check
+    monkeypatch.setenv("PROBAD_COMPILE_CHECK", "1")
+    assert compile(f).check and not compile(f, check=False).check
+
+
+@pytest.mark.parametrize("fun, inputs", CASES, ids=IDS)
+def test_check_mode_passes_where_replays_are_right(fun, inputs):
+    compiled = check_against_eager(fun, inputs, check=True)
+    assert compiled.check
 
 
 def test_constant_outputs_are_fresh_arrays():

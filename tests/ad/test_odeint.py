@@ -4,6 +4,8 @@ and forward-sensitivity derivatives against closed forms and by check_grads.
 Finite differences of an ODE solution are only as good as the solver's
 tolerance divided by the step, so the checks integrate with rtol = atol =
 1e-12."""
+import warnings
+
 import numpy as onp
 import pytest
 import scipy.integrate as osi
@@ -11,7 +13,7 @@ import scipy.linalg as osl
 
 import probad.ad.numpy as np
 from probad.ad import grad, jacobian, make_jvp
-from probad.ad.scipy.integrate import odeint
+from probad.ad.scipy.integrate import ODEintError, odeint
 from probad.ad.test_util import check_grads
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)
@@ -89,8 +91,45 @@ def test_single_output_time():
 
 
 def test_unsupported_options():
-    with pytest.raises(TypeError, match="full_output"):
+    with pytest.raises(TypeError, match="full_output.*ODEintError"):
         odeint(lambda y, t: -y, onp.ones(1), onp.array([0.0, 1.0]), full_output=True)
+
+
+def test_a_failed_solve_raises_instead_of_warning():
+    # y' = y^2 from y(0) = 1 blows up at t = 1: scipy gives up and warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ODEintWarning may reach the user
+        with pytest.raises(ODEintError, match="Excess work done.*mxstep=50.*Raise mxstep"):
+            odeint(lambda y, t: y * y, onp.ones(1), onp.array([0.0, 2.0]), mxstep=50)
+
+
+def wavy_decay(y, t, k):
+    return -k * y * (1 + 0.5 * np.sin(10 * t))
+
+
+def test_a_failed_adjoint_solve_raises_instead_of_a_wrong_gradient():
+    # The adjoint system is larger than the forward one, so at some step
+    # limits the values solve and their gradient does not. Before, the
+    # gradient came back finite and wrong with only an ODEintWarning.
+    y0, t = onp.array([1.0, 2.0]), onp.array([0.0, 20.0])
+
+    def forward_ok(mxstep):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", osi.ODEintWarning)
+            _, info = osi.odeint(lambda y, t: -0.3 * y * (1 + 0.5 * onp.sin(10 * t)), y0, t,
+                                 mxstep=mxstep, full_output=True)
+        return info["message"] == "Integration successful."
+
+    mxstep = next(m for m in range(100, 2000, 10) if forward_ok(m))
+
+    def final(k):
+        return odeint(wavy_decay, y0, t, (k,), mxstep=mxstep)[-1, 0]
+
+    final(0.3)  # the values solve
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ODEintError):
+            grad(final)(0.3)
 
 
 def test_scalar_initial_state_as_in_scipy():

@@ -2,9 +2,11 @@
 transforms and Jacobians, init strategies, and every bad-input error."""
 import contextlib
 import math
+import warnings
 
 import numpy as onp
 import pytest
+from scipy.integrate import ODEintWarning
 
 import probad.ad.numpy as np
 from probad import distributions as dist
@@ -292,6 +294,21 @@ def test_compiled_potential_matches_eager(name):
         assert onp.allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
         assert compiled(q) == pytest.approx(ref_value, rel=1e-12)
     assert compiled._energy_and_grad.trace_count == 1
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compile_check_mode_raises_no_false_alarm(name, monkeypatch):
+    # PROBAD_COMPILE_CHECK=1 compares every replay with eager evaluation; on
+    # correct tapes it must stay silent.
+    monkeypatch.setenv("PROBAD_COMPILE_CHECK", "1")
+    model, data = MODELS[name]
+    pot = potential(model, data)
+    assert pot._energy_and_grad.check and pot._outputs.check
+    for seed in range(3):
+        q = pot.initial_point(seed=seed)
+        pot.value_and_grad(q)
+        pot(q)
+        pot.constrain_and_log_likelihood(q)
 
 
 def test_compiled_potential_follows_a_branch_on_a_latent_value():
@@ -742,3 +759,106 @@ def test_overlapping_check_passes_in_two_threads_leave_validation_on():
     assert is_validation_enabled()  # and on again for everyone after
     with pytest.raises(ValueError):
         dist.Normal(0.0, -1.0)
+
+
+# ------------------------------------------- where U cannot be evaluated
+def _unused_cholesky_model():
+    x = sample("x", dist.Normal(0.0, 1.0))
+    np.linalg.cholesky(np.eye(2) + x * np.array([[0.0, 1.0], [1.0, 0.0]]))  # a check only
+    sample("y", dist.Normal(x, 1.0), obs=0.5)
+
+
+def _nan_parameter_model():
+    x = sample("x", dist.Normal(0.0, 1.0))
+    sample("y", dist.Normal(0.0, np.sqrt(x)), obs=0.5)  # NaN scale for x < 0
+
+
+def _failing_ode_model():
+    from probad.ad.scipy.integrate import odeint
+
+    k = sample("k", dist.Normal(0.0, 1.0))
+    # y' = c y^2 from y(0) = 1 blows up at t = 1/c: for k > 1.5 before t = 2.
+    path = odeint(lambda y, t, c: c * y * y, onp.ones(1), onp.array([0.0, 2.0]), (k - 1.0,),
+                  mxstep=60)
+    sample("y", dist.Normal(path[-1, 0], 1.0), obs=0.5)
+
+
+@pytest.mark.parametrize("model, bad, kind", [
+    (_unused_cholesky_model, 1.5, "linear algebra failed"),
+    (_nan_parameter_model, -1.5, "NaN energy"),
+    (_failing_ode_model, 2.5, "ODE solve failed")])
+def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind):
+    # Before: the compiled gradient dropped an unused failing Cholesky (finite
+    # where eager is inf); a NaN parameter raised eagerly but gave NaN and a
+    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient.
+    results = {}
+    for compile in (True, False):
+        pot = potential(model, compile=compile)
+        with warnings.catch_warnings():
+            # No numpy RuntimeWarning, no scipy ODEintWarning escapes. (A model
+            # with odeint runs eagerly under compile=True, with a CompileWarning:
+            # the adjoint's cache keeps traced values.)
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.simplefilter("error", ODEintWarning)
+            for q in (0.3, bad, 0.2, bad):
+                q = onp.array([q])
+                results.setdefault(compile, []).append((pot(q), *pot.value_and_grad(q)))
+        assert pot.rejections == {kind: 4}
+        assert kind in pot.rejection_examples
+        if kind == "NaN energy":
+            assert "site(s) y" in pot.rejection_examples[kind]
+    for compiled, eager in zip(results[True], results[False]):
+        assert compiled[0] == eager[0] == compiled[1] == eager[1]
+        onp.testing.assert_array_equal(compiled[2], eager[2])
+    assert results[True][1][:2] == (math.inf, math.inf)
+    # Zero where an error stopped the gradient; NaN, as computed, for NaN energy.
+    onp.testing.assert_array_equal(results[True][1][2], [onp.nan if kind == "NaN energy" else 0.0])
+
+
+def _math_exp_model(y=None):
+    mu = sample("mu", dist.Normal(0.0, 5.0))
+    s = sample("s", dist.HalfNormal(1.0))
+    sample("y", dist.Normal(math.exp(mu), s), obs=y)
+
+
+def _numpy_exp_model(y=None):
+    mu = sample("mu", dist.Normal(0.0, 5.0))
+    sample("y", dist.Normal(onp.exp(mu), 1.0), obs=y)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_math_exp_of_a_latent_names_the_site(compile):
+    # Before: math.exp(mu) was a constant, so the gradient silently ignored the
+    # likelihood's dependence on mu (the sampler drew from the prior).
+    pot = potential(_math_exp_model, {"y": onp.array([1.0, 2.0])}, compile=compile)
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu': float\(\) of a traced value would "
+                       r"drop its derivative \(at .*test_density.py:\d+: .*math\.exp\(mu\)"):
+        pot.value_and_grad(onp.zeros(pot.dim))
+
+
+def test_pb_map_with_math_exp_names_the_site():
+    import probad as pb
+
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu': float\(\)"):
+        pb.map(_math_exp_model, {"y": onp.array([1.0, 2.0])})
+
+
+def test_plain_numpy_on_a_latent_names_the_sites_in_scope():
+    # Before: "operand 'ArrayBox' does not support ufuncs (__array_ufunc__=None)".
+    pot = potential(_numpy_exp_model, {"y": onp.array([1.0, 2.0])})
+    with pytest.raises(TypeError, match=r"latent site\(s\) 'mu' in scope: a numpy function was "
+                       r"called on a traced value \(at .*onp\.exp\(mu\).*use probad\.ad\.numpy"):
+        pot.value_and_grad(onp.zeros(pot.dim))
+
+
+def test_quiet_false_leaves_numpy_warnings_to_the_caller():
+    # The kernels silence them once per transition; value_and_grad need not again.
+    # (The numpy replay warns as numpy does; a native replay has no warnings.)
+    pot = potential(_nan_parameter_model, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert pot.value_and_grad(onp.array([-1.5]))[0] == math.inf
+        with pytest.raises(RuntimeWarning, match="invalid value"):
+            pot.value_and_grad(onp.array([-1.5]), quiet=False)
+        with onp.errstate(invalid="ignore"):
+            assert pot.value_and_grad(onp.array([-1.5]), quiet=False)[0] == math.inf

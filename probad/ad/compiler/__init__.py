@@ -10,9 +10,10 @@ pays) the tape is instead lowered to data (:mod:`.native`) for one numba
 interpreter shared by every model (:mod:`.interpreter`).
 """
 from .codegen import GuardFailure, Tape
-from .function import (CompileWarning, Compiled, compile, compile_grad, compile_hvp,
-                       compile_value_and_grad)
+from .function import (CompileMismatchError, CompileWarning, Compiled, compile, compile_grad,
+                       compile_hvp, compile_value_and_grad)
 from .tape import Guard, Op, RecordTrace, Ref
 
-__all__ = ["compile", "Compiled", "CompileWarning", "compile_value_and_grad", "compile_grad",
+__all__ = ["compile", "Compiled", "CompileWarning", "CompileMismatchError",
+           "compile_value_and_grad", "compile_grad",
            "compile_hvp", "Tape", "Op", "Guard", "Ref", "RecordTrace", "GuardFailure"]

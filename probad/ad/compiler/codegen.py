@@ -10,7 +10,8 @@ guard runs. Three passes, each keeping results bit-for-bit identical:
    condition, ...; not ``sum`` over no axes, which turns -0.0 into +0.0)
    and repeated computations (common subexpressions: the backward pass
    recomputes what the forward pass had);
-2. *dead-code elimination* keeps only ops that an output or a guard needs;
+2. *dead-code elimination* keeps only ops that an output or a guard needs,
+   and those that may raise (an unused Cholesky factor is a check);
    around it, two rewrites of what the backward pass leaves behind: an
    elementwise op reads a ``broadcast_to`` view's operand directly (a
    site's scalar ``scale`` broadcast over its plate is divided into each
@@ -218,11 +219,14 @@ def _simplify(ops, meta):
 
 
 def _live_ops(ops, roots):
-    """Dead-code elimination: the ops an output or a guard depends on."""
+    """Dead-code elimination: the ops an output or a guard depends on, and
+    those that may raise (``primitive.may_raise``): an unused Cholesky factor
+    still checks that its matrix is positive definite, as it did when the
+    function ran."""
     live = set(roots)
     kept = []
     for op in reversed(ops):
-        if op.out in live:
+        if op.out in live or op.prim.may_raise:
             kept.append(op)
             live.update(a.index for a in op.args if isinstance(a, Ref))
     kept.reverse()
@@ -349,6 +353,7 @@ class _ScatterDisjoint:
     writes the same steps inline (``_emit_op``), saving a call and a loop."""
 
     __name__ = "scatter_disjoint"
+    may_raise = False
 
     @staticmethod
     def fun(shape, dtype, *parts):

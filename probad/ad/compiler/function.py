@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import os
 import random as pyrandom
 import sys
 import types
@@ -26,12 +27,23 @@ from ..tracer import Box, trace_scope
 from .codegen import GuardFailure, Tape, build_tape, output_template
 from .tape import RecordTrace, Ref
 
-__all__ = ["compile", "Compiled", "CompileWarning", "compile_value_and_grad", "compile_grad",
-           "compile_hvp"]
+__all__ = ["compile", "Compiled", "CompileWarning", "CompileMismatchError",
+           "compile_value_and_grad", "compile_grad", "compile_hvp", "CHECK_ENV"]
+
+#: Environment variable that turns on ``check`` for every compiled function
+#: built while it is set to ``1`` (those inside ``pb.hmc``'s potential too).
+CHECK_ENV = "PROBAD_COMPILE_CHECK"
+# How closely a checked replay must agree with eager evaluation: replays are
+# meant to be bit-identical; a stale constant is off by far more than this.
+_CHECK_RTOL, _CHECK_ATOL = 1e-9, 1e-12
 
 
 class CompileWarning(UserWarning):
     """A compiled function runs eagerly (or partly eagerly), and why."""
+
+
+class CompileMismatchError(AssertionError):
+    """With ``check=True``: a replay disagreed with running the function eagerly."""
 
 
 # ------------------------------------------------------------- signatures
@@ -230,15 +242,19 @@ class Compiled:
         Most tapes (control-flow paths) kept per cache key.
     backend : {"numpy", "native", "auto"}
         What replays a tape (see :func:`compile`).
+    check : bool
+        Whether every replay is compared with eager evaluation (see :func:`compile`).
     """
 
-    def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy"):
+    def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy",
+                 check: bool | None = None):
         if backend not in ("numpy", "native", "auto"):
             raise ValueError(f"backend must be 'numpy', 'native' or 'auto', got {backend!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.max_tapes = max_tapes
         self.backend = backend
+        self.check = os.environ.get(CHECK_ENV) == "1" if check is None else bool(check)
         self.tapes: dict[tuple, list[Tape]] = {}
         self.eager_keys: dict[tuple, str] = {}
         self.trace_count = 0
@@ -287,6 +303,8 @@ class Compiled:
                     return self.fun(*args, **kwargs)
                 if i:
                     tapes.insert(0, tapes.pop(i))
+                if self.check:
+                    self._check(out, args, kwargs)
                 return out
         elif key in self.eager_keys:
             return self.fun(*args, **kwargs)
@@ -335,6 +353,16 @@ class Compiled:
         self.tapes.setdefault(key, []).insert(0, tape)
         return result
 
+    def _check(self, out, args, kwargs) -> None:
+        """Raise CompileMismatchError if ``fun`` run eagerly gives another result."""
+        difference = _difference(out, self.fun(*args, **kwargs), "the output")
+        if difference is not None:
+            raise CompileMismatchError(
+                f"compiled {self._name()} disagrees with running it eagerly: {difference}. "
+                "The usual cause is an array or global that the function reads and that "
+                "changed after it was traced: a tape keeps the values it saw then. Pass such "
+                "values as arguments, or compile the function again after changing them.")
+
     def _go_native(self, tape: Tape) -> None:
         """Replay ``tape`` natively, or keep its numpy replay with one warning
         per reason (naming the primitives the interpreter lacks)."""
@@ -371,7 +399,39 @@ class Compiled:
         return getattr(self.fun, "__name__", None) or type(self.fun).__name__
 
 
-def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
+def _difference(got, want, where: str) -> str | None:
+    """Where a replay's output ``got`` differs from the eager ``want``, or None."""
+    if isinstance(want, (tuple, list, dict)):
+        if type(got) is not type(want) or len(got) != len(want) or \
+                isinstance(want, dict) and list(got) != list(want):
+            return f"{where} has another structure ({_short(got)} against {_short(want)})"
+        keys = list(want) if isinstance(want, dict) else range(len(want))
+        for k in keys:
+            found = _difference(got[k], want[k], f"{where}[{k!r}]")
+            if found is not None:
+                return found
+        return None
+    if not _is_array_leaf(want) and not isinstance(want, onp.ndarray):
+        return None if got == want else f"{where} is {got!r} compiled, {want!r} eagerly"
+    got_a, want_a = onp.asarray(got), onp.asarray(want)
+    if got_a.shape != want_a.shape:
+        return f"{where} has shape {got_a.shape} compiled, {want_a.shape} eagerly"
+    close = onp.isclose(got_a, want_a, rtol=_CHECK_RTOL, atol=_CHECK_ATOL, equal_nan=True)
+    if close.all():
+        return None
+    i = tuple(int(j) for j in onp.argwhere(~close)[0])
+    at = f" at index {i}" if i else ""
+    return (f"{where} is {got_a[i].item()!r} compiled, {want_a[i].item()!r} eagerly{at} "
+            f"({int((~close).sum())} of {close.size} entries differ)")
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def compile(fun, max_tapes: int = 8, backend: str = "numpy",
+            check: bool | None = None) -> Compiled:
     """Record ``fun`` into flat tapes of primitive calls and replay them.
 
     Parameters
@@ -394,6 +454,14 @@ def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
         faster natively, and ``"numpy"`` for the others (long vectors of
         exp/log, where numpy's SIMD loops win). The choice depends on the
         tape only, so a seed gives the same draws on every run.
+    check : bool, optional
+        Debug mode: every replay also runs ``fun`` eagerly and raises
+        :class:`CompileMismatchError`, naming the first output entry that
+        differs (beyond a relative 1e-9), if the two disagree. It catches
+        stale constants (see Notes) at the cost of an eager run per call.
+        None (the default) reads the environment variable
+        ``PROBAD_COMPILE_CHECK``: ``1`` turns it on for every compiled
+        function built while it is set, those of ``pb.hmc``'s potential too.
 
     Returns
     -------
@@ -419,21 +487,31 @@ def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
     outside itself, returns something other than arrays and constants, or
     fails under tracing only. Calls whose arguments are traced by another
     transformation (``grad`` of a compiled function) run ``fun`` directly.
+
+    **Stale results.** Arrays and globals that ``fun`` reads without taking
+    them as arguments are constants of the tape, copied when it is traced:
+    if they change afterwards, replays go on using the old values. (A
+    ``float(x)`` of a traced value is no such constant: it is a guard, which
+    holds only for the value it saw.) The fix is to pass anything that
+    changes as an argument, or to call ``compile`` again after changing it. ``check=True`` (or
+    ``PROBAD_COMPILE_CHECK=1``) finds such cases: it compares every replay
+    with eager evaluation.
     """
-    return Compiled(fun, max_tapes, backend)
+    return Compiled(fun, max_tapes, backend, check)
 
 
-def compile_value_and_grad(fun, argnum=0, max_tapes: int = 8) -> Compiled:
+def compile_value_and_grad(fun, argnum=0, max_tapes: int = 8,
+                           check: bool | None = None) -> Compiled:
     """Compiled ``value_and_grad(fun, argnum)``: one replay gives both."""
-    return Compiled(value_and_grad(fun, argnum), max_tapes)
+    return Compiled(value_and_grad(fun, argnum), max_tapes, check=check)
 
 
-def compile_grad(fun, argnum=0, max_tapes: int = 8) -> Compiled:
+def compile_grad(fun, argnum=0, max_tapes: int = 8, check: bool | None = None) -> Compiled:
     """Compiled ``grad(fun, argnum)``."""
-    return Compiled(grad(fun, argnum), max_tapes)
+    return Compiled(grad(fun, argnum), max_tapes, check=check)
 
 
-def compile_hvp(fun, argnum=0, max_tapes: int = 8) -> Compiled:
+def compile_hvp(fun, argnum=0, max_tapes: int = 8, check: bool | None = None) -> Compiled:
     """Compiled Hessian-vector product ``hvp(*args, v) = H(args[argnum]) v``.
 
     Forward-over-reverse: a JVP of the gradient, so one replay costs a small
@@ -446,4 +524,4 @@ def compile_hvp(fun, argnum=0, max_tapes: int = 8) -> Compiled:
         return make_jvp(grad_fun, argnum)(*args, **kwargs)(vector)[1]
 
     hvp.__name__ = f"hvp_{getattr(fun, '__name__', 'fun')}"
-    return Compiled(hvp, max_tapes)
+    return Compiled(hvp, max_tapes, check=check)

@@ -844,3 +844,10 @@ def diagonal(x, offset=0):
 def cross(x1, x2, axis=-1):
     """Cross product of 3-vectors along ``axis``."""
     return anp.cross(x1, x2, axis=axis)
+
+
+# LAPACK refuses these inputs with LinAlgError (singular, not positive
+# definite, no convergence): a compiled replay keeps such calls even when
+# their result is unused, so it fails where eager evaluation fails.
+for _prim in (inv, solve, cholesky, eigh, eig, svd, pinv):
+    _prim.may_raise = True

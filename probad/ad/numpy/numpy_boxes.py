@@ -13,7 +13,8 @@ import sys
 import numpy as _np
 
 from ..core import plus_adds
-from ..tracer import Box, ValueMeta
+from ..misuse import TracedValueError, at, user_location
+from ..tracer import LOSSY_CONVERSIONS, Box, ValueMeta
 from . import numpy_wrapper as anp
 
 _ASSIGN_HELP = (
@@ -24,11 +25,17 @@ _ASSIGN_HELP = (
 
 
 _STORE_HELP = (
-    "a traced value cannot be stored into a numpy array (a[i] = value would drop its "
+    "a traced value cannot be stored into a numpy array{at} (a[i] = value would drop its "
     "derivative); build the array functionally instead, e.g. np.stack or np.concatenate "
     "of the pieces, np.where(mask, value, a), or a + np.eye(n)[i] * (value - a[i])"
 )
 _STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
+
+
+def _store_error(box) -> TracedValueError:
+    """numpy reports it as the cause of its own ``ValueError`` (see ``misuse.explain``)."""
+    location = user_location()
+    return TracedValueError(_STORE_HELP.format(at=at(location)), box, location)
 
 
 def _storing_into_array() -> bool:
@@ -53,11 +60,11 @@ class ArrayBox(Box):
             # (an index), whose derivative is zero, as under autograd. The
             # trace sees the values (the compiler records them as a guard).
             return _np.asarray(self._trace.concretize(self, _tolist), dtype=dtype)
-        raise TypeError(
-            "a traced value reached plain numpy or was assigned into a numpy array. "
-            "Use probad.ad.numpy in place of numpy inside differentiated code; "
-            + _ASSIGN_HELP
-        )
+        location = user_location()
+        raise TracedValueError(
+            f"a traced value reached plain numpy or was assigned into a numpy array{at(location)}. "
+            "Use probad.ad.numpy in place of numpy inside differentiated code; " + _ASSIGN_HELP,
+            self, location)
 
     def __setitem__(self, idx, value):
         raise TypeError(_ASSIGN_HELP)
@@ -104,22 +111,22 @@ class ArrayBox(Box):
     # Concrete values: the trace decides (the compiler records a guard).
     def __int__(self):
         if _storing_into_array():
-            raise TypeError(_STORE_HELP)
+            raise _store_error(self)
         return self._trace.concretize(self, int)
 
     def __float__(self):
         if _storing_into_array():
-            raise TypeError(_STORE_HELP)
+            raise _store_error(self)
         return self._trace.concretize(self, float)
 
     def __complex__(self):
         if _storing_into_array():
-            raise TypeError(_STORE_HELP)
+            raise _store_error(self)
         return self._trace.concretize(self, complex)
 
     def __index__(self):
         if _storing_into_array():
-            raise TypeError(_STORE_HELP)
+            raise _store_error(self)
         return self._trace.concretize(self, _index)
 
     def item(self, *args):
@@ -244,6 +251,9 @@ def _item(x):
 
 def _tolist(x):
     return _np.asarray(x).tolist()
+
+
+LOSSY_CONVERSIONS.update({_item: "x.item()", _tolist: "x.tolist()"})
 
 
 for _t in [float, _np.ndarray, complex] + list(set(_np.sctypeDict.values())):

@@ -17,6 +17,7 @@ and ``atol`` when derivatives must be accurate.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as onp
@@ -29,10 +30,23 @@ from ..numpy import numpy_wrapper as anp
 from ..numpy.numpy_vjps import match_dtype
 from ..tracer import Box, primitive
 
-__all__ = ["odeint"]
+__all__ = ["odeint", "ODEintError"]
 
 _UNSUPPORTED = {"Dfun", "col_deriv", "full_output", "ml", "mu", "tfirst"}
 _FIRST_ARG = 4  # positions in _odeint(func, options, y0, t, *args)
+
+
+class ODEintError(ArithmeticError):
+    """scipy's solver gave up before the last output time (its step limit
+    ``mxstep``, a tolerance it cannot meet, ...): the rows it returns are not
+    a solution. Raised by the solve of the values and by those of their
+    derivatives (the adjoint and sensitivity systems) alike, so a failed solve
+    never yields a wrong gradient; ``probad.infer`` counts such a point as one
+    of infinite energy, a rejected proposal."""
+
+
+# scipy's messages for its two successful return states (istate 2 and 1).
+_SUCCESS = {"Integration successful.", "Nothing was done; the integration time was 0."}
 
 
 @primitive
@@ -40,7 +54,22 @@ def _odeint(func, options, y0, t, *args):
     def rhs(y, time):
         return onp.asarray(func(y, time, *args), dtype=float)
 
-    return _si.odeint(rhs, y0, t, **options)
+    # scipy warns (ODEintWarning) and returns garbage rows on failure; the
+    # message in full_output says whether it failed, and the error says so.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _si.ODEintWarning)
+        y, info = _si.odeint(rhs, y0, t, full_output=True, **options)
+    if info["message"] not in _SUCCESS:
+        raise ODEintError(
+            f"odeint: the solver failed between t = {t[0]:.6g} and {t[-1]:.6g}: "
+            f"{info['message']} (mxstep={options.get('mxstep', 500)}, "
+            f"rtol={options.get('rtol', 1.49012e-8):.3g}, atol={options.get('atol', 1.49012e-8):.3g}). "
+            "Raise mxstep, loosen rtol/atol, or check the system for stiffness or blow-up "
+            "at these parameters")
+    return y
+
+
+_odeint.may_raise = True  # the compiler keeps a solve whose result is unused: it may fail
 
 
 def _flatten(arrays):
@@ -172,10 +201,19 @@ def odeint(func: Callable, y0, t, args=(), **options):
     -------
     (T, n) float64 array
         The state at each output time.
+
+    Raises
+    ------
+    ODEintError
+        When scipy's solver gives up (for the values, or for their
+        derivatives when they are taken), instead of its ``ODEintWarning``
+        and a result that is not a solution.
     """
     bad = _UNSUPPORTED.intersection(options)
     if bad:
-        raise TypeError(f"odeint: unsupported options {sorted(bad)}")
+        note = ("; a failed solve raises ODEintError with scipy's message, so full_output is "
+                "not needed") if "full_output" in bad else ""
+        raise TypeError(f"odeint: unsupported options {sorted(bad)}{note}")
     if isinstance(args, SequenceBox):  # a traced tuple (``probad.ad.tuple``) of arguments
         args = tuple(args)
     elif not isinstance(args, tuple):

@@ -304,3 +304,9 @@ The tangent solves the Sylvester equation ``X dX + dX X = dA``; the
 cotangent the transposed one."""
 defvjp(sqrtm, lambda ans, A: lambda g: solve_sylvester(_T(ans), _T(ans), g))
 defjvp(sqrtm, lambda g, ans, A: solve_sylvester(ans, ans, g))
+
+
+# Singular or non-finite input raises (LinAlgError, or ValueError from scipy's
+# finiteness check): a compiled replay keeps these calls even when unused.
+for _prim in (_solve_triangular, _solve_banded, solve_sylvester, sqrtm):
+    _prim.may_raise = True

@@ -18,7 +18,7 @@ from scipy.special import owens_t as _owens_t
 
 from ... import numpy as np
 from ...core import defjvp, defvjp
-from ...tracer import getval, primitive
+from ...tracer import primitive
 from ..linalg import solve_triangular
 from ..special import _float_dtype, ndtr
 
@@ -277,5 +277,5 @@ def cdf(x, mean=None, cov=1):
     x = _quantiles(x, dim)
     r = x if mean is None else x - mean
     cov = _covariance(cov, dim)
-    onp.linalg.cholesky(getval(cov))  # positive definite, or LinAlgError
+    np.linalg.cholesky(cov)  # positive definite, or LinAlgError (compiled code checks it too)
     return np.squeeze(_normal_cdf(r, cov))
