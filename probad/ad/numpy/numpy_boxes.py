@@ -58,8 +58,10 @@ class ArrayBox(Box):
         if dtype is not None and _np.dtype(dtype).kind in "iub" and not _storing_into_array():
             # ``np.int64(x)``, ``np.asarray(x, dtype=int)``: a cast to integers
             # (an index), whose derivative is zero, as under autograd. The
-            # trace sees the values (the compiler records them as a guard).
-            return _np.asarray(self._trace.concretize(self, _tolist), dtype=dtype)
+            # trace sees only what the cast keeps (the compiler records it as
+            # a guard, which then holds while the cast's result is unchanged).
+            kept = _nonzero if _np.dtype(dtype).kind == "b" else _truncated
+            return _np.asarray(self._trace.concretize(self, kept), dtype=dtype)
         location = user_location()
         raise TracedValueError(
             f"a traced value reached plain numpy or was assigned into a numpy array{at(location)}. "
@@ -251,6 +253,16 @@ def _item(x):
 
 def _tolist(x):
     return _np.asarray(x).tolist()
+
+
+def _truncated(x):
+    """What a cast to integers keeps of ``x``: piecewise constant, so no derivative is lost."""
+    return _np.trunc(x).tolist()
+
+
+def _nonzero(x):
+    """What a cast to booleans keeps of ``x``."""
+    return (_np.asarray(x) != 0).tolist()
 
 
 LOSSY_CONVERSIONS.update({_item: "x.item()", _tolist: "x.tolist()"})
