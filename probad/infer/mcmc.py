@@ -23,10 +23,13 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 import numpy as np
 
-from .chain import run_chain, show_progress
+from .adaptation import window_ends
+from .chain import check_adapt, run_chain, show_progress
 from .density import potential as make_potential
 from .diagnostics import check_sampling
+from .fisher_adaptation import fisher_schedule
 from .initialization import init_to_uniform, init_to_value
+from .kernels import LowRankInverseMetric
 from .progress import progress_bar
 from .results import draws_to_inference_data
 
@@ -134,7 +137,8 @@ def _progress_bar(job):
 
 def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 1000,
         chains: int = 4, seed=None, algorithm: str = "nuts", target_accept: float = 0.8,
-        max_tree_depth: int = 10, dense_mass: bool = False, init=None, thin: int = 1,
+        max_tree_depth: int = 10, dense_mass: bool = False, adapt: str = "stan", init=None,
+        thin: int = 1,
         progress: bool = True, executor: Executor | None = None, warmup_draws: bool = False,
         compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
         jitter: float = 0.0, coords: Mapping | None = None, dims: Mapping | None = None,
@@ -164,6 +168,13 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         NUTS tree-depth cap (2**depth leapfrog steps).
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
+    adapt : {"stan", "fisher", "fisher-lowrank"}
+        Warmup scheme. ``"stan"``: Stan's windowed adaptation of the metric
+        to the draws' (co)variance. ``"fisher"``: nutpie's, a metric from
+        draws and gradients together (dense with ``dense_mass=True``).
+        ``"fisher-lowrank"``: nutpie's diagonal plus low-rank metric, for
+        correlated posteriors. ``idata.attrs`` records the scheme, its
+        windows and each chain's final metric.
     init : strategy or dict, optional
         An init strategy (``init_to_uniform()`` is the default, as in Stan) or
         a dict of constrained starting values.
@@ -197,6 +208,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         ``attrs["failed_chains"]``, and the others are kept and checked.
     """
     _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter)
+    check_adapt(adapt, dense_mass)
     if draws < 1 or tune < 0 or chains < 1 or thin < 1:
         raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
     start = time.perf_counter()
@@ -207,7 +219,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
-                   max_tree_depth=max_tree_depth, dense_mass=dense_mass, thin=thin,
+                   max_tree_depth=max_tree_depth, dense_mass=dense_mass, adapt=adapt, thin=thin,
                    warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
                    jitter=jitter)
     jobs = [_ChainJob(model, data, compile, c, s, init if init is not None else init_to_uniform(),
@@ -220,7 +232,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     sampling_time = time.perf_counter() - start
     return _package(pot, results, errors, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
-                    algorithm=algorithm, log_likelihood=log_likelihood, seed=seed)
+                    algorithm=algorithm, log_likelihood=log_likelihood, seed=seed,
+                    adaptation=_adaptation_attrs(adapt, tune))
 
 
 def _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter):
@@ -358,8 +371,32 @@ def _run_on_executor(jobs, executor, progress: bool):
     return results, errors
 
 
+def _adaptation_attrs(adapt: str, tune: int) -> dict:
+    """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
+    if adapt == "stan":
+        return {"adaptation": adapt, "adaptation_windows": window_ends(tune)}
+    schedule = fisher_schedule(tune)
+    return {"adaptation": adapt, "adaptation_windows": list(schedule.switches),
+            "adaptation_early_end": schedule.early_end,
+            "adaptation_final_start": schedule.final_start}
+
+
+def _inverse_metric_attrs(inverse_metrics) -> dict:
+    """Each chain's final inverse metric; a low-rank one as its factors, with
+    its diagonal (the marginal variances) under ``inverse_metric``."""
+    if not isinstance(inverse_metrics[0], LowRankInverseMetric):
+        return {"inverse_metric": [np.asarray(m).tolist() for m in inverse_metrics]}
+    return {
+        "inverse_metric": [(m.scale**2 * (1.0 + (m.vectors**2) @ (m.values - 1.0))).tolist()
+                           for m in inverse_metrics],
+        "inverse_metric_scale": [m.scale.tolist() for m in inverse_metrics],
+        "inverse_metric_vectors": [m.vectors.tolist() for m in inverse_metrics],
+        "inverse_metric_values": [m.values.tolist() for m in inverse_metrics],
+    }
+
+
 def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_tree_depth,
-             algorithm, log_likelihood, seed):
+             algorithm, log_likelihood, seed, adaptation):
     for chain, exc in sorted(errors.items()):
         warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=3)
@@ -388,7 +425,8 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
         "sampling_time": sampling_time,
         "algorithm": algorithm,
         "step_size": [float(r.step_size) for r in done],
-        "inverse_metric": [np.asarray(r.inverse_metric).tolist() for r in done],
+        **adaptation,
+        **_inverse_metric_attrs([r.inverse_metric for r in done]),
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
