@@ -383,15 +383,30 @@ def _adaptation_attrs(adapt: str, tune: int) -> dict:
 
 def _inverse_metric_attrs(inverse_metrics) -> dict:
     """Each chain's final inverse metric; a low-rank one as its factors, with
-    its diagonal (the marginal variances) under ``inverse_metric``."""
+    its diagonal (the marginal variances) under ``inverse_metric``.
+
+    netCDF attributes are rectangular arrays, so chains' low-rank factors are
+    padded to the largest rank: ``inverse_metric_rank[c]`` columns of
+    ``inverse_metric_vectors[c]`` are chain ``c``'s, the padding is zero
+    vectors with value 1, which change nothing."""
     if not isinstance(inverse_metrics[0], LowRankInverseMetric):
         return {"inverse_metric": [np.asarray(m).tolist() for m in inverse_metrics]}
+    rank = max(len(m.values) for m in inverse_metrics)
+    dim = len(inverse_metrics[0].scale)
+
+    def pad(m):
+        k = len(m.values)
+        return (np.hstack([m.vectors, np.zeros((dim, rank - k))]).tolist(),
+                np.concatenate([m.values, np.ones(rank - k)]).tolist())
+
+    padded = [pad(m) for m in inverse_metrics]
     return {
         "inverse_metric": [(m.scale**2 * (1.0 + (m.vectors**2) @ (m.values - 1.0))).tolist()
                            for m in inverse_metrics],
         "inverse_metric_scale": [m.scale.tolist() for m in inverse_metrics],
-        "inverse_metric_vectors": [m.vectors.tolist() for m in inverse_metrics],
-        "inverse_metric_values": [m.values.tolist() for m in inverse_metrics],
+        "inverse_metric_rank": [len(m.values) for m in inverse_metrics],
+        "inverse_metric_vectors": [vectors for vectors, _ in padded],
+        "inverse_metric_values": [values for _, values in padded],
     }
 
 

@@ -336,6 +336,53 @@ def test_dense_mass_adapts_a_full_inverse_metric():
                                                             * inverse_metric[:, 1, 1]))
 
 
+@pytest.mark.parametrize("adapt, dense", [("stan", False), ("fisher", False), ("fisher", True),
+                                          ("fisher-lowrank", False)])
+def test_attrs_record_the_adaptation_and_survive_netcdf(adapt, dense, tmp_path):
+    from probad.infer.adaptation import window_ends
+    from probad.infer.fisher_adaptation import fisher_schedule
+
+    covariance = onp.array([[1.0, 0.95], [0.95, 1.0]])
+    idata = sample(gaussian, {"covariance": covariance}, adapt=adapt, dense_mass=dense, draws=20,
+                   tune=100, chains=2, seed=6)
+    idata.to_netcdf(tmp_path / "run.nc")
+    attrs = az.from_netcdf(tmp_path / "run.nc").attrs
+    assert attrs["adaptation"] == adapt
+    if adapt == "stan":
+        assert list(attrs["adaptation_windows"]) == window_ends(100)
+    else:
+        schedule = fisher_schedule(100)
+        assert list(attrs["adaptation_windows"]) == list(schedule.switches)
+        assert attrs["adaptation_final_start"] == schedule.final_start
+        assert attrs["adaptation_early_end"] == schedule.early_end
+    inverse_metric = onp.asarray(idata.attrs["inverse_metric"])
+    assert inverse_metric.shape == ((2, 2, 2) if dense else (2, 2))
+    if adapt == "fisher-lowrank":
+        # The diagonal reported is that of S (I + U (values - 1) U^T) S, with the first
+        # rank[c] columns of U chain c's own.
+        from probad.infer.kernels import LowRankInverseMetric
+
+        for c in range(2):
+            k = attrs["inverse_metric_rank"][c]
+            full = LowRankInverseMetric(onp.asarray(attrs["inverse_metric_scale"][c]),
+                                        onp.asarray(attrs["inverse_metric_vectors"][c])[:, :k],
+                                        onp.asarray(attrs["inverse_metric_values"][c])[:k])
+            onp.testing.assert_allclose(inverse_metric[c], onp.diag(full.dense()), rtol=1e-12)
+
+
+def test_low_rank_factors_of_different_ranks_are_padded_for_netcdf():
+    from probad.infer.kernels import LowRankInverseMetric
+    from probad.infer.mcmc import _inverse_metric_attrs
+
+    e = onp.eye(3)
+    attrs = _inverse_metric_attrs([LowRankInverseMetric(onp.ones(3), e[:, :2], onp.array([4.0, 0.2])),
+                                   LowRankInverseMetric(onp.ones(3), e[:, :0], onp.zeros(0))])
+    assert attrs["inverse_metric_rank"] == [2, 0]
+    assert onp.asarray(attrs["inverse_metric_vectors"]).shape == (2, 3, 2)
+    onp.testing.assert_array_equal(attrs["inverse_metric_values"], [[4.0, 0.2], [1.0, 1.0]])
+    onp.testing.assert_allclose(attrs["inverse_metric"], [[4.0, 0.2, 1.0], [1.0, 1.0, 1.0]])
+
+
 @pytest.mark.parametrize("side", [-1.0, 1.0])
 def test_init_as_dict_and_as_strategy(side):
     by_dict = sample(bimodal, draws=20, tune=20, chains=2, seed=1, init={"x": 5.0 * side})
@@ -595,6 +642,8 @@ def latent_coin():
     (dict(algorithm="hmc", num_steps=0), "num_steps"),
     (dict(algorithm="hmc", path_length=-1.0), "path_length"),
     (dict(draws=0), "draws"),
+    (dict(adapt="nutpie"), "adapt must be one of"),
+    (dict(adapt="fisher-lowrank", dense_mass=True), "low-rank"),
 ])
 def test_bad_options_raise_before_sampling(options, message):
     with pytest.raises(ValueError, match=message):
