@@ -14,7 +14,7 @@ makes it (4 chains x 1000 draws, seed 20261121, the test's per-model
 
 Each run appends one JSON line to ``--out``, so an interrupted sweep keeps its
 results; ``--table`` prints the per-model table and the ratios to the first
-configuration from such a file.
+``stan@...`` configuration in such a file.
 
 Run: ``python benchmarks/bench_fisher_posteriordb.py --configs stan@1000 fisher@400``
 (on two quiet cores about 15 minutes per configuration; the HMM and the GP
@@ -92,7 +92,7 @@ def table(path):
     rows = [json.loads(line) for line in open(path)]
     configs = list(dict.fromkeys(f"{r['adapt']}@{r['tune']}" for r in rows))
     by = {(r["model"], f"{r['adapt']}@{r['tune']}"): r for r in rows}
-    base = configs[0]
+    base = next((c for c in configs if c.startswith("stan@")), configs[0])
     print(f"ESS/grad, warmup included (post-warmup in brackets); ratio to {base}; check")
     for model in POSTERIORS:
         cells = []
@@ -107,7 +107,7 @@ def table(path):
             cells.append(f"{c}: {r['ess_per_grad_all']:.4f} ({r['ess_per_grad_post']:.4f})"
                          f"{ratio} {verdict}")
         print(f"{model:42s} " + " | ".join(cells))
-    for c in configs[1:]:
+    for c in [c for c in configs if c != base]:
         ratios = [by[(m, c)]["ess_per_grad_all"] / by[(m, base)]["ess_per_grad_all"]
                   for m in POSTERIORS if (m, c) in by and (m, base) in by]
         if ratios:
