@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_compare", "plot_warmup"]
+__all__ = ["plot_compare", "plot_warmup", "plot_sbc_ranks", "plot_sbc_ecdf_diff"]
 
 
 def _posterior_of(fit, draws: int, seed):
@@ -126,4 +126,103 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     ax1.legend(fontsize="small", ncol=4)
     ax2.set_ylabel("tree depth")
     ax2.set_xlabel("warmup iteration")
+    return fig
+
+
+def _sbc_columns(result, var_names, max_panels):
+    """``label -> ranks (simulation,)`` for each scalar quantity of an SBC result."""
+    names = var_names or list(result.ranks.data_vars)
+    cols = {}
+    for name in names:
+        values = np.asarray(result.ranks[name])
+        flat = values.reshape(values.shape[0], -1)
+        for i in range(flat.shape[-1]):
+            cols[name if flat.shape[-1] == 1 else f"{name}[{i}]"] = flat[:, i]
+    if not cols:
+        raise ValueError("the SBC result has no ranks to plot (did every fit fail?)")
+    return dict(list(cols.items())[:max_panels])
+
+
+def _panel_grid(n, figsize):
+    import matplotlib.pyplot as plt
+
+    ncols = min(4, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.2 * ncols, 2.4 * nrows),
+                             squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+def plot_sbc_ranks(result, var_names=None, bins: int | None = None, max_panels: int = 16,
+                   figsize=None):
+    """Rank histograms of an SBC result, with the 99% band of a uniform bin count.
+
+    Parameters
+    ----------
+    result : probad.infer.sbc.SBCResult
+    var_names : list of str, optional
+    bins : int, optional
+        A divisor of ``L + 1``; as in ``SBCResult.uniformity``.
+    max_panels : int
+    figsize : tuple, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from scipy.stats import binom
+
+    from .infer.sbc import _default_bins
+
+    cols = _sbc_columns(result, var_names, max_panels)
+    n = len(next(iter(cols.values())))
+    L = result.rank_draws
+    bins = bins or _default_bins(L, n)
+    width = (L + 1) // bins
+    low, high = binom.ppf([0.005, 0.995], n, 1 / bins)
+    fig, axes = _panel_grid(len(cols), figsize)
+    for ax, (label, ranks) in zip(axes, cols.items()):
+        ax.axhspan(low, high, color="0.85", label="99% band, uniform")
+        ax.axhline(n / bins, color="0.5", lw=0.8)
+        ax.hist(ranks, bins=np.arange(0, L + 2, width), color="C0", alpha=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlim(0, L + 1)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.supxlabel("rank of the true value among the posterior draws")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sbc_ecdf_diff(result, var_names=None, alpha: float = 0.05, max_panels: int = 16,
+                       figsize=None):
+    """ECDF of the normalised ranks minus the uniform CDF, with a simultaneous band.
+
+    The band (Sailynoja, Burkner and Vehtari 2022) holds the whole curve of
+    uniform ranks with probability ``1 - alpha``: a curve leaving it anywhere
+    is evidence of miscalibration (a U shape: posteriors too narrow; a hump:
+    too wide; a one-sided drift: biased).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .infer.sbc import ecdf_band
+
+    cols = _sbc_columns(result, var_names, max_panels)
+    n = len(next(iter(cols.values())))
+    z, lower, upper = ecdf_band(n, result.rank_draws, alpha)
+    fig, axes = _panel_grid(len(cols), figsize)
+    for ax, (label, ranks) in zip(axes, cols.items()):
+        ecdf = (ranks[:, None] <= np.arange(result.rank_draws + 1)).mean(axis=0)
+        ax.fill_between(z, lower - z, upper - z, step="post", color="0.85",
+                        label=f"{100 * (1 - alpha):.0f}% simultaneous band")
+        ax.step(z, ecdf - z, where="post", color="C0")
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.supxlabel("normalised rank")
+    fig.supylabel("ECDF - uniform CDF")
+    fig.tight_layout()
     return fig

@@ -1,5 +1,5 @@
-"""The eight posteriordb reference posteriors as probad models, their data,
-and the comparison rule from tests/data/posteriordb/README.md.
+"""The eight posteriordb reference posteriors as probad models, their data
+and their reference draws (the comparison rule is in ``posterior_checks.py``).
 
 Data and reference draws are public (posteriordb, BSD-3 / CC-BY).
 """
@@ -170,37 +170,6 @@ def scalar_draws(idata, names) -> dict[str, onp.ndarray]:
             for i in range(flat.shape[-1]):
                 out[f"{ref_name}[{i + 1}]"] = flat[..., i]
     return out
-
-
-# ------------------------------------------------------------ the comparison
-def _ess(x):
-    import arviz as az
-
-    return float(az.ess(onp.asarray(x)[None] if onp.ndim(x) == 1 else x, method="bulk"))
-
-
-def _se_sd(v, s, ess):
-    m4 = onp.mean((v - v.mean()) ** 4)
-    return onp.sqrt(max(m4 - s**4, 0.0) / ess) / (2 * s)
-
-
-def z_scores(ours: onp.ndarray, ref: onp.ndarray) -> tuple[float, float]:
-    """z of the mean and of the sd, by the README's rule."""
-    ess_x, ess_r = _ess(ours), _ess(ref)
-    x, r = ours.ravel(), ref.ravel()
-    sx, sr = x.std(ddof=1), r.std(ddof=1)
-    z_mean = (x.mean() - r.mean()) / onp.sqrt(sx**2 / ess_x + sr**2 / ess_r)
-    z_sd = (sx - sr) / onp.sqrt(_se_sd(x, sx, ess_x) ** 2 + _se_sd(r, sr, ess_r) ** 2)
-    return float(z_mean), float(z_sd)
-
-
-def z_scores_exact(ours: onp.ndarray, mean: float, sd: float) -> tuple[float, float]:
-    """The same rule against an exact (quadrature) mean and sd."""
-    ess_x = _ess(ours)
-    x = ours.ravel()
-    sx = x.std(ddof=1)
-    z_mean = (x.mean() - mean) / (sx / onp.sqrt(ess_x))
-    return float(z_mean), float((sx - sd) / _se_sd(x, sx, ess_x))
 
 
 def reference_summary(name) -> dict:

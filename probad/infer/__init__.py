@@ -1,9 +1,12 @@
 """``probad.infer``: from a model's potential to posterior draws.
 
-Kernels (``hmc``), adaptation (``adaptation``) and the single-chain loop
+Kernels (``kernels``), adaptation (``adaptation``) and the single-chain loop
 (``chain``) know only a function ``q -> (U, dU/dq)``; ``density`` builds that
 function from a model; ``mcmc`` drives chains and ``results`` packages draws
-as ArviZ InferenceData.
+as ArviZ InferenceData. ``advi``, ``svi`` and ``laplace`` fit approximations
+to the same potential; ``predictive`` runs the model forward; ``sbc``
+calibrates a model and its inference over many simulated data sets, on any
+executor (``cluster`` for Ray).
 """
 from . import autoguide  # noqa: F401
 from .advi import ADVIFit, advi  # noqa: F401
@@ -14,5 +17,7 @@ from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
 from .mcmc import hmc  # noqa: F401
 from .predictive import predictive, prior_predictive  # noqa: F401
 from .reparam import LocScaleReparam  # noqa: F401
+from .sbc import SBCResult, sbc  # noqa: F401
+from .cluster import RayExecutor  # noqa: F401
 from .kl import kl_divergence, register_kl  # noqa: F401
 from .svi import SVI, Trace_ELBO, TraceMeanField_ELBO  # noqa: F401

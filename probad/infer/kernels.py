@@ -347,6 +347,36 @@ def _no_u_turn(p_sharp_minus: np.ndarray, p_sharp_plus: np.ndarray, rho: np.ndar
     return p_sharp_plus.dot(rho) > 0.0 and p_sharp_minus.dot(rho) > 0.0
 
 
+class Subtree(NamedTuple):
+    """A built subtree of a NUTS trajectory, in the order it was integrated.
+
+    ``first`` is the leaf nearest the trajectory's start and ``last`` the
+    farthest, whichever direction in time the subtree was built in.
+    """
+
+    last: IntegratorState        # where the next subtree in this direction starts
+    proposal: IntegratorState    # the multinomial draw among its leaves
+    proposal_energy: float
+    log_weight: float            # log of the summed exp(H0 - H) over its leaves
+    rho: np.ndarray              # the sum of its leaves' momenta
+    p_first: np.ndarray          # momentum and M^{-1} p of the first and last leaves,
+    p_sharp_first: np.ndarray    # for the U-turn checks
+    p_last: np.ndarray
+    p_sharp_last: np.ndarray
+
+
+class _Tally:
+    """What every leaf of a trajectory adds to (Stan passes these by reference)."""
+
+    __slots__ = ("n_leapfrog", "sum_accept", "max_energy_error", "diverging")
+
+    def __init__(self):
+        self.n_leapfrog = 0
+        self.sum_accept = 0.0
+        self.max_energy_error = 0.0
+        self.diverging = False
+
+
 @quiet_floating_point
 def nuts_step(
     rng: np.random.Generator,
@@ -382,22 +412,11 @@ def nuts_step(
     v0 = velocity(p0)
     energy0 = float(state.potential_energy + 0.5 * p0.dot(v0))
     z0 = IntegratorState(state.position, p0, state.potential_energy, state.potential_grad)
+    tally = _Tally()
 
-    # Trajectory-wide tallies that every leaf updates (Stan passes them by reference).
-    n_leapfrog = 0
-    sum_accept = 0.0
-    max_energy_error = 0.0
-    diverging = False
-
-    def build_tree(z, depth, signed_step):
-        """Build a subtree of ``2**depth`` leaves starting after ``z``.
-
-        Returns None if the subtree is invalid (divergent, or a U-turn inside it),
-        else ``(z_last, proposal, proposal_energy, log_weight, rho, p_first,
-        p_sharp_first, p_last, p_sharp_last)`` where first/last are the leaves
-        nearest to / farthest from the start of the trajectory.
-        """
-        nonlocal n_leapfrog, sum_accept, max_energy_error, diverging
+    def build_tree(z, depth, signed_step) -> Subtree | None:
+        """The subtree of ``2**depth`` leaves after ``z``; None if it is invalid
+        (divergent, or a U-turn inside it)."""
         if depth == 0:
             z = leapfrog(z, signed_step, metric, potential_fn)
             p = z.momentum
@@ -408,44 +427,43 @@ def nuts_step(
             if energy != energy:
                 energy = math.inf
             energy_error = energy - energy0
-            n_leapfrog += 1
-            sum_accept += 1.0 if energy_error <= 0.0 else math.exp(-energy_error)
-            if abs(energy_error) > abs(max_energy_error):
-                max_energy_error = energy_error
+            tally.n_leapfrog += 1
+            tally.sum_accept += 1.0 if energy_error <= 0.0 else math.exp(-energy_error)
+            if abs(energy_error) > abs(tally.max_energy_error):
+                tally.max_energy_error = energy_error
             if energy_error > DIVERGENCE_THRESHOLD:
-                diverging = True
+                tally.diverging = True
                 return None
-            return z, z, energy, -energy_error, p, p, p_sharp, p, p_sharp
+            return Subtree(z, z, energy, -energy_error, p, p, p_sharp, p, p_sharp)
 
-        initial = build_tree(z, depth - 1, signed_step)
-        if initial is None:
+        init = build_tree(z, depth - 1, signed_step)
+        if init is None:
             return None
-        (z, proposal, proposal_energy, log_w_init, rho_init,
-         p_beg, ps_beg, p_init_end, ps_init_end) = initial
-        final = build_tree(z, depth - 1, signed_step)
+        final = build_tree(init.last, depth - 1, signed_step)
         if final is None:
             return None
-        (z, proposal_final, energy_final, log_w_final, rho_final,
-         p_final_beg, ps_final_beg, p_end, ps_end) = final
 
         # Multinomial sampling: the final half wins with probability w_final / (w_init + w_final).
-        log_w = _logaddexp(log_w_init, log_w_final)
-        if uniform() < math.exp(log_w_final - log_w):
-            proposal, proposal_energy = proposal_final, energy_final
+        log_w = _logaddexp(init.log_weight, final.log_weight)
+        if uniform() < math.exp(final.log_weight - log_w):
+            proposal, proposal_energy = final.proposal, final.proposal_energy
+        else:
+            proposal, proposal_energy = init.proposal, init.proposal_energy
 
-        rho = rho_init + rho_final
+        rho = init.rho + final.rho
         # The two extra checks catch U-turns that straddle the two halves (Stan >= 2.21).
         # When both halves are single leaves they repeat the first check exactly.
         if not (
-            _no_u_turn(ps_beg, ps_end, rho)
+            _no_u_turn(init.p_sharp_first, final.p_sharp_last, rho)
             and (
                 depth == 1
-                or _no_u_turn(ps_beg, ps_final_beg, rho_init + p_final_beg)
-                and _no_u_turn(ps_init_end, ps_end, rho_final + p_init_end)
+                or _no_u_turn(init.p_sharp_first, final.p_sharp_first, init.rho + final.p_first)
+                and _no_u_turn(init.p_sharp_last, final.p_sharp_last, final.rho + init.p_last)
             )
         ):
             return None
-        return z, proposal, proposal_energy, log_w, rho, p_beg, ps_beg, p_end, ps_end
+        return Subtree(final.last, proposal, proposal_energy, log_w, rho, init.p_first,
+                       init.p_sharp_first, final.p_last, final.p_sharp_last)
 
     # The trajectory is a backward half ("bck") and a forward half ("fwd"); each
     # half has a backward and a forward end. Initially both are the start point.
@@ -460,25 +478,27 @@ def nuts_step(
         if uniform() > 0.5:
             # Extend forward: the current trajectory becomes the backward half.
             rho_bck, p_bck_fwd, ps_bck_fwd = rho, p_fwd_fwd, ps_fwd_fwd
-            subtree = build_tree(z_fwd, depth, step_size)
-            if subtree is None:
+            new = build_tree(z_fwd, depth, step_size)
+            if new is None:
                 break
-            (z_fwd, proposal, proposal_energy, log_w_new, rho_fwd,
-             p_fwd_bck, ps_fwd_bck, p_fwd_fwd, ps_fwd_fwd) = subtree
+            z_fwd, rho_fwd = new.last, new.rho
+            p_fwd_bck, ps_fwd_bck, p_fwd_fwd, ps_fwd_fwd = \
+                new.p_first, new.p_sharp_first, new.p_last, new.p_sharp_last
         else:
             rho_fwd, p_fwd_bck, ps_fwd_bck = rho, p_bck_bck, ps_bck_bck
-            subtree = build_tree(z_bck, depth, -step_size)
-            if subtree is None:
+            new = build_tree(z_bck, depth, -step_size)
+            if new is None:
                 break
             # Built backwards in time, the new half's first leaf is its forward end.
-            (z_bck, proposal, proposal_energy, log_w_new, rho_bck,
-             p_bck_fwd, ps_bck_fwd, p_bck_bck, ps_bck_bck) = subtree
+            z_bck, rho_bck = new.last, new.rho
+            p_bck_fwd, ps_bck_fwd, p_bck_bck, ps_bck_bck = \
+                new.p_first, new.p_sharp_first, new.p_last, new.p_sharp_last
         depth += 1
 
         # Biased progressive sampling favours the new subtree, moving draws further out.
-        if log_w_new > log_w or uniform() < math.exp(log_w_new - log_w):
-            sample, sample_energy = proposal, proposal_energy
-        log_w = _logaddexp(log_w, log_w_new)
+        if new.log_weight > log_w or uniform() < math.exp(new.log_weight - log_w):
+            sample, sample_energy = new.proposal, new.proposal_energy
+        log_w = _logaddexp(log_w, new.log_weight)
 
         rho = rho_bck + rho_fwd
         if not (
@@ -492,12 +512,12 @@ def nuts_step(
             break
 
     info = HMCInfo(
-        acceptance_rate=sum_accept / n_leapfrog,
-        diverging=diverging,
+        acceptance_rate=tally.sum_accept / tally.n_leapfrog,
+        diverging=tally.diverging,
         energy=sample_energy,
         energy_error=sample_energy - energy0,
-        max_energy_error=max_energy_error,
-        n_steps=n_leapfrog,
+        max_energy_error=tally.max_energy_error,
+        n_steps=tally.n_leapfrog,
         tree_depth=depth,
     )
     new_state = HMCState(sample.position, sample.potential_energy, sample.potential_grad)
