@@ -159,6 +159,7 @@ def run_chain(
     step_size: float = 1.0,
     inverse_metric=None,
     should_stop: Callable[[], bool] | None = None,
+    native_potential: Callable[[], object | None] | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
 
@@ -211,6 +212,14 @@ def run_chain(
         Asked after every iteration; ``True`` stops the chain as Ctrl-C would.
         A chain in a worker process never sees the Ctrl-C pressed in the
         main one, so the driver tells it to stop through this.
+    native_potential : callable, optional
+        Returns the native form of ``potential_fn`` (``pot.native``: ``fn``
+        and ``prog``, see :class:`probad.infer.native_nuts.NativeKernel`) or
+        None. When it gives one, every transition runs in compiled code, with
+        the draws the Python kernel would make; a transition the native
+        potential hands back (a failed guard of its tape) runs in Python on
+        ``potential_fn``, and the native form is asked for again afterwards.
+        Initialisation and step size searches always use ``potential_fn``.
 
     Returns
     -------
@@ -246,16 +255,38 @@ def run_chain(
         num_grad_evals += 1
         return potential_fn(q)
 
-    if algorithm == "nuts":
-        def transition(state, step_size, metric):
-            return kernels.nuts_step(rng, state, counted_potential, step_size, metric, max_tree_depth)
-    else:
-        def transition(state, step_size, metric):
-            steps = num_steps if num_steps is not None else max(1, int(path_length / step_size))
-            return kernels.hmc_step(rng, state, counted_potential, step_size, metric, steps, jitter)
-
     state = kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
+    native = None
+    if native_potential is not None:
+        from probad.infer.native_nuts import NativeKernel  # numba loads only when it is used
+
+        native = NativeKernel(native_potential, rng, dim)
+
+    if algorithm == "nuts":
+        def python_transition(state, step_size, metric):
+            return kernels.nuts_step(rng, state, counted_potential, step_size, metric, max_tree_depth)
+
+        def native_transition(state, step_size, metric):
+            return native.nuts_step(state, step_size, metric, max_tree_depth)
+    else:
+        def static_steps(step_size):
+            return num_steps if num_steps is not None else max(1, int(path_length / step_size))
+
+        def python_transition(state, step_size, metric):
+            steps = static_steps(step_size)
+            return kernels.hmc_step(rng, state, counted_potential, step_size, metric, steps, jitter)
+
+        def native_transition(state, step_size, metric):
+            return native.hmc_step(state, step_size, metric, static_steps(step_size), jitter)
+
+    def transition(state, step_size, metric):
+        if native is not None:
+            result = native_transition(state, step_size, metric)
+            if result is not None:
+                return result
+        return python_transition(state, step_size, metric)
+
     # The Fisher warmup starts from 1/|grad| unless it is given a metric to start from.
     initial_inverse_metric = inverse_metric
     if inverse_metric is None:
@@ -317,6 +348,6 @@ def run_chain(
         warmup_stats=warmup_stats,
         step_size=step_size,
         inverse_metric=metric.inverse_metric,
-        num_grad_evals=num_grad_evals,
+        num_grad_evals=num_grad_evals + (native.num_grad_evals if native is not None else 0),
         partial=partial,
     )

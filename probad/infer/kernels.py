@@ -96,12 +96,19 @@ class Metric(NamedTuple):
         ``velocity(p) -> M^{-1} p``, i.e. ``dK/dp``; Stan's ``p_sharp``.
     kinetic_energy : callable
         ``kinetic_energy(p) -> K(p)``.
+    momentum_factor : ndarray or None
+        What ``sample_momentum`` multiplies a standard normal draw ``z`` by:
+        the scale ``1 / sqrt(M^{-1})`` (``p = scale * z``) for a diagonal
+        metric, the lower Cholesky factor ``L`` of ``M`` (``p = L z``) for a
+        dense one. The compiled kernels of :mod:`probad.infer.native_nuts`
+        draw momenta from it; a metric without one runs in Python only.
     """
 
     inverse_metric: "np.ndarray | LowRankInverseMetric"
     sample_momentum: Callable[[np.random.Generator], np.ndarray]
     velocity: Callable[[np.ndarray], np.ndarray]
     kinetic_energy: Callable[[np.ndarray], float]
+    momentum_factor: np.ndarray | None = None
 
 
 class LowRankInverseMetric(NamedTuple):
@@ -109,7 +116,9 @@ class LowRankInverseMetric(NamedTuple):
 
     A diagonal rescaling corrected along ``k`` orthonormal directions: the
     form nutpie's low-rank adaptation produces. Storing it this way keeps
-    every metric operation ``O(dim * k)`` instead of ``O(dim^2)``.
+    every metric operation ``O(dim * k)`` instead of ``O(dim^2)``. Its
+    :class:`Metric` has no ``momentum_factor``, so it runs in the Python
+    kernels.
 
     Attributes
     ----------
@@ -191,6 +200,8 @@ def make_metric(inverse_metric) -> Metric:
             raise ValueError("a diagonal inverse metric must be strictly positive")
         momentum_scale = 1.0 / np.sqrt(inv)
 
+        momentum_factor = momentum_scale
+
         def sample_momentum(rng):
             return rng.standard_normal(dim) * momentum_scale
 
@@ -207,6 +218,8 @@ def make_metric(inverse_metric) -> Metric:
         except np.linalg.LinAlgError:
             raise ValueError("a dense inverse metric must be positive definite") from None
 
+        momentum_factor = metric_chol
+
         def sample_momentum(rng):
             return metric_chol @ rng.standard_normal(dim)
 
@@ -220,7 +233,7 @@ def make_metric(inverse_metric) -> Metric:
     def kinetic_energy(p):
         return 0.5 * p.dot(velocity(p))
 
-    return Metric(inv, sample_momentum, velocity, kinetic_energy)
+    return Metric(inv, sample_momentum, velocity, kinetic_energy, momentum_factor)
 
 
 def init(position, potential_fn: PotentialFn) -> HMCState:

@@ -8,6 +8,7 @@ Ctrl-C and failed chains, and packaging the results with diagnostics.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import queue
@@ -48,6 +49,7 @@ class _ChainJob:
     init: Any
     options: dict = field(default_factory=dict)
     stop: "_StopFlag | None" = None
+    kernel_backend: str = "auto"
 
 
 class _StopFlag:
@@ -116,13 +118,21 @@ def _run_job(job: _ChainJob, pot=None):
     q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
     progress = job.options.pop("progress", False)
     bar = _progress_bar(job) if progress is True else None
+    native = None
+    if job.kernel_backend != "python" and _native_form(pot) is not None:
+        native = functools.partial(_native_form, pot)
     try:
         return run_chain(pot.value_and_grad, q0, seed_or_rng=np.random.default_rng(chain_seed),
                          progress=progress if bar is None else bar, should_stop=job.stop,
-                         **job.options)
+                         native_potential=native, **job.options)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _native_form(pot):
+    """``pot.native`` (a potential the compiled kernels can run), or None."""
+    return getattr(pot, "native", None)
 
 
 def _run_pickled(payload: bytes):
@@ -142,7 +152,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         progress: bool = True, executor: Executor | None = None, warmup_draws: bool = False,
         compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
         jitter: float = 0.0, coords: Mapping | None = None, dims: Mapping | None = None,
-        log_likelihood: bool = True):
+        log_likelihood: bool = True, kernel_backend: str = "auto"):
     """Sample a model's posterior with NUTS (or static HMC).
 
     Parameters
@@ -201,6 +211,15 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         ArviZ coordinates for dims (e.g. ``{"school": names}``) and extra dims.
     log_likelihood : bool
         Compute the pointwise ``log_likelihood`` group (needed by ``az.loo``).
+    kernel_backend : {"auto", "native", "python"}
+        What runs the NUTS/HMC transitions. ``"native"``: compiled code
+        (:mod:`probad.infer.native_nuts`), a whole trajectory per call, on the
+        potential's native form; it makes the same draws as ``"python"``, the
+        readable reference kernel (:mod:`probad.infer.kernels`), which calls
+        the potential from Python at every leapfrog step. ``"auto"`` (the
+        default) is ``"native"`` when the potential has a native form and
+        ``"python"`` otherwise; ``"native"`` raises if it has none. Warmup's
+        adaptation, progress bars and Ctrl-C work the same with both.
 
     Returns
     -------
@@ -215,8 +234,16 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     check_adapt(adapt, dense_mass)
     if draws < 1 or tune < 0 or chains < 1 or thin < 1:
         raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
+    if kernel_backend not in ("auto", "native", "python"):
+        raise ValueError(f"kernel_backend must be 'auto', 'native' or 'python', "
+                         f"got {kernel_backend!r}")
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    if kernel_backend == "native" and _native_form(pot) is None:
+        raise ValueError(
+            "kernel_backend='native' needs a potential compiled to native code, and this "
+            "model's potential has no native form (compile=False, or a primitive without a "
+            "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
@@ -227,7 +254,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                    warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
                    jitter=jitter)
     jobs = [_ChainJob(model, data, compile, c, s, init if init is not None else init_to_uniform(),
-                      dict(options, progress=progress))
+                      dict(options, progress=progress), kernel_backend=kernel_backend)
             for c, s in enumerate(root.spawn(chains))]
     if executor is None:
         results, errors = _run_sequential(jobs, pot)

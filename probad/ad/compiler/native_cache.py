@@ -1,0 +1,76 @@
+"""Where numba keeps probad's compiled machine code: the user's cache directory.
+
+Functions compiled with ``numba.njit(cache=True)`` are written to disk so a new
+process loads them instead of compiling again. By default numba writes next to
+the source file (``__pycache__`` inside the package, i.e. often the user's
+working tree), or, if that is not writable, to a numba-wide user cache. For
+probad's own modules this module makes it always the user's cache directory
+(``$XDG_CACHE_HOME/probad/numba``, ``~/.cache/probad/numba`` on Linux), in a
+subdirectory per source tree, so two checkouts never share stale code.
+
+Numba checks only the stamp of the cached function's own source file, but a
+compiled function carries copies of the functions it calls; probad's compiled
+kernels call functions of sibling modules (``native_nuts`` compiles helpers
+of ``kernels``). So the stamp here covers every module of the directory: an
+edit to any of them recompiles the directory's cached functions instead of
+leaving stale machine code behind.
+
+A user's ``NUMBA_CACHE_DIR`` still wins: numba asks its own locator for that
+first. Functions outside the probad package are left to numba's defaults.
+
+Importing this module installs the locator; every module of probad that
+caches compiled code imports it before decorating anything.
+"""
+
+import os
+
+from numba.core import caching
+from numba.misc.appdirs import AppDirs
+
+# Newer numba releases dropped the underscore of these names; accept both spellings.
+_CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+_UserProvidedCacheLocator = (getattr(caching, "UserProvidedCacheLocator", None)
+                             or caching._UserProvidedCacheLocator)
+_UserWideCacheLocator = (getattr(caching, "UserWideCacheLocator", None)
+                         or caching._UserWideCacheLocator)
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cache_directory() -> str:
+    """The directory under which probad's numba cache lives."""
+    return os.path.join(AppDirs(appname="probad", appauthor=False).user_cache_dir, "numba")
+
+
+class ProbadCacheLocator(_UserWideCacheLocator):
+    """Numba cache locator for functions defined in probad's source files."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(cache_directory(),
+                                        self.get_suitable_cache_subpath(py_file))
+
+    def get_source_stamp(self):
+        directory = os.path.dirname(self._py_file)
+        stamps = []
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".py"):
+                stat = os.stat(os.path.join(directory, name))
+                stamps.append((name, stat.st_mtime, stat.st_size))
+        return tuple(stamps)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.commonpath([_PACKAGE_DIR, os.path.abspath(py_file)]) != _PACKAGE_DIR:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+def _install() -> None:
+    locators = _CacheImpl._locator_classes
+    if ProbadCacheLocator not in locators:
+        # Right after numba's NUMBA_CACHE_DIR locator, before its in-tree one.
+        locators.insert(locators.index(_UserProvidedCacheLocator) + 1, ProbadCacheLocator)
+
+
+_install()
