@@ -134,6 +134,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--fisher-tune", type=int, default=400)
+    parser.add_argument("--tools", nargs="*", default=list(TOOLS))
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,7 +144,7 @@ def main():
     tunes = {"probad fisher": args.fisher_tune, "probad stan": 1000}
     results = {}
     for name in args.models:
-        for tool, module in TOOLS.items():
+        for tool, module in [(t, TOOLS[t]) for t in args.tools]:
             if importlib.util.find_spec(module) is None:
                 print(f"  {tool}: not installed, skipped")
                 continue
@@ -153,7 +154,8 @@ def main():
             except RuntimeError as exc:
                 print(f"  {name} {tool}: FAILED {str(exc)[-300:]}")
                 continue
-            print(f"  {name:<14} {tool:<14} {time.perf_counter() - start:6.1f} s", flush=True)
+            print(f"  {name:<14} {tool:<14} {time.perf_counter() - start:6.1f} s "
+                  f"{json.dumps(results[name, tool])}", flush=True)
     print(f"\nNUTS, {CHAINS} chains x {DRAWS} draws; warmup: probad fisher {args.fisher_tune}, "
           "probad stan 1000, others their defaults")
     print(f"{'model':<14}{'tool':<15}{'min ESS':>8}{'grads all':>10}{'ESS/grad':>9}"
