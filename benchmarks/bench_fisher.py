@@ -23,6 +23,12 @@ on ESS per post-warmup gradient on logistic and radon).
 
 Each tool runs in a fresh process. Tools that are not installed are skipped.
 
+Measured once (2026-12-06, busy shared cores; logistic not completed):
+ESS/grad counting warmup, probad fisher against the best peer (nutpie):
+eight schools 0.0609 vs 0.0627 (0.97x), radon 0.0366 vs 0.0400 (0.92x);
+against probad stan 2.26x and 1.58x. Per post-warmup gradient against PyMC:
+1.26x (eight schools), 0.80x (radon).
+
 Run: ``python benchmarks/bench_fisher.py`` (about 15 minutes on two quiet
 cores; ``--models eight_schools`` to restrict).
 """
