@@ -22,7 +22,7 @@ from .primitives import CondIndepStackFrame, Messenger, SiteError, apply_stack
 
 __all__ = [
     "trace", "seed", "condition", "substitute", "block", "replay", "scale",
-    "mask", "do", "uncondition", "lift", "scope", "reparam",
+    "mask", "do", "uncondition", "lift", "scope", "reparam", "config_enumerate",
 ]
 
 
@@ -352,3 +352,28 @@ class reparam(Messenger):
         value = reparameteriser(msg["name"], msg["fn"])
         msg.update(type="deterministic", fn=None, value=value, is_observed=False,
                    scale=None, mask=None)
+
+
+class config_enumerate(Messenger):
+    """Mark every latent sample site with a finite support for enumeration
+    (``infer={"enumerate": default}``), unless the site says otherwise.
+
+    ``pb.hmc(handlers.config_enumerate(model), data)`` then sums those sites
+    out exactly; ``pb.infer_discrete`` recovers their posterior.
+
+    Parameters
+    ----------
+    default : {"parallel"}
+        The enumeration strategy.
+    """
+
+    def __init__(self, fn=None, default="parallel"):
+        if default != "parallel":
+            raise ValueError(f"config_enumerate: the only strategy is 'parallel', got {default!r}")
+        self.default = default
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and not msg["is_observed"] \
+                and msg["fn"].has_enumerate_support:
+            msg["infer"].setdefault("enumerate", self.default)

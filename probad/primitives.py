@@ -26,6 +26,7 @@ A message has the keys::
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import namedtuple
 from contextlib import ExitStack, contextmanager
 
@@ -35,7 +36,7 @@ from .distributions import Unit, constraints
 
 __all__ = [
     "Messenger", "apply_stack", "sample", "param", "deterministic", "factor",
-    "plate", "plate_stack", "CondIndepStackFrame", "set_rng_seed", "SiteError",
+    "plate", "plate_stack", "markov", "CondIndepStackFrame", "set_rng_seed", "SiteError",
 ]
 
 # The active handlers, outermost first.
@@ -336,3 +337,57 @@ def plate_stack(prefix: str, sizes, rightmost_dim: int = -1):
         for i, size in enumerate(reversed(sizes)):
             stack.enter_context(plate(f"{prefix}_{i}", size, dim=rightmost_dim - i))
         yield
+
+
+# ------------------------------------------------------------------- markov
+# A number per markov context, unique within the process: contexts are told
+# apart by it (an id() could be reused by a later loop of the same run).
+_MARKOV_IDS = itertools.count()
+
+
+class markov(Messenger):
+    """Declare a sequential loop Markov: step ``t`` depends on steps
+    ``t - history .. t`` only.
+
+    Used as an iterator, ``for t in pb.markov(range(T)):``, each iteration
+    is one step; used as a context manager, each ``with m:`` entry of the
+    same object ``m`` is one step. Sample sites record their step, so that
+    enumeration (``infer={"enumerate": "parallel"}``) can reuse the batch
+    dimension of a site once it is out of the window: a hidden Markov model
+    with one ``Categorical`` per step then costs O(T K^2) to sum out, not
+    K^T. Without enumeration the loop runs as it would without ``markov``.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        What the loop runs over.
+    history : int
+        How many previous steps a step may depend on (1: a first-order chain).
+    """
+
+    def __init__(self, iterable=None, history: int = 1):
+        if int(history) != history or history < 0:
+            raise ValueError(f"markov: history must be an integer >= 0, got {history}")
+        self.iterable = iterable
+        self.history = int(history)
+        self.id = next(_MARKOV_IDS)
+        self.step = -1
+        super().__init__()
+
+    def __enter__(self):
+        self.step += 1
+        return super().__enter__()
+
+    def __iter__(self):
+        if self.iterable is None:
+            raise TypeError("markov() has nothing to iterate over: use pb.markov(range(T)), or "
+                            "`with m:` on one markov object m per loop")
+        for item in self.iterable:
+            with self:
+                yield item
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            # Innermost context first, so prepend: the path runs outermost first.
+            msg["infer"]["_markov"] = ((self.id, self.step, self.history),) \
+                + msg["infer"].get("_markov", ())

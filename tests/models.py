@@ -154,3 +154,25 @@ def normal_mixture(y):
     lp_first = np.log(w) + dist.Normal(locs[0], 1.0).log_prob(y)
     lp_second = np.log1p(-w) + dist.Normal(locs[1], 1.0).log_prob(y)
     factor("y", np.sum(np.logaddexp(lp_first, lp_second)))
+
+
+# ------------------------------------------------------------ Ctrl-C in tests
+class InterruptAt:
+    """Counts model runs; the ``n``-th raises KeyboardInterrupt, as one Ctrl-C would."""
+
+    def __init__(self, n: float):
+        self.n = n
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return 0.0
+
+
+def clocked_normal(clock):
+    """A standard normal whose every run ticks ``clock`` (with ``compile=False``
+    the model's Python runs at every gradient, so the clock can stop it)."""
+    sample("x", dist.Normal(0.0, 1.0))
+    factor("clock", clock())

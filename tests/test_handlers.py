@@ -324,6 +324,7 @@ HANDLER_ARGUMENTS = {
     "lift": {"prior": dist.Normal(0.0, 1.0)},
     "scope": {"prefix": "m"},
     "reparam": {"config": {"y": LocScaleReparam(0.0)}},
+    "config_enumerate": {},
 }
 
 

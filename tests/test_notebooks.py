@@ -157,6 +157,13 @@ def test_mixtures_and_hmm(tmp_path):
                 assert within(m, t, s), (model, name, m, t, s)
     assert k["mixture_accuracy"] > 0.9
     assert k["hmm_accuracy"] > 0.9
+    # Enumerated models + pb.infer_discrete against the hand-marginalised
+    # ones: a frequency over n draws has sd <= sqrt(0.25 / n) (0.035 for the
+    # mixture's 200 draws, 0.05 for the HMM's 100), so the largest of 400
+    # (resp. 100) gaps stays below 5.7 (resp. 5) sds but for a chance of
+    # about 1e-5.
+    assert k["mixture_assignment_gap"] < 0.2
+    assert k["hmm_state_gap"] < 0.25
 
 
 @pytest.mark.slow
@@ -173,3 +180,18 @@ def test_autodiff_tutorial(tmp_path):
     assert len(errors) == 3 and max(errors.values()) < 1e-12
     assert k["newton_f"] < 1e-10
     assert k["fluid_final"] < 0.1 * k["fluid_initial"]
+
+
+@pytest.mark.slow
+def test_calibration(tmp_path):
+    # The fits are read back from examples/data/sbc_*.nc (resume=); the
+    # numbers below are those of the committed calibrations.
+    k = run_notebook("07_calibration", tmp_path)
+    assert k["fits"] == 100
+    # Uniform ranks give uniform p-values: each of these fails with
+    # probability 1e-3 for a calibrated sampler.
+    assert min(k["p_noncentred"].values()) > 1e-3
+    assert k["divergent_fits_centred"] > 2 * k["divergent_fits_noncentred"]
+    assert k["p_centred_tau"] < 0.05
+    # Mean-field ADVI's tau is far too narrow: no doubt about it.
+    assert k["p_advi"]["tau"] < 1e-6

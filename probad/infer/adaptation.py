@@ -191,6 +191,9 @@ def welford_update(state: WelfordState, x: np.ndarray) -> WelfordState:
 def welford_covariance(state: WelfordState) -> np.ndarray:
     """Sample (co)variance shrunk towards ``1e-3 * I`` as Stan regularises its metric.
 
+    A dense estimate is exactly symmetric (the average of the estimate and
+    its transpose).
+
     Returns ``(n / (n + 5)) * cov + 1e-3 * (5 / (n + 5)) * I`` where ``cov`` uses
     ``n - 1`` degrees of freedom; the shrinkage keeps a short window's estimate
     well conditioned. Requires at least two samples.
@@ -199,6 +202,11 @@ def welford_covariance(state: WelfordState) -> np.ndarray:
     if n < 2:
         raise ValueError(f"a (co)variance needs at least 2 samples, got {n}")
     covariance = state.m2 / (n - 1.0)
+    if covariance.ndim == 2:
+        # Welford's update adds outer(x - new_mean, x - old_mean), symmetric
+        # only in exact arithmetic: far from 0 its rounding leaves an asymmetry
+        # (2.8e-14 in 66 dimensions) that make_metric rightly refuses.
+        covariance = 0.5 * (covariance + covariance.T)
     shrinkage = 1e-3 * (5.0 / (n + 5.0))
     if covariance.ndim == 2:
         return (n / (n + 5.0)) * covariance + shrinkage * np.eye(covariance.shape[0])

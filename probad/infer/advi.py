@@ -537,72 +537,82 @@ def _optimise(value_and_grad: Callable, family: _GaussianFamily, theta0: onp.nda
         blocks.add(over_q * in_block, family.marginal_sd(over_q) ** 2 * in_block, in_block)
 
     t = 0
-    for t in range(steps):
-        eps = rng.standard_normal((num_particles, family.num_noise))
-        w, aux = family.draw(theta, eps)
-        z = frame.to_q(w) + frame.mean_offset(theta[:d])
-        G = onp.empty_like(z)
-        total = 0.0
-        for i in range(num_particles):
-            u, G[i] = value_and_grad(z[i])
-            total += u
-        entropy, marginal_var = family.step_stats(aux)
-        loss = total / num_particles - entropy - frame.log_det
-        grad = family.grad(theta, eps, frame.pull_back(G), aux)
-        grad[:d] = frame.pull_back_mean(grad[:d])
-        theta_sum += theta
-        var_sum += marginal_var
-        in_block += 1
-        if math.isfinite(loss) and onp.isfinite(grad).all():
-            elbo[t] = -loss
-            # Adam sees parameters at zero each step: its update *is* the step.
-            state = opt.update(grad, OptimizerState(state.step, (zero,), state.slots, None))
-            theta = theta + state.params[0]
-        else:
-            num_skipped += 1
-            skipped_in_block += 1
-            bad = (z, G)
-        if in_block < BLOCK:
-            continue
+    interrupted = False
+    try:
+        for t in range(steps):
+            eps = rng.standard_normal((num_particles, family.num_noise))
+            w, aux = family.draw(theta, eps)
+            z = frame.to_q(w) + frame.mean_offset(theta[:d])
+            G = onp.empty_like(z)
+            total = 0.0
+            for i in range(num_particles):
+                u, G[i] = value_and_grad(z[i])
+                total += u
+            entropy, marginal_var = family.step_stats(aux)
+            loss = total / num_particles - entropy - frame.log_det
+            grad = family.grad(theta, eps, frame.pull_back(G), aux)
+            grad[:d] = frame.pull_back_mean(grad[:d])
+            theta_sum += theta
+            var_sum += marginal_var
+            in_block += 1
+            if math.isfinite(loss) and onp.isfinite(grad).all():
+                elbo[t] = -loss
+                # Adam sees parameters at zero each step: its update *is* the step.
+                state = opt.update(grad, OptimizerState(state.step, (zero,), state.slots, None))
+                theta = theta + state.params[0]
+            else:
+                num_skipped += 1
+                skipped_in_block += 1
+                bad = (z, G)
+            if in_block < BLOCK:
+                continue
 
-        # ---- end of a block: bookkeeping, schedule, convergence
-        if skipped_in_block >= MAX_SKIPPED_SHARE * in_block:
-            raise _NonFinite(*bad)
-        close_block()
-        theta_sum, var_sum, in_block, skipped_in_block = zero.copy(), 0.0, 0, 0
-        nb = blocks.n
-        recent = blocks.average(nb - 1, nb)
-        history_step.append(t + 1)
-        history_loc.append(family.loc(recent).copy())
-        history_sd.append(family.marginal_sd(recent))
-        if bar is not None:
-            bar.update(BLOCK)
-            bar.set_postfix_str(f"elbo={_finite_mean(elbo[t + 1 - BLOCK:t + 1]):.4g}",
-                                refresh=False)
-        if nb & (nb - 1) == 0 and nb > 1:
-            phase += 1
-            reference = blocks.average(nb - max(1, nb // 4), nb)
-            frame = family.frame_of(reference)
-            theta = family.standard_params(reference)
-            opt = optimizer(learning_rate * 2.0 ** (-phase / 2))
-            state = opt.init(zero)
-        window = nb // 4
-        if tol is not None and window >= MIN_WINDOW:
-            a = blocks.average(nb - 2 * window, nb - window)
-            b = blocks.average(nb - window, nb)
-            last_change = _moment_change(family, a, b)
-            last_error = _monte_carlo_error(history_loc[-2 * window:], history_sd[-2 * window:],
-                                            family.marginal_sd(b))
-            if max(last_change) < tol and max(last_error) < tol / 2:
-                converged = True
-                reason = (f"converged at step {t + 1}: the guide averaged over steps "
-                          f"{(nb - 2 * window) * BLOCK}-{(nb - window) * BLOCK} and "
-                          f"{(nb - window) * BLOCK}-{nb * BLOCK} agrees within tol={tol} "
-                          f"(means moved {last_change[0]:.3g} posterior sd, log sds "
-                          f"{last_change[1]:.3g}) and the average of both has a Monte Carlo "
-                          f"error below tol/2 ({last_error[0]:.3g} sd, {last_error[1]:.3g}; "
-                          "RMS over coordinates)")
-                break
+            # ---- end of a block: bookkeeping, schedule, convergence
+            if skipped_in_block >= MAX_SKIPPED_SHARE * in_block:
+                raise _NonFinite(*bad)
+            close_block()
+            theta_sum, var_sum, in_block, skipped_in_block = zero.copy(), 0.0, 0, 0
+            nb = blocks.n
+            recent = blocks.average(nb - 1, nb)
+            history_step.append(t + 1)
+            history_loc.append(family.loc(recent).copy())
+            history_sd.append(family.marginal_sd(recent))
+            if bar is not None:
+                bar.update(BLOCK)
+                bar.set_postfix_str(f"elbo={_finite_mean(elbo[t + 1 - BLOCK:t + 1]):.4g}",
+                                    refresh=False)
+            if nb & (nb - 1) == 0 and nb > 1:
+                phase += 1
+                reference = blocks.average(nb - max(1, nb // 4), nb)
+                frame = family.frame_of(reference)
+                theta = family.standard_params(reference)
+                opt = optimizer(learning_rate * 2.0 ** (-phase / 2))
+                state = opt.init(zero)
+            window = nb // 4
+            if tol is not None and window >= MIN_WINDOW:
+                a = blocks.average(nb - 2 * window, nb - window)
+                b = blocks.average(nb - window, nb)
+                last_change = _moment_change(family, a, b)
+                last_error = _monte_carlo_error(history_loc[-2 * window:], history_sd[-2 * window:],
+                                                family.marginal_sd(b))
+                if max(last_change) < tol and max(last_error) < tol / 2:
+                    converged = True
+                    reason = (f"converged at step {t + 1}: the guide averaged over steps "
+                              f"{(nb - 2 * window) * BLOCK}-{(nb - window) * BLOCK} and "
+                              f"{(nb - window) * BLOCK}-{nb * BLOCK} agrees within tol={tol} "
+                              f"(means moved {last_change[0]:.3g} posterior sd, log sds "
+                              f"{last_change[1]:.3g}) and the average of both has a Monte Carlo "
+                              f"error below tol/2 ({last_error[0]:.3g} sd, {last_error[1]:.3g}; "
+                              "RMS over coordinates)")
+                    break
+    except KeyboardInterrupt:
+        # As PyMC does, Ctrl-C keeps the fit so far: the average over the
+        # blocks closed and the steps of the unfinished one (the interrupted
+        # step itself may be half done, so it is not counted).
+        if not blocks.n and not in_block:
+            raise
+        interrupted = True
+        t -= 1
     num_steps = t + 1
     if in_block:  # a final partial block still belongs to the average
         if skipped_in_block >= MAX_SKIPPED_SHARE * in_block:
@@ -610,7 +620,10 @@ def _optimise(value_and_grad: Callable, family: _GaussianFamily, theta0: onp.nda
         close_block()
     nb = blocks.n
     first = nb - max(1, 2 * (nb // 4))
-    if not converged:
+    if interrupted:
+        reason = (f"interrupted (Ctrl-C) after {num_steps} of {steps} steps: the fit so far, "
+                  "not checked for convergence")
+    elif not converged:
         if tol is None:
             reason = f"ran the requested {num_steps} steps (tol=None: no convergence check)"
         elif last_change is None:
@@ -623,6 +636,7 @@ def _optimise(value_and_grad: Callable, family: _GaussianFamily, theta0: onp.nda
                       f"errors {last_error[0]:.3g} and {last_error[1]:.3g} (tol={tol})")
     return dict(theta=blocks.average(first, nb), elbo=elbo[:num_steps], num_steps=num_steps,
                 num_skipped=num_skipped, converged=converged, reason=reason,
+                interrupted=interrupted,
                 averaged_from=num_steps - sum(blocks.count[k] for k in range(first, nb)),
                 history={"step": onp.array(history_step, dtype=int),
                          "loc": onp.array(history_loc).reshape(-1, d),
@@ -762,6 +776,8 @@ class ADVIFit(GaussianApproximation):
         Steps whose loss or gradient was not finite; they were not applied.
     converged : bool
         Whether the convergence rule held before the step cap.
+    interrupted : bool
+        True if Ctrl-C stopped the fit: it holds the steps taken until then.
     convergence_reason : str
         Why the run stopped, with the numbers the rule looked at.
     guide_params : dict
@@ -789,6 +805,7 @@ class ADVIFit(GaussianApproximation):
         self.num_skipped = run["num_skipped"]
         self.converged = run["converged"]
         self.convergence_reason = run["reason"]
+        self.interrupted = run["interrupted"]
         self.history = run["history"]
         self.averaged_from = run["averaged_from"]
         self.wall_time = wall_time
@@ -797,6 +814,8 @@ class ADVIFit(GaussianApproximation):
 
     def __repr__(self):
         status = "converged" if self.converged else "NOT converged"
+        if self.interrupted:
+            status += ", interrupted"
         return (f"<ADVIFit {self.method}: {self.num_steps} steps, {status}, "
                 f"final ELBO ~ {self.final_elbo:.6g}, {self.num_skipped} skipped, "
                 f"{self.wall_time:.2f} s>")
@@ -1040,7 +1059,9 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     fit = ADVIFit(pot, family, run, seed_sequence=fit_seq,
                   wall_time=time.perf_counter() - start, learning_rate=learning_rate,
                   num_particles=num_particles)
-    if not fit.converged and tol is not None:
+    if fit.interrupted:
+        warnings.warn(f"ADVI: {fit.convergence_reason}.", RuntimeWarning, stacklevel=2)
+    elif not fit.converged and tol is not None:
         warnings.warn(f"ADVI: {fit.convergence_reason}. Increase steps= or learning_rate=, "
                       "or loosen tol=.", UserWarning, stacklevel=2)
     return fit

@@ -227,25 +227,16 @@ def run_chain(
         A ``KeyboardInterrupt`` (Ctrl-C) or ``should_stop`` stops the chain
         cleanly and returns what was drawn so far, with ``partial=True``.
     """
-    if algorithm not in ("nuts", "hmc"):
-        raise ValueError(f'algorithm must be "nuts" or "hmc", got {algorithm!r}')
-    if draws < 0 or tune < 0:
-        raise ValueError(f"draws and tune must be >= 0, got draws={draws}, tune={tune}")
-    if thin < 1:
-        raise ValueError(f"thin must be >= 1, got {thin}")
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
+    # pb.hmc checks the options users give (one place, one message); here
+    # they only guard against a caller inside probad passing nonsense.
+    assert algorithm in ("nuts", "hmc") and draws >= 0 and tune >= 0 and thin >= 1 \
+        and 0.0 < target_accept < 1.0 and 0.0 <= jitter < 1.0, "invalid run_chain options"
+    assert algorithm == "hmc" or (num_steps is None and path_length is None and not jitter), \
+        "num_steps, path_length and jitter apply to algorithm='hmc' only"
+    assert num_steps is None or path_length is None, "num_steps or path_length, not both"
+    if algorithm == "hmc" and num_steps is None and path_length is None:
+        path_length = 2.0 * math.pi
     check_adapt(adapt, dense_mass)
-    if algorithm == "nuts":
-        if num_steps is not None or path_length is not None or jitter:
-            raise ValueError("num_steps, path_length and jitter apply to algorithm='hmc' only")
-    else:
-        if num_steps is not None and path_length is not None:
-            raise ValueError("give num_steps or path_length, not both")
-        if num_steps is None and path_length is None:
-            path_length = 2.0 * math.pi
-        if not 0.0 <= jitter < 1.0:
-            raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
 
     rng = np.random.default_rng(seed_or_rng)
     num_grad_evals = 0

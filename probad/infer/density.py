@@ -32,6 +32,8 @@ from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
 from ..primitives import SiteError
+from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_dim,
+                        is_enumerated, pointwise_log_likelihood)
 from .initialization import init_to_uniform
 
 __all__ = ["potential", "Potential", "Site", "log_density"]
@@ -181,12 +183,20 @@ def _checked_prototype_value(rng):
                 _check_observation(msg)
             return None
         fn = msg["fn"]
+        if is_enumerated(msg):
+            # The value stands in for the support the potential runs on; its
+            # enumerability is checked by that run.
+            return fn.sample(rng)
         if fn.support.is_discrete:
             raise SiteError(
                 f"site '{msg['name']}' is a latent discrete variable "
                 f"({type(_written(fn)).__name__} with support {fn.support!r}); gradient-based inference needs continuous "
-                "latent variables. Marginalise it out: sum its values' probabilities into "
-                "the likelihood with pb.factor and logsumexp (or observe it).")
+                "latent variables. " + (
+                    "Enumerate it (pb.sample(..., infer={'enumerate': 'parallel'}) or "
+                    "handlers.config_enumerate(model)) so that it is summed out exactly. "
+                    if fn.has_enumerate_support else "")
+                + "Marginalise it out: sum its values' probabilities into the likelihood "
+                "with pb.factor and logsumexp (or observe it).")
         return start(msg, rng)
 
     return value
@@ -314,11 +324,14 @@ class Potential:
     ``dim`` (length of ``q``), ``sites`` (name -> :class:`Site`, in model
     order), ``observed`` (observed site -> data), ``constant_data``
     (array-valued model arguments that are not observed sites), ``dims``
-    (site -> ArviZ dim names, for latent, deterministic and observed sites).
+    (site -> ArviZ dim names, for latent, deterministic and observed sites),
+    ``enumerated`` (the discrete sites summed out, not in ``q``).
     """
 
-    def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True):
+    def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
+                 backend: str = "auto"):
         self.model = model
+        self.backend = backend
         self.data = dict(data or {})
         prototype = _check_pass(model, self.data)
         self.sites: dict[str, Site] = {}
@@ -328,8 +341,16 @@ class Potential:
         # subsample drawn in the check pass instead of drawing at every call.
         self._subsamples = {name: msg["value"] for name, msg in prototype.items()
                             if msg["type"] == "plate" and len(msg["value"]) < msg["args"][0]}
+        self._enum_dim = None  # the first enumeration dim, if any site is enumerated
+        self._model = model
+        self.enumerated = [name for name, msg in prototype.items() if is_enumerated(msg)]
+        if self.enumerated:
+            self._enum_dim = first_enum_dim(prototype)
+            self._model = Enumerator(model, first_dim=self._enum_dim)
         offset = 0
         for name, msg in prototype.items():
+            if is_enumerated(msg):
+                continue
             if msg["type"] == "deterministic":
                 self.dims[name] = _msg_dims(msg)
             if msg["type"] != "sample" or _is_factor(msg):
@@ -346,18 +367,42 @@ class Potential:
                                     self.dims[name])
             offset += size
         self.dim = offset
+        if self._enum_dim is not None:
+            self._check_enumeration(prototype)
         self.constant_data = {
             k: onp.asarray(v) for k, v in self.data.items()
             if k not in self.observed and v is not None
             and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
         if compile:
-            self._energy = compile_function(self._energy_fn)
-            self._energy_and_grad = compile_function(value_and_grad(self._energy_fn))
-            self._outputs = compile_function(self._constrain_and_log_likelihood)
+            self._energy = compile_function(self._energy_fn, backend=backend)
+            self._energy_and_grad = compile_function(value_and_grad(self._energy_fn),
+                                                     backend=backend)
+            self._outputs = compile_function(self._constrain_and_log_likelihood, backend=backend)
         else:
             self._energy = self._energy_fn
             self._energy_and_grad = value_and_grad(self._energy_fn)
             self._outputs = self._constrain_and_log_likelihood
+
+    def _check_enumeration(self, prototype):
+        """Run the enumerated model once at the prototype's values, so that
+        what cannot be enumerated is reported (naming the site) before any
+        sampling; drop deterministic sites whose value then depends on the
+        enumerated ones (``pb.infer_discrete`` gives them per draw)."""
+        values = {name: prototype[name]["value"] for name in self.sites}
+        checked = Enumerator(self.model, first_dim=self._enum_dim, check=True)
+        with onp.errstate(all="ignore"):
+            model_trace = trace(substitute(checked, data=values)).get_trace(**self.data)
+            contract(model_trace, self._enum_dim, _site_log_prob)
+        for name, msg in model_trace.items():
+            if msg["type"] == "deterministic" and (
+                    onp.shape(msg["value"]) != onp.shape(prototype[name]["value"])
+                    or carries_enumeration(msg["value"])):
+                del self.dims[name]
+
+    def _log_joint(self, model_trace):
+        if self._enum_dim is None:
+            return _log_joint(model_trace)
+        return contract(model_trace, self._enum_dim, _site_log_prob)
 
     # -- q <-> site values
     def _run(self, q):
@@ -378,7 +423,7 @@ class Potential:
         def latent_value(msg):
             if msg["type"] == "plate":
                 return self._subsamples.get(msg["name"])
-            if msg["type"] != "sample" or msg["is_observed"]:
+            if msg["type"] != "sample" or msg["is_observed"] or is_enumerated(msg):
                 return None
             site = self._site_of(msg)
             # A scalar site reads a numpy scalar, on which Python's arithmetic
@@ -393,7 +438,7 @@ class Potential:
                                                 - len(msg["fn"].batch_shape))
             return x
 
-        model_trace = trace(substitute(self.model, substitute_fn=latent_value)
+        model_trace = trace(substitute(self._model, substitute_fn=latent_value)
                             ).get_trace(**self.data)
         if len(log_dets) != len(self.sites):
             missing = [name for name in self.sites if name not in log_dets]
@@ -431,7 +476,7 @@ class Potential:
         density of the constrained values, which ``pb.map`` maximises).
         A static flag: the compiler records one tape for each value."""
         model_trace, log_dets = self._run(q)
-        log_joint = _log_joint(model_trace)
+        log_joint = self._log_joint(model_trace)
         return -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
 
     def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
@@ -444,10 +489,13 @@ class Potential:
         """
         model_trace, _ = self._run(q)
         values = {name: msg["value"] for name, msg in model_trace.items()
-                  if name in self.sites or msg["type"] == "deterministic"}
+                  if name in self.sites or (msg["type"] == "deterministic" and name in self.dims)}
+        if not with_log_likelihood:
+            return values, {}
+        if self._enum_dim is not None:
+            return values, pointwise_log_likelihood(model_trace, self._enum_dim, self.observed)
         loglik = {name: msg["fn"].log_prob(msg["value"])
-                  for name, msg in model_trace.items()
-                  if with_log_likelihood and name in self.observed}
+                  for name, msg in model_trace.items() if name in self.observed}
         return values, loglik
 
     def _concrete_q(self, q) -> onp.ndarray:
@@ -501,6 +549,29 @@ class Potential:
             return onp.inf, onp.zeros_like(q)
         return float(value), onp.asarray(grad, dtype=onp.float64)
 
+    @property
+    def native(self):
+        """The native form of ``value_and_grad`` for compiled samplers, or None.
+
+        A :class:`~probad.ad.compiler.native.NativePotential`: an object with ``fn`` (a numba function ``fn(q, grad_out, prog) ->
+        U``) and ``prog`` (its data), for the tape that ``value_and_grad``
+        replayed last (recorded now, at ``q = 0``, if none was). None when
+        the potential is not compiled natively or that tape fell back to
+        numpy. After ``fn`` signals a failed guard (NaN, ``guard_failed()``),
+        call ``value_and_grad(q)`` (it retraces) and read this again; see
+        :mod:`probad.ad.compiler.native`.
+        """
+        compiled = self._energy_and_grad
+        if getattr(compiled, "backend", "numpy") == "numpy":
+            return None
+        from ..ad.compiler.native import NativePotential  # imports numba
+        q = onp.zeros(self.dim)
+        key = compiled.cache_key(q, True)
+        if not compiled.tapes.get(key):
+            self.value_and_grad(q)
+        tapes = compiled.tapes.get(key)
+        return NativePotential.of(tapes[0]) if tapes else None
+
     def constrain(self, q) -> dict[str, onp.ndarray]:
         """Constrained values of the latent sites and the deterministic sites at ``q``."""
         return self._concrete_outputs(q, False)[0]
@@ -520,11 +591,11 @@ class Potential:
         def latent_value(msg):
             if msg["type"] == "plate":
                 return self._subsamples.get(msg["name"])
-            if msg["type"] == "sample" and not msg["is_observed"]:
+            if msg["type"] == "sample" and not msg["is_observed"] and not is_enumerated(msg):
                 return values[self._site_of(msg).name]
             return None
 
-        return self._q_from_trace(trace(substitute(self.model, substitute_fn=latent_value)
+        return self._q_from_trace(trace(substitute(self._model, substitute_fn=latent_value)
                                         ).get_trace(**self.data))
 
     def log_likelihood(self, q) -> dict[str, onp.ndarray]:
@@ -572,7 +643,7 @@ class Potential:
             problem = _parameter_problem(msg)
             if problem is not None:
                 raise _FailedStart(f"invalid parameter at {problem}")
-            return None if msg["is_observed"] else strategy(msg, rng)
+            return None if msg["is_observed"] or is_enumerated(msg) else strategy(msg, rng)
 
         for _ in range(MAX_INIT_ATTEMPTS):
             try:
@@ -588,8 +659,13 @@ class Potential:
         """One try of ``initial_point``: the ``q`` of the values ``init_value``
         gives, or ``_FailedStart`` naming the sites where it fails."""
         with _checked_at_sites():
-            init_trace = trace(substitute(seeded(self.model, rng), substitute_fn=init_value)
-                               ).get_trace(**self.data)
+            try:
+                init_trace = trace(substitute(seeded(self._model, rng), substitute_fn=init_value)
+                                   ).get_trace(**self.data)
+            except onp.linalg.LinAlgError as exc:
+                # As in sampling, where such a point gets infinite energy: a
+                # matrix that is not positive definite here is a failed try.
+                raise _FailedStart(f"the model's linear algebra failed ({exc})") from None
             try:
                 q = self._q_from_trace(init_trace)
             except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
@@ -637,7 +713,8 @@ class Potential:
         return "; ".join(parts) or "the potential was not finite"
 
 
-def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True) -> Potential:
+def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
+              backend: str = "auto") -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
@@ -656,6 +733,15 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         Record ``U``, ``(U, dU/dq)`` and the constrained values and
         log-likelihoods of a draw once with ``probad.ad.compile`` and replay
         them (fast); otherwise run the model at every call.
+    backend : {"numpy", "auto", "native"}
+        What replays the recordings (see ``probad.ad.compile``): ``"numpy"``
+        is the reference replay; ``"native"`` runs them in compiled code
+        where every primitive has a native lowering (and falls back to numpy,
+        with one warning naming the primitive, elsewhere); ``"auto"`` is
+        native where a cost model predicts it faster (loops, small and
+        medium arrays: 3-30x per gradient) and numpy for long vectors of
+        exp/log. Results agree to rounding, so a fixed seed gives different
+        draws on different backends.
 
     Notes
     -----
@@ -679,4 +765,4 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         wrong shape for its plates, two sites with one name, or a latent
         discrete site.
     """
-    return Potential(model, data, compile=compile)
+    return Potential(model, data, compile=compile, backend=backend)

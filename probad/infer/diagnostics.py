@@ -19,11 +19,15 @@ class SamplingWarning(UserWarning):
     """A diagnostic problem with an MCMC run (divergences, R-hat, ESS, ...)."""
 
 
-def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, stacklevel: int = 2) -> list[str]:
+def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, partial: bool = False,
+                   stacklevel: int = 2) -> list[str]:
     """Check an MCMC run and return (and, by default, warn) the problems found.
 
-    ``stacklevel`` is passed to ``warnings.warn`` so the warning points at the
-    user's call.
+    With one chain, R-hat cannot be computed: the ESS checks still run, and a
+    problem says that R-hat needs more chains. ``partial=True`` (an
+    interrupted run) prefixes every problem with a note that the draws are
+    partial. ``stacklevel`` is passed to ``warnings.warn`` so the warning
+    points at the user's call.
     """
     az = _import_arviz()
     stats = idata.sample_stats
@@ -50,13 +54,16 @@ def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, stackl
             problems.append(f"E-BFMI below 0.3 in chain(s) {low} ({', '.join(f'{bfmi[c]:.2f}' for c in low)}): "
                             "the momentum resampling explores the energy poorly; reparameterise heavy-tailed "
                             "or funnel-shaped parts of the model.")
-    if n_chains > 1 and n_draws >= 4:
+    if n_chains == 1:
+        problems.append("R-hat needs at least 2 chains and this run has 1: convergence cannot "
+                        "be checked across chains; run chains=4.")
+    if n_draws >= 4:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            rhat = az.rhat(idata.posterior)
+            rhat = az.rhat(idata.posterior) if n_chains > 1 else None
             ess_bulk = az.ess(idata.posterior, method="bulk")
             ess_tail = az.ess(idata.posterior, method="tail")
-        bad_rhat = _worst(rhat, lambda v: v > 1.01)
+        bad_rhat = _worst(rhat, lambda v: v > 1.01) if rhat is not None else ""
         if bad_rhat:
             problems.append(f"R-hat > 1.01 for {bad_rhat}: the chains disagree; run longer or "
                             "check for multimodality.")
@@ -69,6 +76,8 @@ def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, stackl
         if low_tail:
             problems.append(f"tail ESS below {floor} for {low_tail}: quantiles and intervals are "
                             "unreliable; draw more samples.")
+    if partial:
+        problems = [f"(partial draws of an interrupted run) {p}" for p in problems]
     if warn:
         for p in problems:
             warnings.warn(p, SamplingWarning, stacklevel=stacklevel)

@@ -312,8 +312,7 @@ def hmc_step(
     (HMCState, HMCInfo)
         Integration stops early at a divergence, which is then rejected.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    assert num_steps >= 1, "pb.hmc checks num_steps"
     if jitter:
         step_size *= 1.0 + jitter * (2.0 * rng.random() - 1.0)
     z = IntegratorState(
@@ -416,8 +415,7 @@ def nuts_step(
     -------
     (HMCState, HMCInfo)
     """
-    if max_tree_depth < 1:
-        raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+    assert max_tree_depth >= 1, "pb.hmc checks max_tree_depth"
     uniform = rng.random
     velocity = metric.velocity
 

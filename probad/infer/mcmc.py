@@ -2,22 +2,26 @@
 
 The driver's jobs are the ones the kernels should not know about: building the
 potential, giving each chain its own reproducible random stream, running the
-chains in this process or on any ``concurrent.futures.Executor``, surviving
-Ctrl-C and failed chains, and packaging the results with diagnostics.
+chains in this process, on a kept pool of worker processes (``cores``) or on
+any ``concurrent.futures.Executor``, surviving Ctrl-C, failed chains and dead
+workers, and packaging the results with diagnostics.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import multiprocessing
+import numbers
 import os
 import queue
+import shutil
 import signal
 import tempfile
 import threading
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -27,12 +31,12 @@ import numpy as np
 from .adaptation import window_ends
 from .chain import check_adapt, run_chain, show_progress
 from .density import potential as make_potential
-from .diagnostics import check_sampling
+from .diagnostics import SamplingWarning, check_sampling
 from .fisher_adaptation import fisher_schedule
 from .initialization import init_to_uniform, init_to_value
 from .kernels import LowRankInverseMetric
 from .progress import progress_bar
-from .results import draws_to_inference_data
+from .results import check_coords, draws_to_inference_data
 
 __all__ = ["hmc"]
 
@@ -60,16 +64,23 @@ class _StopFlag:
     each chain returns its draws. A file works for any executor on this
     machine and costs nothing to ship; chains look at it at most every
     ``interval`` seconds, so the check stays off the sampler's hot path.
+
+    The file lives in a directory of its own that ``mkdtemp`` creates with
+    mode 0700: another user's process can neither plant the flag (and stop
+    every run) nor put a symlink where it is written. The same directory
+    holds what a worker saves when its pool is torn down (see
+    :func:`_run_pickled`).
     """
 
     def __init__(self, interval: float = 0.2):
-        handle, self.path = tempfile.mkstemp(prefix="probad-stop-")
-        os.close(handle)
-        os.remove(self.path)
+        self.directory = tempfile.mkdtemp(prefix="probad-run-")
+        self.path = os.path.join(self.directory, "stop")
         self.interval = interval
         self._next_check = 0.0
 
     def __call__(self) -> bool:
+        if _terminated.is_set():
+            return True
         now = time.monotonic()
         if now < self._next_check:
             return False
@@ -77,11 +88,15 @@ class _StopFlag:
         return os.path.exists(self.path)
 
     def raise_flag(self) -> None:
-        open(self.path, "w").close()
+        _create_private_file(self.path)
 
     def remove(self) -> None:
-        if os.path.exists(self.path):
-            os.remove(self.path)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def chain_file(self, chain: int, kind: str) -> str:
+        """Where a worker leaves chain ``chain``'s pid (``kind="pid"``) or
+        its draws when it was told to terminate (``kind="result"``)."""
+        return os.path.join(self.directory, f"chain-{chain}.{kind}")
 
     @contextlib.contextmanager
     def raised_by_ctrl_c(self):
@@ -107,10 +122,42 @@ class _StopFlag:
             signal.signal(signal.SIGINT, previous)
 
 
+def _create_private_file(path: str, content: bytes = b"") -> None:
+    """Write a new file readable by this user only; never through a symlink
+    (``O_NOFOLLOW``) and never over an existing file (``O_EXCL``)."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "wb") as out:
+        out.write(content)
+
+
+#: Set in a pool worker by SIGTERM, which ``ProcessPoolExecutor`` sends to the
+#: healthy workers when another one dies: their chains stop and save their draws.
+_terminated = threading.Event()
+
+
+@contextlib.contextmanager
+def _saved_on_termination():
+    """In a worker process, turn SIGTERM into a stop request for this job."""
+    if multiprocessing.parent_process() is None or \
+            threading.current_thread() is not threading.main_thread():
+        yield  # the main process, or a thread: the signal is not ours to take
+        return
+    _terminated.clear()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _terminated.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_job(job: _ChainJob, pot=None):
     """Run one chain; in a worker process the potential is built there."""
     if pot is None:
-        pot = make_potential(job.model, job.data, compile=job.compile)
+        pot = make_potential(job.model, job.data, compile=job.compile,
+                             backend=_potential_backend(job.kernel_backend))
     init_seed, chain_seed = job.seed.spawn(2)
     strategy = job.init
     if isinstance(strategy, Mapping):
@@ -130,13 +177,38 @@ def _run_job(job: _ChainJob, pot=None):
             bar.close()
 
 
+def _potential_backend(kernel_backend: str) -> str:
+    """The compiled potential's backend for a kernel backend: the Python kernel
+    keeps the numpy replay (the readable reference end to end); otherwise
+    native code, where ``"auto"`` lets each tape's cost model choose."""
+    return {"native": "native", "python": "numpy"}.get(kernel_backend, "auto")
+
+
 def _native_form(pot):
     """``pot.native`` (a potential the compiled kernels can run), or None."""
     return getattr(pot, "native", None)
 
 
 def _run_pickled(payload: bytes):
-    return _run_job(cloudpickle.loads(payload))
+    """Run a shipped chain. When the pool it runs on is torn down (another
+    worker died), its result can no longer travel back: it is left in the
+    run's private directory for the driver to read, and the worker exits as
+    the pool asked."""
+    job = cloudpickle.loads(payload)
+    with _saved_on_termination():
+        # A worker on another machine (a cluster executor) has no such
+        # directory: it runs without this safety net, as it runs without the flag.
+        with contextlib.suppress(OSError):
+            _create_private_file(job.stop.chain_file(job.chain, "pid"), str(os.getpid()).encode())
+        result = _run_job(job)
+    if _terminated.is_set():
+        result_file = job.stop.chain_file(job.chain, "result")
+        # Written under another name and renamed, so the driver never reads half a file.
+        with contextlib.suppress(OSError):
+            _create_private_file(result_file + ".part", cloudpickle.dumps(result))
+            os.replace(result_file + ".part", result_file)
+        os._exit(0)
+    return result
 
 
 def _progress_bar(job):
@@ -149,7 +221,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         chains: int = 4, seed=None, algorithm: str = "nuts", target_accept: float = 0.8,
         max_tree_depth: int = 10, dense_mass: bool = False, adapt: str = "fisher", init=None,
         thin: int = 1,
-        progress: bool = True, executor: Executor | None = None, warmup_draws: bool = False,
+        progress: bool = True, executor: Executor | None = None, cores: int | None = None,
+        warmup_draws: bool = False,
         compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
         jitter: float = 0.0, coords: Mapping | None = None, dims: Mapping | None = None,
         log_likelihood: bool = True, kernel_backend: str = "auto"):
@@ -172,7 +245,14 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     seed : int or numpy.random.SeedSequence, optional
         The same seed gives bit-identical draws however the chains are run.
         None draws a fresh seed; ``idata.attrs["seed"]`` records the seed
-        used, so passing it back repeats the run.
+        used, so passing it back repeats the run (``int(attrs["seed"])``: a
+        seed of 2**63 or more is kept as a string, since netCDF holds 64-bit
+        integers at most). A SeedSequence is recorded as
+        ``attrs["seed_entropy"]`` (a string), ``["seed_spawn_key"]``,
+        ``["seed_pool_size"]`` and ``["seed_n_children_spawned"]``: pass
+        ``numpy.random.SeedSequence(ast.literal_eval(entropy), spawn_key=...,
+        pool_size=..., n_children_spawned=...)`` to repeat the run. The
+        SeedSequence given is not changed, so passing it again repeats the run.
     algorithm : {"nuts", "hmc"}
         NUTS (Stan's multinomial variant) or static HMC.
     target_accept : float
@@ -199,6 +279,15 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     executor : concurrent.futures.Executor, optional
         Run chains on it (e.g. ``ProcessPoolExecutor``); the model ships with
         cloudpickle, so models defined in a notebook work.
+    cores : int, optional
+        Without an ``executor``: run the chains on this many worker processes
+        (a pool kept for later calls); ``cores=1`` runs them one after
+        another in this process. The default, None, means
+        ``min(chains, os.cpu_count())`` processes, except for a model so cheap
+        that starting the workers would cost more than it saves, and for a
+        call made in a worker process or a thread (already in parallel with
+        others): then the chains run here (see :func:`_choose_pool`). The
+        draws are the same either way.
     warmup_draws : bool
         Keep the warmup iterations as ``warmup_posterior``/``warmup_sample_stats``.
     compile : bool
@@ -216,9 +305,13 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         (:mod:`probad.infer.native_nuts`), a whole trajectory per call, on the
         potential's native form; it makes the same draws as ``"python"``, the
         readable reference kernel (:mod:`probad.infer.kernels`), which calls
-        the potential from Python at every leapfrog step. ``"auto"`` (the
-        default) is ``"native"`` when the potential has a native form and
-        ``"python"`` otherwise; ``"native"`` raises if it has none. Warmup's
+        the potential from Python at every leapfrog step. ``"native"`` also
+        compiles the potential to native code (``pb.potential(...,
+        backend="native")``, equal to the numpy replay up to rounding, so a
+        seed's draws differ from the default's) and raises if a primitive
+        has no native lowering. ``"auto"`` (the default) is ``"native"`` when
+        the potential has a native form and ``"python"`` otherwise; the
+        potential is then the numpy replay, which has none. Warmup's
         adaptation, progress bars and Ctrl-C work the same with both.
 
     Returns
@@ -226,29 +319,44 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     arviz.InferenceData
         ``posterior``, ``sample_stats``, ``log_likelihood``, ``observed_data``
         and ``constant_data`` (+ warmup groups on request). If sampling was
-        interrupted, the draws so far, with ``attrs["partial"] = True``; a
-        chain that raised is dropped with a warning, listed in
-        ``attrs["failed_chains"]``, and the others are kept and checked.
+        interrupted, the draws so far, with ``attrs["partial"] = True``,
+        checked as a finished run is (the warnings say the draws are
+        partial). A chain that raised, or whose worker process died, is
+        dropped with a warning, listed in ``attrs["failed_chains"]`` with the
+        reason in ``attrs["failure_reasons"]``, and the others are kept and
+        checked. If packaging is interrupted (a second Ctrl-C) or runs out of
+        memory while computing the ``log_likelihood`` group, the result comes
+        without it; ``pb.log_likelihood(model, data, idata)`` adds it later.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before sampling, for an option of the wrong type or value, or
+        ``coords`` whose lengths do not match the model's dims.
     """
-    _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter)
+    _check_options(draws=draws, tune=tune, chains=chains, thin=thin, seed=seed,
+                   algorithm=algorithm, target_accept=target_accept,
+                   max_tree_depth=max_tree_depth, num_steps=num_steps, path_length=path_length,
+                   jitter=jitter, executor=executor, cores=cores, coords=coords, dims=dims,
+                   kernel_backend=kernel_backend)
     check_adapt(adapt, dense_mass)
-    if draws < 1 or tune < 0 or chains < 1 or thin < 1:
-        raise ValueError("draws and chains must be >= 1, tune >= 0 and thin >= 1")
-    if kernel_backend not in ("auto", "native", "python"):
-        raise ValueError(f"kernel_backend must be 'auto', 'native' or 'python', "
-                         f"got {kernel_backend!r}")
     start = time.perf_counter()
-    pot = make_potential(model, data, compile=compile)  # validates the model before sampling
+    # validates the model before sampling
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
+    build_time = time.perf_counter() - start
     if kernel_backend == "native" and _native_form(pot) is None:
         raise ValueError(
             "kernel_backend='native' needs a potential compiled to native code, and this "
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
+    check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
+    if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
+        _warn_short_warmup(tune)
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    root = _seed_sequence(seed)
     options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
                    max_tree_depth=max_tree_depth, dense_mass=dense_mass, adapt=adapt, thin=thin,
                    warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
@@ -257,36 +365,213 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                       dict(options, progress=progress), kernel_backend=kernel_backend)
             for c, s in enumerate(root.spawn(chains))]
     if executor is None:
+        executor = _choose_pool(pot, jobs, cores, build_time)
+    unfinished = []
+    if executor is None:
         results, errors = _run_sequential(jobs, pot)
     else:
-        results, errors = _run_on_executor(jobs, executor, progress)
+        results, errors, unfinished = _run_on_executor(jobs, executor, progress)
+        if executor is _shared_pool.executor and any(isinstance(e, _PoolBroke)
+                                                     for e in errors.values()):
+            _shared_pool.discard()
     sampling_time = time.perf_counter() - start
-    return _package(pot, results, errors, chains=chains, coords=coords, dims=dims,
+    return _package(pot, results, errors, unfinished, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
                     algorithm=algorithm, log_likelihood=log_likelihood, seed=seed,
                     adaptation=_adaptation_attrs(adapt, tune))
 
 
-def _check_options(algorithm, target_accept, max_tree_depth, num_steps, path_length, jitter):
-    """Refuse options every chain would refuse, before any chain starts."""
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept, max_tree_depth,
+                   num_steps, path_length, jitter, executor, cores, coords, dims,
+                   kernel_backend):
+    """Refuse options every chain would refuse, before any chain starts.
+
+    This is the one place sampler options are checked; the chain loop and
+    the kernels below trust what they are given.
+    """
+    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1),
+                               ("thin", thin, 1), ("max_tree_depth", max_tree_depth, 1)):
+        if not _is_int(value):
+            raise TypeError(f"pb.hmc: {name} must be an integer, got {value!r} "
+                            f"({type(value).__name__})")
+        if value < least:
+            raise ValueError(f"pb.hmc: {name} must be >= {least}, got {value}")
+    if cores is not None and (not _is_int(cores) or cores < 1):
+        raise ValueError(f"pb.hmc: cores must be None (one process per chain, up to the "
+                         f"number of CPUs) or an integer >= 1, got {cores!r}")
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"pb.hmc: executor must be a concurrent.futures.Executor (e.g. "
+                        f"ProcessPoolExecutor()), got {executor!r}; to run chains in "
+                        "parallel without one, use cores=")
+    if executor is not None and cores is not None:
+        raise ValueError("pb.hmc: give cores or executor, not both")
+    if not (seed is None or isinstance(seed, np.random.SeedSequence) or
+            (_is_int(seed) and seed >= 0)):
+        raise TypeError(f"pb.hmc: seed must be a non-negative integer or a "
+                        f"numpy.random.SeedSequence, got {seed!r}")
+    for name, value in (("coords", coords), ("dims", dims)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"pb.hmc: {name} must be a mapping (dict), got {type(value).__name__}")
+    if kernel_backend not in ("auto", "native", "python"):
+        raise ValueError(f"pb.hmc: kernel_backend must be 'auto', 'native' or 'python', "
+                         f"got {kernel_backend!r}")
     if algorithm not in ("nuts", "hmc"):
-        raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
+        raise ValueError(f"pb.hmc: algorithm must be 'nuts' or 'hmc', got {algorithm!r}")
+    if not isinstance(target_accept, numbers.Real) or not 0.0 < target_accept < 1.0:
+        raise ValueError(f"pb.hmc: target_accept must lie in (0, 1), got {target_accept!r}")
     if algorithm == "nuts":
-        if max_tree_depth < 1:
-            raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
         if num_steps is not None or path_length is not None or jitter:
-            raise ValueError("num_steps, path_length and jitter apply to algorithm='hmc' only")
+            raise ValueError("pb.hmc: num_steps, path_length and jitter apply to "
+                             "algorithm='hmc' only")
     else:
         if num_steps is not None and path_length is not None:
-            raise ValueError("give num_steps or path_length, not both")
-        if num_steps is not None and (int(num_steps) != num_steps or num_steps < 1):
-            raise ValueError(f"num_steps must be an integer >= 1, got {num_steps}")
+            raise ValueError("pb.hmc: give num_steps or path_length, not both")
+        if num_steps is not None and (not _is_int(num_steps) or num_steps < 1):
+            raise ValueError(f"pb.hmc: num_steps must be an integer >= 1, got {num_steps!r}")
         if path_length is not None and not path_length > 0.0:
-            raise ValueError(f"path_length must be > 0, got {path_length}")
+            raise ValueError(f"pb.hmc: path_length must be > 0, got {path_length}")
         if not 0.0 <= jitter < 1.0:
-            raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
+            raise ValueError(f"pb.hmc: jitter must lie in [0, 1), got {jitter}")
+
+
+def _warn_short_warmup(tune: int) -> None:
+    """Say, as Stan does, when warmup is too short for its adaptation windows."""
+    fast_and_slow = 75 + 25 + 50  # Stan's initial buffer, first window, terminal buffer
+    if tune < 20:
+        warnings.warn(f"tune={tune} is too short to estimate the metric (Stan needs at least "
+                      "20 warmup iterations): only the step size is adapted. Use tune >= "
+                      f"{fast_and_slow}.", SamplingWarning, stacklevel=3)
+    elif tune < fast_and_slow:
+        warnings.warn(f"tune={tune} is shorter than the adaptation windows "
+                      f"({fast_and_slow} iterations: 75 + 25 + 50), which are cut to "
+                      "15%/75%/10% of it, as Stan does; the adapted step size and metric may "
+                      f"be poor. Use tune >= {fast_and_slow}.", SamplingWarning, stacklevel=3)
+
+
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    """The run's root SeedSequence; a copy of a given one, so that spawning the
+    chains' streams does not change it and the same seed repeats the run."""
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+                                      pool_size=seed.pool_size,
+                                      n_children_spawned=seed.n_children_spawned)
+    return np.random.SeedSequence(seed)
+
+
+def _seed_attrs(seed) -> dict:
+    """The ``attrs`` that record ``seed`` so that the run can be repeated.
+
+    netCDF attributes hold 64-bit integers at most, so an int seed of 2**63
+    or more is recorded as a decimal string, and a SeedSequence by its parts
+    (its entropy is 128 bits when numpy draws it).
+    """
+    if not isinstance(seed, np.random.SeedSequence):
+        return {"seed": int(seed) if seed < 2**63 else str(seed)}
+    return {"seed_entropy": str(seed.entropy),
+            "seed_spawn_key": [int(k) for k in seed.spawn_key],
+            "seed_pool_size": int(seed.pool_size),
+            "seed_n_children_spawned": int(seed.n_children_spawned)}
+
+
+class _SharedPool:
+    """The worker processes of ``cores=``, started once and kept for later
+    calls: the second run in a session pays no start-up. A pool that broke
+    (a worker was killed) is discarded and the next call starts a new one."""
+
+    def __init__(self):
+        self.executor: ProcessPoolExecutor | None = None
+        self.workers = 0
+
+    def get(self, workers: int) -> ProcessPoolExecutor:
+        if self.executor is None or self.workers < workers:
+            self.discard()
+            self.executor, self.workers = ProcessPoolExecutor(max_workers=workers), workers
+        return self.executor
+
+    def discard(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor, self.workers = None, 0
+
+
+_shared_pool = _SharedPool()
+
+# The estimate behind cores=None, from benchmarks/bench_parallel_chains.py on
+# 2 busy CPUs: a pool's first task comes back after 20-60 ms (fork) and the
+# progress bars' manager process starts in 30-60 ms, so a run on a kept pool
+# costs about 0.1 s more than its chains. A pool started for the run costs
+# about 0.5 s more again (a short eight-schools run: 1.57 s on a fresh pool,
+# 1.03 s on a kept one, 1.04 s sequentially). A leapfrog step costs its
+# gradient plus about 30 us of the kernel's own Python (a trivial potential).
+POOL_OVERHEAD = 0.1
+POOL_START = 0.5
+# Where workers are not forked (macOS, Windows, Python 3.14's forkserver) each
+# one imports probad afresh: 7.5 s on these 2 CPUs at load 13, so at least
+# 2 s on an idle machine is a safe floor for the estimate.
+SPAWN_START = 2.0
+STEP_OVERHEAD = 30e-6
+#: Leapfrog steps per iteration assumed (NUTS averages 3-15 on well-adapted
+#: models, eight schools 8; the low end keeps cheap runs sequential).
+ASSUMED_STEPS = 7
+
+
+def _choose_pool(pot, jobs, cores: int | None, build_time: float):
+    """The executor ``cores`` asks for, or None to run the chains here.
+
+    With ``cores=None`` the chains go to ``min(chains, os.cpu_count())``
+    processes unless the estimated time of the run in parallel, ``work /
+    workers`` plus each worker building its potential (``build_time`` per
+    chain, measured here) plus :data:`POOL_OVERHEAD` (and :data:`POOL_START`
+    if the pool must be started), is no better than 0.8 of
+    the sequential ``work``; ``work`` is the iterations times
+    :data:`ASSUMED_STEPS` leapfrog steps, each a gradient at its measured cost
+    plus :data:`STEP_OVERHEAD`. Test-sized runs (a few hundred iterations of a
+    small model) stay sequential; Stan-sized ones go to the pool. A run that is
+    itself in a worker process or a thread stays sequential: it is already
+    one of several running in parallel.
+    """
+    chains = len(jobs)
+    workers = min(chains, cores if cores is not None else (os.cpu_count() or 1))
+    if workers < 2:
+        return None
+    if cores is None and (multiprocessing.parent_process() is not None or
+                          threading.current_thread() is not threading.main_thread()):
+        return None  # already a worker (an SBC fit on a pool, a Dask task): do not nest pools
+    if cores is None:
+        options = jobs[0].options
+        iterations = options["tune"] + options["draws"] * options["thin"]
+        try:
+            first, steady = _gradient_seconds(pot)
+        except ValueError:  # no start found: the chains will say so, one by one
+            return None
+        work = chains * iterations * ASSUMED_STEPS * (steady + STEP_OVERHEAD)
+        build = build_time + first  # a worker rebuilds the potential and records its tape
+        start = 0.0 if _shared_pool.workers >= workers else \
+            POOL_START + (SPAWN_START if multiprocessing.get_start_method() != "fork" else 0.0)
+        pooled = work / workers + math.ceil(chains / workers) * build + POOL_OVERHEAD + start
+        if pooled > 0.8 * work:
+            return None
+    return _shared_pool.get(workers)
+
+
+def _gradient_seconds(pot, repeats: int = 5) -> tuple[float, float]:
+    """Seconds to find a start and take its gradient (the first gradient
+    records the compiled tape), and of the fastest of a few more gradients
+    (the steady cost)."""
+    tic = time.perf_counter()
+    q = pot.initial_point(seed=0)
+    pot.value_and_grad(q)
+    first = time.perf_counter() - tic
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        pot.value_and_grad(q)
+        times.append(time.perf_counter() - tic)
+    return first, min(times)
 
 
 def _run_sequential(jobs, pot):
@@ -368,12 +653,27 @@ class _ProgressRelay:
 
 
 def _run_on_executor(jobs, executor, progress: bool):
+    """Run the chains on ``executor``; return ``(results, errors, unfinished)``.
+
+    ``unfinished`` lists the chains a second Ctrl-C left stopping: they were
+    interrupted, not failed, but their draws did not come back in time.
+    """
     stop = _StopFlag()
     relay = _ProgressRelay(jobs, progress)
     for job in jobs:
         job.stop = stop
     futures = {executor.submit(_run_pickled, cloudpickle.dumps(job)): job.chain for job in jobs}
-    results, errors = {}, {}
+    results, errors, unfinished = {}, {}, []
+
+    def collect(fut, timeout=None):
+        chain = futures[fut]
+        try:
+            results[chain] = fut.result(timeout=timeout)
+        except BrokenExecutor as exc:
+            _read_back(stop, chain, exc, results, errors)
+        except Exception as exc:
+            errors[chain] = exc
+
     with stop.raised_by_ctrl_c():
         try:
             pending = set(futures)
@@ -381,25 +681,25 @@ def _run_on_executor(jobs, executor, progress: bool):
                 finished, pending = wait(pending, timeout=relay.timeout, return_when=FIRST_COMPLETED)
                 relay.redraw()
                 for fut in finished:
-                    try:
-                        results[futures[fut]] = fut.result()
-                    except Exception as exc:
-                        errors[futures[fut]] = exc
+                    collect(fut)
         except KeyboardInterrupt:
             # Chains not started are cancelled; running ones see the flag within
             # a fraction of a second and return their draws so far.
             stop.raise_flag()
-            for fut, chain in futures.items():
-                if chain in results or chain in errors or fut.cancel():
-                    continue
-                try:
-                    results[chain] = fut.result(timeout=60)
-                except BaseException as exc:
-                    errors[chain] = exc
+            try:
+                for fut, chain in futures.items():
+                    if chain in results or chain in errors or fut.cancel():
+                        continue
+                    collect(fut, timeout=60)
+            except KeyboardInterrupt:
+                # A second Ctrl-C: stop waiting. The chains still stopping were
+                # interrupted too; that is not a failure of theirs.
+                unfinished = sorted(c for f, c in futures.items()
+                                    if c not in results and c not in errors and not f.cancelled())
         finally:
             stop.remove()
             relay.close()
-    return results, errors
+    return results, errors, unfinished
 
 
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
@@ -441,11 +741,54 @@ def _inverse_metric_attrs(inverse_metrics) -> dict:
     }
 
 
-def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_tree_depth,
-             algorithm, log_likelihood, seed, adaptation):
+class _PoolBroke(RuntimeError):
+    """A chain lost because a worker process of its pool died."""
+
+
+def _read_back(stop: _StopFlag, chain: int, exc: BaseException, results, errors,
+               patience: float = 30.0) -> None:
+    """A chain whose pool broke (one of its workers died, e.g. killed by the
+    OOM killer): if it ran on a healthy worker, that worker was sent SIGTERM
+    and saves the draws so far; read them. The chain whose worker died, and
+    chains never started, are failures with the reason."""
+    pid_file, result_file = stop.chain_file(chain, "pid"), stop.chain_file(chain, "result")
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        errors[chain] = _PoolBroke(f"not run: its process pool broke before it started ({exc})")
+        return
+    deadline = time.monotonic() + patience
+    while not os.path.exists(result_file) and _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with open(result_file, "rb") as f:
+            results[chain] = cloudpickle.load(f)
+    except (OSError, EOFError, cloudpickle.pickle.UnpicklingError):
+        errors[chain] = _PoolBroke(f"its worker process (pid {pid}) died: {exc}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
+             max_tree_depth, algorithm, log_likelihood, seed, adaptation):
     for chain, exc in sorted(errors.items()):
         warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=3)
+    if unfinished:
+        warnings.warn(f"a second Ctrl-C: chain(s) {unfinished} were interrupted while "
+                      "stopping and their draws are not returned", RuntimeWarning, stacklevel=3)
     kept = [c for c in sorted(results) if len(results[c].positions) > 0]
     done = [results[c] for c in kept]
     if not done:
@@ -476,9 +819,9 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
+        "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
+        **_seed_attrs(seed),
     }
-    if not isinstance(seed, np.random.SeedSequence):
-        attrs["seed"] = seed
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
     coords = {"chain": kept, **(coords or {})}
     idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
@@ -487,6 +830,7 @@ def _package(pot, results, errors, *, chains, coords, dims, sampling_time, max_t
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)
-    else:  # the chains that finished are still checked when another one failed
-        check_sampling(idata, max_tree_depth=max_tree_depth, stacklevel=4)
+    # Partial draws are checked too (a run whose every draw diverged must say
+    # so), as are the chains that finished when another one failed.
+    check_sampling(idata, max_tree_depth=max_tree_depth, partial=interrupted, stacklevel=4)
     return idata

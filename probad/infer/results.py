@@ -8,10 +8,11 @@ dims, pointwise log-likelihoods for ``az.loo``, and the data the model saw.
 from __future__ import annotations
 
 import warnings
+from typing import Mapping
 
 import numpy as np
 
-__all__ = ["draws_to_inference_data", "constrained_draws"]
+__all__ = ["draws_to_inference_data", "constrained_draws", "log_likelihood", "check_coords"]
 
 
 def _import_arviz():
@@ -34,21 +35,40 @@ def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = 
     ``(chains, draws)`` axes. A deterministic site missing from some draws
     (computed in one branch of an ``if``) is NaN there.
     """
+    posterior, loglik, _ = _constrain_draws(potential, q_draws, log_likelihood)
+    return posterior, loglik
+
+
+def _constrain_draws(potential, q_draws, log_likelihood: bool):
+    """:func:`constrained_draws`, plus why the log-likelihood was dropped (or None).
+
+    A Ctrl-C or a ``MemoryError`` while the log-likelihood is computed drops
+    it and goes on with the posterior alone, from the draw where it struck:
+    the draws are worth more than the group, which can be computed later.
+    """
     q_draws = np.asarray(q_draws, dtype=float)
     chains, draws, dim = q_draws.shape
     leading, n = (chains, draws), chains * draws
     posterior: dict[str, np.ndarray] = {}
     loglik: dict[str, np.ndarray] = {}
+    dropped = None
+    flat = q_draws.reshape((n, dim))
+    i = 0
     with np.errstate(all="ignore"):
-        for i, q in enumerate(q_draws.reshape((n, dim))):
-            if log_likelihood:
-                values, pointwise = potential.constrain_and_log_likelihood(q)
+        while log_likelihood and i < n:
+            try:
+                values, pointwise = potential.constrain_and_log_likelihood(flat[i])
                 _store(loglik, pointwise, i, n)
-            else:
-                values = potential.constrain(q)
-            _store(posterior, values, i, n)
+                _store(posterior, values, i, n)
+            except (KeyboardInterrupt, MemoryError) as exc:
+                dropped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "out of memory"
+                log_likelihood, loglik = False, {}
+                break
+            i += 1
+        for i in range(i, n):
+            _store(posterior, potential.constrain(flat[i]), i, n)
     return ({name: v.reshape(leading + v.shape[1:]) for name, v in posterior.items()},
-            {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()})
+            {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()}, dropped)
 
 
 def _store(out, values, i, n):
@@ -91,7 +111,13 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         Whether to compute the pointwise ``log_likelihood`` group.
     """
     az = _import_arviz()
-    posterior, loglik = constrained_draws(potential, q_draws, log_likelihood=log_likelihood)
+    posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood)
+    if dropped is not None:
+        warnings.warn(f"packaging the draws was {dropped} while computing the log_likelihood "
+                      "group: the result comes without it. Compute it later with "
+                      "pb.log_likelihood(model, data, idata); pass log_likelihood=False to "
+                      "skip it.", RuntimeWarning, stacklevel=3)
+        attrs = dict(attrs or {}, log_likelihood_dropped=dropped)
     all_dims = {k: list(v) for k, v in getattr(potential, "dims", {}).items()}
     all_dims.update({k: list(v) for k, v in (dims or {}).items()})
     groups = dict(
@@ -109,6 +135,10 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
     for name in _variables(groups):
         if name in all_dims:
             used_dims[name] = all_dims[name]
+    if getattr(potential, "enumerated", None):
+        # Say how the discrete sites were handled: summed out, so absent from
+        # the posterior until pb.infer_discrete draws them.
+        attrs = dict(attrs or {}, enumerated_sites=", ".join(potential.enumerated))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None},
@@ -140,3 +170,83 @@ def _complete_coords(coords, dims, groups):
     for dim, n in sizes.items():
         coords.setdefault(dim, np.arange(n))
     return coords
+
+
+def check_coords(potential, coords: Mapping | None, dims: Mapping | None = None) -> None:
+    """Refuse ``coords`` whose lengths do not match the model, before sampling.
+
+    ArviZ checks coordinates only when the InferenceData is built; by then
+    a run's draws would be lost to a typo. Every site whose shape is known
+    from the model (latent, observed, constant data) is checked along each
+    of its dims.
+    """
+    if not coords:
+        return
+    all_dims = {k: list(v) for k, v in getattr(potential, "dims", {}).items()}
+    all_dims.update({k: list(v) for k, v in (dims or {}).items()})
+    shapes = {name: site.shape for name, site in potential.sites.items()}
+    shapes.update({name: np.shape(v) for name, v in potential.observed.items()})
+    shapes.update({name: np.shape(v) for name, v in potential.constant_data.items()})
+    for dim, values in coords.items():
+        if np.ndim(values) != 1:
+            raise ValueError(f"coords['{dim}'] must be a 1-D sequence of coordinate values, "
+                             f"got {values!r}")
+    for name, names in all_dims.items():
+        for dim, size in zip(names, shapes.get(name, ())):
+            if dim in coords and len(coords[dim]) != size:
+                raise ValueError(
+                    f"coords['{dim}'] has {len(coords[dim])} values, but site '{name}' has "
+                    f"{size} along its dim '{dim}' (shape {shapes[name]}); give {size} "
+                    "coordinate values")
+
+
+def log_likelihood(model, data: Mapping | None, idata, *, compile: bool = True):
+    """Add the pointwise ``log_likelihood`` group to ``idata`` (for ``az.loo``).
+
+    For a run made with ``log_likelihood=False``, or whose packaging had to
+    leave the group out: each posterior draw is mapped back to the
+    unconstrained space and the model's observed sites are evaluated there.
+
+    Parameters
+    ----------
+    model : callable
+        The model that was sampled.
+    data : mapping, optional
+        The data it was sampled with.
+    idata : arviz.InferenceData
+        The run; its ``posterior`` must hold every latent site.
+    compile : bool
+        Replay a compiled tape of the model (fast) instead of running it.
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``idata`` itself, with the ``log_likelihood`` group added or replaced.
+    """
+    from .density import potential as make_potential
+
+    az = _import_arviz()
+    pot = make_potential(model, data, compile=compile)
+    post = idata.posterior
+    missing = [name for name in pot.sites if name not in post]
+    if missing:
+        raise ValueError(f"pb.log_likelihood: the posterior has no draws of the latent "
+                         f"site(s) {', '.join(missing)}; is this the model that was sampled?")
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    values = {name: np.asarray(post[name].values) for name in pot.sites}
+    q = np.empty((chains, draws, pot.dim))
+    for c in range(chains):
+        for d in range(draws):
+            q[c, d] = pot.unconstrain({name: v[c, d] for name, v in values.items()})
+    _, loglik = constrained_draws(pot, q, log_likelihood=True)
+    used_dims = {name: list(pot.dims[name]) for name in loglik if name in pot.dims}
+    coords = {name: post.coords[name].values for name in post.coords}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        group = az.from_dict(log_likelihood=loglik, dims=used_dims,
+                             coords=_complete_coords(coords, used_dims,
+                                                     {"log_likelihood": loglik}))
+    if "log_likelihood" in idata.groups():
+        del idata.log_likelihood
+    idata.add_groups(log_likelihood=group.log_likelihood)
+    return idata

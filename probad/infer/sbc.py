@@ -95,7 +95,7 @@ def _fit(sim: _Simulation, conditioned, rng_seed):
     elif sim.method == "advi":
         options = dict(sim.fit_options)
         draws = options.pop("draws", 1000)
-        fit = advi(conditioned, sim.data, seed=rng_seed, **options)
+        fit = advi(conditioned, sim.data, seed=rng_seed, **{"progress": False, **options})
         idata = fit.sample(draws, seed=rng_seed)
         divergences = 0
     else:
@@ -430,6 +430,8 @@ def sbc(model: Callable, data: Mapping | None = None, *, num_simulations: int = 
     attrs = {"seed": seed if not isinstance(seed, onp.random.SeedSequence) else str(seed.entropy),
              "num_simulations": num_simulations, "method": method_name, "partial": False}
 
+    # A model with nothing to simulate fails every fit the same way: say so once, now.
+    _simulate(model, dict(data or {}), onp.random.default_rng(0), observed)
     rows: dict[int, dict] = {}
     if resume is not None and os.path.exists(resume):
         rows = _rows_from(SBCResult.from_netcdf(resume), attrs, rank_draws)

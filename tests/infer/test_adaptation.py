@@ -280,3 +280,39 @@ def test_diagonal_adaptation_learns_scales():
     # and a correct, unbiased estimator keeps it within 4 of those.
     np.testing.assert_allclose(np.mean(ratios, axis=0), 1.0, atol=0.14)
     assert result.step_size > 0.5  # the rescaled target is a standard normal
+
+
+def far_from_zero_gaussian(dim, seed=0):
+    """Independent normals, scales 1e-3 ... 10, means around +-100: Welford's
+    rounding there is largest relative to the small covariances."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=dim) * 100.0, np.logspace(-3, 1, dim)
+
+
+@pytest.mark.parametrize("dim", [50, 66, 100])
+def test_dense_welford_estimate_is_exactly_symmetric(dim):
+    mean, scale = far_from_zero_gaussian(dim)
+    state = welford_init(dim, dense=True)
+    for x in np.random.default_rng(1).normal(size=(150, dim)) * scale + mean:
+        state = welford_update(state, x)
+    covariance = welford_covariance(state)
+    np.testing.assert_array_equal(covariance, covariance.T)
+    kernels.make_metric(covariance)  # refused before: "a dense inverse metric must be symmetric"
+
+
+@pytest.mark.parametrize("dim", [50, 100])
+def test_dense_mass_adaptation_runs_in_50_to_100_dimensions(dim):
+    from probad.infer.chain import run_chain
+
+    mean, scale = far_from_zero_gaussian(dim)
+
+    def potential(q):
+        z = (q - mean) / scale
+        return 0.5 * z.dot(z), z / scale
+
+    result = run_chain(potential, mean, seed_or_rng=3, draws=5, tune=150, dense_mass=True,
+                       max_tree_depth=6)
+    inverse_metric = result.inverse_metric
+    assert inverse_metric.shape == (dim, dim)
+    np.testing.assert_array_equal(inverse_metric, inverse_metric.T)
+    assert len(result.positions) == 5

@@ -361,3 +361,22 @@ def test_same_seed_same_fit():
         warnings.simplefilter("ignore")
         c = advi(_normal_mean_model, {"y": Y20}, seed=6, steps=300, tol=None, progress=False)
     assert not onp.array_equal(a.elbo, c.elbo)
+
+
+def test_ctrl_c_returns_the_fit_so_far_marked_as_interrupted():
+    options = dict(steps=2000, seed=3, progress=False, compile=False, tol=None)
+    # Each step runs the model once (compile=False); stop about 350 steps in.
+    with pytest.warns(RuntimeWarning, match=r"interrupted \(Ctrl-C\) after"):
+        fit = advi(models.clocked_normal, {"clock": models.InterruptAt(350)}, **options)
+    assert fit.interrupted and not fit.converged
+    assert 300 < fit.num_steps < 400 and len(fit.elbo) == fit.num_steps
+    assert "interrupted" in repr(fit)
+    assert abs(fit.mean["x"]) < 1.0 and fit.sample(10).posterior["x"].shape == (1, 10)
+    complete = advi(models.clocked_normal, {"clock": models.InterruptAt(onp.inf)}, **options)
+    assert not complete.interrupted
+
+
+def test_ctrl_c_before_any_step_propagates():
+    with pytest.raises(KeyboardInterrupt):
+        advi(models.clocked_normal, {"clock": models.InterruptAt(3)}, steps=100, progress=False,
+             compile=False)

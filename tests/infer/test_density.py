@@ -318,6 +318,23 @@ def test_init_to_uniform_stays_in_the_box(eight_schools):
                                eight_schools.initial_point(seed=6))
 
 
+def correlated_pair(y):
+    """Positive definite only for |rho| < 1/2: a uniform start in (-2, 2) on the
+    unconstrained scale lands outside that about half the time."""
+    rho = sample("rho", dist.Uniform(-1.0, 1.0))
+    covariance = np.array([[1.0, 2.0 * rho], [2.0 * rho, 1.0]])
+    sample("y", dist.MultivariateNormal(np.zeros(2), scale_tril=np.linalg.cholesky(covariance)),
+           obs=y)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_a_linalg_error_at_a_start_is_a_failed_try_and_retried(compile):
+    pot = potential(correlated_pair, {"y": onp.array([0.3, 0.1])}, compile=compile)
+    for seed in range(10):  # seeds 3, 4, 5 and 9 first draw a start that is not PD
+        rho = pot.constrain(pot.initial_point(seed=seed))["rho"]
+        assert abs(rho) < 0.5
+
+
 def test_init_to_value_with_fallback(eight_schools):
     q = eight_schools.initial_point(seed=0, strategy=init_to_value({"mu": 1.0, "tau": 2.0}))
     assert q[0] == 1.0 and q[1] == pytest.approx(math.log(2.0)) and onp.all(onp.abs(q[2:]) <= 2)

@@ -24,7 +24,8 @@ import probad.ad.numpy as np
 from probad import distributions as dist
 from probad import handlers
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
-from tests.models import EIGHT_SCHOOLS, eight_schools_centered, eight_schools_noncentered
+from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
+                          eight_schools_noncentered)
 
 STATS = {"lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
          "energy_error", "max_energy_error"}
@@ -446,28 +447,8 @@ def test_a_clean_run_warns_nothing():
 
 
 # ------------------------------------------------- Ctrl-C and failing chains
-class InterruptAt:
-    """Counts model runs; the ``n``-th raises KeyboardInterrupt, as one Ctrl-C would."""
-
-    def __init__(self, n: float):
-        self.n = n
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return 0.0
-
-
-def clocked_normal(clock):
-    """A standard normal whose every run ticks ``clock`` (with ``compile=False``
-    the model's Python runs at every gradient, so the clock can stop it)."""
-    pb.sample("x", dist.Normal(0.0, 1.0))
-    pb.factor("clock", clock())
-
-
-INTERRUPT_OPTIONS = dict(draws=300, tune=30, chains=2, seed=9, compile=False)
+# cores=1: the chains run here, one after another, so the clock counts every model run.
+INTERRUPT_OPTIONS = dict(draws=300, tune=30, chains=2, seed=9, compile=False, cores=1)
 
 
 @pytest.fixture(scope="module")
@@ -663,3 +644,279 @@ def test_bad_options_raise_before_sampling(options, message):
 def test_bad_input_raises_before_sampling(model, data, message):
     with pytest.raises(ValueError, match=message):
         pb.hmc(model, data, executor=NoChainsExecutor(), progress=False)
+
+
+# ------------------------------------------- issue 19: nothing hidden, no work lost
+def walled_clocked(clock):
+    """A standard normal cut off at |x| = 0.05: nearly every trajectory hits
+    the wall (infinite energy) and diverges."""
+    x = pb.sample("x", dist.Normal(0.0, 1.0))
+    pb.factor("wall", np.where(np.abs(x) < 0.05, 0.0, -np.inf))
+    pb.factor("clock", clock())
+
+
+def test_an_interrupted_run_still_reports_its_divergences():
+    with pytest.warns(SamplingWarning, match=r"\(partial draws of an interrupted run\) \d+ "
+                                             "divergent transition"):
+        with pytest.warns(RuntimeWarning, match="sampling stopped early"):
+            idata = pb.hmc(walled_clocked, {"clock": InterruptAt(1500)}, draws=1000, tune=30,
+                           chains=1, seed=2, compile=False, progress=False, init={"x": 0.0})
+    assert idata.attrs["partial"] and int(idata.sample_stats["diverging"].sum()) > 0
+
+
+def test_one_chain_runs_the_ess_checks_and_says_rhat_needs_more_chains():
+    with pytest.warns(SamplingWarning) as record:
+        pb.hmc(bimodal, draws=30, tune=150, chains=1, seed=1, progress=False)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "R-hat needs at least 2 chains" in messages
+    assert "bulk ESS below 100" in messages
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(draws=2.5), TypeError, "draws must be an integer, got 2.5"),
+    (dict(chains="2"), TypeError, "chains must be an integer, got '2'"),
+    (dict(tune=True), TypeError, "tune must be an integer"),
+    (dict(executor="pool"), TypeError, "executor must be a concurrent.futures.Executor"),
+    (dict(seed=-1), TypeError, "seed must be a non-negative integer"),
+    (dict(seed=1.5), TypeError, "seed"),
+    (dict(coords=[1, 2]), TypeError, "coords must be a mapping"),
+    (dict(thin=0), ValueError, "thin must be >= 1"),
+    (dict(tune=-1), ValueError, "tune must be >= 0"),
+    (dict(cores=0), ValueError, "cores"),
+    (dict(cores=2, executor=ProcessPoolExecutor), TypeError, "executor"),
+    (dict(jitter=0.1), ValueError, "algorithm='hmc' only"),
+    (dict(target_accept=1.0), ValueError, "target_accept"),
+])
+def test_options_of_the_wrong_type_or_value_are_named(options, error, message):
+    with pytest.raises(error, match=message):
+        pb.hmc(iid_normal, {"dim": 2}, executor=options.pop("executor", NoChainsExecutor()),
+               progress=False, **options)
+
+
+def test_cores_and_executor_together_are_refused():
+    with pytest.raises(ValueError, match="cores or executor"):
+        pb.hmc(iid_normal, {"dim": 2}, executor=NoChainsExecutor(), cores=2, progress=False)
+
+
+@pytest.mark.parametrize("tune, message", [
+    (10, "tune=10 is too short to estimate the metric"),
+    (100, "tune=100 is shorter than the adaptation windows"),
+])
+def test_a_warmup_too_short_for_the_windows_warns_as_stan_does(tune, message):
+    # Stan's windows only: the Fisher schedule is fractions of any tune.
+    with pytest.warns(SamplingWarning, match=message):
+        pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=tune, chains=1, seed=0, progress=False,
+               adapt="stan")
+
+
+def test_a_warmup_that_fits_the_windows_does_not_warn_about_them():
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=150, chains=1, seed=0, progress=False)
+    assert not any("tune=" in str(w.message) for w in record)
+
+
+def test_a_seed_beyond_int64_is_recorded_and_written_to_netcdf(tmp_path):
+    options = dict(draws=10, tune=10, chains=2, seed=2**70)
+    idata = sample(iid_normal, {"dim": 2}, **options)
+    idata.to_netcdf(tmp_path / "run.nc")
+    again = az.from_netcdf(tmp_path / "run.nc")
+    repeated = sample(iid_normal, {"dim": 2}, **dict(options, seed=int(again.attrs["seed"])))
+    assert_same_draws(idata, repeated)
+
+
+def test_a_seed_sequence_is_recorded_and_repeats_the_run(tmp_path):
+    import ast
+
+    seed = onp.random.SeedSequence()  # fresh 128-bit entropy
+    options = dict(draws=10, tune=10, chains=2)
+    idata = sample(iid_normal, {"dim": 2}, seed=seed, **options)
+    # The given SeedSequence is not consumed: passing it again repeats the run.
+    assert_same_draws(idata, sample(iid_normal, {"dim": 2}, seed=seed, **options))
+    idata.to_netcdf(tmp_path / "run.nc")
+    attrs = az.from_netcdf(tmp_path / "run.nc").attrs
+    rebuilt = onp.random.SeedSequence(ast.literal_eval(attrs["seed_entropy"]),
+                                      spawn_key=tuple(attrs["seed_spawn_key"]),
+                                      pool_size=int(attrs["seed_pool_size"]),
+                                      n_children_spawned=int(attrs["seed_n_children_spawned"]))
+    assert_same_draws(idata, sample(iid_normal, {"dim": 2}, seed=rebuilt, **options))
+
+
+def test_coords_of_the_wrong_length_are_refused_before_sampling():
+    with pytest.raises(ValueError, match=r"coords\['school'\] has 7 values, but site "
+                                         r"'theta_t' has 8"):
+        pb.hmc(eight_schools_noncentered, EIGHT_SCHOOLS, coords={"school": SCHOOLS[:7]},
+               executor=NoChainsExecutor(), progress=False)
+
+
+@pytest.mark.parametrize("failure", [MemoryError, KeyboardInterrupt])
+def test_packaging_that_fails_in_the_log_likelihood_keeps_the_draws(failure, monkeypatch):
+    """A MemoryError, or a second Ctrl-C, while the log-likelihood is computed:
+    the result comes without that group, and pb.log_likelihood adds it later."""
+    from probad.infer.density import Potential
+
+    options = dict(draws=30, tune=30, chains=2, seed=5, cores=1)
+    complete = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    calls = []
+    original = Potential.constrain_and_log_likelihood
+
+    def failing(self, q):
+        calls.append(q)
+        if len(calls) == 7:
+            raise failure
+        return original(self, q)
+
+    monkeypatch.setattr(Potential, "constrain_and_log_likelihood", failing)
+    with pytest.warns(RuntimeWarning, match="without it. Compute it later with "
+                                            r"pb.log_likelihood\(model, data, idata\)"):
+        idata = sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options)
+    monkeypatch.undo()
+    assert "log_likelihood" not in idata.groups()
+    assert idata.attrs["log_likelihood_dropped"]
+    assert_same_draws(idata, complete)
+    restored = pb.log_likelihood(eight_schools_noncentered, EIGHT_SCHOOLS, idata)
+    onp.testing.assert_allclose(restored.log_likelihood["y"].values,
+                                complete.log_likelihood["y"].values, rtol=1e-12)
+    assert restored.log_likelihood["y"].dims == ("chain", "draw", "school")
+
+
+def test_the_stop_flag_lives_where_no_other_process_can_plant_it(tmp_path):
+    import stat
+
+    from probad.infer.mcmc import _StopFlag
+
+    flag = _StopFlag(interval=0.0)
+    try:
+        info = os.stat(flag.directory)
+        assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+        assert os.path.dirname(flag.path) == flag.directory and not flag()
+        # Even a symlink at the flag's path is never written through.
+        target = tmp_path / "target"
+        target.write_text("untouched")
+        os.symlink(target, flag.path)
+        flag.raise_flag()
+        assert target.read_text() == "untouched"
+    finally:
+        flag.remove()
+    assert not os.path.exists(flag.directory)
+
+
+class SlowStartInChain:
+    """``init_to_uniform()``, after sleeping ``seconds`` in chain ``slow``."""
+
+    def __init__(self, slow: int, seconds: float):
+        self.slow, self.seconds = slow, seconds
+
+    def __call__(self, site, rng):
+        if rng.bit_generator.seed_seq.spawn_key[0] == self.slow:
+            time.sleep(self.seconds)
+        return init_to_uniform()(site, rng)
+
+
+def test_a_second_ctrl_c_on_a_pool_is_an_interrupt_not_a_chain_failure():
+    """Ctrl-C, then Ctrl-C again while chain 1 is still stopping: chain 0's
+    draws come back, and chain 1 is not reported as failed."""
+    timers = [threading.Timer(t, os.kill, (os.getpid(), signal.SIGINT)) for t in (3.0, 4.0)]
+    with ProcessPoolExecutor(max_workers=2) as own_pool:
+        for timer in timers:
+            timer.start()
+        try:
+            with pytest.warns(RuntimeWarning, match=r"second Ctrl-C: chain\(s\) \[1\]"):
+                idata = pb.hmc(iid_normal, {"dim": 2}, draws=300_000, tune=50, chains=2,
+                               seed=3, init=SlowStartInChain(1, 8.0), executor=own_pool,
+                               progress=False)
+        finally:
+            for timer in timers:
+                timer.cancel()
+    assert idata.attrs["failed_chains"] == [] and idata.attrs["partial"]
+    assert list(idata.posterior["chain"].values) == [0]
+
+
+class KillWorkerInChain:
+    """``init_to_uniform()``, except that chain ``bad``'s worker process is
+    SIGKILLed (as the OOM killer would) after ``delay`` seconds."""
+
+    def __init__(self, bad: int, delay: float):
+        self.bad, self.delay = bad, delay
+
+    def __call__(self, site, rng):
+        if rng.bit_generator.seed_seq.spawn_key[0] == self.bad:
+            time.sleep(self.delay)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return init_to_uniform()(site, rng)
+
+
+def test_a_killed_worker_loses_only_its_own_chain():
+    with ProcessPoolExecutor(max_workers=2) as own_pool:
+        with pytest.warns(RuntimeWarning, match="chain 1 failed .*worker process .* died"):
+            idata = pb.hmc(iid_normal, {"dim": 2}, draws=300_000, tune=50, chains=2, seed=3,
+                           init=KillWorkerInChain(1, 3.0), executor=own_pool, progress=False)
+    assert idata.attrs["failed_chains"] == [1] and "died" in idata.attrs["failure_reasons"][0]
+    assert list(idata.posterior["chain"].values) == [0]
+    # The healthy chain was stopped when the pool broke and its draws read back.
+    assert 0 < idata.posterior.sizes["draw"] < 300_000
+    complete = sample(iid_normal, {"dim": 2}, draws=30, tune=50, chains=1, seed=3)
+    onp.testing.assert_array_equal(idata.posterior["x"].values[0, :30],
+                                   complete.posterior["x"].values[0])
+
+
+# -------------------------------------------- issue 14: chains in parallel by default
+def test_the_same_seed_gives_the_same_draws_on_one_core_or_many():
+    options = dict(draws=30, tune=30, chains=3, seed=21)
+    one = sample(eight_schools_noncentered, EIGHT_SCHOOLS, cores=1, **options)
+    assert_same_draws(one, sample(eight_schools_noncentered, EIGHT_SCHOOLS, cores=2, **options))
+    assert_same_draws(one, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
+
+
+def test_cores_none_keeps_a_cheap_run_here_and_pools_a_long_one(monkeypatch):
+    from probad.infer import mcmc
+
+    pot = pb.potential(eight_schools_noncentered, EIGHT_SCHOOLS)
+
+    def jobs(iterations):
+        options = dict(tune=iterations // 2, draws=iterations // 2, thin=1)
+        return [mcmc._ChainJob(None, None, True, c, None, None, dict(options)) for c in range(4)]
+
+    started = []
+    monkeypatch.setattr(mcmc._shared_pool, "get", lambda workers: started.append(workers) or 1)
+    # 4 chains x 60 iterations of eight schools: about 0.1 s in all, less than the pool costs.
+    assert mcmc._choose_pool(pot, jobs(60), None, build_time=0.0) is None
+    # 4 x 20,000 iterations take tens of seconds: every CPU works.
+    chosen = mcmc._choose_pool(pot, jobs(20_000), None, build_time=0.0)
+    workers = min(4, os.cpu_count())
+    assert (chosen is None) if workers < 2 else (started == [workers])
+    assert mcmc._choose_pool(pot, jobs(20_000), 1, build_time=0.0) is None
+
+
+def test_a_worker_that_cannot_see_the_run_directory_still_runs_its_chain():
+    """A cluster worker on another machine has no access to the driver's
+    private directory: the chain runs all the same."""
+    import cloudpickle
+
+    from probad.infer import mcmc
+
+    stop = mcmc._StopFlag()
+    stop.remove()  # as seen from another machine: the directory does not exist
+    job = mcmc._ChainJob(iid_normal, {"dim": 2}, True, 0, onp.random.SeedSequence(1),
+                         init_to_uniform(), dict(draws=5, tune=5, algorithm="nuts",
+                                                 target_accept=0.8, max_tree_depth=10,
+                                                 dense_mass=False, thin=1, warmup_draws=False,
+                                                 num_steps=None, path_length=None, jitter=0.0),
+                         stop)
+    result = mcmc._run_pickled(cloudpickle.dumps(job))
+    assert len(result.positions) == 5 and not result.partial
+
+
+def test_cores_none_in_a_thread_does_not_start_a_pool(monkeypatch):
+    """pb.hmc called from a worker thread or process (a Dask task, an SBC
+    simulation on a pool) is one of several in parallel already."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from probad.infer import mcmc
+
+    pot = pb.potential(eight_schools_noncentered, EIGHT_SCHOOLS)
+    options = dict(tune=10_000, draws=10_000, thin=1)
+    jobs = [mcmc._ChainJob(None, None, True, c, None, None, dict(options)) for c in range(4)]
+    monkeypatch.setattr(mcmc._shared_pool, "get", lambda workers: pytest.fail("a pool started"))
+    with ThreadPoolExecutor(1) as thread:
+        assert thread.submit(mcmc._choose_pool, pot, jobs, None, 0.0).result() is None

@@ -29,7 +29,11 @@ FAST = {"eight_schools-eight_schools_noncentered", "sblrc-blr", "wells_data-well
 # diverges a few times in 4000 draws, and NumPyro's NUTS does the same at the
 # same step sizes (0.021-0.035, seeds 0-2: 1-39 divergences per run); at 0.95
 # the step size falls by a quarter and no divergences remain.
-OPTIONS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95}}
+# eight_schools: the non-centred funnel still has a divergence or a few in
+# 4000 draws at 0.8 (seeds 20261121-28: 1, 1, 2, 1, 5, 0, 0, 3), which would
+# make "no divergences" a coin toss; at 0.9 there were none on those seeds.
+OPTIONS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95},
+           "eight_schools-eight_schools_noncentered": {"target_accept": 0.9}}
 
 
 def _sample(name, seed, **options):

@@ -62,9 +62,19 @@ class Tape:
         The generated Python source of ``replay``.
     replay : callable
         ``replay(*leaves)``: the compiled straight-line function.
+    meta : list of tuple
+        ``(type, shape, dtype)`` of every value slot (what other backends lower from).
+    positions : list of int
+        Where each op of ``ops`` was recorded (guards are checked by position).
+    native : Program or None
+        The tape lowered for the native interpreter, when ``replay`` runs it.
     """
 
-    def __init__(self, ops, guards, outputs, n_inputs, n_recorded, source, replay):
+    def __init__(self, ops, guards, outputs, n_inputs, n_recorded, source, replay, meta=None,
+                 positions=None):
+        self.meta = meta
+        self.positions = positions
+        self.native = None
         self.ops = ops
         self.guards = guards
         self.outputs = outputs
@@ -683,4 +693,5 @@ def build_tape(trace, n_inputs: int, outputs, name: str) -> Tape:
     filename = f"<probad.compile {fname} #{next(_source_ids)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(builtins.compile(source, filename, "exec"), em.namespace)
-    return Tape(ops, guards, outputs, n_inputs, len(trace.ops), source, em.namespace[fname])
+    return Tape(ops, guards, outputs, n_inputs, len(trace.ops), source, em.namespace[fname],
+                meta, [position[id(op)] for op in ops])

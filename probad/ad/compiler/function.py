@@ -204,6 +204,13 @@ def _stacklevel() -> int:
     return level
 
 
+def _native_pays(tape: Tape) -> bool:
+    from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
+    numpy_ns, native_ns = native.estimated_costs(tape)
+    return native_ns < numpy_ns
+
+
 # ---------------------------------------------------------------- compiled
 class Compiled:
     """A function that replays recorded tapes; built by :func:`compile`.
@@ -221,12 +228,17 @@ class Compiled:
         Number of times the function has been traced.
     max_tapes : int
         Most tapes (control-flow paths) kept per cache key.
+    backend : {"numpy", "native", "auto"}
+        What replays a tape (see :func:`compile`).
     """
 
-    def __init__(self, fun, max_tapes: int = 8):
+    def __init__(self, fun, max_tapes: int = 8, backend: str = "numpy"):
+        if backend not in ("numpy", "native", "auto"):
+            raise ValueError(f"backend must be 'numpy', 'native' or 'auto', got {backend!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.max_tapes = max_tapes
+        self.backend = backend
         self.tapes: dict[tuple, list[Tape]] = {}
         self.eager_keys: dict[tuple, str] = {}
         self.trace_count = 0
@@ -318,8 +330,23 @@ class Compiled:
             self._give_up(key, trace.unreplayable)
             return result
         tape = build_tape(trace, n_inputs, outputs, self._name())
+        if self.backend == "native" or self.backend == "auto" and _native_pays(tape):
+            self._go_native(tape)
         self.tapes.setdefault(key, []).insert(0, tape)
         return result
+
+    def _go_native(self, tape: Tape) -> None:
+        """Replay ``tape`` natively, or keep its numpy replay with one warning
+        per reason (naming the primitives the interpreter lacks)."""
+        from . import native  # imports numba (0.5 s): only when a native backend is asked for
+
+        try:
+            tape.native = native.lower(tape)
+        except native.Unsupported as why:
+            self._warn(("native", str(why)), f"{self._name()}: replayed by numpy, not natively: "
+                       f"no native lowering for {why}")
+            return
+        tape.replay = tape.native.replay
 
     @staticmethod
     def _output_leaf(trace, value):
@@ -344,7 +371,7 @@ class Compiled:
         return getattr(self.fun, "__name__", None) or type(self.fun).__name__
 
 
-def compile(fun, max_tapes: int = 8) -> Compiled:
+def compile(fun, max_tapes: int = 8, backend: str = "numpy") -> Compiled:
     """Record ``fun`` into flat tapes of primitive calls and replay them.
 
     Parameters
@@ -355,6 +382,18 @@ def compile(fun, max_tapes: int = 8) -> Compiled:
     max_tapes : int
         Most control-flow paths kept per argument signature; calls taking a
         new path beyond that run eagerly (with one warning).
+    backend : {"numpy", "native", "auto"}
+        ``"numpy"`` replays a tape as straight-line Python calling numpy, one
+        call per primitive. ``"native"`` lowers it to data for a compiled
+        interpreter (numba, see :mod:`probad.ad.compiler.native`): no Python
+        call per primitive, results equal to the numpy replay's up to
+        rounding. A tape using a primitive the interpreter lacks (or numba
+        missing) stays on the numpy replay, with one warning naming it.
+        ``"auto"`` is ``"native"`` for the tapes that a cost model
+        (:func:`~probad.ad.compiler.native.estimated_costs`) predicts to run
+        faster natively, and ``"numpy"`` for the others (long vectors of
+        exp/log, where numpy's SIMD loops win). The choice depends on the
+        tape only, so a seed gives the same draws on every run.
 
     Returns
     -------
@@ -381,7 +420,7 @@ def compile(fun, max_tapes: int = 8) -> Compiled:
     fails under tracing only. Calls whose arguments are traced by another
     transformation (``grad`` of a compiled function) run ``fun`` directly.
     """
-    return Compiled(fun, max_tapes)
+    return Compiled(fun, max_tapes, backend)
 
 
 def compile_value_and_grad(fun, argnum=0, max_tapes: int = 8) -> Compiled:

@@ -1,0 +1,295 @@
+"""The native backend: every model of the test suite runs natively and agrees
+with the numpy replay; each lowering agrees with numpy on special values;
+guards retrace; primitives without a lowering fall back with one warning."""
+import warnings
+
+import numpy as onp
+import pytest
+
+import probad as pb
+import probad.ad.numpy as np
+from probad import distributions as dist
+from probad.ad import value_and_grad
+from probad.ad.compiler import CompileWarning, compile
+from probad.ad.compiler import interpreter, native
+from probad.ad.scipy import special
+from tests import models as M
+from tests import posteriordb_models as P
+
+pytestmark = pytest.mark.skipif(not interpreter.AVAILABLE, reason="numba is not installed")
+
+
+def _suite_models():
+    for name in P.POSTERIORS:
+        yield (name, *P.model_and_data(name))
+    regression = M.regression_data()
+    yield "eight_schools_centered", M.eight_schools_centered, M.EIGHT_SCHOOLS
+    yield "eight_schools_noncentered", M.eight_schools_noncentered, M.EIGHT_SCHOOLS
+    yield "linear_regression", M.linear_regression, {"X": regression["X"], "y": regression["y"]}
+    yield "logistic_regression", M.logistic_regression, {"X": regression["X"],
+                                                         "y01": regression["y01"]}
+    yield "garch11", M.garch11, M.garch_data()
+    yield "dirichlet_categorical", M.dirichlet_categorical, M.categorical_data()
+    yield "lkj_mvn", M.lkj_mvn, M.mvn_data()
+    yield "normal_with_deterministics", M.normal_with_deterministics, \
+        {"y": M.mvn_data()["y"][:, 0]}
+    yield "normal_mixture", M.normal_mixture, M.mixture_data()
+
+
+SUITE = {name: (model, data) for name, model, data in _suite_models()}
+
+
+def assert_close(got, want):
+    """Relative 1e-12, measured against the largest entry: the two replays
+    differ by rounding (libm's exp/log against numpy's SIMD loops, a few ulp;
+    summation order), and a sum's rounding error scales with the magnitude of
+    its terms, not with the (possibly cancelled) result. Measured worst case
+    over the suite: 4e-15."""
+    got, want = onp.asarray(got), onp.asarray(want)
+    scale = onp.max(onp.abs(want), initial=0.0)
+    onp.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * scale)
+
+
+# ------------------------------------------------------ the suite's models
+@pytest.mark.parametrize("name", list(SUITE))
+def test_model_runs_natively_and_agrees_with_numpy(name):
+    model, data = SUITE[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # a fallback would warn
+        fast = pb.infer.potential(model, data, backend="native")
+        reference = pb.infer.potential(model, data, backend="numpy")
+        q0 = reference.initial_point(seed=0)
+        rng = onp.random.default_rng(1)
+        for scale in (0.0, 0.5, 2.0):
+            q = q0 + scale * rng.normal(size=q0.shape)
+            value, gradient = fast.value_and_grad(q)
+            want_value, want_gradient = reference.value_and_grad(q)
+            assert_close(value, want_value)
+            assert_close(gradient, want_gradient)
+            assert_close(fast(q), reference(q))
+            for site, values in fast.constrain(q).items():
+                assert_close(values, reference.constrain(q)[site])
+    tapes = [t for ts in fast._energy_and_grad.tapes.values() for t in ts]
+    assert tapes and all(t.native is not None for t in tapes)
+
+
+def test_native_potential_interface_matches_value_and_grad():
+    model, data = SUITE["eight_schools_noncentered"]
+    pot = pb.infer.potential(model, data, backend="native")
+    q = pot.initial_point(seed=3)
+    nat = pot.native
+    grad_out = onp.zeros(pot.dim)
+    value = nat.fn(q, grad_out, nat.prog)
+    want_value, want_gradient = pot.value_and_grad(q)
+    assert value == want_value and onp.array_equal(grad_out, want_gradient)
+    assert not nat.guard_failed()
+    # a NaN parameter is a rejected proposal, not a NaN energy
+    assert nat.fn(onp.full(pot.dim, onp.nan), grad_out, nat.prog) == onp.inf
+
+
+def test_native_potential_is_none_on_the_numpy_backend():
+    model, data = SUITE["eight_schools_noncentered"]
+    assert pb.infer.potential(model, data, backend="numpy").native is None
+
+
+def test_failed_cholesky_is_infinite_energy():
+    def model():
+        a = pb.sample("a", dist.Normal(0.0, 1.0))
+        cov = np.stack([np.stack([1.0, a]), np.stack([a, 1.0])])
+        L = np.linalg.cholesky(cov)
+        pb.factor("f", np.sum(np.log(np.diagonal(L))))
+
+    fast = pb.infer.potential(model, backend="native")
+    reference = pb.infer.potential(model, backend="numpy")
+    good, bad = onp.array([0.3]), onp.array([3.0])  # |a| > 1: not positive definite
+    assert_close(fast.value_and_grad(good)[1], reference.value_and_grad(good)[1])
+    assert fast.value_and_grad(bad)[0] == reference.value_and_grad(bad)[0] == onp.inf
+    nat = fast.native
+    assert nat.fn(bad, onp.zeros(1), nat.prog) == onp.inf
+
+
+# ------------------------------------------------------------------ guards
+def test_failing_guard_retraces_natively():
+    def f(x):
+        s = np.sum(x)
+        return s * 2.0 if s > 0 else np.exp(s)
+
+    fast = compile(f, backend="native")
+    for x in (onp.array([1.0, 2.0]), onp.array([-1.0, -2.0]), onp.array([3.0, 0.5])):
+        assert_close(fast(x), f(x))
+    assert fast.trace_count == 2
+    assert all(t.native is not None and t.guards for ts in fast.tapes.values() for t in ts)
+
+
+def test_native_potential_signals_a_failed_guard():
+    def model():
+        mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+        if mu > 0:  # a Python branch on a traced value: a guard
+            pb.factor("half", -mu)
+
+    pot = pb.infer.potential(model, backend="native")
+    pot.value_and_grad(onp.array([1.0]))
+    nat = pot.native
+    grad_out = onp.zeros(1)
+    assert nat.fn(onp.array([0.5]), grad_out, nat.prog) == 0.5 * 0.25 + 0.5 + \
+        0.5 * onp.log(2 * onp.pi)
+    assert onp.isnan(nat.fn(onp.array([-0.5]), grad_out, nat.prog)) and nat.guard_failed()
+    value, gradient = pot.value_and_grad(onp.array([-0.5]))  # retraces the other branch
+    nat = pot.native
+    assert nat.fn(onp.array([-0.5]), grad_out, nat.prog) == value
+    assert grad_out[0] == gradient[0] == -0.5
+
+
+# --------------------------------------------------------------- fallback
+def test_missing_lowering_falls_back_with_one_warning_naming_it():
+    def f(x):
+        return np.sum(np.arcsinh(x) * special.erfinv(x / 4))
+
+    fast = compile(value_and_grad(f), backend="native")
+    with pytest.warns(CompileWarning, match="'arcsinh'.*'erfinv'") as record:
+        got = fast(onp.array([2.0, 1.0, 3.0]))
+        fast(onp.array([2.5, 1.5, 3.5]))
+    assert len(record) == 1
+    assert_close(got[0], value_and_grad(f)(onp.array([2.0, 1.0, 3.0]))[0])
+    assert all(t.native is None for ts in fast.tapes.values() for t in ts)
+
+
+def test_auto_backend_keeps_numpy_for_long_vectors_of_exp():
+    def f(x):
+        return np.sum(np.exp(x) + np.log1p(np.exp(-x)))
+
+    auto = compile(value_and_grad(f), backend="auto")
+    auto(onp.linspace(-1.0, 1.0, 100_000))
+    auto(onp.float64(0.5))
+    long_tape, scalar_tape = (ts[0] for ts in auto.tapes.values())
+    assert long_tape.native is None and scalar_tape.native is not None
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="backend"):
+        compile(np.exp, backend="llvm")
+
+
+def test_interpreter_cache_lives_in_the_user_cache_directory():
+    from probad.ad.compiler import native_cache
+
+    path = interpreter.run._cache._cache_path
+    assert path.startswith(native_cache.cache_directory())
+
+
+# ------------------------------------------------ each lowering against numpy
+SPECIAL = onp.array([-3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 2.5, 40.0, onp.inf, -onp.inf,
+                     onp.nan])
+
+
+def _wrapped(fun):
+    """The probad.ad function that records ``fun`` (numpy's or scipy's)."""
+    name = fun.__name__
+    for module in (np, special):
+        wrapped = getattr(module, name, None)
+        if wrapped is not None and getattr(wrapped, "fun", None) is fun:
+            return wrapped
+    return special.softplus if fun is special.softplus.fun else getattr(np, name)
+
+
+def _compare(f, *args):
+    fast = compile(f, backend="native")
+    with onp.errstate(all="ignore"):
+        want = f(*args)
+        got = fast(*args)
+    tapes = [t for ts in fast.tapes.values() for t in ts]
+    assert tapes and all(t.native is not None for t in tapes)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if want.dtype == bool:
+        assert onp.array_equal(got, want)
+    else:
+        onp.testing.assert_allclose(got, want, rtol=1e-14, atol=0, equal_nan=True)
+        assert onp.array_equal(onp.isnan(got), onp.isnan(want))
+
+
+@pytest.mark.parametrize("fun", list(native._UNARY_FUNS), ids=lambda f: f.__name__)
+def test_unary_lowering_agrees_with_numpy(fun):
+    prim = _wrapped(fun)
+    _compare(lambda x: prim(x), SPECIAL)
+    _compare(lambda x: prim(x[None, :] * x[:3, None]), SPECIAL)  # strided, broadcast
+
+
+@pytest.mark.parametrize("fun", list(native._BINARY_FUNS), ids=lambda f: f.__name__)
+def test_binary_lowering_agrees_with_numpy(fun):
+    prim = _wrapped(fun)
+    x, y = onp.meshgrid(SPECIAL, SPECIAL)
+    _compare(lambda a, b: prim(a, b), x, y)
+    _compare(lambda a, b: prim(a[:, :1], b.T), x, y)  # broadcast, transposed
+
+
+@pytest.mark.parametrize("case", [
+    lambda x: np.sum(x, axis=0), lambda x: np.sum(x, axis=(0, 2), keepdims=True),
+    lambda x: np.mean(x, axis=-1), lambda x: special.logsumexp(x, axis=1),
+    lambda x: special.logsumexp(x), lambda x: np.cumsum(x, axis=1), lambda x: np.flip(x, 1),
+    lambda x: np.transpose(x, (2, 0, 1))[1:, ::2], lambda x: x[:, [0, 2, 1, 1]],
+    lambda x: np.concatenate([x, 2 * x], axis=1), lambda x: np.stack([x[0], x[1]]),
+    lambda x: np.where(x > 0, x, -x), lambda x: np.clip(x, -0.5, 0.5),
+    lambda x: x[0] @ x[1].T, lambda x: np.matmul(x, np.swapaxes(x, -1, -2)),
+    lambda x: np.diagonal(x[0][:, :3]), lambda x: np.reshape(x, (4, 6))[::-1],
+    lambda x: np.broadcast_to(x[0, 0], (3, 4)), lambda x: np.expand_dims(x, 1)[..., 0, :],
+])
+def test_structural_lowering_agrees_with_numpy(case):
+    x = onp.random.default_rng(0).normal(size=(2, 3, 4))
+    _compare(case, x)
+
+
+def test_linear_algebra_lowering_agrees_with_numpy():
+    from probad.ad.scipy import linalg as sla
+    rng = onp.random.default_rng(2)
+    a = rng.normal(size=(4, 4))
+    spd = a @ a.T + 4 * onp.eye(4)
+    b = rng.normal(size=(4, 2))
+    _compare(lambda m: np.linalg.cholesky(m), spd)
+    _compare(lambda m, v: np.linalg.solve(m, v), a, b)
+    low, up = onp.tril(spd), onp.triu(spd)
+    _compare(lambda m, v: sla.solve_triangular(m, v, lower=True), low, b)
+    _compare(lambda m, v: sla.solve_triangular(m, v, lower=True, trans=1), low, b)
+    _compare(lambda m, v: sla.solve_triangular(m, v[:, 0]), up, b)
+    _compare(lambda m, v: sla.solve_triangular(m, v, unit_diagonal=True), up, b)
+
+
+# ------------------------------------------- the compiled NUTS on a native potential
+def _guarded(y=None):
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    if mu > 0:  # a guard: the native kernel hands such transitions back to Python
+        pb.factor("half", -mu)
+    pb.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("name", ["eight_schools_noncentered", "garch11", "guarded"])
+def test_native_potential_drives_the_compiled_nuts_as_python_does(name):
+    from probad.infer.chain import run_chain
+
+    model, data = (_guarded, {"y": onp.array([0.3, -0.2])}) if name == "guarded" \
+        else SUITE[name]
+    python, native = (pb.infer.potential(model, data, backend="native") for _ in range(2))
+    q0 = python.initial_point(seed=0)
+    common = dict(seed_or_rng=3, draws=40, tune=60)
+    calls = []
+
+    def counted(q):
+        calls.append(None)
+        return native.value_and_grad(q)
+
+    want = run_chain(python.value_and_grad, q0, **common)
+    got = run_chain(counted, q0, native_potential=lambda: native.native, **common)
+    if name != "guarded":  # (there, a transition crossing mu = 0 is handed back to Python)
+        assert len(calls) < want.num_grad_evals / 10  # the trajectories ran in compiled code
+    onp.testing.assert_allclose(got.positions, want.positions, rtol=0, atol=1e-12)
+    for stat in ("tree_depth", "n_steps", "diverging"):
+        onp.testing.assert_array_equal(got.stats[stat], want.stats[stat])
+    if name == "guarded":
+        assert native._energy_and_grad.trace_count == 2  # both branches were recorded
+
+
+def test_hmc_with_the_native_kernel_compiles_the_potential_natively():
+    model, data = SUITE["eight_schools_noncentered"]
+    idata = pb.hmc(model, data, draws=30, tune=30, chains=1, seed=1, progress=False,
+                   kernel_backend="native")
+    assert idata.posterior["mu"].shape == (1, 30)
+    assert onp.all(onp.isfinite(idata.posterior["tau"].values))
