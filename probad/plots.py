@@ -78,7 +78,10 @@ def plot_compare(*fits, labels=None, var_names=None, draws: int = 2000, seed=0, 
 def plot_warmup(idata, *, figsize=(9, 5)):
     """Step size and tree depth across warmup, adaptation windows shaded.
 
-    Needs ``pb.hmc(..., warmup_draws=True)``.
+    Needs ``pb.hmc(..., warmup_draws=True)``. The windows are the run's own
+    (``idata.attrs["adaptation"]``): Stan's buffers and slow windows, or the
+    Fisher scheme's estimator windows, with its final phase (metric frozen)
+    hatched.
 
     Returns
     -------
@@ -99,14 +102,27 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     for c in range(step.shape[0]):
         ax1.plot(it, step[c], lw=0.8, label=f"chain {c}")
         ax2.plot(it, depth[c], lw=0.8)
+    scheme = idata.attrs.get("adaptation", "stan")
+    if scheme == "stan":
+        ends = window_ends(n_warmup)
+    else:
+        # Estimator windows, then one span from the last switch to the final phase,
+        # then the final phase itself.
+        final_start = int(idata.attrs["adaptation_final_start"])
+        ends = [int(e) for e in np.atleast_1d(idata.attrs["adaptation_windows"])]
+        ends += [final_start - 1, n_warmup - 1]
     start = 0
-    for i, end in enumerate(window_ends(n_warmup)):
+    for i, end in enumerate(ends):
+        final = scheme != "stan" and i == len(ends) - 1
         for ax in (ax1, ax2):
-            ax.axvspan(start - 0.5, end + 0.5, color="C7", alpha=0.08 if i % 2 else 0.18, lw=0)
+            ax.axvspan(start - 0.5, end + 0.5, color="C7", alpha=0.08 if i % 2 else 0.18, lw=0,
+                       hatch="//" if final else None)
         start = end + 1
     ax1.set_yscale("log")
     ax1.set_ylabel("step size")
-    ax1.set_title("Warmup: step size and tree depth (shaded: adaptation windows)")
+    title = "Stan's adaptation windows" if scheme == "stan" else \
+        f"{scheme} estimator windows; hatched: metric frozen"
+    ax1.set_title(f"Warmup: step size and tree depth (shaded: {title})")
     ax1.legend(fontsize="small", ncol=4)
     ax2.set_ylabel("tree depth")
     ax2.set_xlabel("warmup iteration")

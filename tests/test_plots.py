@@ -27,7 +27,7 @@ def idata():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pb.infer.SamplingWarning)  # short run: low ESS is expected
         return pb.hmc(_model, DATA, draws=150, tune=300, chains=2, seed=3, progress=False,
-                      warmup_draws=True)
+                      warmup_draws=True, adapt="stan")
 
 
 def test_plot_warmup_renders_windows(idata, tmp_path):
@@ -40,6 +40,22 @@ def test_plot_warmup_renders_windows(idata, tmp_path):
     assert len(ax_step.patches) == len(window_ends(300))
     fig.savefig(tmp_path / "warmup.png")
     assert (tmp_path / "warmup.png").stat().st_size > 10_000
+    plt.close(fig)
+
+
+def test_plot_warmup_renders_the_fisher_scheme(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pb.infer.SamplingWarning)
+        fisher = pb.hmc(_model, DATA, draws=50, tune=300, chains=1, seed=3, progress=False,
+                        warmup_draws=True, adapt="fisher")
+    fig = pb.plot_warmup(fisher)
+    ax_step, _ = fig.axes
+    # Nine estimator windows (fisher_schedule(300)), the foreground's last stretch to
+    # iteration 254, and the final phase from 255, hatched.
+    assert len(ax_step.patches) == 11
+    assert ax_step.patches[-1].get_hatch() == "//"
+    assert "metric frozen" in ax_step.get_title()
+    fig.savefig(tmp_path / "warmup.png")
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from probad.infer import kernels
 from probad.infer.adaptation import window_adaptation
+from probad.infer.fisher_adaptation import fisher_adaptation
 from probad.infer.progress import TextBar, progress_bar
 
 #: Per-draw statistics, named as ArviZ ``sample_stats`` expects.
@@ -125,6 +126,18 @@ def show_progress(bar, event: ChainProgress) -> None:
     bar.update(event.iteration - bar.n)
 
 
+ADAPT_SCHEMES = ("stan", "fisher", "fisher-lowrank")
+
+
+def check_adapt(adapt: str, dense_mass: bool) -> None:
+    """Refuse an unknown warmup scheme, or a dense metric with a low-rank one."""
+    if adapt not in ADAPT_SCHEMES:
+        raise ValueError(f"adapt must be one of {ADAPT_SCHEMES}, got {adapt!r}")
+    if adapt == "fisher-lowrank" and dense_mass:
+        raise ValueError('adapt="fisher-lowrank" estimates its own low-rank metric: '
+                         "drop dense_mass=True, or use adapt=\"fisher\" for a dense one")
+
+
 def run_chain(
     potential_fn: kernels.PotentialFn,
     init_position,
@@ -136,6 +149,7 @@ def run_chain(
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
+    adapt: str = "stan",
     num_steps: int | None = None,
     path_length: float | None = None,
     jitter: float = 0.0,
@@ -170,6 +184,11 @@ def run_chain(
         NUTS only.
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
+    adapt : {"stan", "fisher", "fisher-lowrank"}
+        Warmup scheme: Stan's windowed adaptation
+        (:mod:`~probad.infer.adaptation`), or nutpie's metric from draws and
+        gradients, diagonal (dense with ``dense_mass``) or low-rank
+        (:mod:`~probad.infer.fisher_adaptation`).
     num_steps, path_length : int or float, optional
         Static HMC only, at most one of them: a fixed number of leapfrog steps,
         or an integration time ``T`` giving ``max(1, int(T / step_size))``
@@ -217,6 +236,7 @@ def run_chain(
     assert num_steps is None or path_length is None, "num_steps or path_length, not both"
     if algorithm == "hmc" and num_steps is None and path_length is None:
         path_length = 2.0 * math.pi
+    check_adapt(adapt, dense_mass)
 
     rng = np.random.default_rng(seed_or_rng)
     num_grad_evals = 0
@@ -258,6 +278,8 @@ def run_chain(
                 return result
         return python_transition(state, step_size, metric)
 
+    # The Fisher warmup starts from 1/|grad| unless it is given a metric to start from.
+    initial_inverse_metric = inverse_metric
     if inverse_metric is None:
         inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
     metric = kernels.make_metric(inverse_metric)
@@ -270,7 +292,12 @@ def run_chain(
     partial = False
     try:
         if tune > 0:
-            adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
+            if adapt == "stan":
+                adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
+            else:
+                kind = "low_rank" if adapt == "fisher-lowrank" else "dense" if dense_mass else "diag"
+                adaptation = fisher_adaptation(tune, target_accept=target_accept, kind=kind)
+                inverse_metric = initial_inverse_metric
             adapt_state = adaptation.init(rng, state, counted_potential, step_size, inverse_metric)
             step_size, metric = adapt_state.step_size, adapt_state.metric
         for iteration in range(total):

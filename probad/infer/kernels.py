@@ -86,9 +86,10 @@ class Metric(NamedTuple):
 
     Attributes
     ----------
-    inverse_metric : ndarray
-        ``M^{-1}``: 1-D for a diagonal metric, 2-D for a dense one. It is the
-        (co)variance the metric adapts to, so it is what adaptation reports.
+    inverse_metric : ndarray or LowRankInverseMetric
+        ``M^{-1}``: 1-D for a diagonal metric, 2-D for a dense one, or its
+        low-rank factors. It is the (co)variance the metric adapts to, so it
+        is what adaptation reports.
     sample_momentum : callable
         ``sample_momentum(rng) -> p`` with ``p ~ N(0, M)``.
     velocity : callable
@@ -103,21 +104,80 @@ class Metric(NamedTuple):
         draw momenta from it; a metric without one runs in Python only.
     """
 
-    inverse_metric: np.ndarray
+    inverse_metric: "np.ndarray | LowRankInverseMetric"
     sample_momentum: Callable[[np.random.Generator], np.ndarray]
     velocity: Callable[[np.ndarray], np.ndarray]
     kinetic_energy: Callable[[np.ndarray], float]
     momentum_factor: np.ndarray | None = None
 
 
+class LowRankInverseMetric(NamedTuple):
+    """``M^{-1} = S (I + U (diag(values) - I) U^T) S`` with ``S = diag(scale)``.
+
+    A diagonal rescaling corrected along ``k`` orthonormal directions: the
+    form nutpie's low-rank adaptation produces. Storing it this way keeps
+    every metric operation ``O(dim * k)`` instead of ``O(dim^2)``. Its
+    :class:`Metric` has no ``momentum_factor``, so it runs in the Python
+    kernels.
+
+    Attributes
+    ----------
+    scale : ndarray, shape (dim,)
+        Positive; the square root of the diagonal part.
+    vectors : ndarray, shape (dim, k)
+        Orthonormal columns ``U`` (``k`` may be 0).
+    values : ndarray, shape (k,)
+        Positive variances along ``U`` in the rescaled space.
+    """
+
+    scale: np.ndarray
+    vectors: np.ndarray
+    values: np.ndarray
+
+    def dense(self) -> np.ndarray:
+        """The full ``dim x dim`` matrix ``M^{-1}`` (for reports and tests)."""
+        u = self.vectors
+        inner = np.eye(len(self.scale)) + (u * (self.values - 1.0)) @ u.T
+        return self.scale[:, None] * inner * self.scale[None, :]
+
+
+def _low_rank_metric(inverse_metric: LowRankInverseMetric) -> Metric:
+    scale = np.array(inverse_metric.scale, dtype=np.float64)
+    u = np.array(inverse_metric.vectors, dtype=np.float64).reshape(len(scale), -1)
+    values = np.array(inverse_metric.values, dtype=np.float64).reshape(-1)
+    if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(u)) and np.all(np.isfinite(values))):
+        raise ValueError("low-rank inverse metric contains non-finite values")
+    if not (np.all(scale > 0) and np.all(values > 0)):
+        raise ValueError("a low-rank inverse metric needs positive scales and values")
+    if u.shape[1] != values.shape[0] or not np.allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-8):
+        raise ValueError("a low-rank inverse metric needs orthonormal vectors, one per value")
+    dim = scale.shape[0]
+    stretch = values - 1.0
+    # p = S^-1 (I + U (values^-1/2 - 1) U^T) z has covariance S^-1 (I + U (1/values - 1) U^T) S^-1 = M.
+    momentum_stretch = 1.0 / np.sqrt(values) - 1.0
+
+    def sample_momentum(rng):
+        z = rng.standard_normal(dim)
+        return (z + u @ (momentum_stretch * (u.T @ z))) / scale
+
+    def velocity(p):
+        y = scale * p
+        return scale * (y + u @ (stretch * (u.T @ y)))
+
+    def kinetic_energy(p):
+        return 0.5 * p.dot(velocity(p))
+
+    return Metric(LowRankInverseMetric(scale, u, values), sample_momentum, velocity, kinetic_energy)
+
+
 def make_metric(inverse_metric) -> Metric:
-    """Build the metric functions for a diagonal (1-D) or dense (2-D) inverse metric.
+    """Build the metric functions for a diagonal, dense or low-rank inverse metric.
 
     Parameters
     ----------
-    inverse_metric : array_like
-        Positive vector (diagonal of ``M^{-1}``) or symmetric positive-definite
-        matrix ``M^{-1}``.
+    inverse_metric : array_like or LowRankInverseMetric
+        Positive vector (diagonal of ``M^{-1}``), symmetric positive-definite
+        matrix ``M^{-1}``, or a :class:`LowRankInverseMetric`.
 
     Returns
     -------
@@ -128,6 +188,8 @@ def make_metric(inverse_metric) -> Metric:
     ValueError
         If the inverse metric is not finite and positive (definite).
     """
+    if isinstance(inverse_metric, LowRankInverseMetric):
+        return _low_rank_metric(inverse_metric)
     inv = np.array(inverse_metric, dtype=np.float64)
     if not np.all(np.isfinite(inv)):
         raise ValueError("inverse metric contains non-finite values")

@@ -28,10 +28,13 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 import numpy as np
 
-from .chain import run_chain, show_progress
+from .adaptation import window_ends
+from .chain import check_adapt, run_chain, show_progress
 from .density import potential as make_potential
 from .diagnostics import SamplingWarning, check_sampling
+from .fisher_adaptation import fisher_schedule
 from .initialization import init_to_uniform, init_to_value
+from .kernels import LowRankInverseMetric
 from .progress import progress_bar
 from .results import check_coords, draws_to_inference_data
 
@@ -216,9 +219,10 @@ def _progress_bar(job):
                         unit="draw", dynamic_ncols=True)
 
 
-def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 1000,
+def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 400,
         chains: int = 4, seed=None, algorithm: str = "nuts", target_accept: float = 0.8,
-        max_tree_depth: int = 10, dense_mass: bool = False, init=None, thin: int = 1,
+        max_tree_depth: int = 10, dense_mass: bool = False, adapt: str = "fisher", init=None,
+        thin: int = 1,
         progress: bool = True, executor: Executor | None = None, cores: int | None = None,
         warmup_draws: bool = False,
         compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
@@ -234,7 +238,10 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         Keyword arguments for the model. Observed sites get their values
         here; a site whose data is ``None`` is latent.
     draws, tune : int
-        Kept draws and warmup iterations per chain.
+        Kept draws and warmup iterations per chain. The Fisher warmup needs
+        fewer than Stan's: 400 (nutpie uses 300-400) passes every
+        posteriordb check in the tests; give ``tune=1000`` with
+        ``adapt="stan"`` for Stan's defaults.
     chains : int
         Number of independent chains.
     seed : int or numpy.random.SeedSequence, optional
@@ -256,6 +263,14 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         NUTS tree-depth cap (2**depth leapfrog steps).
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
+    adapt : {"fisher", "stan", "fisher-lowrank"}
+        Warmup scheme. ``"fisher"`` (default): nutpie's, a metric from
+        draws and gradients together (dense with ``dense_mass=True``).
+        ``"stan"``: Stan's windowed adaptation of the metric to the draws'
+        (co)variance.
+        ``"fisher-lowrank"``: nutpie's diagonal plus low-rank metric, for
+        correlated posteriors. ``idata.attrs`` records the scheme, its
+        windows and each chain's final metric.
     init : strategy or dict, optional
         An init strategy (``init_to_uniform()`` is the default, as in Stan) or
         a dict of constrained starting values.
@@ -326,6 +341,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
                    max_tree_depth=max_tree_depth, num_steps=num_steps, path_length=path_length,
                    jitter=jitter, executor=executor, cores=cores, coords=coords, dims=dims,
                    kernel_backend=kernel_backend)
+    check_adapt(adapt, dense_mass)
     start = time.perf_counter()
     # validates the model before sampling
     pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
@@ -337,7 +353,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
-    if tune > 0:
+    if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
         _warn_short_warmup(tune)
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
@@ -345,7 +361,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     root = _seed_sequence(seed)
     options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
-                   max_tree_depth=max_tree_depth, dense_mass=dense_mass, thin=thin,
+                   max_tree_depth=max_tree_depth, dense_mass=dense_mass, adapt=adapt, thin=thin,
                    warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
                    jitter=jitter)
     jobs = [_ChainJob(model, data, compile, c, s, init if init is not None else init_to_uniform(),
@@ -364,7 +380,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 10
     sampling_time = time.perf_counter() - start
     return _package(pot, results, errors, unfinished, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
-                    algorithm=algorithm, log_likelihood=log_likelihood, seed=seed)
+                    algorithm=algorithm, log_likelihood=log_likelihood, seed=seed,
+                    adaptation=_adaptation_attrs(adapt, tune))
 
 
 def _is_int(value) -> bool:
@@ -688,6 +705,45 @@ def _run_on_executor(jobs, executor, progress: bool):
     return results, errors, unfinished
 
 
+def _adaptation_attrs(adapt: str, tune: int) -> dict:
+    """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
+    if adapt == "stan":
+        return {"adaptation": adapt, "adaptation_windows": window_ends(tune)}
+    schedule = fisher_schedule(tune)
+    return {"adaptation": adapt, "adaptation_windows": list(schedule.switches),
+            "adaptation_early_end": schedule.early_end,
+            "adaptation_final_start": schedule.final_start}
+
+
+def _inverse_metric_attrs(inverse_metrics) -> dict:
+    """Each chain's final inverse metric; a low-rank one as its factors, with
+    its diagonal (the marginal variances) under ``inverse_metric``.
+
+    netCDF attributes are rectangular arrays, so chains' low-rank factors are
+    padded to the largest rank: ``inverse_metric_rank[c]`` columns of
+    ``inverse_metric_vectors[c]`` are chain ``c``'s, the padding is zero
+    vectors with value 1, which change nothing."""
+    if not isinstance(inverse_metrics[0], LowRankInverseMetric):
+        return {"inverse_metric": [np.asarray(m).tolist() for m in inverse_metrics]}
+    rank = max(len(m.values) for m in inverse_metrics)
+    dim = len(inverse_metrics[0].scale)
+
+    def pad(m):
+        k = len(m.values)
+        return (np.hstack([m.vectors, np.zeros((dim, rank - k))]).tolist(),
+                np.concatenate([m.values, np.ones(rank - k)]).tolist())
+
+    padded = [pad(m) for m in inverse_metrics]
+    return {
+        "inverse_metric": [(m.scale**2 * (1.0 + (m.vectors**2) @ (m.values - 1.0))).tolist()
+                           for m in inverse_metrics],
+        "inverse_metric_scale": [m.scale.tolist() for m in inverse_metrics],
+        "inverse_metric_rank": [len(m.values) for m in inverse_metrics],
+        "inverse_metric_vectors": [vectors for vectors, _ in padded],
+        "inverse_metric_values": [values for _, values in padded],
+    }
+
+
 class _PoolBroke(RuntimeError):
     """A chain lost because a worker process of its pool died."""
 
@@ -729,7 +785,7 @@ def _alive(pid: int) -> bool:
 
 
 def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
-             max_tree_depth, algorithm, log_likelihood, seed):
+             max_tree_depth, algorithm, log_likelihood, seed, adaptation):
     for chain, exc in sorted(errors.items()):
         warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=3)
@@ -761,7 +817,8 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         "sampling_time": sampling_time,
         "algorithm": algorithm,
         "step_size": [float(r.step_size) for r in done],
-        "inverse_metric": [np.asarray(r.inverse_metric).tolist() for r in done],
+        **adaptation,
+        **_inverse_metric_attrs([r.inverse_metric for r in done]),
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),

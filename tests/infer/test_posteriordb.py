@@ -1,8 +1,10 @@
 """NUTS against the eight posteriordb reference posteriors.
 
 The rule (tests/data/posteriordb/README.md): with 4 chains of 1000 draws after
-1000 warmup, every reported scalar has |z| < 4 for its mean and its sd,
-R-hat < 1.01, and there are no divergences. Seeds are fixed, so these tests
+``pb.hmc``'s default warmup (nutpie's Fisher warmup, 400 iterations), every
+reported scalar has |z| < 4 for its mean and its sd, R-hat < 1.01, and there
+are no divergences. Stan's warmup (``adapt="stan"``, 1000 iterations, the
+default before) is held to the same rule on the fast models. Seeds are fixed, so these tests
 are deterministic; ``posterior_checks.assert_passes_on_repeat`` applies the
 rule so that its false-failure rate is stated and a change of rounding cannot
 flip it.
@@ -34,15 +36,16 @@ OPTIONS = {"gp_pois_regr-gp_pois_regr": {"target_accept": 0.95},
            "eight_schools-eight_schools_noncentered": {"target_accept": 0.9}}
 
 
-def _sample(name, seed):
+def _sample(name, seed, **options):
     model, data = model_and_data(name)
     # Chains run two at a time in worker processes (CI has two cores); the
     # draws are the same as sequential ones with this seed.
     with warnings.catch_warnings(), ProcessPoolExecutor(2) as pool:
         # Diagnostic warnings are not failures here: the checks below are.
         warnings.simplefilter("ignore", pb.infer.SamplingWarning)
-        return pb.hmc(model, data, draws=1000, tune=1000, chains=4, seed=seed, progress=False,
-                      executor=pool if name not in FAST else None, **OPTIONS.get(name, {}))
+        return pb.hmc(model, data, draws=1000, chains=4, seed=seed, progress=False,
+                      executor=pool if name not in FAST else None,
+                      **OPTIONS.get(name, {}), **options)
 
 
 def _reference(name):
@@ -57,10 +60,19 @@ def _marks(name):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in POSTERIORS])
 def test_nuts_matches_reference(name):
+    _assert_matches_reference(name)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_nuts_with_stan_warmup_matches_reference(name):
+    _assert_matches_reference(name, adapt="stan", tune=1000)
+
+
+def _assert_matches_reference(name, **options):
     reference = _reference(name)
 
     def failures_of_run(seed):
-        idata = _sample(name, seed)
+        idata = _sample(name, seed, **options)
         return reference_failures(idata, scalar_draws(idata, POSTERIORS[name][2]), reference)
 
     assert_passes_on_repeat(failures_of_run)
