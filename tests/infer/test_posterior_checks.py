@@ -69,8 +69,11 @@ def _schools_failures(seed):
         warnings.simplefilter("ignore")
         # One process, and the Python kernel: the sampler is broken by
         # monkeypatching kernels.py here, which neither a worker process nor
-        # the compiled kernel would see.
-        idata = pb.hmc(model, data, seed=seed, progress=False, cores=1, kernel_backend="python")
+        # the compiled kernel would see. Trees of at most 2**6 - 1 steps: a
+        # broken integrator never turns, and 1023 Python leapfrog steps per
+        # draw would take an hour to be caught.
+        idata = pb.hmc(model, data, seed=seed, progress=False, cores=1, kernel_backend="python",
+                       max_tree_depth=6)
     return reference_failures(idata, scalar_draws(idata, POSTERIORS[SCHOOLS][2]),
                               reference_draws(SCHOOLS))
 
