@@ -189,7 +189,7 @@ def _data_kind(value) -> int:
     return kind
 
 
-def _as_data(value):
+def as_model_argument(value):
     """``value`` as a model argument: a pandas or xarray container becomes a
     numpy array, anything else is returned as it is (a list may be a
     structure, not data).
@@ -201,7 +201,7 @@ def _as_data(value):
 
 
 def _observed_value(obs):
-    """``obs`` as an observation: containers as in ``_as_data``, and a list or
+    """``obs`` as an observation: containers as in ``as_model_argument``, and a list or
     tuple as the array numpy makes of it (PyMC's rule for observed values)."""
     kind = _data_kind(obs)
     if kind == _PLAIN:

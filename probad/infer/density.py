@@ -34,7 +34,7 @@ from ..distributions.distribution import (ExpandedDistribution, Independent, Mas
 from ..distributions.transforms import biject_to, sum_rightmost
 from ..handlers import seed as seeded
 from ..handlers import substitute, trace
-from ..primitives import SiteError, _as_data
+from ..primitives import SiteError, as_model_argument
 from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_dim,
                         is_enumerated, pointwise_log_likelihood)
 from .initialization import init_to_uniform, init_to_value
@@ -125,7 +125,7 @@ def model_arguments(data: Mapping | None) -> dict:
     if data is not None and not isinstance(data, Mapping):
         raise TypeError(f"data must be a mapping of model argument -> value (a dict), got "
                         f"{type(data).__name__}")
-    return {name: _as_data(value) for name, value in (data or {}).items()}
+    return {name: as_model_argument(value) for name, value in (data or {}).items()}
 
 
 # ------------------------------------------------------------ the check pass

@@ -368,7 +368,10 @@ class NativeEightSchools:
     def __init__(self, pot):
         self._pot = pot
         self.native = SimpleNamespace(fn=eight_schools, prog=EIGHT_SCHOOLS_PROG)
-        self.value_and_grad = python_form(eight_schools, EIGHT_SCHOOLS_PROG)
+        self._python = python_form(eight_schools, EIGHT_SCHOOLS_PROG)
+
+    def value_and_grad(self, q, quiet=True):  # Potential.value_and_grad's signature
+        return self._python(q)
 
     def __getattr__(self, name):
         return getattr(self._pot, name)
