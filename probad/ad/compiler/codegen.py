@@ -640,10 +640,11 @@ def _map_template(node, fn):
     return fn(node)
 
 
-def _template_refs(node):
+def template_refs(node):
+    """The slot indices an output template reads, in order (with repeats)."""
     if isinstance(node, _Node):
         for c in node.children:
-            yield from _template_refs(c)
+            yield from template_refs(c)
     elif isinstance(node, Ref):
         yield node.index
 
@@ -668,8 +669,8 @@ def build_tape(trace, n_inputs: int, outputs, name: str) -> Tape:
         guards = list(trace.guards)
     position = {id(op): i for i, op in enumerate(trace.ops)}
     meta = list(meta)  # the passes add slots
-    ops = _absorb_broadcasts(ops, meta, position, set(_template_refs(outputs)))
-    roots = [*_template_refs(outputs), *(g.ref for g in guards)]
+    ops = _absorb_broadcasts(ops, meta, position, set(template_refs(outputs)))
+    roots = [*template_refs(outputs), *(g.ref for g in guards)]
     ops = _fuse_scatters(_live_ops(ops, roots), meta, roots)
 
     em = _Emitter()

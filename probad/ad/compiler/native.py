@@ -43,7 +43,7 @@ from ..numpy.numpy_boxes import _index, _item
 from ..scipy import linalg as ad_sla
 from ..scipy import special as ad_special
 from . import interpreter as interp
-from .codegen import GuardFailure, _Node, scatter_disjoint
+from .codegen import GuardFailure, _Node, scatter_disjoint, template_refs
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "Unsupported",
@@ -764,7 +764,7 @@ def lower(tape) -> Program:
         _guard(lw, guard)
         guard = next(pending, None)
     out_views = {}
-    for ref in _refs(tape.outputs):
+    for ref in template_refs(tape.outputs):
         _check_dtype(meta[ref][2], _Named(f"output v{ref}"))
         out_views[ref] = lw.views[ref].positions().ravel()
     code, ints, ws = lw.build()
@@ -779,7 +779,7 @@ def _last_uses(tape) -> dict[int, int]:
         for a in op.args:
             if isinstance(a, Ref):
                 last[a.index] = i
-    keep = set(_refs(tape.outputs))
+    keep = set(template_refs(tape.outputs))
     for guard in tape.guards:
         after = [i for i, at in enumerate(tape.positions) if at >= guard.position]
         if after:
