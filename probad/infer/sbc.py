@@ -148,10 +148,21 @@ def _log_likelihood(conditioned, data):
     return quantity
 
 
+def _children(seed: onp.random.SeedSequence, n: int) -> list:
+    """The first ``n`` children of ``seed``, whatever it has spawned before.
+
+    ``SeedSequence.spawn`` counts the children it has handed out, so a
+    simulation run twice in one process (a retry, a rerun) would get new
+    streams from it; these are fixed by the seed alone.
+    """
+    return [onp.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (k,),
+                                    pool_size=seed.pool_size) for k in range(n)]
+
+
 def _run_simulation(sim: _Simulation) -> dict:
     """Simulate, fit, rank: one row of the result (never raises on a failed fit)."""
     start = time.perf_counter()
-    prior_seed, fit_seed, tie_seed = sim.seed.spawn(3)
+    prior_seed, fit_seed, tie_seed = _children(sim.seed, 3)
     row = {"index": sim.index, "ranks": {}, "ok": False, "divergences": -1, "max_rhat": onp.nan,
            "min_ess": onp.nan, "thinned": False, "error": ""}
     try:

@@ -272,3 +272,19 @@ def ray_executor():
 def test_ray_gives_the_sequential_ranks_and_draws(ray_executor, sequential):
     _assert_same_ranks(_sbc_on(ray_executor), sequential)
     _assert_same_chains(ray_executor)
+
+
+def test_a_simulation_run_twice_gives_the_same_ranks():
+    # A retried or rerun fit in the same process must draw the same data and
+    # fit: its streams come from the seed alone (SeedSequence.spawn would hand
+    # out new children the second time).
+    import sys
+
+    sbc_module = sys.modules["probad.infer.sbc"]
+    sim = sbc_module._Simulation(0, onp.random.SeedSequence(3), normal_model,
+                                 {"n": 5, "y": onp.zeros(5)}, exact_normal(), {}, None, 99,
+                                 {"log_likelihood": "log_likelihood"})
+    first, second = sbc_module._run_simulation(sim), sbc_module._run_simulation(sim)
+    assert first["ok"] and second["ok"]
+    for name in ("mu", "log_likelihood"):
+        assert first["ranks"][name] == second["ranks"][name], name
