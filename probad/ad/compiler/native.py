@@ -796,9 +796,3 @@ class _Named:
         self.name = name
 
 
-def _refs(node):
-    if isinstance(node, _Node):
-        for c in node.children:
-            yield from _refs(c)
-    elif isinstance(node, Ref):
-        yield node.index
