@@ -138,6 +138,8 @@ def assert_same_transition(native_result, python_result):
     (native_state, native_info), (python_state, python_info) = native_result, python_result
     assert (native_info.tree_depth, native_info.n_steps, native_info.diverging) == (
         python_info.tree_depth, python_info.n_steps, python_info.diverging)
+    # The same tree decisions; positions to rounding (numba may fuse a
+    # multiply-add where numpy rounds twice), not a looser agreement.
     np.testing.assert_allclose(native_state.position, python_state.position, rtol=0, atol=1e-12)
     np.testing.assert_allclose(native_state.potential_grad, python_state.potential_grad,
                                rtol=1e-12, atol=1e-12)
