@@ -65,16 +65,23 @@ def test_metric_momentum_distribution_and_velocity(dense):
     else:
         inverse_metric = np.array([0.25, 1.0, 9.0])
         inverse_matrix = np.diag(inverse_metric)
-    metric = kernels.make_metric(inverse_metric)
-    metric_matrix = np.linalg.inv(inverse_matrix)
+    assert_metric_is(kernels.make_metric(inverse_metric), inverse_matrix, rng)
 
+
+def assert_metric_is(metric, inverse_matrix, rng):
+    """Momenta ~ N(0, M), velocity M^{-1} p and kinetic energy p M^{-1} p / 2.
+
+    Entry (i, j) of a sample covariance has sd sqrt((M_ii M_jj + M_ij^2) / n):
+    4-sd bounds fail for a correct metric with probability < 1e-3 over the
+    entries of a 4 x 4 matrix.
+    """
+    metric_matrix = np.linalg.inv(inverse_matrix)
     n = 40_000
     momenta = np.array([metric.sample_momentum(rng) for _ in range(n)])
-    # Entry (i, j) of a sample covariance has sd sqrt((M_ii M_jj + M_ij^2) / n).
     se = np.sqrt((np.outer(np.diag(metric_matrix), np.diag(metric_matrix)) + metric_matrix**2) / n)
     assert np.all(np.abs(np.cov(momenta.T) - metric_matrix) < 4 * se)
 
-    p = rng.standard_normal(3)
+    p = rng.standard_normal(len(inverse_matrix))
     np.testing.assert_allclose(metric.velocity(p), inverse_matrix @ p, rtol=1e-12)
     np.testing.assert_allclose(metric.kinetic_energy(p), 0.5 * p @ inverse_matrix @ p, rtol=1e-12)
 
