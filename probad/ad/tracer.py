@@ -262,7 +262,8 @@ class primitive:
     Derivative rules live on the primitive itself: ``vjps[argnum]`` is a rule
     ``(g, ans, *args, **kwargs) -> cotangent`` and ``jvps[argnum]`` a rule
     ``(g, ans, *args, **kwargs) -> tangent`` (``core.defvjp`` turns autograd's
-    VJP makers into the first form).
+    VJP makers into the first form). So do the facts the compiler and its
+    backends need; ``core.defprimitive`` declares them all in one call.
     """
 
     differentiable = True
@@ -271,6 +272,14 @@ class primitive:
     # compiler then keeps the call even when its result is unused, so that a
     # replay fails where the function itself fails.
     may_raise = False
+    # Whether the result's shape may depend on the input values (``nonzero``):
+    # the compiler then checks it on replay.
+    value_shaped = False
+    # The compiler's rewrite that finds when the call returns an operand
+    # unchanged (a name in ``compiler.codegen.SIMPLIFICATIONS``), or None.
+    simplify = None
+    # backend name -> how that backend runs the primitive (``core.defprimitive``).
+    lowerings: dict = {}
     # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
     # as the tape asks (a primitive meets few distinct ones); None when
     # ``vjp_keeps`` is not declared, so that every value is kept.

@@ -2,8 +2,9 @@
 
 Each rule takes ``(g, ans, *args, **kwargs)`` where ``g`` is the tangent of
 one argument and returns the tangent of the output, with the output's shape
-and dtype. Elementwise functions reuse the derivative tables of
-``numpy_vjps``; functions linear in an argument reuse themselves (``"same"``).
+and dtype. Elementwise functions are declared whole in ``numpy_vjps`` (one
+derivative serves both modes); functions linear in an argument reuse
+themselves (``"same"``).
 """
 from __future__ import annotations
 
@@ -11,31 +12,12 @@ import numpy as onp
 
 from ..core import defjvp, defjvp_argnum
 from . import numpy_wrapper as anp
-from .numpy_vjps import (BINARY_DERIVATIVES, UNARY_DERIVATIVES, _safe_divide, _unsupported, _where_count,
-                         centred, clip_masks, exclusive_cumprod, linear_scan, match_dtype, prod_factors,
-                         repeat_to_match_shape)
-
-
-def fit(g, ans):
-    """Broadcast a tangent to the output's shape and give it the output's dtype."""
-    if getattr(g, "shape", ()) != getattr(ans, "shape", ()):
-        g = anp.broadcast_to(g, anp.shape(ans))
-    return match_dtype(g, ans)
+from .numpy_vjps import (_safe_divide, _unsupported, _where_count, centred, clip_masks, exclusive_cumprod, fit,
+                         linear_scan, match_dtype, prod_factors, repeat_to_match_shape)
 
 
 # ------------------------------------------------------------ elementwise
-def _def_elementwise_jvps():
-    for fun, rule in UNARY_DERIVATIVES.items():
-        defjvp(fun, lambda g, ans, x, rule=rule, **kw: match_dtype(rule(g, ans, x), ans))
-    for fun, rules in BINARY_DERIVATIVES.items():
-        defjvp(fun, *[None if rule is None else
-                      (lambda g, ans, x, y, rule=rule, **kw: fit(rule(g, ans, x, y), ans))
-                      for rule in rules])
-
-
-_def_elementwise_jvps()
-
-
+# (functions of one or two arguments are declared in ``numpy_vjps``)
 def _abs_jvp(g, ans, x):
     if anp.iscomplexobj(x):
         return anp.real(g * anp.conj(x)) * _safe_divide(1.0, ans)

@@ -15,9 +15,11 @@ Conventions:
   cotangent still gives zero, so a function in the branch of ``np.where`` not
   taken never turns a gradient into NaN.
 
-Elementwise functions share one table of derivatives with forward mode
-(``UNARY_DERIVATIVES``, ``BINARY_DERIVATIVES``): each entry maps a tangent or
-cotangent ``g`` to ``g * f'(x)``.
+An elementwise function is declared on one line (``_unary``, ``_binary``):
+its derivative ``g -> g * f'(x)``, which serves as VJP and JVP alike, what
+the VJP reads (so the tape can drop the rest) and the native interpreter's
+kernel for it. Other primitives are declared next to their VJP rules with
+``defprimitive``; their JVP rules are in ``numpy_jvps``.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import math
 
 import numpy as onp
 
-from ..core import defvjp, defvjp_argnum, defvjp_rule
+from ..core import defprimitive, defvjp, defvjp_argnum, defvjp_rule
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -119,45 +121,92 @@ def _sinc_derivative(x):
     return anp.where3(anp.equal(x, 0), 0.0, (anp.cos(px) * px - anp.sin(px)) / (onp.pi * safe**2))
 
 
-UNARY_DERIVATIVES = {
-    anp.negative: lambda g, ans, x, **_: -g,
-    anp.positive: lambda g, ans, x, **_: g,
-    anp.exp: lambda g, ans, x, **_: g * ans,
-    anp.exp2: lambda g, ans, x, **_: g * ans * LN2,
-    anp.expm1: lambda g, ans, x, **_: g * (ans + 1),
-    anp.log: lambda g, ans, x, **_: g / x,
-    anp.log2: lambda g, ans, x, **_: g / (x * LN2),
-    anp.log10: lambda g, ans, x, **_: g / (x * LN10),
-    anp.log1p: lambda g, ans, x, **_: g / (x + 1),
-    anp.sin: lambda g, ans, x, **_: g * anp.cos(x),
-    anp.cos: lambda g, ans, x, **_: -g * anp.sin(x),
-    anp.tan: lambda g, ans, x, **_: g * (1 + ans**2),
-    anp.arcsin: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arccos: lambda g, ans, x, **_: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arctan: lambda g, ans, x, **_: g / (1 + x**2),
-    anp.sinh: lambda g, ans, x, **_: g * anp.cosh(x),
-    anp.cosh: lambda g, ans, x, **_: g * anp.sinh(x),
-    anp.tanh: lambda g, ans, x, **_: g * (1 - ans**2),
-    anp.arcsinh: lambda g, ans, x, **_: g / anp.sqrt(x**2 + 1),
-    # sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
-    anp.arccosh: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
-    anp.arctanh: lambda g, ans, x, **_: g / (1 - x**2),
-    anp.square: lambda g, ans, x, **_: g * 2 * x,
-    anp.reciprocal: lambda g, ans, x, **_: -g * ans**2,
-    # Convention at 0: the derivative is +inf (the one-sided limit), but a zero
-    # cotangent stays zero, so sqrt in the branch of a where() not taken, or
-    # multiplied by 0, contributes 0 rather than NaN; no division by zero is
-    # evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
-    anp.sqrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(2 * ans)),
-    anp.cbrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(3 * ans**2)),
-    anp.deg2rad: lambda g, ans, x, **_: g * (onp.pi / 180),
-    anp.radians: lambda g, ans, x, **_: g * (onp.pi / 180),
-    anp.rad2deg: lambda g, ans, x, **_: g * (180 / onp.pi),
-    anp.degrees: lambda g, ans, x, **_: g * (180 / onp.pi),
-    anp.sinc: lambda g, ans, x, **_: g * _sinc_derivative(x),
-    anp.fabs: lambda g, ans, x, **_: g * anp.sign(x),
-    anp.nan_to_num: lambda g, ans, x, **_: anp.where3(anp.isfinite(x), g, 0.0),
-}
+def fit(g, ans):
+    """Broadcast a tangent to the output's shape and give it the output's dtype."""
+    if getattr(g, "shape", ()) != getattr(ans, "shape", ()):
+        g = anp.broadcast_to(g, anp.shape(ans))
+    return match_dtype(g, ans)
+
+
+# What a VJP rule reads beyond shapes and dtypes (``defprimitive``'s ``keeps``),
+# for the traced ``argnums``: ``(keeps the result, kept argument positions)``.
+def reads_nothing(argnums):
+    return False, ()
+
+
+def reads_ans(argnums):
+    return True, ()
+
+
+def reads_x(argnums):
+    return False, (0,)
+
+
+def _native(kind, kernel):
+    """``native=`` for an elementwise function with an interpreter kernel."""
+    return {} if kernel is None else {"native": f"{kind}:{kernel}"}
+
+
+def _unary(fun, d, keeps=None, native=None):
+    """Declare an elementwise function of one argument by ``d``, ``(g, ans,
+    x) -> g * f'(x)``: it is the VJP (``g`` has the dtype of ``ans``, so of
+    ``x``; ``d`` takes and ignores a ufunc's keywords) and, cast to the
+    output's dtype, the JVP."""
+    defprimitive(fun, vjp=d, jvp=lambda g, ans, x, **kw: match_dtype(d(g, ans, x), ans), keeps=keeps,
+                 **_native("unary", native))
+
+
+def _binary(fun, dx, dy, keeps=None, native=None):
+    """Declare an elementwise function of two arguments by ``dx`` and
+    ``dy``, ``(g, ans, x, y) -> g * df/dx`` (and ``/dy``; None for a zero
+    derivative), shared by the VJPs (unbroadcast to each argument) and the
+    JVPs (broadcast to the output)."""
+    vjps = (None if dx is None else lambda g, ans, x, y, **kw: unbroadcast(dx(g, ans, x, y), x),
+            None if dy is None else lambda g, ans, x, y, **kw: unbroadcast(dy(g, ans, x, y), y))
+    jvps = tuple(None if d is None else lambda g, ans, x, y, d=d, **kw: fit(d(g, ans, x, y), ans)
+                 for d in (dx, dy))
+    defprimitive(fun, vjp=vjps, jvp=jvps, keeps=keeps, **_native("binary", native))
+
+
+# Each function: its derivative, what its VJP reads, its native interpreter kernel.
+_unary(anp.negative, lambda g, ans, x, **_: -g, reads_nothing, "negative")
+_unary(anp.positive, lambda g, ans, x, **_: g, reads_nothing, "copy")
+_unary(anp.exp, lambda g, ans, x, **_: g * ans, reads_ans, "exp")
+_unary(anp.exp2, lambda g, ans, x, **_: g * ans * LN2, reads_ans, "exp2")
+_unary(anp.expm1, lambda g, ans, x, **_: g * (ans + 1), reads_ans, "expm1")
+_unary(anp.log, lambda g, ans, x, **_: g / x, reads_x, "log")
+_unary(anp.log2, lambda g, ans, x, **_: g / (x * LN2), reads_x, "log2")
+_unary(anp.log10, lambda g, ans, x, **_: g / (x * LN10), reads_x, "log10")
+_unary(anp.log1p, lambda g, ans, x, **_: g / (x + 1), reads_x, "log1p")
+_unary(anp.sin, lambda g, ans, x, **_: g * anp.cos(x), reads_x, "sin")
+_unary(anp.cos, lambda g, ans, x, **_: -g * anp.sin(x), reads_x, "cos")
+_unary(anp.tan, lambda g, ans, x, **_: g * (1 + ans**2), reads_ans)
+_unary(anp.arcsin, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))), reads_x)
+_unary(anp.arccos, lambda g, ans, x, **_: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))), reads_x)
+_unary(anp.arctan, lambda g, ans, x, **_: g / (1 + x**2), reads_x, "arctan")
+_unary(anp.sinh, lambda g, ans, x, **_: g * anp.cosh(x), reads_x, "sinh")
+_unary(anp.cosh, lambda g, ans, x, **_: g * anp.sinh(x), reads_x, "cosh")
+_unary(anp.tanh, lambda g, ans, x, **_: g * (1 - ans**2), reads_ans, "tanh")
+_unary(anp.arcsinh, lambda g, ans, x, **_: g / anp.sqrt(x**2 + 1), reads_x)
+# sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
+_unary(anp.arccosh, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
+       reads_x)
+_unary(anp.arctanh, lambda g, ans, x, **_: g / (1 - x**2), reads_x)
+_unary(anp.square, lambda g, ans, x, **_: g * 2 * x, reads_x, "square")
+_unary(anp.reciprocal, lambda g, ans, x, **_: -g * ans**2, reads_ans, "reciprocal")
+# Convention at 0: the derivative is +inf (the one-sided limit), but a zero
+# cotangent stays zero, so sqrt in the branch of a where() not taken, or
+# multiplied by 0, contributes 0 rather than NaN; no division by zero is
+# evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
+_unary(anp.sqrt, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(2 * ans)), reads_ans, "sqrt")
+_unary(anp.cbrt, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(3 * ans**2)), reads_ans)
+_unary(anp.deg2rad, lambda g, ans, x, **_: g * (onp.pi / 180))
+_unary(anp.radians, lambda g, ans, x, **_: g * (onp.pi / 180))
+_unary(anp.rad2deg, lambda g, ans, x, **_: g * (180 / onp.pi))
+_unary(anp.degrees, lambda g, ans, x, **_: g * (180 / onp.pi))
+_unary(anp.sinc, lambda g, ans, x, **_: g * _sinc_derivative(x))
+_unary(anp.fabs, lambda g, ans, x, **_: g * anp.sign(x))
+_unary(anp.nan_to_num, lambda g, ans, x, **_: anp.where3(anp.isfinite(x), g, 0.0))
 
 
 def _power_dx(g, ans, x, y):
@@ -192,63 +241,37 @@ def _copysign_dx(g, ans, x, y):
     return g * anp.where3(anp.equal(anp.signbit(x), anp.signbit(ans)), 1.0, -1.0)
 
 
-# (d/dx, d/dy); None for an argument with zero derivative.
-BINARY_DERIVATIVES = {
-    anp.add: (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-    anp.subtract: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
-    anp.multiply: (lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g),
-    anp.divide: (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y),
-    anp.maximum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.minimum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.fmax: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.fmin: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.logaddexp: (lambda g, ans, x, y: g * anp.exp(x - ans), lambda g, ans, x, y: g * anp.exp(y - ans)),
-    anp.logaddexp2: (lambda g, ans, x, y: g * anp.exp2(x - ans), lambda g, ans, x, y: g * anp.exp2(y - ans)),
-    anp.mod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.floor)),
-    anp.fmod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.trunc)),
-    # hypot and arctan2 are smooth except at the origin; their gradient there is
-    # taken to be 0 (as for a norm at zero).
-    anp.hypot: (lambda g, ans, x, y: g * _safe_divide(x, ans), lambda g, ans, x, y: g * _safe_divide(y, ans)),
-    anp.arctan2: (lambda g, ans, x, y: g * _safe_divide(y, x**2 + y**2),
-                  lambda g, ans, x, y: g * _safe_divide(-x, x**2 + y**2)),
-    anp.power: (_power_dx, _power_dy),
-    anp.float_power: (_power_dx, _power_dy),
-    anp.copysign: (_copysign_dx, None),
-    anp.ldexp: (lambda g, ans, x, y: anp.ldexp(g, y), None),
-}
+def _balanced(x_first):
+    """The derivative of max/min (and fmax/fmin) in one argument: ties share."""
+    if x_first:
+        return lambda g, ans, x, y: g * balanced_eq(x, ans, y)
+    return lambda g, ans, x, y: g * balanced_eq(y, ans, x)
 
 
-def _def_elementwise_vjps():
-    # A unary rule keeps the dtype of g, which is already that of ans (and x);
-    # it takes (and ignores) a ufunc's keywords, so it is registered as it is.
-    for fun, rule in UNARY_DERIVATIVES.items():
-        defvjp_rule(fun, rule)
-    for fun, (dx, dy) in BINARY_DERIVATIVES.items():
-        defvjp_rule(fun, None if dx is None else lambda g, ans, x, y, dx=dx, **kw: unbroadcast(dx(g, ans, x, y), x),
-                    None if dy is None else lambda g, ans, x, y, dy=dy, **kw: unbroadcast(dy(g, ans, x, y), y))
-
-
-_def_elementwise_vjps()
-
-
-def _declare_keeps():
-    """Tell the tape what each common rule reads (see ``primitive.vjp_keeps``);
-    everything else is kept whole."""
-    nothing = lambda argnums: (False, ())  # noqa: E731
-    ans_only = lambda argnums: (True, ())  # noqa: E731
-    x_only = lambda argnums: (False, (0,))  # noqa: E731
-    for f in (anp.exp, anp.exp2, anp.expm1, anp.tan, anp.tanh, anp.reciprocal, anp.sqrt, anp.cbrt):
-        f.vjp_keeps = ans_only
-    for f in (anp.log, anp.log2, anp.log10, anp.log1p, anp.sin, anp.cos, anp.arcsin, anp.arccos,
-              anp.arctan, anp.sinh, anp.cosh, anp.arcsinh, anp.arccosh, anp.arctanh, anp.square):
-        f.vjp_keeps = x_only
-    for f in (anp.negative, anp.positive, anp.add, anp.subtract, anp.sum, anp.mean):
-        f.vjp_keeps = nothing
-    anp.multiply.vjp_keeps = lambda argnums: (False, tuple(1 - i for i in argnums))
-    anp.divide.vjp_keeps = lambda argnums: (1 in argnums, (1,))
-
-
-_declare_keeps()
+_binary(anp.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, reads_nothing, "add")
+_binary(anp.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, reads_nothing, "subtract")
+_binary(anp.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g,
+        lambda argnums: (False, tuple(1 - i for i in argnums)), "multiply")
+_binary(anp.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
+        lambda argnums: (1 in argnums, (1,)), "divide")
+for _f, _kernel in ((anp.maximum, "maximum"), (anp.minimum, "minimum"), (anp.fmax, "fmax"),
+                    (anp.fmin, "fmin")):
+    _binary(_f, _balanced(True), _balanced(False), native=_kernel)
+_binary(anp.logaddexp, lambda g, ans, x, y: g * anp.exp(x - ans), lambda g, ans, x, y: g * anp.exp(y - ans),
+        native="logaddexp")
+_binary(anp.logaddexp2, lambda g, ans, x, y: g * anp.exp2(x - ans), lambda g, ans, x, y: g * anp.exp2(y - ans))
+_binary(anp.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.floor))
+_binary(anp.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.trunc))
+# hypot and arctan2 are smooth except at the origin; their gradient there is
+# taken to be 0 (as for a norm at zero).
+_binary(anp.hypot, lambda g, ans, x, y: g * _safe_divide(x, ans), lambda g, ans, x, y: g * _safe_divide(y, ans),
+        native="hypot")
+_binary(anp.arctan2, lambda g, ans, x, y: g * _safe_divide(y, x**2 + y**2),
+        lambda g, ans, x, y: g * _safe_divide(-x, x**2 + y**2), native="arctan2")
+_binary(anp.power, _power_dx, _power_dy, native="power")
+_binary(anp.float_power, _power_dx, _power_dy)
+_binary(anp.copysign, _copysign_dx, None)
+_binary(anp.ldexp, lambda g, ans, x, y: anp.ldexp(g, y), None)
 
 
 # The non-holomorphic elementwise functions.
@@ -482,8 +505,9 @@ def _cumprod_vjp(ans, x, axis=None, dtype=None, out=None):
     return vjp
 
 
-defvjp_rule(anp.sum, _sum_vjp)
+defprimitive(anp.sum, vjp=_sum_vjp, keeps=reads_nothing)
 defvjp(anp.mean, _mean_vjp)
+defprimitive(anp.mean, keeps=reads_nothing)
 defvjp(anp.var, _var_vjp)
 defvjp(anp.std, _std_vjp)
 for _f in (anp.max, anp.min, anp.amax, anp.amin):

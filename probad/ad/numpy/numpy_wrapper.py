@@ -60,6 +60,14 @@ NONDIFF_NAMES = {
     "unique_all", "unique_counts", "unique_inverse",
 }
 
+# Results whose shape depends on the input values: a compiled replay checks
+# their shape (``primitive.value_shaped``).
+VALUE_SHAPED_NAMES = {
+    "arange", "nonzero", "flatnonzero", "argwhere", "unique", "unique_values",
+    "unique_counts", "unique_inverse", "unique_all", "histogram", "histogram_bin_edges",
+    "histogram2d", "histogramdd",
+}
+
 # Questions about metadata, printing, I/O and configuration: answered from raw
 # values and never recorded.
 NOTRACE_NAMES = {
@@ -162,6 +170,8 @@ def _wrap_namespace(old: dict, new: dict) -> None:
                 wrapped[id(obj)] = nondiff_primitive(obj, canonical)
             else:
                 wrapped[id(obj)] = primitive(obj, canonical)
+            if name in VALUE_SHAPED_NAMES:
+                wrapped[id(obj)].value_shaped = True
         new[name] = wrapped[id(obj)]
 
 
