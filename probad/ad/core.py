@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from .misuse import explain
-from .tracer import Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope
+from .tracer import (Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope,
+                     traced_arguments)
 from .wrap_util import func, subval
 
 __all__ = [
@@ -56,7 +57,7 @@ def backward(tape, end, g):
             continue
         grads[i] = None  # free cotangents as soon as they are consumed
         fun, ans, args, kwargs, argnums, parents = tape[i]
-        if type(parents) is int:  # one traced argument, stored as two ints (ReverseTrace.record_one)
+        if type(parents) is int:  # one traced argument, stored as two ints (ReverseTrace.record)
             pg = _vjp(fun, argnums)(g, ans, *args, **kwargs) if kwargs else _vjp(fun, argnums)(g, ans, *args)
             _accumulate(grads, owned, parents, pg)
             continue
@@ -137,6 +138,7 @@ class ForwardTrace(Trace):
     """Forward mode: each box's ``_node`` is its tangent, pushed through every call."""
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
+        argnums, boxes = traced_arguments(argnums, boxes)
         tangent = None
         for argnum, box in zip(argnums, boxes):
             g = box._node

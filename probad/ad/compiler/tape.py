@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from ..tracer import Box, Trace, new_box
+from ..tracer import Box, Trace, new_box, traced_arguments
 
 __all__ = ["Ref", "Op", "Guard", "RecordTrace", "describe", "shape_signature"]
 
@@ -143,6 +143,7 @@ class RecordTrace(Trace):
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         if self.closed:
             return ans
+        argnums, boxes = traced_arguments(argnums, boxes)
         inputs = list(args)
         for i, value in enumerate(inputs):
             if i not in argnums:
