@@ -27,7 +27,7 @@ import math
 
 import numpy as onp
 
-from ..core import defprimitive, defvjp, defvjp_argnum, defvjp_rule
+from ..core import defprimitive, defvjp, defvjp_argnum
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -156,7 +156,7 @@ def _unary(fun, d, keeps=None, native=None):
                  **_native("unary", native))
 
 
-def _binary(fun, dx, dy, keeps=None, native=None):
+def _binary(fun, dx, dy, keeps=None, native=None, simplify=None):
     """Declare an elementwise function of two arguments by ``dx`` and
     ``dy``, ``(g, ans, x, y) -> g * df/dx`` (and ``/dy``; None for a zero
     derivative), shared by the VJPs (unbroadcast to each argument) and the
@@ -165,10 +165,11 @@ def _binary(fun, dx, dy, keeps=None, native=None):
             None if dy is None else lambda g, ans, x, y, **kw: unbroadcast(dy(g, ans, x, y), y))
     jvps = tuple(None if d is None else lambda g, ans, x, y, d=d, **kw: fit(d(g, ans, x, y), ans)
                  for d in (dx, dy))
-    defprimitive(fun, vjp=vjps, jvp=jvps, keeps=keeps, **_native("binary", native))
+    defprimitive(fun, vjp=vjps, jvp=jvps, keeps=keeps, simplify=simplify, **_native("binary", native))
 
 
-# Each function: its derivative, what its VJP reads, its native interpreter kernel.
+# Each function: its derivative, what its VJP reads, its native interpreter
+# kernel (and, for some binary ones, the compiler's rewrite of an identity).
 _unary(anp.negative, lambda g, ans, x, **_: -g, reads_nothing, "negative")
 _unary(anp.positive, lambda g, ans, x, **_: g, reads_nothing, "copy")
 _unary(anp.exp, lambda g, ans, x, **_: g * ans, reads_ans, "exp")
@@ -249,11 +250,11 @@ def _balanced(x_first):
 
 
 _binary(anp.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, reads_nothing, "add")
-_binary(anp.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, reads_nothing, "subtract")
+_binary(anp.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, reads_nothing, "subtract", "minus_zero")
 _binary(anp.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g,
-        lambda argnums: (False, tuple(1 - i for i in argnums)), "multiply")
+        lambda argnums: (False, tuple(1 - i for i in argnums)), "multiply", "times_one")
 _binary(anp.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
-        lambda argnums: (1 in argnums, (1,)), "divide")
+        lambda argnums: (1 in argnums, (1,)), "divide", "over_one")
 for _f, _kernel in ((anp.maximum, "maximum"), (anp.minimum, "minimum"), (anp.fmax, "fmax"),
                     (anp.fmin, "fmin")):
     _binary(_f, _balanced(True), _balanced(False), native=_kernel)
@@ -288,8 +289,10 @@ def _angle_vjp(ans, x):
 
 
 defvjp(anp.abs, _abs_vjp)
+defprimitive(anp.abs, native="unary:absolute")
 defvjp(anp.angle, _angle_vjp)
 defvjp(anp.real, lambda ans, x: lambda g: match_dtype(g, x))
+defprimitive(anp.real, simplify="operand", native="same")
 defvjp(anp.imag, lambda ans, x: lambda g: match_dtype(-1j * g, x))
 defvjp(anp.conj, lambda ans, x: lambda g: anp.conj(g))
 defvjp(anp.real_if_close, lambda ans, x, **kw: lambda g: match_dtype(g, x))
@@ -317,6 +320,7 @@ def _clip_vjp(argnum, ans, x, lo, hi):
 
 
 defvjp_argnum(anp._clip, _clip_vjp)
+defprimitive(anp._clip, native="clip")
 
 
 # ------------------------------------------------------------- reductions
@@ -505,15 +509,16 @@ def _cumprod_vjp(ans, x, axis=None, dtype=None, out=None):
     return vjp
 
 
-defprimitive(anp.sum, vjp=_sum_vjp, keeps=reads_nothing)
+defprimitive(anp.sum, vjp=_sum_vjp, keeps=reads_nothing, native="sum")
 defvjp(anp.mean, _mean_vjp)
-defprimitive(anp.mean, keeps=reads_nothing)
+defprimitive(anp.mean, keeps=reads_nothing, native="mean")
 defvjp(anp.var, _var_vjp)
 defvjp(anp.std, _std_vjp)
 for _f in (anp.max, anp.min, anp.amax, anp.amin):
     defvjp(_f, _extremum_vjp)
 defvjp(anp.prod, _prod_vjp)
 defvjp(anp.cumsum, _cumsum_vjp)
+defprimitive(anp.cumsum, native="cumsum")
 defvjp(anp.cumprod, _cumprod_vjp)
 
 # ------------------------------------------------------- shape and layout
@@ -522,6 +527,11 @@ defvjp(anp.ravel, lambda ans, x, order="C": lambda g: anp.reshape(g, anp.shape(x
 defvjp(anp.squeeze, lambda ans, x, axis=None: lambda g: anp.reshape(g, anp.shape(x)))
 defvjp(anp.expand_dims, lambda ans, x, axis: lambda g: anp.reshape(g, anp.shape(x)))
 defvjp(anp.broadcast_to, lambda ans, x, shape, subok=False: lambda g: unbroadcast(g, x))
+# Results that only rearrange their operand's elements: the native backend
+# makes them views; the compiler drops them when nothing moves.
+for _f in (anp.reshape, anp.ravel, anp.squeeze, anp.broadcast_to):
+    defprimitive(_f, simplify="operand", native="rearrange")
+defprimitive(anp.expand_dims, native="rearrange")
 
 
 def _transpose_vjp(ans, x, axes=None):
@@ -532,9 +542,12 @@ def _transpose_vjp(ans, x, axes=None):
 
 
 defvjp(anp.transpose, _transpose_vjp)
+defprimitive(anp.transpose, simplify="transpose", native="rearrange")
 defvjp(anp.swapaxes, lambda ans, x, axis1, axis2: lambda g: anp.swapaxes(g, axis1, axis2))
 defvjp(anp.moveaxis, lambda ans, x, source, destination: lambda g: anp.moveaxis(g, destination, source))
 defvjp(anp.flip, lambda ans, x, axis=None: lambda g: anp.flip(g, axis))
+for _f in (anp.swapaxes, anp.moveaxis, anp.flip):
+    defprimitive(_f, native="rearrange")
 defvjp(anp.fliplr, lambda ans, x: lambda g: anp.fliplr(g))
 defvjp(anp.flipud, lambda ans, x: lambda g: anp.flipud(g))
 defvjp(anp.roll, lambda ans, x, shift, axis=None: lambda g: anp.roll(g, anp.negative(shift), axis))
@@ -545,7 +558,10 @@ defvjp(anp.diagonal, lambda ans, x, offset=0, axis1=0, axis2=1:
        lambda g: anp.diagonal_adjoint(g, anp.shape(x), offset, axis1, axis2))
 defvjp(anp.diagonal_adjoint, lambda ans, d, shape, offset=0, axis1=0, axis2=1:
        lambda g: anp.diagonal(g, offset, axis1, axis2))
+defprimitive(anp.diagonal, native="rearrange")
+defprimitive(anp.diagonal_adjoint, native="diagonal_adjoint")
 defvjp(anp.astype_float, lambda ans, x, dtype: lambda g: match_dtype(g, x))
+defprimitive(anp.astype_float, simplify="operand", native="same")
 
 # ----------------------------------------------------------------- indexing
 
@@ -571,6 +587,8 @@ defvjp(anp.getitem, _getitem_vjp, None)
 defvjp_argnum(anp.getitem_parts, _getitem_parts_vjp)
 defvjp(anp.untake, lambda ans, g, idx, shape, dtype: lambda h: match_dtype(anp.getitem(h, idx), g),
        None, None, None)
+defprimitive(anp.getitem, native="rearrange")
+defprimitive(anp.untake, native="untake")
 
 # --------------------------------------------------------------- selection
 
@@ -585,6 +603,7 @@ def _where_vjp(argnum, ans, c, x=None, y=None):
 
 
 defvjp_argnum(anp.where3, _where_vjp)
+defprimitive(anp.where3, simplify="constant_condition", native="where")
 
 # ------------------------------------------------------ joining arrays
 
@@ -598,8 +617,10 @@ def _concatenate_vjp(argnum, ans, axis, *args):
 
 
 defvjp_argnum(anp.concatenate_args, _concatenate_vjp)
+defprimitive(anp.concatenate_args, native="concatenate")
 defvjp_argnum(anp.array_from_args,
               lambda argnum, ans, array_kwargs, *args: lambda g: match_dtype(g[argnum - 1], args[argnum - 1]))
+defprimitive(anp.array_from_args, native="array_from_args")
 
 # ---------------------------------------------------------- linear algebra
 
@@ -667,7 +688,7 @@ def _dot_rule(argnum):
 
 defvjp(anp.tensordot, lambda ans, A, B, axes=2: _tensordot_vjp(0, ans, A, B, axes),
        lambda ans, A, B, axes=2: _tensordot_vjp(1, ans, A, B, axes))
-defvjp_rule(anp.dot, _dot_rule(0), _dot_rule(1))
+defprimitive(anp.dot, vjp=(_dot_rule(0), _dot_rule(1)), native="matmul")
 
 
 def _matmul_vjp(argnum, ans, A, B):
@@ -695,6 +716,7 @@ def _matmul_vjp(argnum, ans, A, B):
 
 
 defvjp(anp.matmul, lambda ans, A, B: _matmul_vjp(0, ans, A, B), lambda ans, A, B: _matmul_vjp(1, ans, A, B))
+defprimitive(anp.matmul, native="matmul")
 defvjp(anp.outer,
        lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(g, anp.ravel(b)), anp.shape(a)), a),
        lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(anp.ravel(a), g), anp.shape(b)), b))
@@ -777,6 +799,15 @@ defvjp(anp.convolve, lambda ans, a, v, mode="full": _convolve_vjp(0, ans, a, v, 
 
 
 # --------------------------------------------- functions without derivatives
+# Zero derivative (``NONDIFF_NAMES``), but the native interpreter runs them.
+for _f, _kernel in ((anp.sign, "sign"), (anp.isfinite, "isfinite"), (anp.isnan, "isnan"),
+                    (anp.logical_not, "logical_not"), (anp.floor, "floor"), (anp.ceil, "ceil"),
+                    (anp.rint, "rint"), (anp.trunc, "trunc")):
+    defprimitive(_f, native=f"unary:{_kernel}")
+for _f in (anp.equal, anp.not_equal, anp.less, anp.less_equal, anp.greater, anp.greater_equal,
+           anp.logical_and, anp.logical_or, anp.logical_xor):
+    defprimitive(_f, native=f"binary:{_f.__name__}")
+
 def _unsupported(name, reason):
     def raise_(*args, **kwargs):
         raise NotImplementedError(f"probad.ad cannot differentiate numpy.{name}: {reason}")

@@ -9,6 +9,7 @@ import pytest
 import probad.ad.numpy as np
 from probad.ad import grad, value_and_grad
 from probad.ad.compiler import compile
+from probad.ad.extend import defprimitive, primitive
 from tests.ad.compiler.eager_cases import assert_same, check_against_eager, only_tapes, rng, garch_loglik, X3
 
 
@@ -206,3 +207,15 @@ def test_zero_d_constants_take_part_in_scalar_arithmetic():
     tape = only_tapes(check_against_eager(value_and_grad(f), [(q,), (q + 1,)]))[0]
     assert "f_subtract" not in tape.source and "f_divide" not in tape.source
     assert _bits(compile(value_and_grad(f))(q)) == _bits(value_and_grad(f)(q))
+
+
+def test_a_primitive_declares_its_own_simplification():
+    @primitive
+    def copied(x):
+        return onp.array(x, copy=True)
+
+    defprimitive(copied, vjp=lambda g, ans, x: g, jvp="same", simplify="operand")
+    f = lambda x: np.sum(np.sin(copied(x)))  # noqa: E731
+    compiled = check_against_eager(f, [(X3,)])
+    assert [op.name for op in only_tapes(compiled)[0].ops] == ["sin", "sum"]
+    assert grad(f)(X3) == pytest.approx(onp.cos(X3))
