@@ -119,6 +119,25 @@ class _System:
             self._derived[key] = _System(adjoint, 2 * n + n_p, f"adjoint_of_{self.name}")
         return self._derived[key]
 
+    def forward_jacobian(self, n_p: int) -> "_System":
+        """The system of ``z = (y, S)``, ``S = dy/d(y0, p)`` an (n, n + n_p)
+        matrix starting at ``[I 0]``: ``(f, df/dy S + [0 df/dp])``."""
+        key = ("jacobian", n_p)
+        if key not in self._derived:
+            fun, n = self.fun, self.n
+
+            def forward_jacobian(z, time, p, consts):
+                vjp, f = make_vjp(lambda yp: fun(yp[:n], time, yp[n:], consts),
+                                  anp.concatenate([z[:n], p]))
+                rows = anp.stack([vjp(e) for e in onp.eye(n)])  # [df/dy df/dp]
+                s = anp.reshape(z[n:], (n, n + n_p))
+                ds = anp.dot(rows[:, :n], s) + anp.concatenate([onp.zeros((n, n)), rows[:, n:]], axis=1)
+                return anp.concatenate([f, anp.ravel(ds)])
+
+            self._derived[key] = _System(forward_jacobian, n * (1 + n + n_p),
+                                         f"forward_jacobian_of_{self.name}")
+        return self._derived[key]
+
     def sensitivity(self, n_p: int) -> "_System":
         """The system of ``z = (y, s)`` with parameters ``(p, dp)``:
         ``(f, df/dy s + df/dp dp)``."""
@@ -171,8 +190,9 @@ class _Solver:
     """A method (``"lsoda"`` or ``"bdf"``) and its options: how every solve of
     one ``odeint`` call, and of its derivatives, is done."""
 
-    def __init__(self, method: str, options: dict):
+    def __init__(self, method: str, adjoint: bool, options: dict):
         self.method = method
+        self.adjoint = adjoint  # reverse mode by the adjoint system, or by forward sensitivities
         self.options = options
 
     def solve(self, system: _System, y0, t, p, consts) -> onp.ndarray:
@@ -270,34 +290,57 @@ def _run(system: _System, solver: _Solver, y0, t, p, consts):
 
 def _solve_vjp(ans, system, solver, times, x, consts):
     def vjp(g):
-        n = system.n
-        y0, t, p = _split(n, times, x)
-        traced_t = isinstance(times, int)
-        n_times = onp.shape(ans)[0]
-        adjoint = system.adjoint(onp.size(p))
-        a = g[n_times - 1]
-        a_p = onp.zeros(onp.size(p))
-        g_t = [None] * n_times
-        for i in range(n_times - 1, 0, -1):
-            if traced_t:
-                g_t[i] = anp.sum(system.fun(ans[i], t[i], p, consts) * g[i])
-            z = _run(adjoint, solver, anp.concatenate([ans[i], a, a_p]), t[onp.array([i, i - 1])],
-                     p, consts)
-            a, a_p = z[1, n:2 * n], z[1, 2 * n:]
-            if i > 1:
-                a = a + g[i - 1]
-        if n_times > 1:
-            if traced_t:
-                # Moving t0 shifts the start of every later trajectory: -a . f(y0, t0).
-                g_t[0] = -anp.sum(a * system.fun(y0, t[0], p, consts))
-            a = a + g[0]
-        elif traced_t:
-            g_t[0] = onp.zeros(())
-        parts = [a, anp.stack(g_t), a_p] if traced_t else [a, a_p]
+        y0, t, p = _split(system.n, times, x)
+        cotangents = _adjoint_cotangents if solver.adjoint else _forward_cotangents
+        g_y0, g_p = cotangents(system, solver, ans, g, y0, t, p, consts)
+        if isinstance(times, int):
+            parts = [g_y0, _time_cotangent(system, ans, g, g_y0, y0, t, p, consts), g_p]
+        else:
+            parts = [g_y0, g_p]
         # scipy integrates in float64; the cotangent takes the input's dtype.
         return match_dtype(anp.concatenate(parts), x)
 
     return vjp
+
+
+def _adjoint_cotangents(system, solver, ans, g, y0, t, p, consts):
+    """``(g_y0, g_p)`` from the adjoint system, integrated backwards from
+    each output time to the previous one."""
+    n, n_times = system.n, onp.shape(ans)[0]
+    adjoint = system.adjoint(onp.size(p))
+    a = g[n_times - 1]
+    a_p = onp.zeros(onp.size(p))
+    for i in range(n_times - 1, 0, -1):
+        z = _run(adjoint, solver, anp.concatenate([ans[i], a, a_p]), t[onp.array([i, i - 1])],
+                 p, consts)
+        a, a_p = z[1, n:2 * n], z[1, 2 * n:]
+        a = a + g[i - 1]
+    return a, a_p
+
+
+def _forward_cotangents(system, solver, ans, g, y0, t, p, consts):
+    """``(g_y0, g_p)`` from the forward sensitivities ``dy/d(y0, p)``,
+    integrated forwards with the state: stable where the state's backward
+    integration in the adjoint is not (stiff systems)."""
+    n, n_p = system.n, onp.size(p)
+    start = onp.concatenate([onp.eye(n), onp.zeros((n, n_p))], axis=1).ravel()
+    z = _run(system.forward_jacobian(n_p), solver, anp.concatenate([y0, start]), t, p, consts)
+    sensitivities = anp.reshape(z[:, n:], (onp.shape(ans)[0], n, n + n_p))
+    g_x = anp.sum(anp.expand_dims(g, -1) * sensitivities, axis=(0, 1))
+    return g_x[:n], g_x[n:]
+
+
+def _time_cotangent(system, ans, g, g_y0, y0, t, p, consts):
+    """The cotangent of the output times: output i moves with
+    ``f(y_i, t_i) dt_i``; moving ``t0`` shifts the start of every later
+    trajectory, by ``-f(y0, t0) dt0`` (not ``y_0 = y0`` itself)."""
+    n_times = onp.shape(ans)[0]
+    if n_times == 1:
+        return onp.zeros(1)
+    later = g_y0 - g[0]  # the part of g_y0 from outputs after t0
+    g_t = [-anp.sum(later * system.fun(y0, t[0], p, consts))]
+    g_t += [anp.sum(system.fun(ans[i], t[i], p, consts) * g[i]) for i in range(1, n_times)]
+    return anp.stack(g_t)
 
 
 def _solve_jvp(g, ans, system, solver, times, x, consts):
@@ -354,7 +397,8 @@ def _check_output(out, n: int, name: str) -> None:
             f"for a state of shape ({n},); it must return one derivative per state element")
 
 
-def odeint(func: Callable, y0, t, args=(), *, method: str = "lsoda", **options):
+def odeint(func: Callable, y0, t, args=(), *, method: str = "lsoda", adjoint: bool | None = None,
+           **options):
     """Integrate ``dy/dt = func(y, t, *args)``, as ``scipy.integrate.odeint``.
 
     Parameters
@@ -380,6 +424,16 @@ def odeint(func: Callable, y0, t, args=(), *, method: str = "lsoda", **options):
         scipy's variable-order BDF (as Stan's ``ode_bdf``) with the exact
         Jacobian ``df/dy`` from the recorded ``func``, for stiff systems.
         Derivatives are solved with the same method.
+    adjoint : bool, optional
+        How reverse mode (``grad``) is computed. ``True``: the adjoint
+        system, integrated backwards between output times along with the
+        state; its cost barely grows with the number of parameters. ``False``:
+        the forward sensitivities ``dy/d(y0, args)``, integrated forwards
+        with the state, one column per element of ``y0`` and of the traced
+        ``args``; the stable choice for stiff systems, whose state cannot be
+        integrated backwards, and as Stan's ``ode_bdf`` does. Default: True
+        for ``"lsoda"``, False for ``"bdf"``. Forward mode always integrates
+        forward sensitivities.
     **options
         For ``"lsoda"``, passed to scipy's ``odeint`` for every integration
         (``rtol``, ``atol``, ``mxstep``, ``hmax``, ...); ``Dfun``,
@@ -431,4 +485,5 @@ def odeint(func: Callable, y0, t, args=(), *, method: str = "lsoda", **options):
     # once here (the native replay of func takes float64 inputs).
     consts = tuple(a.astype(onp.float64) if a.dtype.kind == "f" and a.dtype != onp.float64 else a
                    for a, is_traced in zip(args, traced) if not is_traced)
-    return _run(system, _Solver(method, options), y0, t, p, consts)
+    solver = _Solver(method, method == "lsoda" if adjoint is None else bool(adjoint), options)
+    return _run(system, solver, y0, t, p, consts)
