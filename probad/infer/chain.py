@@ -54,6 +54,11 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    rejections : tuple of (str, int)
+        Evaluations during this chain where the density could not be
+        evaluated and the proposal got infinite energy, by kind (a failed ODE
+        solve, a failed Cholesky factor, a NaN energy); filled in by the
+        driver from the potential's counts (``Potential.rejections``).
     """
 
     positions: np.ndarray
@@ -64,6 +69,7 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
+    rejections: tuple = ()
 
 
 class ChainProgress(NamedTuple):
