@@ -39,8 +39,6 @@ Run: ``python benchmarks/bench_ode.py``
 from __future__ import annotations
 
 import functools
-import math
-import time
 import warnings
 
 import numpy as onp
@@ -52,23 +50,9 @@ from probad import distributions as dist
 from probad.ad.scipy.integrate import odeint
 from probad.infer import potential
 
-REPEATS = 3
+from bench_compile import seconds_per_call  # benchmarks/ is on sys.path when this script runs
+
 TOL = dict(rtol=1e-7, atol=1e-7)
-
-
-def seconds_per_call(fun, *args, budget=1.0):
-    """Best-of-``REPEATS`` seconds per call, enough calls per run to fill ``budget``."""
-    fun(*args)
-    start = time.perf_counter()
-    fun(*args)
-    calls = max(1, int(budget / REPEATS / max(time.perf_counter() - start, 1e-7)))
-    best = math.inf
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fun(*args)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def by_hand_gradient(rhs, jac_y, jac_p, y0, t, params, y0_columns, log_obs, sigma, observed):
@@ -176,12 +160,12 @@ def lotka_volterra_case():
 def main():
     warnings.simplefilter("ignore")  # the potential's "odeint has no native lowering" note
     for title, model, data, q, hand in (pk_case(), lotka_volterra_case()):
-        timings = {"scipy by hand": seconds_per_call(hand, q)}
+        timings = {"scipy by hand": seconds_per_call(hand, q, budget=1.0)}
         for label, adjoint, compiled in (("probad, adjoint", True, True),
                                          ("probad, forward sens.", False, True),
                                          ("probad eager, adjoint", True, False)):
             pot = potential(functools.partial(model, adjoint=adjoint), data, compile=compiled)
-            timings[label] = seconds_per_call(pot.value_and_grad, q)
+            timings[label] = seconds_per_call(pot.value_and_grad, q, budget=1.0)
         value_only = potential(model, data)
         timings["probad value only"] = seconds_per_call(value_only, q)
         print(f"\n{title}: per gradient (ratio to scipy by hand)")
