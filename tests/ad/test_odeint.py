@@ -284,3 +284,21 @@ def test_a_function_calling_odeint_compiles_and_records_func_once():
         # The same solves, with func replayed instead of run: equal up to rounding.
         assert value == pytest.approx(eager_value, rel=1e-12)
         assert g == pytest.approx(eager_g, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lsoda", "bdf"])
+def test_a_branch_on_time_in_func_is_followed(method):
+    # ``t < 1`` on the traced time is a guard of func's recorded tape: the
+    # solve replays one tape per branch and never the wrong one.
+    def infusion(y, t, k):
+        rate = 1.0 if t < 1.0 else 0.0
+        return rate - k * y
+
+    t = onp.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    out = odeint(infusion, onp.zeros(1), t, (0.7,), method=method, hmax=0.05, **TIGHT)[:, 0]
+    k = 0.7  # the closed form: an infusion until t = 1, then decay
+    exact = onp.where(t < 1.0, (1 - onp.exp(-k * t)) / k,
+                      (1 - onp.exp(-k)) / k * onp.exp(-k * (t - 1.0)))
+    # hmax keeps steps from straddling the switch by more than 0.05, which
+    # bounds the error the kink costs; 1e-6 is far below a wrong branch (1e-1).
+    onp.testing.assert_allclose(out, exact, atol=1e-6)
