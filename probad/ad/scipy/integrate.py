@@ -54,7 +54,10 @@ _UNSUPPORTED = {"Dfun", "col_deriv", "full_output", "ml", "mu", "tfirst"}
 _BDF_OPTIONS = {"rtol", "atol", "mxstep", "h0", "hmax"}
 _DEFAULT_TOL = 1.49012e-8  # scipy odeint's rtol and atol, for both methods
 _DEFAULT_MXSTEP = 500  # scipy odeint's step limit per output interval, for both methods
-_BACKEND = "native"
+# How each system's recorded tape is replayed: natively where the compiler's
+# cost model says it pays (a small right-hand side: no Python call per
+# primitive), by numpy otherwise (long vectors), as pb.potential does.
+_BACKEND = "auto"
 
 
 class ODEintError(ArithmeticError):
