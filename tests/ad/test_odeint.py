@@ -302,3 +302,10 @@ def test_a_branch_on_time_in_func_is_followed(method):
     # hmax keeps steps from straddling the switch by more than 0.05, which
     # bounds the error the kink costs; 1e-6 is far below a wrong branch (1e-1).
     onp.testing.assert_allclose(out, exact, atol=1e-6)
+
+
+def test_bdf_needs_monotonic_output_times():
+    with pytest.raises(ValueError, match="must be monotonic"):
+        odeint(lambda y, t: -y, onp.ones(1), onp.array([0.0, 2.0, 1.0]), method="bdf")
+    backwards = odeint(lambda y, t: -y, onp.ones(1), onp.array([1.0, 0.0]), method="bdf", **TIGHT)
+    assert backwards[-1, 0] == pytest.approx(onp.e, rel=1e-9)

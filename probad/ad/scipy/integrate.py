@@ -223,6 +223,10 @@ class _Solver:
         per output interval as in LSODA; outputs from its dense output."""
         options = self.options
         mxstep = options.get("mxstep", _DEFAULT_MXSTEP)
+        steps_between = onp.diff(t)
+        if (steps_between < 0).any() and (steps_between > 0).any():
+            raise ValueError("odeint (method='bdf'): the output times t must be monotonic, "
+                             f"got {t}")
         out = onp.empty((len(t), len(y0)))
         out[0] = y0
         k = 1
