@@ -177,8 +177,8 @@ def _run_job(job: _ChainJob, pot=None):
                            progress=progress if bar is None else bar, should_stop=job.stop,
                            native_potential=native, **job.options)
         return result._replace(rejections=tuple(
-            (kind, count - before.get(kind, 0)) for kind, count in pot.rejections.items()
-            if count > before.get(kind, 0)))
+            (kind, count - before.get(kind, 0), pot.rejection_examples.get(kind, ""))
+            for kind, count in pot.rejections.items() if count > before.get(kind, 0)))
     finally:
         if bar is not None:
             bar.close()
@@ -711,12 +711,14 @@ def _run_on_executor(jobs, executor, progress: bool):
 
 
 def _rejection_attrs(done) -> list[str]:
-    """``"<kind>: <count per chain>"`` for each kind of rejected evaluation
-    (warmup included): proposals given infinite energy because the density
-    could not be evaluated there (a failed ODE solve, ...), instead of a
-    warning per evaluation."""
-    kinds = sorted({kind for r in done for kind, _ in r.rejections})
-    return [f"{kind}: {[dict(r.rejections).get(kind, 0) for r in done]}" for kind in kinds]
+    """``"<kind>: <count per chain>; first: <what went wrong>"`` for each
+    kind of rejected evaluation (warmup included): proposals given infinite
+    energy because the density could not be evaluated there (a failed ODE
+    solve and the solver's message, ...), instead of a warning per evaluation."""
+    counts = [{kind: count for kind, count, _ in r.rejections} for r in done]
+    examples = {kind: example for r in reversed(done) for kind, _, example in r.rejections}
+    return [f"{kind}: {[c.get(kind, 0) for c in counts]}; first: {examples[kind]}"
+            for kind in sorted(examples)]
 
 
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
