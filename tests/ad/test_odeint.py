@@ -246,6 +246,15 @@ def test_a_parameter_closed_over_instead_of_passed_is_a_clear_error():
         grad(final)(0.5)
 
 
+def test_a_scalar_derivative_for_a_state_of_one_element_as_in_scipy():
+    def final(k):
+        return odeint(lambda y, t, k: -k * y[0], onp.ones(1), onp.array([0.0, 1.0]), (k,),
+                      **TIGHT)[-1, 0]
+
+    assert final(0.5) == pytest.approx(onp.exp(-0.5), rel=1e-10)
+    assert grad(final)(0.5) == pytest.approx(-onp.exp(-0.5), rel=1e-9)
+
+
 def test_a_right_hand_side_of_the_wrong_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(3,\)"):
         odeint(lambda y, t: y[:2], onp.ones(3), onp.array([0.0, 1.0]))

@@ -383,7 +383,10 @@ def _user_system(func: Callable, n: int, traced: tuple, shapes: list) -> _System
             start += size
         params = iter(params)
         out = func(y, time, *(next(params) if is_traced else next(constants) for is_traced in traced))
-        return anp.stack(out) if isinstance(out, (list, tuple)) else out
+        if isinstance(out, (list, tuple)):
+            return anp.stack(out)
+        # scipy takes a scalar dy/dt for a state of one element; so do we.
+        return anp.reshape(out, (1,)) if n == 1 and onp.ndim(out) == 0 else out
 
     return _System(fun, n, getattr(func, "__name__", None) or type(func).__name__)
 
