@@ -418,7 +418,12 @@ def odeint(func: Callable, y0, t, args=(), *, method: str = "lsoda", adjoint: bo
         is recorded once per solve (a model compiled by ``pb.potential``
         records it once for good) and replayed at every step, so the values
         it closes over are read once: pass anything that changes, and every
-        parameter to differentiate, through ``args``.
+        parameter to differentiate, through ``args``. A Python decision on
+        ``y`` or ``t`` (``if t < 1``) is a guard of the recording, recorded
+        again for each new branch; ``math.sin(t)`` or ``float(t)`` makes every
+        value of ``t`` a new branch, so after ``max_tapes`` of them ``func``
+        runs uncompiled (correct, slower, with one ``CompileWarning``): use
+        ``probad.ad.numpy.sin(t)``.
     y0 : (n,) array_like or scalar
         Initial state (differentiable); a scalar is a state of one element,
         as in scipy.
