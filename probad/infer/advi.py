@@ -5,20 +5,11 @@ vector ``z`` that the samplers see (``probad.infer.potential``: same
 Jacobians, plates and scales) by maximising the ELBO
 ``E_q[-U(z)] + H[q]`` with reparameterised gradients and Adam.
 
-The guide families share one shape: ``z = mu + s * u`` with ``s =
-softplus(rho)`` a positive scale per coordinate and ``u`` a standard-normal
-draw pushed through a dimensionless map:
-
-- meanfield: ``u = e``;
-- fullrank: ``u = (I + N) e`` with ``N`` strictly lower triangular, so the
-  Cholesky factor of the covariance is ``diag(s) (I + N)``;
-- lowrank: ``u = e1 + F e2`` with ``F`` of shape ``(dim, rank)``, so the
-  covariance is ``diag(s) (I + F F^T) diag(s)``.
-
-The entropy is analytic: ``sum(log s)`` (+ ``0.5 logdet(I + F^T F)`` for
-lowrank) + const. Each step evaluates ``(U, dU/dz)`` once per particle with
-the potential's compiled value-and-gradient and applies the chain rule to
-the guide's parameters by hand in numpy: no tracing per step.
+The guide is one of the Gaussian families of :mod:`probad.infer.gaussian`
+(meanfield, fullrank, lowrank), with its analytic entropy. Each step
+evaluates ``(U, dU/dz)`` once per particle with the potential's compiled
+value-and-gradient and applies the chain rule to the guide's parameters by
+hand in numpy: no tracing per step.
 
 The optimiser works in *frames* (see :func:`_optimise`): after the first
 phase, the guide is re-expressed in coordinates in which it is a standard
@@ -35,22 +26,17 @@ import functools
 import math
 import time
 import warnings
-from abc import ABC, abstractmethod
-from functools import cached_property
 from typing import Callable, Mapping
 
 import numpy as onp
-from scipy.special import expit
 
 from ..optim import Adam, ClippedAdam, OptimizerState
 from .density import potential as make_potential
+from .gaussian import GaussianApproximation, GaussianFamily, gaussian_family
 from .initialization import init_to_median, init_to_value
 from .progress import progress_bar
-from .results import constrained_draws, draws_to_inference_data
 
-__all__ = ["advi", "ADVIFit", "GaussianApproximation"]
-
-_LOG_2PI_E = math.log(2 * math.pi) + 1.0
+__all__ = ["advi", "ADVIFit"]
 
 # Iterates are summarised in blocks of this many steps: averages, the
 # convergence checks, the learning-rate schedule and the progress bar all
@@ -62,361 +48,6 @@ MIN_WINDOW = 4
 # A block in which at least this share of the steps had a non-finite loss or
 # gradient means the ELBO cannot be evaluated where the guide is.
 MAX_SKIPPED_SHARE = 0.9
-# Draws used by ``ADVIFit.mean``/``.std`` for sites whose constrained value
-# is a non-linear function of q (MC error ~2% of a posterior sd).
-SUMMARY_DRAWS = 2000
-
-
-def _softplus(x):
-    # log(1 + e^x) without overflow; several times faster than logaddexp(0, x).
-    return onp.maximum(x, 0.0) + onp.log1p(onp.exp(-onp.abs(x)))
-
-
-def _softplus_inv(y):
-    return y + onp.log(-onp.expm1(-y))
-
-
-# ------------------------------------------------------------------ families
-class _Frame:
-    """An affine map ``q = shift + A w`` with ``A`` lower triangular (a
-    matrix) or diagonal (a vector): the coordinates the optimiser works in."""
-
-    def __init__(self, shift, scale):
-        self.shift = shift
-        self.scale = scale
-        self.is_matrix = onp.ndim(scale) == 2
-        diag = onp.diagonal(scale) if self.is_matrix else scale
-        self.log_det = float(onp.log(diag).sum())
-
-    def to_q(self, w):
-        """Rows of ``w`` mapped to q."""
-        return self.shift + (w @ self.scale.T if self.is_matrix else w * self.scale)
-
-    def pull_back(self, g):
-        """Rows of gradients in q mapped to gradients in w (``A^T g``)."""
-        return g @ self.scale if self.is_matrix else g * self.scale
-
-    def mean_offset(self, m):
-        """Extra q-offset of the mean ``m`` beyond ``A m`` (none here)."""
-        return 0.0
-
-    def pull_back_mean(self, g_m):
-        """The mean's gradient, given ``A^T`` of the q-gradient."""
-        return g_m
-
-
-class _LowRankFrame(_Frame):
-    """A diagonal frame for the draws whose *mean* coordinates are also
-    whitened along the low-rank factor: ``q = shift + a (m + E m + s u)``
-    with ``I + E = (I + F F^T)^(1/2)``, so steps on the mean follow the
-    guide's correlations (as they do in a fullrank frame) at O(dim * rank)."""
-
-    def __init__(self, shift, scale, factor):
-        super().__init__(shift, scale)
-        # (I + F F^T)^(1/2) = I + F C F^T with C = V diag((sqrt(1+l) - 1)/l) V^T
-        # from the eigendecomposition F^T F = V diag(l) V^T; the coefficient is
-        # computed as 1/(sqrt(1+l) + 1), the same number without 0/0 at l = 0.
-        lam, vecs = onp.linalg.eigh(factor.T @ factor)
-        lam = onp.maximum(lam, 0.0)
-        coef = 1.0 / (onp.sqrt(1.0 + lam) + 1.0)
-        self._left = factor @ vecs
-        self._right = (vecs * coef).T @ factor.T
-
-    def mean_offset(self, m):
-        return self.scale * (self._left @ (self._right @ m))
-
-    def pull_back_mean(self, g_m):
-        return g_m + self._left @ (self._right @ g_m)
-
-
-class _GaussianFamily(ABC):
-    """A Gaussian over R^dim, parameterised by one flat vector ``theta``.
-
-    ``theta = [mu (dim), rho (dim), extra]`` with ``z = mu + s * u``,
-    ``s = softplus(rho)``. :meth:`draw` also returns ``aux = (s, u, M, C)``
-    (``M`` the dimensionless matrix, ``N`` or ``F``, and ``C`` what
-    :meth:`_matrix_terms` derives from it), the terms that :meth:`grad` and
-    :meth:`step_stats` reuse within one step.
-    """
-
-    method: str
-
-    def __init__(self, dim: int):
-        self.dim = dim
-
-    @property
-    @abstractmethod
-    def num_noise(self) -> int:
-        """Standard normals per draw."""
-
-    @property
-    @abstractmethod
-    def num_extra(self) -> int:
-        """Length of the dimensionless part of ``theta``."""
-
-    def initial_params(self, loc, scale: float, rng) -> onp.ndarray:
-        rho = onp.full(self.dim, _softplus_inv(scale))
-        return onp.concatenate([loc, rho, self._initial_extra(rng)])
-
-    # A frame turns the guide ``theta`` over q into the standard normal over w
-    # (meanfield, fullrank) or the unit-scale guide with the same factor
-    # (lowrank); ``push_forward`` maps a guide over w back to one over q.
-    def identity_frame(self) -> _Frame:
-        return _Frame(onp.zeros(self.dim), onp.ones(self.dim))
-
-    def frame_of(self, theta) -> _Frame:
-        return _Frame(self.loc(theta).copy(), self.scale(theta))
-
-    def standard_params(self, theta) -> onp.ndarray:
-        out = onp.zeros_like(theta)
-        out[self.dim:2 * self.dim] = _softplus_inv(1.0)
-        out[2 * self.dim:] = theta[2 * self.dim:]
-        return out
-
-    def push_forward(self, theta, frame: _Frame) -> onp.ndarray:
-        d = self.dim
-        out = onp.array(theta, dtype=float)
-        out[:d] = frame.shift + frame.scale * theta[:d]
-        out[d:2 * d] = _softplus_inv(frame.scale * self.scale(theta))
-        return out
-
-    def _initial_extra(self, rng):
-        return onp.zeros(self.num_extra)
-
-    def loc(self, theta):
-        return theta[:self.dim]
-
-    def scale(self, theta):
-        return _softplus(theta[self.dim:2 * self.dim])
-
-    @abstractmethod
-    def _matrix(self, theta):
-        """The dimensionless matrix (``N`` or ``F``), None for meanfield."""
-
-    @abstractmethod
-    def _map_noise(self, eps, m):
-        """``u`` from the standard normals ``eps`` (one row per draw)."""
-
-    def _spread(self, m):
-        """``1 + sum of squares`` of each row of ``m``: marginal var / s**2."""
-        return 1.0 + onp.einsum("ij,ij->i", m, m)
-
-    def _matrix_terms(self, m):
-        """Per-step terms of ``m`` shared by the entropy and its gradient."""
-        return None
-
-    def _log_det_extra(self, terms) -> float:
-        """Entropy beyond ``sum(log s)`` and the constant."""
-        return 0.0
-
-    def draw(self, theta, eps):
-        """Draws ``z``, one per row of ``eps``, and ``aux``."""
-        s = self.scale(theta)
-        m = self._matrix(theta)
-        u = self._map_noise(eps, m)
-        return theta[:self.dim] + s * u, (s, u, m, self._matrix_terms(m))
-
-    def step_stats(self, aux) -> tuple[float, onp.ndarray]:
-        """The entropy ``H[q]`` and the marginal variances."""
-        s, _, m, terms = aux
-        entropy = (0.5 * self.dim * _LOG_2PI_E + float(onp.log(s).sum())
-                   + self._log_det_extra(terms))
-        return entropy, s * s * self._spread(m)
-
-    def _aux(self, theta):
-        m = self._matrix(theta)
-        return self.scale(theta), None, m, self._matrix_terms(m)
-
-    def entropy(self, theta) -> float:
-        return self.step_stats(self._aux(theta))[0]
-
-    def marginal_sd(self, theta):
-        return self.scale(theta) * onp.sqrt(self._spread(self._matrix(theta)))
-
-    def with_marginal_var(self, theta, var):
-        """``theta`` with its scales set so the marginal variances are ``var``."""
-        out = onp.array(theta, dtype=float)
-        d = self.dim
-        out[d:2 * d] = _softplus_inv(onp.sqrt(var / self._spread(self._matrix(theta))))
-        return out
-
-    def grad(self, theta, eps, G, aux):
-        """Gradient in ``theta`` of ``mean_i U(z_i) - H[q]`` given ``G[i] = dU/dz(z_i)``."""
-        s, u, m, terms = aux
-        d = self.dim
-        inv_n = 1.0 / len(G)
-        g_mu = G.sum(0) * inv_n
-        g_rho = ((G * u).sum(0) * inv_n - 1.0 / s) * expit(theta[d:2 * d])
-        if m is None:
-            return onp.concatenate([g_mu, g_rho])
-        # Families with a matrix define _grad_matrix, its part of the gradient.
-        return onp.concatenate([g_mu, g_rho, self._grad_matrix(eps, G * s, m, terms, inv_n)])
-
-    @abstractmethod
-    def covariance(self, theta) -> onp.ndarray:
-        """The full covariance matrix."""
-
-    @abstractmethod
-    def guide_params(self, theta) -> dict:
-        """The fitted Gaussian in a standard parameterisation."""
-
-
-class _MeanField(_GaussianFamily):
-    method = "meanfield"
-    num_extra = 0
-
-    @property
-    def num_noise(self):
-        return self.dim
-
-    def _matrix(self, theta):
-        return None
-
-    def _map_noise(self, eps, m):
-        return eps
-
-    def _spread(self, m):
-        return 1.0
-
-    def covariance(self, theta):
-        return onp.diag(self.scale(theta) ** 2)
-
-    def guide_params(self, theta):
-        return {"loc": self.loc(theta).copy(), "scale": self.scale(theta)}
-
-
-class _FullRank(_GaussianFamily):
-    method = "fullrank"
-
-    def __init__(self, dim):
-        super().__init__(dim)
-        self._rows, self._cols = onp.tril_indices(dim, -1)
-
-    @property
-    def num_noise(self):
-        return self.dim
-
-    @property
-    def num_extra(self):
-        return len(self._rows)
-
-    def _matrix(self, theta):
-        n = onp.zeros((self.dim, self.dim))
-        n[self._rows, self._cols] = theta[2 * self.dim:]
-        return n
-
-    def _map_noise(self, eps, n):
-        # (I + N) has unit diagonal: det = 1, so the entropy is sum(log s).
-        return eps + eps @ n.T
-
-    def _grad_matrix(self, eps, Gs, n, terms, inv_n):
-        return (Gs.T @ eps)[self._rows, self._cols] * inv_n
-
-    def scale_tril(self, theta):
-        return self.scale(theta)[:, None] * (onp.eye(self.dim) + self._matrix(theta))
-
-    def covariance(self, theta):
-        chol = self.scale_tril(theta)
-        return chol @ chol.T
-
-    def identity_frame(self) -> _Frame:
-        return _Frame(onp.zeros(self.dim), onp.eye(self.dim))
-
-    def frame_of(self, theta) -> _Frame:
-        return _Frame(self.loc(theta).copy(), self.scale_tril(theta))
-
-    def standard_params(self, theta) -> onp.ndarray:
-        out = onp.zeros_like(theta)
-        out[self.dim:2 * self.dim] = _softplus_inv(1.0)
-        return out
-
-    def push_forward(self, theta, frame: _Frame) -> onp.ndarray:
-        d = self.dim
-        chol = frame.scale @ self.scale_tril(theta)
-        s = onp.diagonal(chol)
-        out = onp.empty_like(theta)
-        out[:d] = frame.shift + frame.scale @ theta[:d]
-        out[d:2 * d] = _softplus_inv(s)
-        out[2 * d:] = (chol / s[:, None])[self._rows, self._cols]
-        return out
-
-    def guide_params(self, theta):
-        return {"loc": self.loc(theta).copy(), "scale_tril": self.scale_tril(theta)}
-
-
-class _LowRank(_GaussianFamily):
-    method = "lowrank"
-
-    def __init__(self, dim, rank):
-        super().__init__(dim)
-        self.rank = rank
-        self._eye = onp.eye(rank)
-
-    @property
-    def num_noise(self):
-        return self.dim + self.rank
-
-    @property
-    def num_extra(self):
-        return self.dim * self.rank
-
-    def _initial_extra(self, rng):
-        # F = 0 is a stationary point of the expected gradient (the loss is
-        # invariant to F -> -F): start slightly off it.
-        return 0.01 * rng.standard_normal(self.num_extra)
-
-    def _matrix(self, theta):
-        return theta[2 * self.dim:].reshape(self.dim, self.rank)
-
-    def _map_noise(self, eps, f):
-        return eps[:, :self.dim] + eps[:, self.dim:] @ f.T
-
-    def _matrix_terms(self, f):
-        # K = I_rank + F^T F through its Cholesky factor C: one LAPACK call
-        # gives both K^-1 = C^-T C^-1 and logdet K = -2 sum(log diag C^-1).
-        c_inv = onp.linalg.inv(onp.linalg.cholesky(self._eye + f.T @ f))
-        return c_inv.T @ c_inv, -2.0 * float(onp.log(onp.diagonal(c_inv)).sum())
-
-    def _log_det_extra(self, terms):
-        # 0.5 logdet(I_dim + F F^T) = 0.5 logdet(I_rank + F^T F)
-        return 0.5 * terms[1]
-
-    def _grad_matrix(self, eps, Gs, f, terms, inv_n):
-        # d/dF of 0.5 logdet(I + F F^T) is (I + F F^T)^-1 F = F (I + F^T F)^-1.
-        return (Gs.T @ eps[:, self.dim:] * inv_n - f @ terms[0]).ravel()
-
-    def covariance(self, theta):
-        s = self.scale(theta)
-        f = self._matrix(theta)
-        return s[:, None] * (onp.eye(self.dim) + f @ f.T) * s[None, :]
-
-    def frame_of(self, theta) -> _Frame:
-        return _LowRankFrame(self.loc(theta).copy(), self.scale(theta), self._matrix(theta))
-
-    def push_forward(self, theta, frame: _Frame) -> onp.ndarray:
-        out = super().push_forward(theta, frame)
-        out[:self.dim] += frame.mean_offset(theta[:self.dim])
-        return out
-
-    def guide_params(self, theta):
-        # NumPyro's LowRankMultivariateNormal(loc, cov_factor, cov_diag).
-        s = self.scale(theta)
-        return {"loc": self.loc(theta).copy(), "cov_factor": s[:, None] * self._matrix(theta),
-                "cov_diag": s**2}
-
-
-def _family(method: str, dim: int, rank: int | None) -> _GaussianFamily:
-    if method == "meanfield":
-        return _MeanField(dim)
-    if method == "fullrank":
-        return _FullRank(dim)
-    if method == "lowrank":
-        if rank is None:
-            rank = max(1, min(10, dim // 2))
-        if rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank}")
-        return _LowRank(dim, int(rank))
-    raise ValueError(f"method must be 'meanfield', 'fullrank' or 'lowrank', got {method!r}")
 
 
 # -------------------------------------------------------------- optimisation
@@ -491,7 +122,7 @@ class _NonFinite(Exception):
         self.z, self.grad = z, grad
 
 
-def _optimise(value_and_grad: Callable, family: _GaussianFamily, theta0: onp.ndarray, *,
+def _optimise(value_and_grad: Callable, family: GaussianFamily, theta0: onp.ndarray, *,
               rng, steps: int, learning_rate: float, num_particles: int, tol: float | None,
               clip_norm: float | None, bar) -> dict:
     """Maximise the ELBO; return the averaged guide and the run's record.
@@ -649,112 +280,6 @@ def _finite_mean(x) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-# ------------------------------------------------------------------ the fit
-class GaussianApproximation(ABC):
-    """A Gaussian over the potential's unconstrained q, seen through the model.
-
-    Shared by :class:`ADVIFit` and the Laplace approximation: constrained
-    summaries (``mean``/``std``), draws (``sample_q``) and
-    ``arviz.InferenceData`` (``sample``). Subclasses give ``loc``,
-    ``marginal_sd``, ``cov`` and ``sample_q``.
-    """
-
-    inference_method: str
-
-    def __init__(self, potential, seed_sequence: onp.random.SeedSequence):
-        self.potential = potential
-        summary_seq, sample_seq = seed_sequence.spawn(2)
-        self._summary_seed = summary_seq
-        self._sample_rng = onp.random.default_rng(sample_seq)
-
-    @property
-    @abstractmethod
-    def loc(self) -> onp.ndarray:
-        """Mean over q (unconstrained), shape ``(dim,)``."""
-
-    @property
-    @abstractmethod
-    def marginal_sd(self) -> onp.ndarray:
-        """Standard deviations over q, shape ``(dim,)``."""
-
-    @property
-    @abstractmethod
-    def cov(self) -> onp.ndarray:
-        """Covariance over q, shape ``(dim, dim)``."""
-
-    @abstractmethod
-    def sample_q(self, draws: int, rng) -> onp.ndarray:
-        """``draws`` draws of q, shape ``(draws, dim)``."""
-
-    def _attrs(self) -> dict:
-        from .. import __version__
-
-        return {"inference_library": "probad", "inference_library_version": __version__,
-                "inference_method": self.inference_method}
-
-    @cached_property
-    def _summaries(self):
-        """Constrained means and sds: exact for sites with an identity
-        transform, else from ``SUMMARY_DRAWS`` draws pushed through the model
-        (deterministic sites included)."""
-        pot = self.potential
-        loc, sd = self.loc, self.marginal_sd
-        means, stds = {}, {}
-        linear = {name for name, site in pot.sites.items() if site.transform.is_identity}
-        for name in linear:
-            site = pot.sites[name]
-            sl = slice(site.offset, site.offset + site.size)
-            means[name] = loc[sl].reshape(site.shape)
-            stds[name] = sd[sl].reshape(site.shape)
-        if len(linear) < len(pot.sites) or _has_deterministic(pot):
-            q = self.sample_q(SUMMARY_DRAWS, self._summary_seed)
-            with onp.errstate(all="ignore"):
-                values, _ = constrained_draws(pot, q[None], log_likelihood=False)
-            for name, v in values.items():
-                if name not in linear:
-                    means[name] = v[0].mean(axis=0)
-                    stds[name] = v[0].std(axis=0, ddof=1)
-        order = list(pot.sites) + [k for k in means if k not in pot.sites]
-        return {k: means[k] for k in order}, {k: stds[k] for k in order}
-
-    @property
-    def mean(self) -> dict:
-        """Posterior means in constrained space, per latent and deterministic
-        site (Monte Carlo, about 2% of an sd, for non-linear transforms)."""
-        return self._summaries[0]
-
-    @property
-    def std(self) -> dict:
-        """Posterior standard deviations in constrained space, per site."""
-        return self._summaries[1]
-
-    def sample(self, draws: int = 1000, seed=None, *, log_likelihood: bool = True,
-               coords: Mapping | None = None, dims: Mapping | None = None):
-        """Draws from the approximation as ``arviz.InferenceData``.
-
-        Parameters
-        ----------
-        draws : int
-            Number of draws (one chain).
-        seed : int or Generator, optional
-            Without one, successive calls continue one stream derived from
-            the seed the approximation was fitted with.
-        log_likelihood : bool
-            Compute the pointwise ``log_likelihood`` group.
-        coords, dims : mapping, optional
-            ArviZ coordinates and extra dims, as in ``pb.hmc``.
-
-        Returns
-        -------
-        arviz.InferenceData
-            ``posterior`` (constrained latent and deterministic sites with
-            plate dims), ``log_likelihood``, ``observed_data``, ``constant_data``.
-        """
-        rng = self._sample_rng if seed is None else onp.random.default_rng(seed)
-        q = self.sample_q(int(draws), rng)
-        return draws_to_inference_data(self.potential, q[None], coords=coords, dims=dims,
-                                       attrs=self._attrs(), log_likelihood=log_likelihood)
-
 
 class ADVIFit(GaussianApproximation):
     """The result of :func:`advi`: a Gaussian over q, fitted by ADVI.
@@ -888,9 +413,6 @@ class ADVIFit(GaussianApproximation):
         return ax
 
 
-def _has_deterministic(pot) -> bool:
-    return any(name not in pot.sites and name not in pot.observed for name in pot.dims)
-
 
 def _nonfinite_message(pot, z, G) -> str:
     """What was not finite at the first failed draw of a failed step: the
@@ -1015,7 +537,7 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     pot = make_potential(model, data, compile=compile)
     if pot.dim == 0:
         raise ValueError("the model has no latent continuous sites: there is nothing to fit")
-    family = _family(method, pot.dim, rank)
+    family = gaussian_family(method, pot.dim, rank)
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, run_seq, fit_seq = root.spawn(3)
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as onp
 
 from ..optimize import minimize
-from .advi import GaussianApproximation
+from .gaussian import GaussianApproximation
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
