@@ -135,42 +135,15 @@ class ADVIFit(GaussianApproximation):
                     converged=int(self.converged), final_elbo=self.final_elbo)
 
     def plot(self, ax=None):
-        """Plot the ELBO trace: raw estimates, their block means, and the
-        averaging window (shaded) ending at the convergence point.
+        """Plot the ELBO trace: :func:`probad.plots.plot_elbo` of this fit.
 
         Returns
         -------
         matplotlib.axes.Axes
         """
-        import matplotlib.pyplot as plt
+        from ..plots import plot_elbo
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
-        steps = onp.arange(1, self.num_steps + 1)
-        ax.plot(steps, self.elbo, color="C0", alpha=0.3, lw=0.6, label="ELBO (one step)")
-        n_full = self.num_steps // BLOCK
-        if n_full:
-            smooth = onp.array([finite_mean(self.elbo[i * BLOCK:(i + 1) * BLOCK])
-                                for i in range(n_full)])
-            ax.plot((onp.arange(n_full) + 0.5) * BLOCK, smooth, color="C0", lw=2,
-                    label=f"mean per {BLOCK} steps")
-            tail = smooth[n_full // 2:]
-            tail = tail[onp.isfinite(tail)]
-            if tail.size:
-                spread = onp.nanstd(self.elbo[self.averaged_from:]) if \
-                    onp.isfinite(self.elbo[self.averaged_from:]).sum() > 1 else 1.0
-                ax.set_ylim(tail.min() - 4 * spread, tail.max() + 2 * spread)
-        ax.axvspan(self.averaged_from, self.num_steps, color="C2", alpha=0.12,
-                   label="averaged iterates")
-        label = "converged" if self.converged else "stopped (not converged)"
-        ax.axvline(self.num_steps, color="C3" if not self.converged else "C2", ls="--",
-                   label=label)
-        ax.set_xlabel("step")
-        ax.set_ylabel("ELBO")
-        ax.set_title(f"ADVI ({self.method})")
-        ax.legend(loc="lower right", fontsize="small")
-        return ax
-
+        return plot_elbo(self, ax=ax)
 
 
 def _nonfinite_message(pot, z, G) -> str:
