@@ -33,7 +33,7 @@ import numpy as onp
 from .density import potential as make_potential
 from .gaussian import GaussianApproximation, gaussian_family
 from .initialization import init_to_median, init_to_value
-from .optimise import BLOCK, MAX_SKIPPED_SHARE, NonFiniteELBO, finite_mean, optimise
+from .optimise import BLOCK, MAX_SKIPPED_SHARE, ELBORun, NonFiniteELBO, finite_mean, optimise
 from .progress import progress_bar
 
 __all__ = ["advi", "ADVIFit"]
@@ -78,9 +78,9 @@ class ADVIFit(GaussianApproximation):
         The guide is the average of the iterates from this step on.
     """
 
-    def __init__(self, potential, family, run: dict, *, seed_sequence, wall_time: float,
+    def __init__(self, potential, family, run: ELBORun, *, seed_sequence, wall_time: float,
                  learning_rate: float, num_particles: int):
-        super().__init__(potential, seed_sequence)
+        super().__init__(potential, family.gaussian(run.theta), seed_sequence)
         self.method = family.method
         self.inference_method = f"advi-{family.method}"
         self._family = family
@@ -113,22 +113,6 @@ class ADVIFit(GaussianApproximation):
     def final_elbo(self) -> float:
         """Mean ELBO estimate over the averaging window (the second half of the run)."""
         return finite_mean(self.elbo[self.averaged_from:])
-
-    @property
-    def loc(self) -> onp.ndarray:
-        return self._family.loc(self._theta).copy()
-
-    @property
-    def marginal_sd(self) -> onp.ndarray:
-        return self._family.marginal_sd(self._theta)
-
-    @property
-    def cov(self) -> onp.ndarray:
-        return self._family.covariance(self._theta)
-
-    def sample_q(self, draws: int, rng) -> onp.ndarray:
-        eps = onp.random.default_rng(rng).standard_normal((draws, self._family.num_noise))
-        return self._family.draw(self._theta, eps)[0]
 
     def _attrs(self) -> dict:
         return dict(super()._attrs(), num_steps=int(self.num_steps),

@@ -2,11 +2,14 @@
 
 Every Gaussian approximation in probad lives here, whichever way it is fitted:
 
+- :class:`Gaussian` in its standard forms (diagonal, dense, low-rank, and
+  the Laplace ``N(mode, H^-1)``): what the autoguides and the fits report
+  and draw from;
 - the *families* ADVI optimises (:func:`gaussian_family`): a Gaussian over
   R^dim as one flat parameter vector ``theta``, with analytic entropy and
   hand-derived reparameterised gradients, and the *frames* (affine
   coordinates) that :mod:`probad.infer.optimise` steps in;
-- :class:`GaussianApproximation`, the fitted Gaussian seen through the model
+- :class:`GaussianApproximation`, a fitted Gaussian seen through the model
   (constrained ``mean``/``std``, ``sample`` as InferenceData), the base of
   ``ADVIFit`` and ``LaplaceFit``.
 
@@ -35,7 +38,8 @@ from scipy.special import expit
 
 from .results import constrained_draws, draws_to_inference_data
 
-__all__ = ["GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
+__all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian",
+           "default_rank", "GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 
@@ -51,6 +55,118 @@ def _softplus(x):
 
 def _softplus_inv(y):
     return y + onp.log(-onp.expm1(-y))
+
+
+# ------------------------------------------------- Gaussians in standard form
+def default_rank(dim: int) -> int:
+    """The rank of a low-rank covariance factor when none is given:
+    ``min(10, dim // 2)``, at least 1."""
+    return max(1, min(10, dim // 2))
+
+
+class Gaussian(ABC):
+    """A Gaussian over R^dim: what a fit or a guide reports and draws from.
+
+    The standard forms are :class:`DiagonalGaussian`, :class:`DenseGaussian`
+    and :class:`LowRankGaussian`; :meth:`GaussianFamily.gaussian` gives one
+    member of an ADVI family.
+
+    Attributes
+    ----------
+    loc : ndarray
+        The mean, shape ``(dim,)``.
+    """
+
+    def __init__(self, loc):
+        self.loc = loc
+
+    @property
+    @abstractmethod
+    def marginal_sd(self) -> onp.ndarray:
+        """The standard deviations, shape ``(dim,)``."""
+
+    @property
+    @abstractmethod
+    def cov(self) -> onp.ndarray:
+        """The covariance matrix, shape ``(dim, dim)``."""
+
+    @abstractmethod
+    def sample(self, rng: onp.random.Generator, n: int) -> onp.ndarray:
+        """``n`` draws, shape ``(n, dim)``."""
+
+
+class DiagonalGaussian(Gaussian):
+    """``N(loc, diag(scale**2))``; a zero scale is a point mass."""
+
+    def __init__(self, loc, scale):
+        super().__init__(loc)
+        self.scale = scale
+
+    @property
+    def marginal_sd(self):
+        return self.scale
+
+    @property
+    def cov(self):
+        return onp.diag(self.scale**2)
+
+    def sample(self, rng, n):
+        return self.loc + self.scale * rng.standard_normal((n, len(self.loc)))
+
+
+class DenseGaussian(Gaussian):
+    """``N(loc, L L^T)`` for a square factor ``L`` (a Cholesky factor or any
+    other square root of the covariance)."""
+
+    def __init__(self, loc, factor):
+        super().__init__(loc)
+        self.factor = factor
+
+    @property
+    def marginal_sd(self):
+        return onp.sqrt(onp.einsum("ij,ij->i", self.factor, self.factor))
+
+    @property
+    def cov(self):
+        return self.factor @ self.factor.T
+
+    def sample(self, rng, n):
+        return self.loc + rng.standard_normal((n, len(self.loc))) @ self.factor.T
+
+
+class LowRankGaussian(Gaussian):
+    """``N(loc, W W^T + diag(D))``: NumPyro's ``LowRankMultivariateNormal(loc,
+    cov_factor=W, cov_diag=D)``."""
+
+    def __init__(self, loc, cov_factor, cov_diag):
+        super().__init__(loc)
+        self.cov_factor, self.cov_diag = cov_factor, cov_diag
+
+    @property
+    def marginal_sd(self):
+        return onp.sqrt(self.cov_diag + onp.einsum("ij,ij->i", self.cov_factor, self.cov_factor))
+
+    @property
+    def cov(self):
+        return self.cov_factor @ self.cov_factor.T + onp.diag(self.cov_diag)
+
+    def sample(self, rng, n):
+        return (self.loc + rng.standard_normal((n, self.cov_factor.shape[1])) @ self.cov_factor.T
+                + onp.sqrt(self.cov_diag) * rng.standard_normal((n, len(self.loc))))
+
+
+def laplace_gaussian(mode, hessian) -> DenseGaussian:
+    """The Laplace approximation ``N(mode, H^-1)``.
+
+    Its factor is ``C^-T`` with ``H = C C^T`` (Cholesky): ``C^-T C^-1 = H^-1``,
+    with no inverse of ``H`` formed.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If ``hessian`` is not positive definite.
+    """
+    return DenseGaussian(mode, onp.linalg.inv(onp.linalg.cholesky(hessian)).T)
 
 
 # ------------------------------------------------------------------ families
@@ -130,6 +246,10 @@ class GaussianFamily(ABC):
     @abstractmethod
     def num_extra(self) -> int:
         """Length of the dimensionless part of ``theta``."""
+
+    def gaussian(self, theta) -> Gaussian:
+        """The member ``theta`` of the family, drawn as the optimiser draws it."""
+        return _Member(self, theta)
 
     def initial_params(self, loc, scale: float, rng) -> onp.ndarray:
         rho = onp.full(self.dim, _softplus_inv(scale))
@@ -236,6 +356,26 @@ class GaussianFamily(ABC):
     @abstractmethod
     def guide_params(self, theta) -> dict:
         """The fitted Gaussian in a standard parameterisation."""
+
+
+class _Member(Gaussian):
+    """One member of a :class:`GaussianFamily`, as a :class:`Gaussian`."""
+
+    def __init__(self, family: GaussianFamily, theta):
+        super().__init__(family.loc(theta))
+        self.family, self.theta = family, theta
+
+    @property
+    def marginal_sd(self):
+        return self.family.marginal_sd(self.theta)
+
+    @property
+    def cov(self):
+        return self.family.covariance(self.theta)
+
+    def sample(self, rng, n):
+        eps = rng.standard_normal((n, self.family.num_noise))
+        return self.family.draw(self.theta, eps)[0]
 
 
 class _MeanField(GaussianFamily):
@@ -390,7 +530,7 @@ def gaussian_family(method: str, dim: int, rank: int | None) -> GaussianFamily:
     method : {"meanfield", "fullrank", "lowrank"}
     dim : int
     rank : int or None
-        The lowrank factor's rank; None for ``min(10, dim // 2)`` (at least 1).
+        The lowrank factor's rank; None for :func:`default_rank`.
 
     Returns
     -------
@@ -402,7 +542,7 @@ def gaussian_family(method: str, dim: int, rank: int | None) -> GaussianFamily:
         return _FullRank(dim)
     if method == "lowrank":
         if rank is None:
-            rank = max(1, min(10, dim // 2))
+            rank = default_rank(dim)
         if rank < 1:
             raise ValueError(f"rank must be a positive integer, got {rank}")
         return _LowRank(dim, int(rank))
@@ -410,41 +550,52 @@ def gaussian_family(method: str, dim: int, rank: int | None) -> GaussianFamily:
 
 
 # ------------------------------------------------------------------ the fit
-class GaussianApproximation(ABC):
-    """A Gaussian over the potential's unconstrained q, seen through the model.
+class GaussianApproximation:
+    """A :class:`Gaussian` over the potential's unconstrained q, seen through the model.
 
-    Shared by :class:`ADVIFit` and the Laplace approximation: constrained
-    summaries (``mean``/``std``), draws (``sample_q``) and
-    ``arviz.InferenceData`` (``sample``). Subclasses give ``loc``,
-    ``marginal_sd``, ``cov`` and ``sample_q``.
+    The base of ``ADVIFit`` and ``LaplaceFit``: constrained summaries
+    (``mean``/``std``), draws (``sample_q``) and ``arviz.InferenceData``
+    (``sample``).
+
+    Parameters
+    ----------
+    potential : probad.infer.density.Potential
+    gaussian : Gaussian
+        The approximation over q.
+    seed_sequence : numpy.random.SeedSequence
+        Seeds the draws behind ``mean``/``std`` and ``sample``.
     """
 
     inference_method: str
 
-    def __init__(self, potential, seed_sequence: onp.random.SeedSequence):
+    def __init__(self, potential, gaussian: Gaussian, seed_sequence: onp.random.SeedSequence):
         self.potential = potential
+        self.gaussian = gaussian
         summary_seq, sample_seq = seed_sequence.spawn(2)
         self._summary_seed = summary_seq
         self._sample_rng = onp.random.default_rng(sample_seq)
 
     @property
-    @abstractmethod
     def loc(self) -> onp.ndarray:
         """Mean over q (unconstrained), shape ``(dim,)``."""
+        return self.gaussian.loc.copy()
 
     @property
-    @abstractmethod
     def marginal_sd(self) -> onp.ndarray:
         """Standard deviations over q, shape ``(dim,)``."""
+        return self.gaussian.marginal_sd
 
     @property
-    @abstractmethod
     def cov(self) -> onp.ndarray:
         """Covariance over q, shape ``(dim, dim)``."""
+        return self.gaussian.cov
 
-    @abstractmethod
     def sample_q(self, draws: int, rng) -> onp.ndarray:
-        """``draws`` draws of q, shape ``(draws, dim)``."""
+        """``draws`` draws of q, shape ``(draws, dim)``.
+
+        ``rng`` is anything ``numpy.random.default_rng`` takes.
+        """
+        return self.gaussian.sample(onp.random.default_rng(rng), draws)
 
     def _attrs(self) -> dict:
         from .. import __version__

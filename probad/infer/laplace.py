@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as onp
 
 from ..optimize import minimize
-from .gaussian import GaussianApproximation
+from .gaussian import GaussianApproximation, laplace_gaussian
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
@@ -181,30 +181,13 @@ class LaplaceFit(GaussianApproximation):
     inference_method = "laplace"
 
     def __init__(self, potential, mode: MAPResult, hessian, *, seed_sequence, wall_time):
-        super().__init__(potential, seed_sequence)
+        super().__init__(potential, laplace_gaussian(mode.q, hessian), seed_sequence)
         self.map = mode
         self.hessian = hessian
-        self._chol_cov = onp.linalg.inv(onp.linalg.cholesky(hessian)).T
         self.wall_time = wall_time
 
     def __repr__(self):
         return f"<LaplaceFit: {self.potential.dim} dims, {self.wall_time:.2f} s>"
-
-    @property
-    def loc(self) -> onp.ndarray:
-        return self.map.q.copy()
-
-    @property
-    def cov(self) -> onp.ndarray:
-        return self._chol_cov @ self._chol_cov.T
-
-    @property
-    def marginal_sd(self) -> onp.ndarray:
-        return onp.sqrt(onp.einsum("ij,ij->i", self._chol_cov, self._chol_cov))
-
-    def sample_q(self, draws: int, rng) -> onp.ndarray:
-        eps = onp.random.default_rng(rng).standard_normal((draws, len(self.map.q)))
-        return self.map.q + eps @ self._chol_cov.T
 
 
 def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
