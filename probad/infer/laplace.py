@@ -72,15 +72,25 @@ _MODE_TOLERANCES = {"L-BFGS-B": {"ftol": 1e4 * onp.finfo(float).eps, "gtol": 1e-
                     "trust-ncg": {"gtol": 1e-8}, "trust-krylov": {"gtol": 1e-8}}
 
 
-def _find_mode(pot, *, init, seed, method, jacobian, compile, options):
-    """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``."""
+def _find_mode(pot, *, caller, start, init, seed, method, jacobian, compile,
+               options) -> MAPResult:
+    """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``;
+    warn, naming ``caller``, if the optimiser does not report convergence.
+    ``start`` is when the caller's clock started."""
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
         (init if init is not None else init_to_median())
     q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
     # minimize steps back from trial points where the model overflows or its
     # linear algebra fails, as the samplers reject them.
-    return minimize(pot._energy_fn, q0, args=(jacobian,), method=method, compile=compile,
-                    **{**_MODE_TOLERANCES.get(method, {}), **dict(options or {})})
+    result = minimize(pot._energy_fn, q0, args=(jacobian,), method=method, compile=compile,
+                      **{**_MODE_TOLERANCES.get(method, {}), **dict(options or {})})
+    if not result.success:
+        warnings.warn(f"{caller}: the optimiser did not report convergence ({result.message}); "
+                      "try options={'maxiter': ...} or another init", UserWarning, stacklevel=3)
+    q = onp.asarray(result.x, dtype=float)
+    return MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
+                     success=bool(result.success), message=str(result.message),
+                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
 
 
 def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
@@ -119,15 +129,8 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
     pot.check_start(init, "pb.map")
-    result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
-                        compile=compile, options=options)
-    if not result.success:
-        warnings.warn(f"map: the optimiser did not report convergence ({result.message}); "
-                      "try options={'maxiter': ...} or another init", UserWarning, stacklevel=2)
-    q = onp.asarray(result.x, dtype=float)
-    return MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
-                     success=bool(result.success), message=str(result.message),
-                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
+    return _find_mode(pot, caller="map", start=start, init=init, seed=seed, method=method,
+                      jacobian=jacobian, compile=compile, options=options)
 
 
 def _site_loadings(pot, vector) -> str:
@@ -196,19 +199,10 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
 
     Parameters
     ----------
-    model : callable
-    data : mapping, optional
-        Keyword arguments of the model.
-    init : init strategy or dict, optional
-        Where the optimiser starts; default ``init_to_median()``.
-    method : str
-        A gradient-based ``scipy.optimize.minimize`` method.
-    compile : bool
-        Record the potential and its derivatives once and replay them.
+    model, data, init, method, compile, options
+        As in :func:`map`.
     seed : int or numpy.random.SeedSequence, optional
         For the init strategy and the draws behind ``mean``/``std``/``sample``.
-    options : mapping, optional
-        scipy solver options; tolerances default as in :func:`map`.
 
     Returns
     -------
@@ -228,19 +222,12 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     pot.check_start(init, "pb.laplace")
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, fit_seq = root.spawn(2)
-    result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,
-                        compile=compile, options=options)
-    if not result.success:
-        warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
-                      UserWarning, stacklevel=2)
-    q = onp.asarray(result.x, dtype=float)
-    hess = pot.hessian(q)
+    mode = _find_mode(pot, caller="laplace", start=start, init=init, seed=init_seq, method=method,
+                      jacobian=True, compile=compile, options=options)
+    hess = pot.hessian(mode.q)
     if not onp.isfinite(hess).all():
         raise ValueError("laplace: the Hessian at the mode is not finite; the mode found "
                          f"may be at the edge of the support (sites {', '.join(pot.sites)})")
     _check_positive_definite(pot, hess)
-    mode = MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
-                     success=bool(result.success), message=str(result.message),
-                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
     return LaplaceFit(pot, mode, hess, seed_sequence=fit_seq,
                       wall_time=time.perf_counter() - start)

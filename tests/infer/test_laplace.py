@@ -133,6 +133,13 @@ def gamma_kernel():
     pb.factor("kernel", 2.0 * pb.ad.numpy.log(x) - x)
 
 
+@pytest.mark.parametrize("fit", [find_map, laplace])
+def test_no_convergence_is_a_warning_at_the_callers_line(fit):
+    with pytest.warns(UserWarning, match=f"{fit.__name__}: the optimiser did not report") as record:
+        fit(precision_model, {"y": Y_PREC}, options={"maxiter": 1})
+    assert record[0].filename == __file__
+
+
 @pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS"])
 @pytest.mark.parametrize("start", [30.0, 10.0])
 def test_map_steps_back_from_undefined_points(method, start):
