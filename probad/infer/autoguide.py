@@ -38,7 +38,7 @@ from ..distributions import (Delta, LowRankMultivariateNormal, MultivariateNorma
 from ..distributions import constraints
 from ..primitives import param, sample
 from .density import potential as make_potential
-from .gaussian import (DenseGaussian, DiagonalGaussian, Gaussian, LowRankGaussian, default_rank,
+from .gaussian import (DenseGaussian, DiagonalGaussian, Gaussian, LowRankGaussian, factor_rank,
                        laplace_gaussian)
 from .initialization import init_to_median
 
@@ -163,6 +163,12 @@ class AutoGuide(ABC):
                              "with the model's arguments first")
 
 
+def _checked_init_scale(init_scale):
+    if not init_scale > 0:
+        raise ValueError(f"init_scale must be positive, got {init_scale}")
+    return init_scale
+
+
 # -------------------------------------------------------------- per-site guides
 class AutoNormal(AutoGuide):
     """An independent Normal for every latent site, in unconstrained space.
@@ -180,9 +186,7 @@ class AutoNormal(AutoGuide):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def __call__(self, *args, **kwargs):
         self._setup(args, kwargs)
@@ -257,7 +261,7 @@ class AutoDiagonalNormal(AutoContinuous):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def _latent_distribution(self):
         loc = param(f"{self.prefix}_loc", self._init_q)
@@ -277,7 +281,7 @@ class AutoMultivariateNormal(AutoContinuous):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def _latent_distribution(self):
         loc = param(f"{self.prefix}_loc", self._init_q)
@@ -299,19 +303,19 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     Parameters
     ----------
     rank : int, optional
-        Default :func:`probad.infer.gaussian.default_rank`: ``min(10, dim // 2)``,
-        at least 1.
+        Default ``min(10, dim // 2)``, at least 1
+        (:func:`probad.infer.gaussian.factor_rank`).
     """
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1,
                  rank: int | None = None):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
         self.rank = rank
 
     def _latent_distribution(self):
         dim = len(self._init_q)
-        rank = self.rank if self.rank is not None else default_rank(dim)
+        rank = factor_rank(dim, self.rank)
         loc = param(f"{self.prefix}_loc", self._init_q)
         # A zero factor is a stationary point of the expected gradient: start off it.
         start = 0.01 * self.init_scale * onp.random.default_rng(0).standard_normal((dim, rank))

@@ -39,7 +39,7 @@ from scipy.special import expit
 from .results import constrained_draws, draws_to_inference_data
 
 __all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian",
-           "default_rank", "GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
+           "factor_rank", "GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 
@@ -58,10 +58,20 @@ def _softplus_inv(y):
 
 
 # ------------------------------------------------- Gaussians in standard form
-def default_rank(dim: int) -> int:
-    """The rank of a low-rank covariance factor when none is given:
-    ``min(10, dim // 2)``, at least 1."""
-    return max(1, min(10, dim // 2))
+def factor_rank(dim: int, rank: int | None = None) -> int:
+    """The rank of a low-rank covariance factor over R^dim: ``rank`` itself,
+    or by default ``min(10, dim // 2)``, at least 1.
+
+    Raises
+    ------
+    ValueError
+        If ``rank`` is given and is not a positive integer.
+    """
+    if rank is None:
+        return max(1, min(10, dim // 2))
+    if rank < 1:
+        raise ValueError(f"rank must be a positive integer, got {rank}")
+    return int(rank)
 
 
 class Gaussian(ABC):
@@ -530,7 +540,7 @@ def gaussian_family(method: str, dim: int, rank: int | None) -> GaussianFamily:
     method : {"meanfield", "fullrank", "lowrank"}
     dim : int
     rank : int or None
-        The lowrank factor's rank; None for :func:`default_rank`.
+        The lowrank factor's rank; None for :func:`factor_rank`'s default.
 
     Returns
     -------
@@ -541,11 +551,7 @@ def gaussian_family(method: str, dim: int, rank: int | None) -> GaussianFamily:
     if method == "fullrank":
         return _FullRank(dim)
     if method == "lowrank":
-        if rank is None:
-            rank = default_rank(dim)
-        if rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank}")
-        return _LowRank(dim, int(rank))
+        return _LowRank(dim, factor_rank(dim, rank))
     raise ValueError(f"method must be 'meanfield', 'fullrank' or 'lowrank', got {method!r}")
 
 

@@ -137,3 +137,18 @@ def test_no_latent_sites():
 
     with pytest.raises(ValueError, match="no latent"):
         SVI(model, ag.AutoNormal(model), optim.Adam(0.1)).init(0, y=onp.array(0.0))
+
+
+@pytest.mark.parametrize("guide_class", GAUSSIAN_GUIDES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("init_scale", [0.0, -1.0])
+def test_a_scale_that_is_not_positive_is_refused_by_name(guide_class, init_scale):
+    # AutoLowRankMultivariateNormal used to square it silently, and the others
+    # failed later inside a distribution, naming its parameter, not init_scale.
+    with pytest.raises(ValueError, match="init_scale must be positive"):
+        guide_class(normal_mean, init_scale=init_scale)
+
+
+def test_a_rank_below_one_is_refused():
+    guide = ag.AutoLowRankMultivariateNormal(normal_mean, rank=0)
+    with pytest.raises(ValueError, match="rank must be a positive integer, got 0"):
+        guide(y=Y20)

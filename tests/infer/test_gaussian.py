@@ -7,7 +7,7 @@ test_laplace.py.
 import numpy as onp
 import pytest
 
-from probad.infer.gaussian import (DenseGaussian, DiagonalGaussian, LowRankGaussian, default_rank,
+from probad.infer.gaussian import (DenseGaussian, DiagonalGaussian, LowRankGaussian, factor_rank,
                                   gaussian_family, laplace_gaussian)
 
 
@@ -118,5 +118,8 @@ def test_a_family_member_is_a_gaussian_drawn_as_the_family_draws(method):
     onp.testing.assert_array_equal(g.sample(onp.random.default_rng(3), 7), fam.draw(theta, eps)[0])
 
 
-def test_default_rank():
-    assert [default_rank(d) for d in (1, 2, 7, 20, 100)] == [1, 1, 3, 10, 10]
+def test_factor_rank():
+    assert [factor_rank(d) for d in (1, 2, 7, 20, 100)] == [1, 1, 3, 10, 10]
+    assert factor_rank(7, 5) == 5
+    with pytest.raises(ValueError, match="rank must be a positive integer, got 0"):
+        factor_rank(7, 0)
