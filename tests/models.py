@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad import distributions as dist
+from probad import constraints, distributions as dist
 from probad.primitives import deterministic, factor, plate, sample
 
 # ------------------------------------------------------------- eight schools
@@ -176,3 +176,13 @@ def clocked_normal(clock):
     the model's Python runs at every gradient, so the clock can stop it)."""
     sample("x", dist.Normal(0.0, 1.0))
     factor("clock", clock())
+
+
+# ------------------------------------------------------ a non-identified sum
+def ridge(y):
+    """Only ``a + b + c`` is identified and ``a``, ``b`` have flat priors, so
+    the Hessian of the potential is singular along ``a - b``."""
+    a = sample("a", dist.ImproperUniform(constraints.real, (), ()))
+    b = sample("b", dist.ImproperUniform(constraints.real, (), ()))
+    c = sample("c", dist.Normal(0.0, 1.0))
+    sample("y", dist.Normal(a + b + c, 1.0), obs=y)

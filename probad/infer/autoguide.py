@@ -38,8 +38,8 @@ from ..distributions import (Delta, LowRankMultivariateNormal, MultivariateNorma
 from ..distributions import constraints
 from ..primitives import param, sample
 from .density import potential as make_potential
-from .gaussian import (DenseGaussian, DiagonalGaussian, Gaussian, LowRankGaussian, factor_rank,
-                       laplace_gaussian)
+from .gaussian import (DenseGaussian, DiagonalGaussian, Gaussian, LowRankGaussian, check_hessian,
+                       factor_rank, laplace_gaussian)
 from .initialization import init_to_median
 
 __all__ = ["AutoGuide", "AutoNormal", "AutoDelta", "AutoContinuous", "AutoDiagonalNormal",
@@ -357,9 +357,6 @@ class AutoLaplaceApproximation(AutoContinuous):
     def _gaussian(self, params):
         self._check_ready()
         loc = onp.asarray(self._params(params)[f"{self.prefix}_loc"], dtype=float)
-        try:
-            return laplace_gaussian(loc, self._potential.hessian(loc))
-        except onp.linalg.LinAlgError:
-            raise ValueError("AutoLaplaceApproximation: the Hessian at the fitted point is not "
-                             "positive definite; run SVI longer (the point must be a mode) or "
-                             "use laplace() for a diagnosis by site") from None
+        hess = self._potential.hessian(loc)
+        check_hessian(self._potential, hess, "AutoLaplaceApproximation")
+        return laplace_gaussian(loc, hess)

@@ -38,7 +38,7 @@ from scipy.special import expit
 
 from .results import constrained_draws, draws_to_inference_data
 
-__all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian",
+__all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian", "check_hessian",
            "factor_rank", "GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
@@ -177,6 +177,60 @@ def laplace_gaussian(mode, hessian) -> DenseGaussian:
         If ``hessian`` is not positive definite.
     """
     return DenseGaussian(mode, onp.linalg.inv(onp.linalg.cholesky(hessian)).T)
+
+
+# An eigenvalue of H below this fraction of the largest counts as not
+# positive: the autodiff Hessian is exact up to rounding, far below this.
+RELATIVE_EIGEN_TOL = 1e-8
+
+
+def _site_loadings(pot, vector) -> str:
+    """The sites a direction in q mostly moves, with their shares."""
+    shares = {name: float(onp.sum(vector[s.offset:s.offset + s.size] ** 2))
+              for name, s in pot.sites.items()}
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    listed = [f"{name} ({share:.0%})" for name, share in ranked if share >= 0.1] or \
+        [f"{ranked[0][0]} ({ranked[0][1]:.0%})"]
+    return ", ".join(listed)
+
+
+def check_hessian(potential, hessian, who: str) -> None:
+    """Check that the Hessian of a potential at a point is finite and positive
+    definite, as a Laplace approximation there needs.
+
+    Parameters
+    ----------
+    potential : probad.infer.density.Potential
+        Whose sites the message names.
+    hessian : ndarray, shape (dim, dim)
+    who : str
+        The caller, as the message's first word.
+
+    Raises
+    ------
+    ValueError
+        If it is not: the message names the sites along (up to three of) the
+        flat or downward-curving directions.
+    """
+    if not onp.isfinite(hessian).all():
+        raise ValueError(f"{who}: the Hessian at the mode is not finite; the mode found "
+                         f"may be at the edge of the support (sites {', '.join(potential.sites)})")
+    eigvals, eigvecs = onp.linalg.eigh(hessian)
+    largest = max(float(onp.max(onp.abs(eigvals))), onp.finfo(float).tiny)
+    bad = onp.flatnonzero(eigvals <= RELATIVE_EIGEN_TOL * largest)
+    if bad.size == 0:
+        return
+    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving "
+             f"{_site_loadings(potential, eigvecs[:, i])}" for i in bad[:3]]
+    more = f"\n  ... and {bad.size - 3} more" if bad.size > 3 else ""
+    raise ValueError(
+        f"{who}: the Hessian of the negative log density at the mode is not positive "
+        f"definite ({bad.size} of {len(eigvals)} directions are flat or curve downwards; "
+        f"the largest eigenvalue is {largest:.3g}):\n" + "\n".join(lines) + more +
+        "\nThe posterior is not locally Gaussian there: the mode may be a saddle or on a "
+        "ridge (a non-identified parameter, an improper prior), or the optimiser stopped "
+        "short of it. Give those sites proper priors or reparameterise, optimise longer, "
+        "or use pb.hmc / pb.advi.")
 
 
 # ------------------------------------------------------------------ families

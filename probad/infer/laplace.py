@@ -18,15 +18,11 @@ from typing import Mapping
 import numpy as onp
 
 from ..optimize import minimize
-from .gaussian import GaussianApproximation, laplace_gaussian
+from .gaussian import GaussianApproximation, check_hessian, laplace_gaussian
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
 __all__ = ["map", "laplace", "MAPResult", "LaplaceFit"]
-
-# An eigenvalue of H below this fraction of the largest counts as not
-# positive: the autodiff Hessian is exact up to rounding, far below this.
-RELATIVE_EIGEN_TOL = 1e-8
 
 
 class MAPResult(dict):
@@ -133,34 +129,6 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
                       jacobian=jacobian, compile=compile, options=options)
 
 
-def _site_loadings(pot, vector) -> str:
-    """The sites a direction in q mostly moves, with their shares."""
-    shares = {name: float(onp.sum(vector[s.offset:s.offset + s.size] ** 2))
-              for name, s in pot.sites.items()}
-    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
-    listed = [f"{name} ({share:.0%})" for name, share in ranked if share >= 0.1] or \
-        [f"{ranked[0][0]} ({ranked[0][1]:.0%})"]
-    return ", ".join(listed)
-
-
-def _check_positive_definite(pot, hess):
-    eigvals, eigvecs = onp.linalg.eigh(hess)
-    largest = max(float(onp.max(onp.abs(eigvals))), onp.finfo(float).tiny)
-    bad = onp.flatnonzero(eigvals <= RELATIVE_EIGEN_TOL * largest)
-    if bad.size == 0:
-        return
-    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving "
-             f"{_site_loadings(pot, eigvecs[:, i])}" for i in bad[:3]]
-    more = f"\n  ... and {bad.size - 3} more" if bad.size > 3 else ""
-    raise ValueError(
-        "laplace: the Hessian of the negative log density at the mode is not positive "
-        f"definite ({bad.size} of {len(eigvals)} directions are flat or curve downwards; "
-        f"the largest eigenvalue is {largest:.3g}):\n" + "\n".join(lines) + more +
-        "\nThe posterior is not locally Gaussian there: the mode may be a saddle or on a "
-        "ridge (a non-identified parameter, an improper prior). Give those sites proper "
-        "priors or reparameterise, or use pb.hmc / pb.advi.")
-
-
 class LaplaceFit(GaussianApproximation):
     """The result of :func:`laplace`: ``N(q*, H^-1)`` over the unconstrained q.
 
@@ -213,9 +181,9 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     Raises
     ------
     ValueError
-        If the Hessian at the mode is not positive definite; the message
-        names the sites along the flattest or most negatively curved
-        directions.
+        If the Hessian at the mode is not finite or not positive definite
+        (:func:`probad.infer.gaussian.check_hessian`); the message names the
+        sites along the flattest or most negatively curved directions.
     """
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
@@ -225,9 +193,6 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     mode = _find_mode(pot, caller="laplace", start=start, init=init, seed=init_seq, method=method,
                       jacobian=True, compile=compile, options=options)
     hess = pot.hessian(mode.q)
-    if not onp.isfinite(hess).all():
-        raise ValueError("laplace: the Hessian at the mode is not finite; the mode found "
-                         f"may be at the edge of the support (sites {', '.join(pot.sites)})")
-    _check_positive_definite(pot, hess)
+    check_hessian(pot, hess, "laplace")
     return LaplaceFit(pot, mode, hess, seed_sequence=fit_seq,
                       wall_time=time.perf_counter() - start)

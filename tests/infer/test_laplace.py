@@ -10,6 +10,7 @@ from probad import constraints
 from probad import distributions as dist
 from probad.infer.laplace import LaplaceFit, MAPResult, laplace
 from probad.infer.laplace import map as find_map
+from tests import models
 from tests.posteriordb_models import model_and_data, reference_summary
 
 X30 = onp.random.default_rng(42).uniform(0, 10, 30)
@@ -167,14 +168,8 @@ def test_laplace_sample_and_transformed_summaries():
 
 
 def test_non_positive_definite_hessian_names_the_sites():
-    def ridge(y):
-        a = pb.sample("a", dist.ImproperUniform(constraints.real, (), ()))
-        b = pb.sample("b", dist.ImproperUniform(constraints.real, (), ()))
-        c = pb.sample("c", dist.Normal(0.0, 1.0))
-        pb.sample("y", dist.Normal(a + b + c, 1.0), obs=y)
-
     with pytest.raises(ValueError, match="not positive definite") as info:
-        laplace(ridge, {"y": onp.array([0.3, 0.5])})
+        laplace(models.ridge, {"y": onp.array([0.3, 0.5])})
     direction = [line for line in str(info.value).splitlines() if "along a direction" in line]
     assert len(direction) == 1
     assert "a (50%)" in direction[0] and "b (50%)" in direction[0] and "c (" not in direction[0]
