@@ -11,14 +11,14 @@ evaluates ``(U, dU/dz)`` once per particle with the potential's compiled
 value-and-gradient and applies the chain rule to the guide's parameters by
 hand in numpy: no tracing per step.
 
-The optimiser works in *frames* (see :func:`probad.infer.optimise.optimise`): after the first
-phase, the guide is re-expressed in coordinates in which it is a standard
-normal, so Adam's steps are scaled to the posterior in every direction. A
-posterior whose coordinates differ by orders of magnitude in scale, or are
-strongly correlated (a regression on raw covariates), is then no harder
-than a standardised one. The reported guide averages the iterates over the
-second half of the run, and the run stops when that average is stable and
-precise (see :func:`advi`, Notes).
+The loop is :func:`probad.infer.optimise.optimise`: it works in *frames*,
+coordinates in which the guide is a standard normal, so Adam's steps are
+scaled to the posterior in every direction. A posterior whose coordinates
+differ by orders of magnitude in scale, or are strongly correlated (a
+regression on raw covariates), is then no harder than a standardised one.
+The reported guide averages the iterates over the second half of the run,
+and the run stops when that average is stable and precise (see
+:func:`advi`, Notes).
 """
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ from .optimise import BLOCK, MAX_SKIPPED_SHARE, ELBORun, NonFiniteELBO, finite_m
 from .progress import progress_bar
 
 __all__ = ["advi", "ADVIFit"]
-
 
 
 class ADVIFit(GaussianApproximation):

@@ -38,8 +38,9 @@ from scipy.special import expit
 
 from .results import constrained_draws, draws_to_inference_data
 
-__all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian", "check_hessian",
-           "factor_rank", "GaussianApproximation", "GaussianFamily", "Frame", "gaussian_family"]
+__all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "laplace_gaussian",
+           "check_hessian", "factor_rank", "GaussianApproximation", "GaussianFamily", "Frame",
+           "gaussian_family"]
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 

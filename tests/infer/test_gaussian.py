@@ -73,7 +73,8 @@ def _standard_forms(dim=4, seed=5):
     return {
         "diagonal": DiagonalGaussian(loc, onp.exp(rng.standard_normal(dim))),
         "dense": DenseGaussian(loc, onp.tril(rng.standard_normal((dim, dim)))),
-        "lowrank": LowRankGaussian(loc, rng.standard_normal((dim, 2)), onp.exp(rng.standard_normal(dim))),
+        "lowrank": LowRankGaussian(loc, rng.standard_normal((dim, 2)),
+                                   onp.exp(rng.standard_normal(dim))),
         "laplace": laplace_gaussian(loc, hess),
     }
 
