@@ -186,3 +186,26 @@ def ridge(y):
     b = sample("b", dist.ImproperUniform(constraints.real, (), ()))
     c = sample("c", dist.Normal(0.0, 1.0))
     sample("y", dist.Normal(a + b + c, 1.0), obs=y)
+
+
+# ------------------------------------------- a conjugate linear regression
+_LINREG_X = onp.random.default_rng(42).uniform(0, 10, 30)
+LINREG = {"x": _LINREG_X,
+          "y": 1.0 + 0.5 * _LINREG_X + onp.random.default_rng(43).standard_normal(30)}
+
+
+def conjugate_linreg(x, y=None):
+    """``y ~ N(a + b x, 1)`` with ``N(0, 10)`` priors: a Gaussian posterior."""
+    a = sample("a", dist.Normal(0.0, 10.0))
+    b = sample("b", dist.Normal(0.0, 10.0))
+    with plate("n", len(x)):
+        sample("y", dist.Normal(a + b * x, 1.0), obs=y)
+
+
+def conjugate_linreg_posterior():
+    """The exact posterior of ``conjugate_linreg`` on ``LINREG``: ``(mean, cov, precision)``
+    of ``(a, b)``."""
+    X = onp.stack([onp.ones_like(LINREG["x"]), LINREG["x"]], 1)
+    prec = X.T @ X + onp.eye(2) / 100
+    cov = onp.linalg.inv(prec)
+    return cov @ X.T @ LINREG["y"], cov, prec

@@ -49,24 +49,6 @@ def test_conjugate_normal_mean_single_fit(method):
     assert abs(onp.log(fit.std["mu"] / exact_sd)) < 3 * se
 
 
-X30 = onp.random.default_rng(42).uniform(0, 10, 30)
-Y30 = 1.0 + 0.5 * X30 + onp.random.default_rng(43).standard_normal(30)
-
-
-def _linreg(x, y=None):
-    a = pb.sample("a", dist.Normal(0.0, 10.0))
-    b = pb.sample("b", dist.Normal(0.0, 10.0))
-    with pb.plate("n", len(x)):
-        pb.sample("y", dist.Normal(a + b * x, 1.0), obs=y)
-
-
-def _linreg_exact():
-    X = onp.stack([onp.ones_like(X30), X30], 1)
-    prec = X.T @ X + onp.eye(2) / 100
-    cov = onp.linalg.inv(prec)
-    return cov @ X.T @ Y30, cov, prec
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["meanfield", "fullrank"])
 def test_correlated_gaussian_posterior_across_fits(method):
@@ -78,12 +60,12 @@ def test_correlated_gaussian_posterior_across_fits(method):
     standard error (their sd / sqrt(8)); the average must be within 3 of
     them of the exact value, so a bias of the optimiser shows up.
     """
-    mean, cov, prec = _linreg_exact()
+    mean, cov, prec = models.conjugate_linreg_posterior()
     sd = onp.sqrt(onp.diag(cov))
     target_sd = sd if method == "fullrank" else 1 / onp.sqrt(onp.diag(prec))
     stats = []
     for seed in range(8):
-        fit = advi(_linreg, {"x": X30, "y": Y30}, method=method, seed=seed, progress=False)
+        fit = advi(models.conjugate_linreg, models.LINREG, method=method, seed=seed, progress=False)
         assert fit.converged
         c = fit.cov
         fsd = onp.sqrt(onp.diag(c))
@@ -152,7 +134,7 @@ def test_fit_sample_returns_inference_data():
 
 
 def test_fit_attributes_plot_and_repr():
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method="fullrank", seed=0, steps=700,
+    fit = advi(models.conjugate_linreg, models.LINREG, method="fullrank", seed=0, steps=700,
                tol=None, progress=False)
     assert fit.num_steps == 700 and len(fit.elbo) == 700
     assert not fit.converged and "tol=None" in fit.convergence_reason
@@ -167,7 +149,7 @@ def test_fit_attributes_plot_and_repr():
 @pytest.mark.parametrize("method,keys", [("meanfield", {"loc", "scale"}),
                                          ("lowrank", {"loc", "cov_factor", "cov_diag"})])
 def test_guide_params_describe_the_covariance(method, keys):
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method=method, rank=1, seed=0, steps=300,
+    fit = advi(models.conjugate_linreg, models.LINREG, method=method, rank=1, seed=0, steps=300,
                tol=None, progress=False)
     p = fit.guide_params
     assert set(p) == keys
@@ -179,9 +161,9 @@ def test_guide_params_describe_the_covariance(method, keys):
 
 
 def test_lowrank_fits_correlated_gaussian():
-    mean, cov, _ = _linreg_exact()
+    mean, cov, _ = models.conjugate_linreg_posterior()
     sd = onp.sqrt(onp.diag(cov))
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method="lowrank", seed=0, progress=False)
+    fit = advi(models.conjugate_linreg, models.LINREG, method="lowrank", seed=0, progress=False)
     assert fit.converged
     # Rank 1 plus the diagonal spans every 2x2 covariance. The lowrank
     # frame is diagonal, so with this strong correlation the sds keep a bias
@@ -192,7 +174,7 @@ def test_lowrank_fits_correlated_gaussian():
 
 def test_steps_cap_is_respected_and_warns():
     with pytest.warns(UserWarning, match="not converged"):
-        fit = advi(_linreg, {"x": X30, "y": Y30}, seed=0, steps=1000, progress=False)
+        fit = advi(models.conjugate_linreg, models.LINREG, seed=0, steps=1000, progress=False)
     assert fit.num_steps == 1000 and not fit.converged
     assert "too few" in fit.convergence_reason
 

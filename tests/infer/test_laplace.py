@@ -13,23 +13,6 @@ from probad.infer.laplace import map as find_map
 from tests import models
 from tests.posteriordb_models import model_and_data, reference_summary
 
-X30 = onp.random.default_rng(42).uniform(0, 10, 30)
-Y30 = 1.0 + 0.5 * X30 + onp.random.default_rng(43).standard_normal(30)
-
-
-def linreg(x, y=None):
-    a = pb.sample("a", dist.Normal(0.0, 10.0))
-    b = pb.sample("b", dist.Normal(0.0, 10.0))
-    with pb.plate("n", len(x)):
-        pb.sample("y", dist.Normal(a + b * x, 1.0), obs=y)
-
-
-def _linreg_exact():
-    X = onp.stack([onp.ones_like(X30), X30], 1)
-    cov = onp.linalg.inv(X.T @ X + onp.eye(2) / 100)
-    return cov @ X.T @ Y30, cov
-
-
 def test_potential_hessian_matches_analytic():
     # Latent a ~ N(0, 1) and log-normal b: U(q) = 0.5 a^2 + 0.5 q_b^2 with
     # b = exp(q_b) and LogNormal(0, 1)'s Jacobian cancelling, so H = I.
@@ -43,8 +26,8 @@ def test_potential_hessian_matches_analytic():
 
 
 def test_laplace_is_exact_for_a_gaussian_posterior():
-    mean, cov = _linreg_exact()
-    fit = laplace(linreg, {"x": X30, "y": Y30})
+    mean, cov, _ = models.conjugate_linreg_posterior()
+    fit = laplace(models.conjugate_linreg, models.LINREG)
     assert isinstance(fit, LaplaceFit)
     # Stan's optimizer tolerances find the mode to ~2e-8 from any start
     # (scipy's defaults stopped ~3e-6 away in one start of 40).
@@ -189,4 +172,4 @@ def test_a_model_without_latent_sites_is_said_plainly(fit):
 def test_an_init_for_a_site_the_model_lacks_is_an_error(fit):
     with pytest.raises(ValueError, match=r"init names 'aa', not a latent site of the model; its "
                                          r"latent sites are 'a', 'b'"):
-        fit(linreg, {"x": X30, "y": Y30}, init={"aa": 0.0})
+        fit(models.conjugate_linreg, models.LINREG, init={"aa": 0.0})
