@@ -44,8 +44,9 @@ __all__ = ["Gaussian", "DiagonalGaussian", "DenseGaussian", "LowRankGaussian", "
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 
-# Draws used by ``ADVIFit.mean``/``.std`` for sites whose constrained value
-# is a non-linear function of q (MC error ~2% of a posterior sd).
+# Draws used by ``GaussianApproximation.mean``/``.std`` (ADVI and Laplace fits)
+# for sites whose constrained value is a non-linear function of q (MC error
+# ~2% of a posterior sd).
 SUMMARY_DRAWS = 2000
 
 
