@@ -1,8 +1,12 @@
-"""Reverse-mode rules (VJPs) for the wrapped numpy functions.
+"""Derivative rules of the wrapped numpy functions, each primitive's in one place.
 
-Each maker takes ``(ans, *args, **kwargs)`` and returns ``g -> cotangent``.
-Rules are written with the wrapped (differentiable) functions, so the
-backward pass can itself be traced: that is how higher derivatives work.
+A VJP maker takes ``(ans, *args, **kwargs)`` and returns ``g -> cotangent``
+(a rule registered with ``defprimitive(vjp=...)``/``defvjp_rule`` takes
+``(g, ans, *args, **kwargs)`` directly); a JVP rule takes ``(g, ans, *args,
+**kwargs)`` where ``g`` is the tangent of one argument and returns the
+tangent of the output, with the output's shape and dtype. Rules are written
+with the wrapped (differentiable) functions, so the backward pass can itself
+be traced: that is how higher derivatives work.
 
 Conventions:
 
@@ -13,13 +17,15 @@ Conventions:
   a real argument gets a real cotangent);
 - where a derivative is infinite (``sqrt`` at 0, ``arcsin`` at 1, ...), a zero
   cotangent still gives zero, so a function in the branch of ``np.where`` not
-  taken never turns a gradient into NaN.
+  taken never turns a gradient into NaN;
+- functions linear in an argument are their own JVP there (``"same"``).
 
 An elementwise function is declared on one line (``_unary``, ``_binary``):
 its derivative ``g -> g * f'(x)``, which serves as VJP and JVP alike, what
 the VJP reads (so the tape can drop the rest) and the native interpreter's
-kernel for it. Other primitives are declared next to their VJP rules with
-``defprimitive``; their JVP rules are in ``numpy_jvps``.
+kernel for it. Every other primitive has its VJP, its JVP and a
+``defprimitive`` line for the rest (what the VJP reads, the compiler's
+simplification, the native lowering) together in its section below.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import math
 
 import numpy as onp
 
-from ..core import defprimitive, defvjp, defvjp_argnum
+from ..core import defjvp, defjvp_argnum, defprimitive, defvjp, defvjp_argnum
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -323,6 +329,31 @@ defvjp_argnum(anp._clip, _clip_vjp)
 defprimitive(anp._clip, native="clip")
 
 
+# Forward mode of the functions above.
+def _abs_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.real(g * anp.conj(x)) * _safe_divide(1.0, ans)
+    return fit(g * anp.sign(x), ans)
+
+
+def _angle_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.imag(anp.conj(x) * g) * _safe_divide(1.0, anp.real(x * anp.conj(x)))
+    return fit(anp.real(g) * 0.0, ans)
+
+
+defjvp(anp.abs, _abs_jvp)
+defjvp(anp.angle, _angle_jvp)
+defjvp(anp.real, "same")
+defjvp(anp.imag, "same")
+defjvp(anp.conj, "same")
+defjvp(anp.real_if_close, lambda g, ans, x, **kw: match_dtype(g, ans))
+defjvp(anp.modf, lambda g, ans, x: (match_dtype(g, ans[0]), match_dtype(g * 0.0, ans[1])))
+defjvp(anp.frexp, lambda g, ans, x: (anp.ldexp(g, -ans[1]), onp.zeros(anp.shape(ans[1]))))
+defjvp_argnum(anp._clip, lambda argnum, g, ans, x, lo, hi: fit(
+    anp.where3(clip_masks(x, ans, lo, hi)[argnum], g, 0.0), ans))
+
+
 # ------------------------------------------------------------- reductions
 def reduced_axes(axis, ndim):
     """``axis`` (None, int or tuple, possibly negative) as a sorted tuple."""
@@ -521,6 +552,52 @@ defvjp(anp.cumsum, _cumsum_vjp)
 defprimitive(anp.cumsum, native="cumsum")
 defvjp(anp.cumprod, _cumprod_vjp)
 
+defjvp(anp.sum, lambda g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None:
+       anp.sum(g, axis=axis, dtype=dtype, keepdims=keepdims, **({} if where is None else {"where": where})))
+defjvp(anp.mean, "same")
+
+
+def _var_jvp(g, ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, correction=None):
+    ddof = ddof if correction is None else correction
+    dof = _where_count(x, axis, where) - ddof
+    total = 2.0 * anp.real(anp.sum(anp.conj(centred(x, axis, where)) * g, axis=axis, keepdims=True)) / dof
+    return match_dtype(total if keepdims else anp.reshape(total, anp.shape(ans)), ans)
+
+
+def _std_jvp(g, ans, x, **kwargs):
+    return _safe_divide(_var_jvp(g, ans**2, x, **kwargs), 2 * ans)
+
+
+def _extremum_jvp(g, ans, x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    winners = anp.equal(x, repeat_to_match_shape(ans, anp.shape(x), axis, keepdims))
+    if where is not None:
+        winners = anp.logical_and(winners, where)
+    counts = anp.sum(winners, axis=axis, keepdims=keepdims)
+    total = anp.sum(anp.where3(winners, g, 0.0), axis=axis, keepdims=keepdims)
+    return fit(_safe_divide(total, counts), ans)
+
+
+def _prod_jvp(g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    total = anp.sum(g * prod_factors(x, axis, initial, where), axis=axis, keepdims=keepdims)
+    return fit(total, ans)
+
+
+def _cumprod_jvp(g, ans, x, axis=None, dtype=None, out=None):
+    # T[j] = x[j] * T[j-1] + g[j] * prod(x[:j])
+    if axis is None:
+        x, g, axis = anp.ravel(x), anp.ravel(g), 0
+    return fit(linear_scan(x, g * exclusive_cumprod(x, axis), axis), ans)
+
+
+defjvp(anp.var, _var_jvp)
+defjvp(anp.std, _std_jvp)
+for _f in (anp.max, anp.min, anp.amax, anp.amin):
+    defjvp(_f, _extremum_jvp)
+defjvp(anp.prod, _prod_jvp)
+defjvp(anp.cumsum, "same")
+defjvp(anp.cumprod, _cumprod_jvp)
+
+
 # ------------------------------------------------------- shape and layout
 defvjp(anp.reshape, lambda ans, x, *a, order="C", **kw: lambda g: anp.reshape(g, anp.shape(x), order=order))
 defvjp(anp.ravel, lambda ans, x, order="C": lambda g: anp.reshape(g, anp.shape(x), order=order))
@@ -590,6 +667,15 @@ defvjp(anp.untake, lambda ans, g, idx, shape, dtype: lambda h: match_dtype(anp.g
 defprimitive(anp.getitem, native="rearrange")
 defprimitive(anp.untake, native="untake")
 
+for _f in (anp.reshape, anp.ravel, anp.squeeze, anp.expand_dims, anp.broadcast_to, anp.transpose,
+           anp.swapaxes, anp.moveaxis, anp.flip, anp.fliplr, anp.flipud, anp.roll, anp.rot90,
+           anp.tril, anp.triu, anp.diagonal, anp.diagonal_adjoint, anp.getitem, anp.untake,
+           anp.astype_float):
+    defjvp(_f, "same")
+defjvp_argnum(anp.getitem_parts, lambda argnum, g, ans, A, *idx: anp.getitem(g, tuple(idx)) if argnum == 0
+              else onp.zeros(anp.shape(ans), anp.result_type(ans, float)))
+
+
 # --------------------------------------------------------------- selection
 
 
@@ -604,6 +690,15 @@ def _where_vjp(argnum, ans, c, x=None, y=None):
 
 defvjp_argnum(anp.where3, _where_vjp)
 defprimitive(anp.where3, simplify="constant_condition", native="where")
+
+def _where_jvp(argnum, g, ans, c, x=None, y=None):
+    if argnum == 0:
+        return onp.zeros(anp.shape(ans), anp.result_type(ans, float))
+    return fit(anp.where3(c, g, 0.0) if argnum == 1 else anp.where3(c, 0.0, g), ans)
+
+
+defjvp_argnum(anp.where3, _where_jvp)
+
 
 # ------------------------------------------------------ joining arrays
 
@@ -621,6 +716,24 @@ defprimitive(anp.concatenate_args, native="concatenate")
 defvjp_argnum(anp.array_from_args,
               lambda argnum, ans, array_kwargs, *args: lambda g: match_dtype(g[argnum - 1], args[argnum - 1]))
 defprimitive(anp.array_from_args, native="array_from_args")
+
+def _concatenate_jvp(argnum, g, ans, axis, *args):
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
+             for i, a in enumerate(args)]
+    return anp.concatenate_args(axis, *parts)
+
+
+def _array_from_args_jvp(argnum, g, ans, array_kwargs, *args):
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
+             for i, a in enumerate(args)]
+    return anp.array_from_args(array_kwargs, *parts)
+
+
+defjvp_argnum(anp.concatenate_args, _concatenate_jvp)
+defjvp_argnum(anp.array_from_args, _array_from_args_jvp)
+
 
 # ---------------------------------------------------------- linear algebra
 
@@ -798,6 +911,19 @@ defvjp(anp.convolve, lambda ans, a, v, mode="full": _convolve_vjp(0, ans, a, v, 
        lambda ans, a, v, mode="full": _convolve_vjp(1, ans, a, v, mode))
 
 
+for _f in (anp.dot, anp.matmul, anp.tensordot, anp.outer, anp.convolve):
+    defjvp(_f, "same", "same")
+
+
+def _einsum_jvp(argnum, g, ans, subscripts, *operands, **kwargs):
+    ops = list(operands)
+    ops[argnum - 1] = g
+    return fit(anp._einsum(subscripts, *ops, **kwargs), ans)
+
+
+defjvp_argnum(anp._einsum, _einsum_jvp)
+
+
 # --------------------------------------------- functions without derivatives
 # Zero derivative (``NONDIFF_NAMES``), but the native interpreter runs them.
 for _f, _kernel in ((anp.sign, "sign"), (anp.isfinite, "isfinite"), (anp.isnan, "isnan"),
@@ -808,6 +934,7 @@ for _f in (anp.equal, anp.not_equal, anp.less, anp.less_equal, anp.greater, anp.
            anp.logical_and, anp.logical_or, anp.logical_xor):
     defprimitive(_f, native=f"binary:{_f.__name__}")
 
+
 def _unsupported(name, reason):
     def raise_(*args, **kwargs):
         raise NotImplementedError(f"probad.ad cannot differentiate numpy.{name}: {reason}")
@@ -816,3 +943,4 @@ def _unsupported(name, reason):
 
 for _name, _reason in anp.UNSUPPORTED.items():
     defvjp_argnum(getattr(anp, _name), lambda argnum, ans, *a, _r=_unsupported(_name, _reason), **k: _r())
+    defjvp_argnum(getattr(anp, _name), lambda argnum, g, ans, *a, _r=_unsupported(_name, _reason), **k: _r())

@@ -3,8 +3,8 @@
 Each public name of ``numpy`` lands in one of these groups:
 
 - a :class:`primitive`: the numpy function itself, recorded when called on a
-  traced value; its derivative rules live in ``numpy_vjps.py`` (reverse mode)
-  and ``numpy_jvps.py`` (forward mode);
+  traced value; its derivative rules, and what the compiler and its
+  backends need to know about it, are declared in ``numpy_vjps.py``;
 - a :class:`nondiff_primitive` (``NONDIFF_NAMES``): rounding, comparisons,
   predicates, arg-reductions, constructors from shapes. Their derivative is
   zero: under ``grad`` their outputs are plain arrays, never boxes;
