@@ -25,8 +25,12 @@ def import_arviz():
     return arviz
 
 
-def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True):
+def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True,
+                      discrete=None):
     """Map q draws of shape ``(chains, draws, dim)`` through the model.
+
+    ``discrete``, shape ``(chains, draws, discrete dim)``, holds the values of
+    the sites sampled by Gibbs steps with each draw (``potential.discrete``).
 
     Each draw is one run of the model (a replay of its recording when the
     potential is compiled) giving both its constrained values and, if asked,
@@ -36,11 +40,11 @@ def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = 
     ``(chains, draws)`` axes. A deterministic site missing from some draws
     (computed in one branch of an ``if``) is NaN there.
     """
-    posterior, loglik, _ = _constrain_draws(potential, q_draws, log_likelihood)
+    posterior, loglik, _ = _constrain_draws(potential, q_draws, log_likelihood, discrete)
     return posterior, loglik
 
 
-def _constrain_draws(potential, q_draws, log_likelihood: bool):
+def _constrain_draws(potential, q_draws, log_likelihood: bool, discrete=None):
     """:func:`constrained_draws`, plus why the log-likelihood was dropped (or None).
 
     A Ctrl-C or a ``MemoryError`` while the log-likelihood is computed drops
@@ -54,11 +58,14 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool):
     loglik: dict[str, np.ndarray] = {}
     dropped = None
     flat = q_draws.reshape((n, dim))
+    # Without Gibbs sites every draw passes None: the potential's own values.
+    flat_discrete = [None] * n if discrete is None else np.reshape(discrete, (n, -1))
     i = 0
     with np.errstate(all="ignore"):
         while log_likelihood and i < n:
             try:
-                values, pointwise = potential.constrain_and_log_likelihood(flat[i])
+                values, pointwise = potential.constrain_and_log_likelihood(flat[i],
+                                                                           flat_discrete[i])
                 _store(loglik, pointwise, i, n)
                 _store(posterior, values, i, n)
             except (KeyboardInterrupt, MemoryError) as exc:
@@ -67,7 +74,7 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool):
                 break
             i += 1
         for i in range(i, n):
-            _store(posterior, potential.constrain(flat[i]), i, n)
+            _store(posterior, potential.constrain(flat[i], flat_discrete[i]), i, n)
     return ({name: v.reshape(leading + v.shape[1:]) for name, v in posterior.items()},
             {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()}, dropped)
 
@@ -90,7 +97,7 @@ def _store(out, values, i, n):
 
 def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=None,
                             warmup_stats=None, coords=None, dims=None, attrs=None,
-                            log_likelihood: bool = True):
+                            log_likelihood: bool = True, discrete=None, warmup_discrete=None):
     """Build an ``arviz.InferenceData`` from unconstrained draws.
 
     Parameters
@@ -110,9 +117,12 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         Attributes of the InferenceData (``idata.attrs``).
     log_likelihood : bool
         Whether to compute the pointwise ``log_likelihood`` group.
+    discrete, warmup_discrete : array, shape (chains, draws, discrete dim), optional
+        The values of the sites sampled by Gibbs steps, with each draw and
+        warmup draw: they join the posterior with their plate dims.
     """
     az = import_arviz()
-    posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood)
+    posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood, discrete)
     if dropped is not None:
         warnings.warn(f"packaging the draws was {dropped} while computing the log_likelihood "
                       "group: the result comes without it. Compute it later with "
@@ -129,7 +139,8 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         constant_data={k: np.asarray(v) for k, v in potential.constant_data.items()} or None,
     )
     if warmup_q is not None and np.shape(warmup_q)[1] > 0:
-        groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False)
+        groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False,
+                                                          discrete=warmup_discrete)
         groups["warmup_sample_stats"] = warmup_stats
         groups["save_warmup"] = True
     used_dims = {}
