@@ -1,0 +1,307 @@
+"""Gibbs steps for discrete latent sites that are not enumerated (pb.hmc).
+
+Posterior checks use the posteriordb z-score rule (``tests/posterior_checks.py``):
+|z| < 4 for a mean and an sd, each in units of its own Monte-Carlo error; a
+check fails only if it fails on every one of up to four seeds, so a correct
+sampler fails one of a test's at most 8 z-checks with probability about
+8 * (6.3e-5)**4 = 1.3e-16. Seeds are fixed, so every run is deterministic.
+"""
+import math
+import warnings
+
+import numpy as onp
+import pytest
+from scipy import integrate, stats
+from scipy.special import logsumexp as lse
+
+import probad as pb
+import probad.ad.numpy as np
+from probad import distributions as dist
+from probad import handlers
+from probad.infer.density import potential
+from probad.infer.gibbs import GibbsSteps, GibbsWarning, gibbs_steps
+from probad.primitives import SiteError
+from tests.infer.test_enumerate import _zip_data, zip_enumerated, zip_marginalised
+from tests.posterior_checks import assert_passes_on_repeat, z_scores, z_scores_exact
+
+
+def _hmc(model, data, seed, chains=2, draws=1000, tune=500, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GibbsWarning)
+        return pb.hmc(model, data, draws=draws, tune=tune, chains=chains, seed=seed,
+                      progress=False, **kw)
+
+
+# ------------------------------------------------------- zero-inflated Poisson
+def zip_gibbs(y):
+    """The enumerated model of test_enumerate, its indicator left to Gibbs steps."""
+    gate = pb.sample("gate", dist.Beta(1.0, 1.0))
+    rate = pb.sample("rate", dist.Gamma(2.0, 0.5))
+    with pb.plate("obs", len(y)):
+        zero = pb.sample("zero", dist.Bernoulli(gate))  # 1: a structural zero
+        with handlers.mask(mask=zero == 0):
+            pb.sample("y", dist.Poisson(rate), obs=y)
+        pb.factor("only_zeros", np.where(zero == 1, onp.where(y > 0, -onp.inf, 0.0), 0.0))
+
+
+def _failures(a, b, names) -> dict:
+    failures = {}
+    for name in names:
+        zs = z_scores(onp.asarray(a.posterior[name]), onp.asarray(b.posterior[name]))
+        for what, z in zip(("mean", "sd"), zs):
+            if not abs(z) < 4:
+                failures[f"z of the {what} of {name}"] = f"{z:.2f}"
+    return failures
+
+
+def test_zip_indicator_is_updated_for_the_whole_plate_at_once():
+    data = _zip_data()
+    pot = potential(zip_gibbs, data, gibbs=True)
+    steps = GibbsSteps(pot)
+    assert steps.describe() == {"zero": "Gibbs from its full conditional over 2 values, all "
+                                        "entries of plate(s) obs at once"}
+
+
+def test_blocked_conditional_is_the_potential_entry_by_entry():
+    # Each entry's log-odds from the one run equal the change of -U when
+    # that entry alone flips, the others fixed.
+    data = _zip_data(n=12)
+    pot = potential(zip_gibbs, data, gibbs=True)
+    steps = gibbs_steps(pot)
+    q = pot.initial_point(seed=3)
+    z = pot.discrete_values.copy()
+    rows = onp.stack([onp.zeros(12), onp.ones(12)])
+    local = onp.asarray(steps._local(q, z, rows, "zero"))
+    for i in range(12):
+        energies = []
+        for value in (0.0, 1.0):
+            flipped = z.copy()
+            flipped[i] = value
+            energies.append(pot.energy_at(q, flipped))
+        if all(math.isfinite(e) for e in energies):
+            assert local[1, i] - local[0, i] == pytest.approx(energies[0] - energies[1],
+                                                              rel=1e-10, abs=1e-10)
+        else:  # a positive count cannot be a structural zero
+            assert data["y"][i] > 0 and local[1, i] == -onp.inf and energies[1] == onp.inf
+
+
+def test_new_discrete_values_replay_the_same_tapes():
+    pot = potential(zip_gibbs, _zip_data(), gibbs=True)
+    steps = gibbs_steps(pot)
+    q = pot.initial_point(seed=0)
+    rng = onp.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        seen.add(steps(rng, q).tobytes())
+        pot.value_and_grad(q)
+    assert len(seen) > 1
+    assert pot._energy_and_grad.trace_count == 1 and steps._local.trace_count == 1
+
+
+@pytest.mark.slow
+def test_zero_inflated_poisson_gibbs_matches_enumerated_and_marginalised():
+    data = _zip_data()
+    hand = _hmc(zip_marginalised, data, seed=22)
+    enumerated = _hmc(zip_enumerated, data, seed=26)
+    assert not _failures(enumerated, hand, ["gate", "rate"])
+
+    def failures(seed):
+        gibbs = _hmc(zip_gibbs, data, seed=seed)
+        out = _failures(gibbs, hand, ["gate", "rate"])
+        out.update({f"{k} (against enumerated)": v
+                    for k, v in _failures(gibbs, enumerated, ["gate", "rate"]).items()})
+        return out
+
+    assert_passes_on_repeat(failures, seeds=(21, 23, 24, 25))
+
+
+# ------------------------------------------------ a latent Poisson count
+LAM, SIGMA_SCALE = 10.0, 3.0
+COUNT_DATA = {"y": onp.array([11.1, 13.4, 9.8, 12.6, 14.0])}
+
+
+def latent_count(y):
+    """A count with infinite support, measured with noise of unknown scale."""
+    n = pb.sample("n", dist.Poisson(LAM))
+    sigma = pb.sample("sigma", dist.HalfNormal(SIGMA_SCALE))
+    with pb.plate("obs", len(y)):
+        pb.sample("y", dist.Normal(n, sigma), obs=y)
+
+
+def _exact_latent_count():
+    """Mean and sd of n and sigma: a sum over n of the Poisson prior times the
+    likelihood with sigma integrated out by quadrature."""
+    y = COUNT_DATA["y"]
+    ns = onp.arange(0, 60)
+
+    def joint(sigma, n):
+        return stats.halfnorm(scale=SIGMA_SCALE).pdf(sigma) * onp.prod(stats.norm(n, sigma).pdf(y))
+
+    mass, first, second = [], [], []
+    for n in ns:
+        options = dict(points=[0.5, 1.0, 2.0, 4.0], limit=200, epsabs=0)
+        m0 = integrate.quad(lambda s: joint(s, n), 0, 30, **options)[0]
+        m1 = integrate.quad(lambda s: s * joint(s, n), 0, 30, **options)[0]
+        m2 = integrate.quad(lambda s: s * s * joint(s, n), 0, 30, **options)[0]
+        weight = stats.poisson(LAM).pmf(n)
+        mass.append(weight * m0)
+        first.append(weight * m1)
+        second.append(weight * m2)
+    mass, first, second = map(onp.array, (mass, first, second))
+    total = mass.sum()
+    p = mass / total
+    n_mean = p @ ns
+    s_mean = first.sum() / total
+    return {"mean": {"n": n_mean, "sigma": s_mean},
+            "sd": {"n": math.sqrt(p @ ns ** 2 - n_mean ** 2),
+                   "sigma": math.sqrt(second.sum() / total - s_mean ** 2)}}
+
+
+def _count_failures(seed) -> dict:
+    exact = _exact_latent_count()
+    idata = _hmc(latent_count, COUNT_DATA, seed=seed, draws=2000)
+    failures = {}
+    for name in ("n", "sigma"):
+        zs = z_scores_exact(idata.posterior[name].values, exact["mean"][name], exact["sd"][name])
+        for what, z in zip(("mean", "sd"), zs):
+            if not abs(z) < 4:
+                failures[f"z of the {what} of {name}"] = f"{z:.2f}"
+    return failures
+
+
+def test_latent_count_takes_metropolis_steps():
+    steps = GibbsSteps(potential(latent_count, COUNT_DATA, gibbs=True))
+    assert steps.describe() == {"n": "Metropolis, random walk of +-1 (infinite support)"}
+
+
+@pytest.mark.slow
+def test_latent_poisson_count_matches_exact_posterior():
+    assert_passes_on_repeat(_count_failures, seeds=(31, 32, 33, 34))
+
+
+@pytest.mark.slow
+def test_the_exact_check_catches_a_broken_metropolis_step(monkeypatch):
+    # The test of the test: an acceptance ratio taken to the power 1/2 samples
+    # a flatter posterior of n, and the same check fails on every seed.
+    accept = GibbsSteps._accept
+
+    def tempered(rng, log_ratio, current, proposal, update):
+        return accept(rng, 0.5 * log_ratio, current, proposal, update)
+
+    monkeypatch.setattr(GibbsSteps, "_accept", staticmethod(tempered))
+    with pytest.raises(AssertionError, match="checks failed on all 4 seeds.*n"):
+        assert_passes_on_repeat(_count_failures, seeds=(31, 32, 33, 34))
+
+
+# ------------------------------------------------------------ the driver
+SMALL = dict(draws=40, tune=40, chains=2)
+
+
+def test_draws_join_the_posterior_with_plate_dims_and_the_attrs_say_how():
+    data = _zip_data(n=10)
+    with pytest.warns(GibbsWarning, match="'zero': Gibbs from its full conditional"):
+        idata = pb.hmc(zip_gibbs, data, seed=1, progress=False, cores=1, **SMALL)
+    zero = idata.posterior["zero"]
+    assert zero.dims == ("chain", "draw", "obs")
+    assert set(onp.unique(zero.values)) <= {0.0, 1.0}
+    # A positive count is never a structural zero.
+    assert not zero.values[..., data["y"] > 0].any()
+    assert idata.attrs["discrete_sampling"].startswith("zero: Gibbs")
+    assert set(idata.log_likelihood["y"].dims) == {"chain", "draw", "obs"}
+
+
+def test_same_seed_same_draws_in_processes_and_with_stan_adaptation():
+    data = _zip_data(n=10)
+    here = _hmc(zip_gibbs, data, seed=5, cores=1, **SMALL)
+    pooled = _hmc(zip_gibbs, data, seed=5, cores=2, **SMALL)
+    for name in ("zero", "gate", "rate"):
+        onp.testing.assert_array_equal(here.posterior[name].values, pooled.posterior[name].values)
+    stan = _hmc(zip_gibbs, data, seed=5, cores=1, adapt="stan", **SMALL)
+    assert stan.posterior["zero"].shape == here.posterior["zero"].shape
+
+
+def test_ctrl_c_keeps_the_discrete_draws_so_far(monkeypatch):
+    data = _zip_data(n=10)
+    full = _hmc(zip_gibbs, data, seed=7, cores=1, **SMALL)
+    sweep, calls = GibbsSteps.__call__, [0]
+
+    def interrupted(self, rng, q):
+        calls[0] += 1
+        if calls[0] == 60:  # the first chain's 60th sweep: 20 draws in
+            raise KeyboardInterrupt
+        return sweep(self, rng, q)
+
+    monkeypatch.setattr(GibbsSteps, "__call__", interrupted)
+    with pytest.warns(RuntimeWarning, match="sampling stopped early"):
+        partial = _hmc(zip_gibbs, data, seed=7, cores=1, **SMALL)
+    assert partial.attrs["partial"]
+    n = partial.posterior.sizes["draw"]
+    assert 0 < n < SMALL["draws"]
+    onp.testing.assert_array_equal(partial.posterior["zero"].values,
+                                   full.posterior["zero"].values[:1, :n])
+
+
+def test_sites_coupled_across_their_plate_are_updated_one_entry_at_a_time():
+    def model(y):
+        p = pb.sample("p", dist.Beta(2.0, 2.0))
+        with pb.plate("obs", len(y)):
+            z = pb.sample("z", dist.Bernoulli(p))
+        # The number of ones enters one density: the entries are not independent.
+        pb.sample("y", dist.Normal(np.sum(z), 1.0), obs=y)
+
+    data = {"y": onp.array([2.0, 2.0, 2.0])}
+    steps = GibbsSteps(potential(model, data, gibbs=True))
+    assert steps.describe()["z"].endswith("one entry at a time")
+    # One entry's conditional, from the potential: three entries, a prior of
+    # p integrated in closed form, checked against an exhaustive sum.
+    idata = _hmc(model, data, seed=3, draws=1500, tune=300)
+    total = idata.posterior["z"].values.sum(axis=-1)
+    counts = onp.arange(4)
+    binom = onp.array([1, 3, 3, 1])
+    # Beta(2, 2) integrated: B(2 + k, 2 + 3 - k) / B(2, 2).
+    from scipy.special import betaln
+    log_post = onp.log(binom) + betaln(2 + counts, 5 - counts) \
+        + stats.norm(counts, 1.0).logpdf(2.0) * 3
+    p = onp.exp(log_post - lse(log_post))
+    mean, sd = p @ counts, math.sqrt(p @ counts ** 2 - (p @ counts) ** 2)
+    assert all(abs(z) < 4 for z in z_scores_exact(total.astype(float), mean, sd))
+
+
+def test_discrete_sites_with_vector_values_are_refused():
+    def model():
+        pb.sample("counts", dist.Multinomial(5, np.ones(3) / 3))
+        pb.sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(SiteError, match="site 'counts'.*scalar values only"):
+        potential(model, gibbs=True)
+
+
+def test_a_model_with_only_discrete_latent_sites_is_refused():
+    def model():
+        n = pb.sample("n", dist.Poisson(3.0))
+        pb.sample("y", dist.Normal(n, 1.0), obs=2.0)
+
+    with pytest.raises(ValueError, match="only latent sites are discrete.*'n'"):
+        pb.hmc(model, draws=10, tune=10, chains=1, progress=False)
+
+
+def test_indexing_with_a_gibbs_site_says_to_cast_it():
+    def model(y):
+        locs = pb.sample("locs", dist.Normal(np.zeros(2), 1.0))
+        z = pb.sample("z", dist.Categorical(np.ones(2) / 2))
+        pb.sample("y", dist.Normal(locs[z], 1.0), obs=y)
+
+    with pytest.raises(TypeError, match=r"float64.*z\.astype\(int\)"):
+        potential(model, {"y": 0.5}, gibbs=True)
+
+    def cast(y):
+        locs = pb.sample("locs", dist.Normal(np.zeros(2), 1.0))
+        z = pb.sample("z", dist.Categorical(np.ones(2) / 2))
+        pb.sample("y", dist.Normal(locs[z.astype(int)], 1.0), obs=y)
+
+    assert set(potential(cast, {"y": 0.5}, gibbs=True).discrete) == {"z"}
+
+
+def test_other_inference_still_refuses_discrete_latent_sites():
+    with pytest.raises(SiteError, match="site 'n' is a latent discrete.*pb.hmc alone"):
+        potential(latent_count, COUNT_DATA)
