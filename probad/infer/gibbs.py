@@ -129,8 +129,16 @@ class GibbsSteps:
     def _blocks(self, update, msg, site, q, z) -> bool:
         """Whether one run gives every entry's conditional (see the module
         docstring): the site's dims are its plates', no enumerated site, and
-        changing entry 0 changes that entry's local terms by what it changes
-        the potential, and nothing else."""
+        changing one entry changes that entry's local terms by what it
+        changes the potential, and nothing else."""
+        try:
+            return self._checked_blocks(update, msg, site, q, z)
+        except (TypeError, ValueError, IndexError):
+            # The model cannot run on all candidates at once (Python control
+            # flow on the site's value, an index computed from it).
+            return False
+
+    def _checked_blocks(self, update, msg, site, q, z) -> bool:
         pot = self.pot
         frames = {f.dim: f.size for f in msg["cond_indep_stack"]}
         shape = site.shape

@@ -26,11 +26,12 @@ from tests.infer.test_enumerate import _zip_data, zip_enumerated, zip_marginalis
 from tests.posterior_checks import assert_passes_on_repeat, z_scores, z_scores_exact
 
 
-def _hmc(model, data, seed, chains=2, draws=1000, tune=500, **kw):
+def _hmc(model, data, seed, chains=2, draws=1000, tune=500, cores=1, **kw):
+    # cores=1: a worker process would compile the native kernels again.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GibbsWarning)
         return pb.hmc(model, data, draws=draws, tune=tune, chains=chains, seed=seed,
-                      progress=False, **kw)
+                      progress=False, cores=cores, **kw)
 
 
 # ------------------------------------------------------- zero-inflated Poisson
@@ -213,17 +214,17 @@ def test_draws_join_the_posterior_with_plate_dims_and_the_attrs_say_how():
 
 def test_same_seed_same_draws_in_processes_and_with_stan_adaptation():
     data = _zip_data(n=10)
-    here = _hmc(zip_gibbs, data, seed=5, cores=1, **SMALL)
+    here = _hmc(zip_gibbs, data, seed=5, **SMALL)
     pooled = _hmc(zip_gibbs, data, seed=5, cores=2, **SMALL)
     for name in ("zero", "gate", "rate"):
         onp.testing.assert_array_equal(here.posterior[name].values, pooled.posterior[name].values)
-    stan = _hmc(zip_gibbs, data, seed=5, cores=1, adapt="stan", **SMALL)
+    stan = _hmc(zip_gibbs, data, seed=5, adapt="stan", **SMALL)
     assert stan.posterior["zero"].shape == here.posterior["zero"].shape
 
 
 def test_ctrl_c_keeps_the_discrete_draws_so_far(monkeypatch):
     data = _zip_data(n=10)
-    full = _hmc(zip_gibbs, data, seed=7, cores=1, **SMALL)
+    full = _hmc(zip_gibbs, data, seed=7, **SMALL)
     sweep, calls = GibbsSteps.__call__, [0]
 
     def interrupted(self, rng, q):
@@ -234,7 +235,7 @@ def test_ctrl_c_keeps_the_discrete_draws_so_far(monkeypatch):
 
     monkeypatch.setattr(GibbsSteps, "__call__", interrupted)
     with pytest.warns(RuntimeWarning, match="sampling stopped early"):
-        partial = _hmc(zip_gibbs, data, seed=7, cores=1, **SMALL)
+        partial = _hmc(zip_gibbs, data, seed=7, **SMALL)
     assert partial.attrs["partial"]
     n = partial.posterior.sizes["draw"]
     assert 0 < n < SMALL["draws"]
@@ -306,3 +307,41 @@ def test_indexing_with_a_gibbs_site_says_to_cast_it():
 def test_other_inference_still_refuses_discrete_latent_sites():
     with pytest.raises(SiteError, match="site 'n' is a latent discrete.*pb.hmc alone"):
         potential(latent_count, COUNT_DATA)
+
+
+# ------------------------------------------------- control flow, native kernel
+W_PRIOR, W_SHIFT = 0.3, 0.5
+W_DATA = {"y": onp.array([0.9, 0.2, 1.4, 0.6])}
+
+
+def switch_by_branch(y):
+    w = pb.sample("w", dist.Bernoulli(W_PRIOR))
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    shift = W_SHIFT if w == 1 else -W_SHIFT  # a Python branch on the Gibbs site: a guard
+    with pb.plate("obs", len(y)):
+        pb.sample("y", dist.Normal(mu + shift, 1.0), obs=y)
+
+
+def test_a_branch_on_a_gibbs_site_gets_a_tape_per_branch_and_the_exact_posterior():
+    # The compiled potential records one tape per branch and the native NUTS
+    # kernel must follow the switch; P(w = 1 | y) with mu integrated out is
+    # a ratio of two multivariate normals N(y; +-shift, I + 11').
+    y = W_DATA["y"]
+    pot = potential(switch_by_branch, W_DATA, gibbs=True, backend="native")
+    assert pot.native is not None
+    assert GibbsSteps(pot).describe() == {"w": "Gibbs from its full conditional over 2 values"}
+    cov = onp.eye(len(y)) + 1.0
+    log_odds = math.log(W_PRIOR / (1 - W_PRIOR)) \
+        + stats.multivariate_normal(onp.full(len(y), W_SHIFT), cov).logpdf(y) \
+        - stats.multivariate_normal(onp.full(len(y), -W_SHIFT), cov).logpdf(y)
+    p = 1.0 / (1.0 + math.exp(-log_odds))
+
+    def failures(seed):
+        idata = _hmc(switch_by_branch, W_DATA, seed=seed, chains=2, draws=1000, tune=300,
+                     kernel_backend="native")
+        zs = z_scores_exact(idata.posterior["w"].values.astype(float), p,
+                            math.sqrt(p * (1 - p)))
+        return {f"z of the {what} of w": f"{z:.2f}" for what, z in zip(("mean", "sd"), zs)
+                if not abs(z) < 4}
+
+    assert_passes_on_repeat(failures, seeds=(41, 42, 43, 44))
