@@ -13,6 +13,7 @@ import warnings
 import numpy as onp
 import pytest
 from scipy import integrate, stats
+from scipy.special import betaln
 from scipy.special import logsumexp as lse
 
 import probad as pb
@@ -243,6 +244,7 @@ def test_ctrl_c_keeps_the_discrete_draws_so_far(monkeypatch):
                                    full.posterior["zero"].values[:1, :n])
 
 
+@pytest.mark.slow
 def test_sites_coupled_across_their_plate_are_updated_one_entry_at_a_time():
     def model(y):
         p = pb.sample("p", dist.Beta(2.0, 2.0))
@@ -254,19 +256,22 @@ def test_sites_coupled_across_their_plate_are_updated_one_entry_at_a_time():
     data = {"y": onp.array([2.0, 2.0, 2.0])}
     steps = GibbsSteps(potential(model, data, gibbs=True))
     assert steps.describe()["z"].endswith("one entry at a time")
-    # One entry's conditional, from the potential: three entries, a prior of
-    # p integrated in closed form, checked against an exhaustive sum.
-    idata = _hmc(model, data, seed=3, draws=1500, tune=300)
-    total = idata.posterior["z"].values.sum(axis=-1)
+    # The number of ones k has posterior C(3, k) B(2 + k, 5 - k) N(y | k, 1)^3
+    # (p's Beta(2, 2) prior integrated out), an exhaustive sum over k.
     counts = onp.arange(4)
-    binom = onp.array([1, 3, 3, 1])
-    # Beta(2, 2) integrated: B(2 + k, 2 + 3 - k) / B(2, 2).
-    from scipy.special import betaln
-    log_post = onp.log(binom) + betaln(2 + counts, 5 - counts) \
+    log_post = onp.log([1, 3, 3, 1]) + betaln(2 + counts, 5 - counts) \
         + stats.norm(counts, 1.0).logpdf(2.0) * 3
     p = onp.exp(log_post - lse(log_post))
     mean, sd = p @ counts, math.sqrt(p @ counts ** 2 - (p @ counts) ** 2)
-    assert all(abs(z) < 4 for z in z_scores_exact(total.astype(float), mean, sd))
+
+    def failures(seed):
+        idata = _hmc(model, data, seed=seed, draws=1000, tune=300)
+        total = idata.posterior["z"].values.sum(axis=-1)
+        zs = z_scores_exact(total, mean, sd)
+        return {f"z of the {what} of sum(z)": f"{z:.2f}" for what, z in zip(("mean", "sd"), zs)
+                if not abs(z) < 4}
+
+    assert_passes_on_repeat(failures, seeds=(3, 4, 5, 6))
 
 
 def test_discrete_sites_with_vector_values_are_refused():
@@ -322,6 +327,7 @@ def switch_by_branch(y):
         pb.sample("y", dist.Normal(mu + shift, 1.0), obs=y)
 
 
+@pytest.mark.slow
 def test_a_branch_on_a_gibbs_site_gets_a_tape_per_branch_and_the_exact_posterior():
     # The compiled potential records one tape per branch and the native NUTS
     # kernel must follow the switch; P(w = 1 | y) with mu integrated out is
