@@ -19,7 +19,7 @@ from collections import OrderedDict
 import numpy as onp
 
 from .ad import numpy as anp
-from .ad.tracer import getval
+from .ad.extend import getval
 from .primitives import CondIndepStackFrame, Messenger, SiteError, apply_stack
 
 __all__ = [

@@ -245,7 +245,9 @@ def _discrete_latent_error(msg, gibbs: bool) -> SiteError:
         return SiteError(
             f"{what} whose values are vectors (event shape {tuple(fn.event_shape)}): pb.hmc's "
             "Gibbs steps update discrete sites with scalar values only. " + enumerate_it
-            + "Or write it as one scalar site per entry (a Categorical for a OneHotCategorical).")
+            + "Write it as scalar sites (a Categorical for a OneHotCategorical), or "
+            "marginalise it out: sum its values' probabilities into the likelihood with "
+            "pb.factor and logsumexp.")
     return SiteError(
         f"{what}; gradient-based inference needs continuous latent variables (pb.hmc alone "
         "samples discrete ones, by Gibbs steps). " + enumerate_it

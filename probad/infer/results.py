@@ -58,14 +58,19 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool, discrete=None):
     loglik: dict[str, np.ndarray] = {}
     dropped = None
     flat = q_draws.reshape((n, dim))
-    # Without Gibbs sites every draw passes None: the potential's own values.
-    flat_discrete = [None] * n if discrete is None else np.reshape(discrete, (n, -1))
+    if discrete is None:
+        def draw(i):
+            return (flat[i],)
+    else:  # the values of the Gibbs-sampled sites go with each draw
+        flat_discrete = np.reshape(discrete, (n, -1))
+
+        def draw(i):
+            return flat[i], flat_discrete[i]
     i = 0
     with np.errstate(all="ignore"):
         while log_likelihood and i < n:
             try:
-                values, pointwise = potential.constrain_and_log_likelihood(flat[i],
-                                                                           flat_discrete[i])
+                values, pointwise = potential.constrain_and_log_likelihood(*draw(i))
                 _store(loglik, pointwise, i, n)
                 _store(posterior, values, i, n)
             except (KeyboardInterrupt, MemoryError) as exc:
@@ -74,7 +79,7 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool, discrete=None):
                 break
             i += 1
         for i in range(i, n):
-            _store(posterior, potential.constrain(flat[i], flat_discrete[i]), i, n)
+            _store(posterior, potential.constrain(*draw(i)), i, n)
     return ({name: v.reshape(leading + v.shape[1:]) for name, v in posterior.items()},
             {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()}, dropped)
 
