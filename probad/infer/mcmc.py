@@ -236,6 +236,14 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     ----------
     model : callable
         A sampler program: a Python function that calls ``pb.sample``.
+        Discrete latent sites marked for enumeration are summed out; every
+        other discrete latent site is sampled by Gibbs steps between the NUTS
+        transitions (:mod:`probad.infer.gibbs`: full conditionals over a
+        finite support, random-walk Metropolis over an infinite one), gets
+        its values as float64 whole numbers, and joins the posterior; a
+        :class:`~probad.infer.gibbs.GibbsWarning` and
+        ``idata.attrs["discrete_sampling"]`` say how each was sampled. The
+        ``log_likelihood`` group is then conditional on those sites' draws.
     data : mapping, optional
         Keyword arguments for the model. Observed sites get their values
         here; a site whose data is ``None`` is latent.

@@ -243,19 +243,23 @@ def log_likelihood(model, data: Mapping | None, idata, *, compile: bool = True):
     from .density import potential as make_potential
 
     az = import_arviz()
-    pot = make_potential(model, data, compile=compile)
+    pot = make_potential(model, data, compile=compile, gibbs=True)
     post = idata.posterior
-    missing = [name for name in pot.sites if name not in post]
+    latent = [*pot.sites, *pot.discrete]
+    missing = [name for name in latent if name not in post]
     if missing:
         raise ValueError(f"pb.log_likelihood: the posterior has no draws of the latent "
                          f"site(s) {', '.join(missing)}; is this the model that was sampled?")
     chains, draws = post.sizes["chain"], post.sizes["draw"]
-    values = {name: np.asarray(post[name].values) for name in pot.sites}
+    values = {name: np.asarray(post[name].values) for name in latent}
     q = np.empty((chains, draws, pot.dim))
     for c in range(chains):
         for d in range(draws):
             q[c, d] = pot.unconstrain({name: v[c, d] for name, v in values.items()})
-    _, loglik = constrained_draws(pot, q, log_likelihood=True)
+    # Sites that pb.hmc sampled by Gibbs steps: their draws go with each q.
+    discrete = np.concatenate([values[name].reshape(chains, draws, -1).astype(float)
+                               for name in pot.discrete], axis=-1) if pot.discrete else None
+    _, loglik = constrained_draws(pot, q, log_likelihood=True, discrete=discrete)
     used_dims = {name: list(pot.dims[name]) for name in loglik if name in pot.dims}
     coords = {name: post.coords[name].values for name in post.coords}
     with warnings.catch_warnings():

@@ -211,6 +211,11 @@ def test_draws_join_the_posterior_with_plate_dims_and_the_attrs_say_how():
     assert not zero.values[..., data["y"] > 0].any()
     assert idata.attrs["discrete_sampling"].startswith("zero: Gibbs")
     assert set(idata.log_likelihood["y"].dims) == {"chain", "draw", "obs"}
+    # pb.log_likelihood computes the group again from the posterior's draws.
+    packaged = idata.log_likelihood["y"].values.copy()
+    del idata.log_likelihood
+    onp.testing.assert_array_equal(pb.log_likelihood(zip_gibbs, data, idata).log_likelihood["y"],
+                                   packaged)
 
 
 def test_same_seed_same_draws_in_processes_and_with_stan_adaptation():
