@@ -488,6 +488,7 @@ class Potential:
     (array-valued model arguments that are not observed sites), ``dims``
     (site -> ArviZ dim names, for latent, deterministic and observed sites),
     ``enumerated`` (the discrete sites summed out, not in ``q``),
+    ``compiled`` (whether its functions replay recorded tapes),
     ``discrete`` (with ``gibbs=True``: name -> :class:`Site` of the discrete
     latent sites that are not enumerated, sampled by Gibbs steps, not in
     ``q`` either) and ``discrete_values``.
@@ -513,6 +514,7 @@ class Potential:
         self.rejections: dict[str, int] = {}
         self.rejection_examples: dict[str, str] = {}
         self.backend = backend
+        self.compiled = compile
         self.data = model_arguments(data)
         prototype = _check_pass(model, self.data, gibbs)
         _warn_of_missing_data(prototype)

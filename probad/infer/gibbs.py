@@ -106,7 +106,8 @@ class GibbsSteps:
             model_trace, _ = pot._run(q, z)
         # The candidates' dimension: left of every plate and batch dimension.
         self._dim = first_enum_dim(model_trace)
-        self._local = compile_function(self._local_log_density, backend=pot.backend)
+        self._local = compile_function(self._local_log_density, backend=pot.backend) \
+            if pot.compiled else self._local_log_density
         self.updates = [self._update(model_trace[site.name], site, q, z)
                         for site in pot.discrete.values()]
 

@@ -356,3 +356,16 @@ def test_a_branch_on_a_gibbs_site_gets_a_tape_per_branch_and_the_exact_posterior
                 if not abs(z) < 4}
 
     assert_passes_on_repeat(failures, seeds=(41, 42, 43, 44))
+
+
+@pytest.mark.slow
+def test_uncompiled_runs_make_the_compiled_runs_draws():
+    # compile=False runs the model at every evaluation (numpy replay and eager
+    # evaluation agree to the last bit on this model), Gibbs steps included.
+    data = _zip_data(n=10)
+    options = dict(seed=8, kernel_backend="python", **SMALL)
+    compiled = _hmc(zip_gibbs, data, **options)
+    eager = _hmc(zip_gibbs, data, compile=False, **options)
+    for name in ("zero", "gate", "rate"):
+        onp.testing.assert_array_equal(compiled.posterior[name].values,
+                                       eager.posterior[name].values)
