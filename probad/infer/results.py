@@ -202,6 +202,7 @@ def check_coords(potential, coords: Mapping | None, dims: Mapping | None = None)
     all_dims = {k: list(v) for k, v in getattr(potential, "dims", {}).items()}
     all_dims.update({k: list(v) for k, v in (dims or {}).items()})
     shapes = {name: site.shape for name, site in potential.sites.items()}
+    shapes.update({name: site.shape for name, site in getattr(potential, "discrete", {}).items()})
     shapes.update({name: np.shape(v) for name, v in potential.observed.items()})
     shapes.update({name: np.shape(v) for name, v in potential.constant_data.items()})
     for dim, values in coords.items():

@@ -408,3 +408,8 @@ def test_gibbs_steps_on_a_model_with_enumerated_sites_match_the_exact_posterior(
                 if not abs(z) < 4}
 
     assert_passes_on_repeat(failures, seeds=(51, 52, 53, 54))
+
+
+def test_coords_of_a_gibbs_site_are_checked_before_sampling():
+    with pytest.raises(ValueError, match=r"coords\['obs'\] has 3 values, but site 'zero'"):
+        pb.hmc(zip_gibbs, _zip_data(n=10), coords={"obs": [1, 2, 3]}, progress=False, **SMALL)
