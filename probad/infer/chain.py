@@ -54,6 +54,12 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    rejections : tuple of (str, int, str)
+        Evaluations during this chain where the density could not be
+        evaluated and the proposal got infinite energy: the kind (a failed
+        ODE solve, a failed Cholesky factor, a NaN energy), how many, and
+        what went wrong the first time; filled in by the driver from the
+        potential's ``rejections`` and ``rejection_examples``.
     """
 
     positions: np.ndarray
@@ -64,6 +70,7 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
+    rejections: tuple = ()
 
 
 class ChainProgress(NamedTuple):
