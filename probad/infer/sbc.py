@@ -384,7 +384,8 @@ def sbc(model: Callable, data: Mapping | None = None, *, num_simulations: int = 
     num_simulations : int
         Number of simulate-and-fit rounds.
     method : {"nuts", "advi"} or callable
-        ``pb.hmc`` (chains run one after another inside each fit), ``pb.advi``
+        ``pb.hmc`` (on an executor, each fit's chains run one after another
+        in its worker unless ``cores=`` says otherwise), ``pb.advi``
         (``draws=`` sets how many draws are taken from the fit), or
         ``method(model, data, seed=...) -> InferenceData`` (or a dict of
         ``(chain, draw, ...)`` arrays) given the model conditioned on the
@@ -448,6 +449,12 @@ def sbc(model: Callable, data: Mapping | None = None, *, num_simulations: int = 
     rows: dict[int, dict] = {}
     if resume is not None and os.path.exists(resume):
         rows = _rows_from(SBCResult.from_netcdf(resume), attrs, rank_draws)
+    if executor is not None and method == "nuts":
+        # The executor runs the fits side by side, so each fit's chains run one
+        # after another in its worker. pb.hmc would see that for itself on a
+        # pool or Dask, but a Ray worker is a main process to it, where it may
+        # start a process pool of its own in every worker.
+        fit_options = {"cores": 1, **fit_options}
     sims = [_Simulation(i, s, model, dict(data or {}), method, fit_options, observed, rank_draws,
                         test_quantities)
             for i, s in enumerate(root.spawn(num_simulations)) if i not in rows]

@@ -8,7 +8,7 @@ outcome only changes if the simulation's random stream does).
 import os
 import signal
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 import numpy as onp
 import pytest
@@ -194,6 +194,35 @@ def _assert_same_chains(executor):
 def _assert_same_ranks(a, b):
     for name in a.ranks.data_vars:
         onp.testing.assert_array_equal(a.ranks[name].values, b.ranks[name].values)
+
+
+class _InThisThread(Executor):
+    """Runs each call at once, here: the main thread of a main process, as a
+    Ray worker is."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_fits_on_an_executor_run_their_chains_one_after_another(monkeypatch):
+    # pb.hmc in a Ray worker would otherwise start a process pool there (it
+    # cannot tell a Ray worker from a main process), one per worker.
+    import sys
+
+    mcmc_module = sys.modules["probad.infer.mcmc"]
+    asked, choose_pool = [], mcmc_module._choose_pool
+
+    def recording(pot, jobs, cores, build_time):
+        asked.append(cores)
+        return choose_pool(pot, jobs, cores, build_time)
+
+    monkeypatch.setattr(mcmc_module, "_choose_pool", recording)
+    result = pb.sbc(normal_model, {"n": 5, "y": onp.zeros(5)}, num_simulations=2, seed=13,
+                    draws=50, tune=50, chains=2, progress=False, executor=_InThisThread())
+    assert result.diagnostics["ok"].values.all()
+    assert asked == [1, 1]
 
 
 @pytest.mark.slow
