@@ -23,7 +23,6 @@ Why each piece is here:
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
