@@ -193,7 +193,10 @@ def _run_simulation(sim: _Simulation) -> dict:
     return row
 
 
-def _run_pickled(payload: bytes) -> dict:
+def _run_pickled(payload: bytes, attempt: int) -> dict:
+    """Run a shipped simulation. ``attempt`` only makes a resubmission another
+    call: Dask names a task after its function and arguments, and would hand
+    back the lost task instead of running it again."""
     return _run_simulation(cloudpickle.loads(payload))
 
 
@@ -496,7 +499,8 @@ def _run_on_executor(sims, executor, retries, finished):
 
     def submit(sim):
         try:
-            by_future[executor.submit(_run_pickled, cloudpickle.dumps(sim))] = sim
+            by_future[executor.submit(_run_pickled, cloudpickle.dumps(sim),
+                                      attempts[sim.index])] = sim
         except Exception as exc:  # noqa: BLE001  (a broken pool: report the fit, keep the rest)
             finished(_failed_row(sim, exc))
 

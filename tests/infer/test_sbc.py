@@ -312,6 +312,28 @@ def test_dask_reruns_the_fit_of_a_killed_worker(dask_client, tmp_path):
     assert result.diagnostics["ok"].values.all()
 
 
+@pytest.mark.slow
+def test_sbc_resubmits_a_fit_dask_gave_up_on(tmp_path):
+    # With no failures allowed, Dask reports the killed worker's fit as lost;
+    # pb.sbc submits it again, which must be a new task, not the lost one
+    # (Dask names a task after its function and arguments).
+    import dask
+
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+        try:
+            result = pb.sbc(normal_model, {"n": 5, "y": onp.zeros(5)}, num_simulations=2,
+                            method=_kill_once(str(tmp_path / "killed")), seed=14,
+                            progress=False, test_quantities={}, executor=client.get_executor())
+        finally:
+            client.close()
+            cluster.close()
+    assert result.diagnostics["ok"].values.all(), result.diagnostics["error"].values
+
+
 @pytest.fixture(scope="module")
 def ray_executor():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
