@@ -197,6 +197,57 @@ def test_plain_numpy_generators_are_detected(how):
     assert not onp.array_equal(a, b)
 
 
+def _while_another_thread_draws(fun):
+    """Trace ``fun`` while another thread draws from Python's global generator,
+    as a Dask worker's event loop does while a task traces in its thread pool
+    (numpy's global generator has no per-thread hook: a change of it by another
+    thread still stops compiling, the safe side)."""
+    import random
+    import threading
+
+    started, drawn = threading.Event(), threading.Event()
+
+    def other():
+        started.wait(10)
+        random.random()
+        drawn.set()
+
+    def traced(x):
+        started.set()
+        assert drawn.wait(10)  # the other thread draws in the middle of the trace
+        return fun(x)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        compiled = compile(traced)
+        result = compiled(onp.array([1.0, 2.0]))
+    finally:
+        started.set()
+        thread.join()
+    return compiled, result
+
+
+def test_another_threads_draws_do_not_stop_compiling():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled, result = _while_another_thread_draws(lambda x: np.sin(x) * 2.0)
+    assert compiled.eager_keys == {} and len(compiled.tapes) == 1
+    onp.testing.assert_array_equal(compiled(onp.array([0.5, 1.5])), onp.sin([0.5, 1.5]) * 2.0)
+
+
+@pytest.mark.parametrize("draw", ["python", "numpy"])
+def test_own_global_draws_are_detected_while_another_thread_draws(draw):
+    import random
+
+    def noisy(x):
+        return x + (random.gauss(0.0, 1.0) if draw == "python" else onp.random.standard_normal())
+
+    with pytest.warns(CompileWarning, match="random generator"):
+        compiled, _ = _while_another_thread_draws(noisy)
+    assert compiled.tapes == {}
+
+
 def test_error_only_under_tracing_falls_back():
     table = onp.arange(5.0)
 
