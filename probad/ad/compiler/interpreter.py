@@ -36,6 +36,8 @@ contiguous
 ``CUMSUM o outer n inner``: in place, along the middle axis
 ``CHOL o a n``, ``SOLVE o a b n m``, ``TRSOLVE o a b n m trans lower unit``
 ``GUARD kind a c``      the guard ``kind(ws[a]) == ws[c]`` (else status 1)
+``CALL f p``            call the compiled function at address ``f`` with
+                        ``(ws, ints + p)``: a re-rolled loop (:mod:`.reroll`)
 ======================  ====================================================
 
 ``status[0]`` is 0 after a complete run, 1 when a guard failed (the run
@@ -58,10 +60,13 @@ import numpy as onp
 
 try:
     import numba
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
 except ImportError:  # numba is a dependency, but a platform may lack a wheel
     numba = None
 
-__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "UNARY", "BINARY", "TERNARY",
+__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "WIDTH", "UNARY", "BINARY", "TERNARY",
            "REDUCE", "GUARD_KINDS"]
 
 AVAILABLE = numba is not None
@@ -72,7 +77,10 @@ AVAILABLE = numba is not None
 # baked into the compiled interpreter; the lowering (native.py) uses the names.
 OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9, MOVE=10,
           SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16, S_ADD=17, S_SUB=18,
-          S_MUL=19, S_DIV=20)
+          S_MUL=19, S_DIV=20, CALL=21)
+#: words per instruction, the op code included
+WIDTH = {1: 4, 2: 5, 3: 6, 4: 8, 5: 12, 6: 17, 7: 22, 8: 7, 9: 11, 10: 3, 11: 6, 12: 5, 13: 4,
+         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3}
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
@@ -87,8 +95,8 @@ REDUCE = dict(sum=0, logsumexp=1, max=2, min=3, prod=4)
 GUARD_KINDS = dict(bool=0, int=1, float=2)
 
 _S_UN, _S_BIN, _V_UN, _V_BIN, _UN, _BIN, _TER, _RED, _MATMUL, _MOVE, _SCATTER, _CUMSUM, \
-    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV = range(1, 21)
-assert list(OP.values()) == list(range(1, 21))
+    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL = range(1, 22)
+assert list(OP.values()) == list(range(1, 22)) == list(WIDTH)
 
 
 # ------------------------------------------------------- numba on-disk cache
@@ -103,6 +111,17 @@ if AVAILABLE:
         # the scalar kernels too made one HMM gradient 25% faster but tripled
         # the one-time compilation (7 s -> 22 s of CPU).
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
+    @intrinsic
+    def _call(typingctx, address, ws, ints, at):
+        """Call the C function at ``address`` with ``(&ws[0], &ints[at])``."""
+        def codegen(context, builder, signature, args):
+            ws_data = context.make_array(signature.args[1])(context, builder, args[1]).data
+            ints_data = context.make_array(signature.args[2])(context, builder, args[2]).data
+            fnty = ir.FunctionType(ir.VoidType(), [ws_data.type, ints_data.type])
+            fn = builder.inttoptr(args[0], fnty.as_pointer())
+            builder.call(fn, [ws_data, builder.gep(ints_data, [args[3]])])
+            return context.get_dummy_value()
+        return types.void(types.int64, ws, ints, types.int64), codegen
 else:
     def _jit(fn):
         return fn
@@ -488,6 +507,9 @@ def run(code, ints, ws, status):
         elif op == _S_DIV:
             ws[code[pc + 1]] = ws[code[pc + 2]] / ws[code[pc + 3]]
             pc += 4
+        elif op == _CALL:
+            _call(code[pc + 1], ws, ints, code[pc + 2])
+            pc += 3
         elif op == _S_BIN:
             ws[code[pc + 2]] = _binary(code[pc + 1], ws[code[pc + 3]], ws[code[pc + 4]])
             pc += 5

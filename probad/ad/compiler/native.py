@@ -44,6 +44,7 @@ from ..scipy import linalg as ad_sla
 from ..scipy import special as ad_special
 from . import interpreter as interp
 from .codegen import GuardFailure, _Node, scatter_disjoint, template_refs
+from .reroll import reroll
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "Unsupported",
@@ -403,6 +404,8 @@ class _Lowerer:
         self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
 
     def build(self):
+        # loops of scalar instructions become calls of compiled loops
+        self.code = reroll(self.code, self.table)
         ws = onp.zeros(max(self.size, 1))
         for at, values in self.init:
             ws[at:at + values.size] = values
