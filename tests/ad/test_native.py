@@ -239,6 +239,23 @@ def test_structural_lowering_agrees_with_numpy(case):
     _compare(case, x)
 
 
+def test_an_array_of_scalars_is_one_move():
+    # np.array of T scalars (a loop's results, arma11) moves them in one
+    # instruction, not T
+    def f(x):
+        return np.array([x[i] * x[i + 1] for i in range(5)] + [x[0]]) ** 2
+
+    fast = compile(f, backend="native")
+    x = onp.random.default_rng(0).normal(size=6)
+    fast(x)
+    onp.testing.assert_array_equal(fast(x), f(x))
+    code, ops, pc = fast.tapes[fast.cache_key(x)][0].native.code, [], 0
+    while pc < len(code):
+        ops.append(int(code[pc]))
+        pc += interpreter.WIDTH[ops[-1]]
+    assert ops.count(interpreter.OP["MOVE"]) == 1
+
+
 def test_linear_algebra_lowering_agrees_with_numpy():
     from probad.ad.scipy import linalg as sla
     rng = onp.random.default_rng(2)

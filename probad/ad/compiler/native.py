@@ -233,6 +233,7 @@ class _Lowerer:
         self._tenants: dict[int, int] = {}  # block start -> live slots living there
         self._free: dict[int, list[int]] = {}  # block size -> free block starts
         self._block_size: dict[int, int] = {}
+        self._move_end = -1  # len(self.code) right after the last MOVE
 
     # -- workspace
     def alloc(self, shape, reuse: bool = False) -> _View:
@@ -311,8 +312,16 @@ class _Lowerer:
     # -- instruction helpers
     def move(self, dst: onp.ndarray, src: onp.ndarray) -> None:
         pairs = onp.stack([onp.ravel(dst), onp.ravel(onp.broadcast_to(src, dst.shape))], axis=1)
-        if pairs.size:
-            self.emit(_OP["MOVE"], len(pairs), self.table(pairs))
+        if not pairs.size:
+            return
+        at = self.table(pairs)
+        # a move right after a move whose pairs end where these start extends
+        # it (``np.array`` of T scalars: one instruction, not T)
+        if self._move_end == len(self.code) and self.code[-1] + 2 * self.code[-2] == at:
+            self.code[-2] += len(pairs)
+        else:
+            self.emit(_OP["MOVE"], len(pairs), at)
+        self._move_end = len(self.code)
 
     def contiguous(self, view: _View) -> _View:
         """``view`` itself if its elements are one contiguous block, else a copy."""
