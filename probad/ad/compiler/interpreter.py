@@ -434,52 +434,77 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
 
 # + - * / over contiguous runs, one loop per case so that LLVM vectorises
 # each (a stride known only at run time would make every load a gather).
+# The loops index slices of ``ws``, not ``ws[o + i]``: an index that may be
+# negative gets numba's wrap-around check on every access, which stops the
+# vectorisation (4x slower measured on 919 elements).
 @_kernel
 def _arith_vv(ws, f, o, n, a, b):
+    z, x, y = ws[o:o + n], ws[a:a + n], ws[b:b + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = ws[a + i] + ws[b + i]
+            z[i] = x[i] + y[i]
     elif f == 1:
         for i in range(n):
-            ws[o + i] = ws[a + i] - ws[b + i]
+            z[i] = x[i] - y[i]
     elif f == 2:
         for i in range(n):
-            ws[o + i] = ws[a + i] * ws[b + i]
+            z[i] = x[i] * y[i]
     else:
         for i in range(n):
-            ws[o + i] = ws[a + i] / ws[b + i]
+            z[i] = x[i] / y[i]
 
 
 @_kernel
 def _arith_vs(ws, f, o, n, a, y):
+    z, x = ws[o:o + n], ws[a:a + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = ws[a + i] + y
+            z[i] = x[i] + y
     elif f == 1:
         for i in range(n):
-            ws[o + i] = ws[a + i] - y
+            z[i] = x[i] - y
     elif f == 2:
         for i in range(n):
-            ws[o + i] = ws[a + i] * y
+            z[i] = x[i] * y
     else:
         for i in range(n):
-            ws[o + i] = ws[a + i] / y
+            z[i] = x[i] / y
 
 
 @_kernel
 def _arith_sv(ws, f, o, n, x, b):
+    z, y = ws[o:o + n], ws[b:b + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = x + ws[b + i]
+            z[i] = x + y[i]
     elif f == 1:
         for i in range(n):
-            ws[o + i] = x - ws[b + i]
+            z[i] = x - y[i]
     elif f == 2:
         for i in range(n):
-            ws[o + i] = x * ws[b + i]
+            z[i] = x * y[i]
     else:
         for i in range(n):
-            ws[o + i] = x / ws[b + i]
+            z[i] = x / y[i]
+
+
+@_kernel
+def _unary_v(ws, f, o, n, a):
+    # contiguous input: negation, copies and squares inline (vectorised),
+    # the rest through the scalar kernel
+    z, x = ws[o:o + n], ws[a:a + n]
+    if f == 1:
+        for i in range(n):
+            z[i] = -x[i]
+    elif f == 0:
+        for i in range(n):
+            z[i] = x[i]
+    elif f == 16:
+        for i in range(n):
+            z[i] = x[i] * x[i]
+    else:
+        for i in range(n):
+            z[i] = _unary(f, x[i])
 
 
 @_jit
@@ -531,8 +556,11 @@ def run(code, ints, ws, status):
             pc += 8
         elif op == _V_UN:
             f, o, n, a, sa = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], code[pc + 5]
-            for i in range(n):
-                ws[o + i] = _unary(f, ws[a + i * sa])
+            if sa == 1:
+                _unary_v(ws, f, o, n, a)
+            else:
+                for i in range(n):
+                    ws[o + i] = _unary(f, ws[a + i * sa])
             pc += 6
         elif op == _UN or op == _BIN or op == _TER:
             f, o = code[pc + 1], code[pc + 2]
