@@ -256,6 +256,18 @@ def test_an_array_of_scalars_is_one_move():
     assert ops.count(interpreter.OP["MOVE"]) == 1
 
 
+def test_outputs_are_not_views_of_the_workspace():
+    # the next call overwrites the workspace: results handed out earlier stay
+    fast = compile(lambda x: {"a": 2.0 * x, "b": (x.sum(), x[::2] + 1.0)}, backend="native")
+    x = onp.arange(6.0)
+    fast(x)
+    first = fast(x)
+    fast(-x)
+    onp.testing.assert_array_equal(first["a"], 2.0 * x)
+    onp.testing.assert_array_equal(first["b"][1], x[::2] + 1.0)
+    assert first["b"][0] == x.sum()
+
+
 def test_linear_algebra_lowering_agrees_with_numpy():
     from probad.ad.scipy import linalg as sla
     rng = onp.random.default_rng(2)

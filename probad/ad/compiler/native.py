@@ -134,9 +134,9 @@ class Program:
         self.ws = ws
         self.status = onp.zeros(1, dtype=onp.int64)
         self.inputs = inputs
-        self._outputs = outputs
         self._views = out_views  # slot -> (positions, meta)
         self._meta = out_meta
+        self._build = self._builder(outputs)
 
     def replay(self, *leaves):
         """The tape's function on new array leaves (what ``Tape.replay`` is)."""
@@ -145,35 +145,57 @@ class Program:
             if size == 1:
                 ws[at] = leaf if type(leaf) is float else onp.asarray(leaf).reshape(())
             else:
-                ws[at:at + size] = onp.ravel(leaf)
+                ws[at:at + size] = leaf.ravel() if type(leaf) is onp.ndarray else onp.ravel(leaf)
         flag = interp.run(self.code, self.ints, ws, self.status)
         if flag == 1:
             raise GuardFailure
         if flag == 2:
             raise onp.linalg.LinAlgError("the native replay's linear algebra failed (a matrix "
                                          "that is not positive definite, or singular)")
-        return self._build(self._outputs)
+        return self._build(ws)
 
-    def _build(self, node):
+    def _builder(self, node):
+        """A function ``ws -> output`` for an output template (made once: the
+        replay of a small model is mostly this Python). Arrays are copies,
+        never views of the workspace, which the next call overwrites."""
         if isinstance(node, Ref):
-            pos = self._views[node.index]
-            kind, shape, dtype = self._meta[node.index]
-            values = self.ws[pos]
-            if dtype == _BOOL:
-                values = values != 0.0
-            if kind is onp.ndarray:
-                return values.reshape(shape)
-            return kind(values[0]) if kind in (float, int, bool) else dtype.type(values[0])
+            return self._leaf_builder(node)
         if isinstance(node, _Node):
-            items = [self._build(c) for c in node.children]
-            if node.kind is dict:
-                return dict(zip(node.keys, items))
-            if node.kind in (tuple, list):
-                return node.kind(items)
-            return node.kind(*items)
+            parts = [self._builder(c) for c in node.children]
+            kind = node.kind
+            if kind is tuple and len(parts) == 2:
+                first, second = parts
+                return lambda ws: (first(ws), second(ws))
+            if kind is dict:
+                keys = node.keys
+                return lambda ws: dict(zip(keys, [part(ws) for part in parts]))
+            if kind in (tuple, list):
+                return lambda ws: kind([part(ws) for part in parts])
+            return lambda ws: kind(*[part(ws) for part in parts])
         if isinstance(node, onp.ndarray):
-            return node.copy()
-        return node
+            return lambda ws: node.copy()
+        return lambda ws: node
+
+    def _leaf_builder(self, ref: Ref):
+        pos = self._views[ref.index]
+        kind, shape, dtype = self._meta[ref.index]
+        if dtype != _BOOL and pos.size:
+            at = int(pos[0])
+            if kind is float or kind is int:
+                return lambda ws: kind(ws[at])
+            end = at + pos.size
+            if kind is onp.ndarray and onp.array_equal(pos, onp.arange(at, end)):
+                return lambda ws: ws[at:end].reshape(shape).copy()
+        if kind is onp.ndarray:
+            return lambda ws: self._elements(ws, pos, dtype).reshape(shape)
+        if kind in (float, int, bool):
+            return lambda ws: kind(self._elements(ws, pos, dtype)[0])
+        return lambda ws: dtype.type(self._elements(ws, pos, dtype)[0])
+
+    @staticmethod
+    def _elements(ws, pos, dtype):
+        values = ws[pos]
+        return values != 0.0 if dtype == _BOOL else values
 
     def output_positions(self, ref: Ref) -> onp.ndarray:
         """Workspace positions of an output slot's elements, in C order."""
