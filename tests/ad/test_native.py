@@ -1,6 +1,9 @@
 """The native backend: every model of the test suite runs natively and agrees
 with the numpy replay; each lowering agrees with numpy on special values;
 guards retrace; primitives without a lowering fall back with one warning."""
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as onp
@@ -175,6 +178,28 @@ def test_interpreter_cache_lives_in_the_user_cache_directory():
 
     path = interpreter.run._cache._cache_path
     assert path.startswith(native_cache.cache_directory())
+
+
+def test_a_new_process_loads_the_interpreter_without_numbas_registry_refresh():
+    # numba's first "refresh" of its registries (importing numba.cpython.heapq
+    # among many others) costs a new process ~0.5 s; a load from probad's
+    # cache skips it, and a compilation afterwards (a cache miss) still works
+    # because numba refreshes before compiling.
+    interpreter.run(onp.zeros(0, onp.int64), onp.zeros(1, onp.int64), onp.zeros(1),
+                    onp.zeros(1, onp.int64))  # the interpreter is in the cache
+    script = (
+        "import sys, numpy as onp, probad as pb\n"
+        "from tests.models import eight_schools_noncentered as m, EIGHT_SCHOOLS as d\n"
+        "p = pb.potential(m, d, backend='native'); q = onp.zeros(p.dim)\n"
+        "p.value_and_grad(q); u, g = p.value_and_grad(q)\n"
+        "assert p._energy_and_grad.tapes and onp.isfinite(u)\n"
+        "print('numba.cpython.heapq' in sys.modules)\n"
+        "import numba\n"
+        "print(numba.njit(lambda x: x.sum() + 1.0)(onp.ones(3)))\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                         text=True, timeout=600, check=True).stdout.split()
+    assert out == ["False", "4.0"]
 
 
 # ------------------------------------------------ each lowering against numpy
