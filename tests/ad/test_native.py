@@ -258,6 +258,9 @@ def test_binary_lowering_agrees_with_numpy(fun):
     lambda x: x[0] @ x[1].T, lambda x: np.matmul(x, np.swapaxes(x, -1, -2)),
     lambda x: np.diagonal(x[0][:, :3]), lambda x: np.reshape(x, (4, 6))[::-1],
     lambda x: np.broadcast_to(x[0, 0], (3, 4)), lambda x: np.expand_dims(x, 1)[..., 0, :],
+    # tiny ones, lowered to scalar instructions
+    lambda x: special.logsumexp(x[0, :2, :2] + x[1, :2, :1], axis=1),
+    lambda x: np.sum(x[1, 1:3, :2] * x[0, 0, :2], axis=0), lambda x: np.exp(x[0, 0, ::2]),
 ])
 def test_structural_lowering_agrees_with_numpy(case):
     x = onp.random.default_rng(0).normal(size=(2, 3, 4))

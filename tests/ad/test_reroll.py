@@ -4,6 +4,7 @@ import numpy as onp
 import pytest
 
 import probad.ad.numpy as np
+from probad.ad.scipy.special import logsumexp
 from probad.ad import value_and_grad
 from probad.ad.compiler import compile, interpreter
 
@@ -128,3 +129,29 @@ def test_a_python_loop_runs_as_a_compiled_loop_and_agrees_with_numpy():
         # that numpy's SIMD log1p may differ from libm's by an ulp
         onp.testing.assert_allclose(value, want_value, rtol=1e-12)
         onp.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+
+
+def hmm_forward(log_trans, emission):
+    """The forward algorithm on 2 states: a loop over 2-vectors."""
+    gamma = emission[0]
+    for t in range(1, emission.shape[0]):
+        gamma = logsumexp(gamma + log_trans, axis=1) + emission[t]
+    return logsumexp(gamma)
+
+
+def test_a_loop_over_tiny_vectors_is_rerolled_too():
+    # ops on at most 4 elements become scalar instructions, and their loop a
+    # compiled loop; the results agree with numpy's
+    rng = onp.random.default_rng(2)
+    log_trans = onp.log(rng.dirichlet([1.0, 1.0], size=2))
+    emission = rng.normal(size=(60, 2))
+    fast = compile(value_and_grad(hmm_forward), backend="native")
+    slow = compile(value_and_grad(hmm_forward), backend="numpy")
+    fast(log_trans, emission)
+    codes = _ops(fast.tapes[fast.cache_key(log_trans, emission)][0].native.code)
+    assert codes.count(OP["CALL"]) >= 2 and len(codes) < 300  # of ~1500 instructions
+    value, grad = fast(log_trans, emission)
+    want_value, want_grad = slow(log_trans, emission)
+    # libm's exp/log1p against numpy's SIMD loops: a few ulp
+    onp.testing.assert_allclose(value, want_value, rtol=1e-12)
+    onp.testing.assert_allclose(grad, want_grad, rtol=1e-12)
