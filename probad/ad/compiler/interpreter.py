@@ -12,7 +12,9 @@ Why an interpreter rather than generated code: numba compiles one unrolled
 tape in time growing with its length (100 ops took 10 s, 500 ops 74 s), and
 a model's Python loop unrolls into thousands of ops. The interpreter's cost
 per op is a branch on the op code (a few ns), which is small beside the
-microsecond a numpy call costs.
+microsecond a numpy call costs. Where the tape repeats itself (the
+iterations of a model's Python loop), :mod:`.reroll` goes further: the
+repeated scalar instructions become one ``CALL`` of a small compiled loop.
 
 Instructions (every operand an int64; offsets index ``ws``; "4-d" shapes are
 right-aligned and padded with 1, strides are in elements and 0 where a

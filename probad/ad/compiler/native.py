@@ -10,6 +10,11 @@ rearrange elements (reshape, transpose, basic indexing, broadcast_to, flip,
 diagonal) are resolved here: the slot of the result is a strided *view* of
 its operand's place, or, when no strides describe it, one gather.
 
+Ops on at most a few elements become scalar instructions, and the repeated
+runs of scalar instructions that a Python loop leaves (its iterations) are
+re-rolled into calls of compiled loops (:mod:`.reroll`) when the program is
+built.
+
 Each primitive's lowering is declared in one table, :data:`LOWERINGS`
 (``prim.fun -> lowering``), next to the op codes it emits; adding a native
 primitive means an entry there and, for a new elementwise function, a branch

@@ -15,29 +15,39 @@ an operand reads its places from a list instead. Both, bases and strides or
 lists, come from the position table.
 
 Why this and not superinstructions (fusing chains of scalar ops inside the
-interpreter): the interpreter spends ~3 ns on each scalar instruction
-(decoding its operands and an unpredictable branch on the op code), and
-fusion only removes part of that; the compiled body removes all of it, and
+interpreter; not prototyped, so this is the argument, not a measurement):
+the interpreter spends ~3 ns on each scalar instruction (decoding its
+operands and an unpredictable branch on the op code), and fusion only
+removes part of that; the compiled body removes all of it, and
 keeps a value computed in one op in a register for the next ops of the same
-iteration. Measured (benchmarks/bench_native.py, one run each, ratios to
-NumPyro/jax ``lax.scan`` under ``jax.jit``, value and gradient):
+iteration. Ops on at most a few elements are lowered to scalar
+instructions (:mod:`.native`), so that a loop over 2-vectors (an HMM's
+forward algorithm) is re-rolled as well.
 
-=================  ==============  =============
-model              interpreter     re-rolled
-=================  ==============  =============
-GARCH(1,1), T=200  1.18x           0.53x
-arma11 (fn)        0.49x           0.14x-0.30x (the peer's time varies run to run)
-hmm_example (fn)   0.70x           0.66x (its loop is over 2-vectors, not re-rolled)
-=================  ==============  =============
+Measured (benchmarks/bench_native.py, value and gradient, ratios to NumPyro's
+or jax's ``lax.scan`` under ``jax.jit``; "fn" is the numba entry point the
+compiled NUTS calls, the other figure includes probad's Python call):
 
-Of the GARCH's 4,374 instructions all but 20 run in two compiled loops;
-what is left of its 6.9 us is mostly Python around the call and 200 calls of libm's
-``log``. The 0.2x target is missed: jax's own call costs ~13 us, and 0.2x of
-it is less than probad's Python wrapper alone.
+=================  ===============  ===============  ==========
+model              interpreter      re-rolled        target
+=================  ===============  ===============  ==========
+hmm_example        0.86x (fn 0.70)  0.45x (fn 0.30)  0.2x
+arma11             0.73x (fn 0.49)  0.38x (fn 0.19)  0.2x
+GARCH(1,1), T=200  1.18x            0.46x            0.2x
+=================  ===============  ===============  ==========
+
+The targets are missed where probad's Python call is counted: around the
+3-9 us of compiled work sit ~4 us of Python (the cache key, the inputs, the
+outputs), and 0.2x of jax's ~13-30 us call leaves no room for it. The GARCH
+runs all but 20 of its 4,374 instructions in two compiled loops; most of
+what is left inside is libm's ``log`` (200 calls) and the HMM's ``exp`` and
+``log1p`` (about 600 calls), which numpy and XLA vectorise.
 
 Compile time is bounded by the body, not the tape: a body is tens of
-instructions whatever ``T`` is (about 1.5 s per body on a cold cache, on a
-loaded machine; the GARCH has two, a forward and a backward one). The
+instructions whatever ``T`` is (about 1 s per body on a cold cache, on a
+loaded machine; a model has two, a forward and a backward one: the test
+suite's garch11 took 2.2 s to its first native result with both compiled,
+against 0.3 s with them cached, hmm_example and arma11 0.2-0.3 s). The
 generated function depends only on the body's *structure* (op codes, which
 operand is an earlier op's result of the same iteration, which operands
 have a stride), never on positions, so one compilation serves every
