@@ -155,3 +155,16 @@ def test_a_loop_over_tiny_vectors_is_rerolled_too():
     # libm's exp/log1p against numpy's SIMD loops: a few ulp
     onp.testing.assert_allclose(value, want_value, rtol=1e-12)
     onp.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+
+
+def test_a_program_refuses_to_be_pickled_but_its_function_pickles():
+    import cloudpickle as pickle
+
+    y = onp.random.default_rng(0).normal(size=50)
+    params = onp.array([0.3, 1.5])
+    fast = compile(value_and_grad(smoothing_loss), backend="native")
+    fast(params, y)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(fast.tapes[fast.cache_key(params, y)][0].native)
+    again = pickle.loads(pickle.dumps(fast))  # drops its tapes: records again
+    onp.testing.assert_array_equal(again(params, y)[1], fast(params, y)[1])

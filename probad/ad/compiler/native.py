@@ -164,6 +164,12 @@ class Program:
                                          "that is not positive definite, or singular)")
         return self._build(ws)
 
+    def __reduce__(self):
+        # its CALL instructions hold addresses of compiled loops in this process
+        raise TypeError("a native Program holds machine-code addresses of this process and "
+                        "cannot be pickled; pickle the compiled function instead (it records "
+                        "its tapes again)")
+
     def _builder(self, node):
         """A function ``ws -> output`` for an output template (made once: the
         replay of a small model is mostly this Python). Arrays are copies,
