@@ -54,6 +54,12 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    last_state : kernels.HMCState
+        Where the chain stopped: its last position with the potential energy
+        and gradient there. With ``rng_state`` it is all a run needs to
+        continue the chain as if it had never stopped.
+    rng_state : dict
+        ``bit_generator.state`` of the chain's generator when it stopped.
     """
 
     positions: np.ndarray
@@ -64,6 +70,8 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
+    last_state: kernels.HMCState
+    rng_state: dict
 
 
 class ChainProgress(NamedTuple):
@@ -168,10 +176,13 @@ def run_chain(
     potential_fn : callable
         ``q -> (U, dU/dq)`` with ``U`` the negative log density on a flat
         float64 vector.
-    init_position : array_like
-        Starting point; the potential must be finite there.
+    init_position : array_like or kernels.HMCState
+        Starting point; the potential must be finite there. A state (a
+        previous run's ``last_state``) is used as it is, with no gradient
+        evaluated: the chain goes on bit for bit where that run stopped.
     seed_or_rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
-        Source of randomness. The same seed gives bit-identical output.
+        Source of randomness. The same seed gives bit-identical output; a
+        generator is drawn from (and advanced) in place.
     draws : int
         Number of draws kept; sampling runs ``draws * thin`` iterations.
     tune : int
@@ -246,7 +257,8 @@ def run_chain(
         num_grad_evals += 1
         return potential_fn(q)
 
-    state = kernels.init(init_position, counted_potential)
+    state = init_position if isinstance(init_position, kernels.HMCState) else \
+        kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
     native = None
     if native_potential is not None:
@@ -341,4 +353,6 @@ def run_chain(
         inverse_metric=metric.inverse_metric,
         num_grad_evals=num_grad_evals + (native.num_grad_evals if native is not None else 0),
         partial=partial,
+        last_state=state,
+        rng_state=rng.bit_generator.state,
     )
