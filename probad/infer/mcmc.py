@@ -947,7 +947,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         "failed_chains": sorted(errors),
         "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
         **options,
-        **chain_state_attrs(done),
+        **chain_state_attrs(kept, done),
         **(_seed_attrs(seed) if seed is not None else {}),
     }
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.

@@ -72,11 +72,15 @@ class ChainStart(NamedTuple):
         return rng
 
 
-def chain_state_attrs(results) -> dict:
-    """Each chain's end state as ``attrs`` arrays (one row per kept chain)."""
+def chain_state_attrs(chains, results) -> dict:
+    """Each chain's end state as ``attrs`` arrays, one row per chain of ``chains``
+    (the chain numbers, which ``state_chains`` records: a posterior cut to
+    some chains with ``.sel`` still finds its rows; the per-chain ``step_size``,
+    ``inverse_metric*`` and ``num_gradient_evaluations`` attrs share them)."""
     states = [r.last_state for r in results]
     metric = results[0].inverse_metric
     return {
+        "state_chains": [int(c) for c in chains],
         # netCDF gives a (1, d, d) array back as (d, d): the kind cannot be read off the shape.
         "inverse_metric_kind": "low_rank" if isinstance(metric, LowRankInverseMetric) else
                                "dense" if np.ndim(metric) == 2 else "diag",
@@ -191,22 +195,26 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
             raise ValueError(f"{caller}: site '{name}' has shape {tuple(site.shape)} in the "
                              f"model but {shape} in the InferenceData: pass the data the run "
                              "was made with")
-    n_chains = posterior.sizes["chain"]
+    rows = {int(c): i for i, c in enumerate(_per_chain(attrs, "state_chains"))}
+    n_chains = len(rows)
     positions = np.asarray(attrs["last_position"], dtype=np.float64).reshape(n_chains, -1)
     if positions.shape[1] != pot.dim:
         raise ValueError(f"{caller}: the run's chains have {positions.shape[1]} unconstrained "
                          f"coordinates but the model has {pot.dim}: is this the model that was "
                          "sampled?")
-    chains = [int(c) for c in posterior.chain.values]
     starts = {}
-    for row, chain in enumerate(chains):
-        state = rng_state = None
+    for index, chain in enumerate(int(c) for c in posterior.chain.values):
+        if chain not in rows:
+            raise ValueError(f"{caller}: the InferenceData has no end state for its chain "
+                             f"{chain} (attrs['state_chains'] lists {sorted(rows)})")
+        row, state, rng_state = rows[chain], None, None
         if exact:
             grads = np.asarray(attrs["last_potential_grad"], dtype=np.float64)
             state = HMCState(positions[row].copy(),
                              float(_per_chain(attrs, "last_potential_energy")[row]),
                              grads.reshape(n_chains, -1)[row].copy())
-            _check_end(pot, posterior, state, chain, row, caller)
+            _check_end(pot, posterior, state, chain, index, caller,
+                       "log_likelihood" in idata.groups())
             rng_state = _decode_rng(np.reshape(attrs["rng_state"], (n_chains, -1))[row])
         starts[chain] = ChainStart(positions[row], state,
                                    float(_per_chain(attrs, "step_size")[row]),
@@ -214,7 +222,8 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
     return starts
 
 
-def _check_end(pot, posterior, state: HMCState, chain: int, row: int, caller: str) -> None:
+def _check_end(pot, posterior, state: HMCState, chain: int, index: int, caller: str,
+               with_log_likelihood: bool) -> None:
     """Refuse to extend a chain from a model or data other than the sampled
     ones, or a chain whose last kept draw is not where it stopped."""
     with np.errstate(all="ignore"):
@@ -228,9 +237,17 @@ def _check_end(pot, posterior, state: HMCState, chain: int, row: int, caller: st
                          f"{-energy:.10g} there: pass the model and data that were sampled "
                          "(to start a new run from these chains, use pb.hmc(..., "
                          "warm_start=idata))")
-    last = pot.constrain(state.position)
+    # Through the function that will package the extension's draws: with a
+    # compiled potential its first call records the tape that the later ones
+    # replay, and a native replay can differ from the recording run in the
+    # last bit. The long run packages all but its first draw by replay, so
+    # the extension's draws must all be replayed too to be the same.
+    if with_log_likelihood:
+        last = pot.constrain_and_log_likelihood(state.position)[0]
+    else:
+        last = pot.constrain(state.position)
     for name in pot.sites:
-        drawn = np.asarray(posterior[name].values[row, -1])
+        drawn = np.asarray(posterior[name].values[index, -1])
         if not np.allclose(drawn, last[name], rtol=1e-12, atol=0.0):
             raise ValueError(f"{caller}: chain {chain} did not stop at its last kept draw (the "
                              "run was interrupted, or it was cut to the shortest chain's "
@@ -251,8 +268,8 @@ def append_draws(first, extension):
 
     chains = extension.posterior.chain.values
     offset = first.posterior.sizes["draw"]
-    rows = [list(first.posterior.chain.values).index(c) for c in chains]
     before, after = first.attrs, extension.attrs
+    rows = [_per_chain(before, "state_chains").index(c) for c in chains]
     gradients = _per_chain(before, "num_gradient_evaluations")
     failures = sorted(zip(_per_chain(before, "failed_chains") + _per_chain(after, "failed_chains"),
                           _per_chain(before, "failure_reasons") +
