@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from probad.infer import kernels
-from probad.infer.adaptation import window_adaptation
+from probad.infer.adaptation import step_size_adaptation, window_adaptation
 from probad.infer.fisher_adaptation import fisher_adaptation
 from probad.infer.progress import TextBar, progress_bar
 
@@ -195,11 +195,12 @@ def run_chain(
         NUTS only.
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
-    adapt : {"stan", "fisher", "fisher-lowrank"}
+    adapt : {"stan", "fisher", "fisher-lowrank", "step_size"}
         Warmup scheme: Stan's windowed adaptation
         (:mod:`~probad.infer.adaptation`), or nutpie's metric from draws and
         gradients, diagonal (dense with ``dense_mass``) or low-rank
-        (:mod:`~probad.infer.fisher_adaptation`).
+        (:mod:`~probad.infer.fisher_adaptation`), or (a warm start's) the
+        step size alone, ``inverse_metric`` kept.
     num_steps, path_length : int or float, optional
         Static HMC only, at most one of them: a fixed number of leapfrog steps,
         or an integration time ``T`` giving ``max(1, int(T / step_size))``
@@ -247,7 +248,8 @@ def run_chain(
     assert num_steps is None or path_length is None, "num_steps or path_length, not both"
     if algorithm == "hmc" and num_steps is None and path_length is None:
         path_length = 2.0 * math.pi
-    check_adapt(adapt, dense_mass)
+    if adapt != "step_size":  # the warm starts' scheme, which pb.hmc chooses itself
+        check_adapt(adapt, dense_mass)
 
     rng = np.random.default_rng(seed_or_rng)
     num_grad_evals = 0
@@ -304,7 +306,9 @@ def run_chain(
     partial = False
     try:
         if tune > 0:
-            if adapt == "stan":
+            if adapt == "step_size":
+                adaptation = step_size_adaptation(target_accept=target_accept)
+            elif adapt == "stan":
                 adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
             else:
                 kind = "low_rank" if adapt == "fisher-lowrank" else "dense" if dense_mass else "diag"

@@ -327,12 +327,16 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         An earlier run of this model (``pb.hmc`` or :func:`extend`) to start
         from: chain ``c`` starts where that run's chain ``c`` stopped, with
         its step size and inverse metric, and draws from this run's ``seed``.
-        With ``tune=0`` these are used as they are (``adapt`` and
-        ``dense_mass`` then play no part); with ``tune > 0`` the warmup
-        starts from them and adapts as usual. The data may differ (new
+        The metric is kept (``adapt`` and ``dense_mass`` play no part): it
+        was estimated from the whole earlier warmup, better than a short new
+        one could. With ``tune=0`` the step size is kept too; with ``tune >
+        0`` the warmup adapts it alone, by dual averaging from the earlier
+        one (``attrs["adaptation"]`` is ``"step_size"``), which a few dozen
+        iterations do when the data changed. The data may differ (new
         observations); the latent sites and their shapes may not, and
-        ``chains`` must be the run's chain count. To continue the same
-        chains with more draws, use :func:`extend`.
+        ``chains`` must be the run's chain count. To adapt a new metric,
+        start a run without ``warm_start``; to continue the same chains with
+        more draws, use :func:`extend`.
 
     Returns
     -------
@@ -381,6 +385,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
+    if warm_start is not None:
+        adapt = "step_size"  # the earlier run's metric is kept: see warm_start above
     if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
         _warn_short_warmup(tune)
     if seed is None:
@@ -829,6 +835,9 @@ def _run_on_executor(jobs, executor, progress: bool):
 
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
     """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
+    if adapt == "step_size":  # one phase, the metric frozen throughout
+        return {"adaptation": adapt, "adaptation_windows": [], "adaptation_early_end": 0,
+                "adaptation_final_start": 0}
     if adapt == "stan":
         return {"adaptation": adapt, "adaptation_windows": window_ends(tune)}
     schedule = fisher_schedule(tune)

@@ -248,3 +248,21 @@ def test_extend_refuses_a_chain_that_did_not_stop_at_its_last_draw(run):
 def test_extend_refuses_a_bad_draw_count(run):
     with pytest.raises(ValueError, match="draws must be >= 1"):
         pb.extend(run, correlated, DATA, draws=0, progress=False)
+
+
+def test_a_warm_starts_warmup_adapts_the_step_size_alone_and_plots():
+    first = quiet(pb.hmc, correlated, DATA, draws=20, tune=100, chains=2, seed=1,
+                  adapt="fisher-lowrank")
+    new_data = {"y": onp.array([2.0, 1.5, 2.5])}
+    warm = quiet(pb.hmc, correlated, new_data, draws=20, tune=40, chains=2, seed=2,
+                 warm_start=first, warmup_draws=True)
+    assert warm.attrs["adaptation"] == "step_size"
+    for name in ("inverse_metric_scale", "inverse_metric_vectors", "inverse_metric_values"):
+        onp.testing.assert_array_equal(onp.asarray(warm.attrs[name]),
+                                       onp.asarray(first.attrs[name]), err_msg=name)
+    # Dual averaging starts at the earlier step size, with no search, and moves from it.
+    warmup_steps = warm.warmup_sample_stats["step_size"].values
+    onp.testing.assert_array_equal(warmup_steps[:, 0], first.attrs["step_size"])
+    assert onp.all(warmup_steps[:, 1] != warmup_steps[:, 0])
+    fig = pb.plot_warmup(warm)
+    assert "step_size" in fig.axes[0].get_title()
