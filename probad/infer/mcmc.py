@@ -351,6 +351,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         checked. If packaging is interrupted (a second Ctrl-C) or runs out of
         memory while computing the ``log_likelihood`` group, the result comes
         without it; ``pb.log_likelihood(model, data, idata)`` adds it later.
+        ``attrs`` also keep what :func:`extend` and ``warm_start`` go on from
+        (:mod:`probad.infer.resume`): each chain's unconstrained end state
+        (``last_position``, ``last_potential_energy``, ``last_potential_grad``),
+        its generator's state (``rng_state``), the metric's kind and the
+        sampler options.
 
     Raises
     ------
@@ -449,7 +454,11 @@ def extend(idata, model, data: Mapping | None = None, *, draws: int = 1000,
         and gradient counts summed, each chain's new end state). Groups
         computed from the draws (``posterior_predictive``) are left out with
         a warning. Interrupted or failed chains are handled as in
-        :func:`hmc`: every chain is cut to the shortest one's length.
+        :func:`hmc`: every chain is cut to the shortest one's length. A chain
+        that Ctrl-C stopped and that kept all its draws can be extended: it
+        goes on from its last draw, a valid continuation, but its random
+        stream is not the uninterrupted run's (the stopped transition had
+        drawn from it).
 
     Raises
     ------

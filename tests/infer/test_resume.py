@@ -266,3 +266,22 @@ def test_a_warm_starts_warmup_adapts_the_step_size_alone_and_plots():
     assert onp.all(warmup_steps[:, 1] != warmup_steps[:, 0])
     fig = pb.plot_warmup(warm)
     assert "step_size" in fig.axes[0].get_title()
+
+
+def test_ctrl_c_during_an_extension_returns_the_run_so_far():
+    from tests.models import InterruptAt, clocked_normal
+
+    options = dict(draws=20, tune=30, chains=2, seed=6, compile=False, cores=1)
+    first = quiet(pb.hmc, clocked_normal, {"clock": InterruptAt(onp.inf)}, **options)
+    # The model runs at every gradient (compile=False): stop the extension a
+    # few hundred gradients in, inside chain 0, before chain 1 starts.
+    with pytest.warns(RuntimeWarning, match="sampling stopped early"):
+        both = quiet(pb.extend, first, clocked_normal, {"clock": InterruptAt(300)},
+                     draws=10_000, cores=1)
+    assert both.attrs["partial"]
+    assert both.posterior.chain.values.tolist() == [0]
+    n = both.posterior.sizes["draw"]
+    assert 20 < n < 10_020
+    assert both.posterior.draw.values.tolist() == list(range(n))
+    onp.testing.assert_array_equal(both.posterior["x"].values[0, :20],
+                                   first.posterior["x"].values[0])
