@@ -467,7 +467,7 @@ def extend(idata, model, data: Mapping | None = None, *, draws: int = 1000,
         data are not the ones sampled, or a chain did not stop at its last
         kept draw (an interrupted run: continue it with ``warm_start``).
     """
-    options = recorded_options(idata)
+    options = recorded_options(idata, "pb.extend")
     kernel_backend, compile = options.pop("kernel_backend", "auto"), options.pop("compile", True)
     run = dict(dict(algorithm="nuts", max_tree_depth=10, thin=1, target_accept=0.8,
                     num_steps=None, path_length=None, jitter=0.0), **options)

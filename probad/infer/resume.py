@@ -97,8 +97,15 @@ def option_attrs(options: dict) -> dict:
             for name, value in options.items() if name in OPTIONS and value is not None}
 
 
-def recorded_options(idata) -> dict:
+def _check_type(idata, caller: str) -> None:
+    if not callable(getattr(idata, "groups", None)):
+        raise TypeError(f"{caller}: expected the arviz.InferenceData of a pb.hmc run, got "
+                        f"{type(idata).__name__}")
+
+
+def recorded_options(idata, caller: str) -> dict:
     """The sampler options of the run ``idata`` holds, as ``pb.hmc`` takes them."""
+    _check_type(idata, caller)
     attrs = idata.attrs
     options = {name: attrs[name] for name in OPTIONS if name in attrs}
     for name in ("max_tree_depth", "thin", "num_steps"):
@@ -175,11 +182,14 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
 
     Raises
     ------
+    TypeError
+        If ``idata`` is not an InferenceData.
     ValueError
         If ``idata`` holds no sampler state, or its sites or dimension differ
         from the model's, or (``exact``) the log density at a chain's end is
         not the one the run computed, or a chain was stopped early.
     """
+    _check_type(idata, caller)
     attrs = getattr(idata, "attrs", None) or {}
     if "posterior" not in idata.groups() or "last_position" not in attrs:
         raise ValueError(f"{caller}: this InferenceData has no sampler state to continue from "

@@ -233,6 +233,11 @@ def test_an_inference_data_without_sampler_state_is_refused():
         pb.extend(idata, correlated, DATA, progress=False)
 
 
+def test_something_else_than_an_inference_data_is_refused(run):
+    with pytest.raises(TypeError, match="expected the arviz.InferenceData of a pb.hmc run, got dict"):
+        pb.extend(dict(run.attrs), correlated, DATA, progress=False)
+
+
 def test_extend_refuses_other_data(run):
     with pytest.raises(ValueError, match="pass the model and data that were sampled"):
         pb.extend(run, correlated, {"y": onp.array([5.0, 5.0, 5.0])}, progress=False)
