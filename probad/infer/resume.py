@@ -67,7 +67,7 @@ class ChainStart(NamedTuple):
         """The chain's generator: the one it stopped with, else one from ``seed``."""
         if self.rng_state is None:
             return np.random.default_rng(seed)
-        rng = np.random.Generator(getattr(np.random, self.rng_state["bit_generator"])())
+        rng = np.random.Generator(np.random.PCG64())  # what default_rng makes
         rng.bit_generator.state = self.rng_state
         return rng
 
