@@ -37,6 +37,26 @@ eight schools 0.0609 vs 0.0627 (0.97x), radon 0.0366 vs 0.0400 (0.92x);
 against probad stan 2.26x and 1.58x. Per post-warmup gradient against PyMC:
 1.26x (eight schools), 0.80x (radon).
 
+Measured again (2026-12-06, ``--modes seq par --tools "probad fisher" nutpie
+pymc numpyro``, one run on 2 cores shared with other jobs whose load changed
+during the run, so seconds compare within a row's neighbours only roughly):
+
+=============  =========================  ======================  ===============
+model          ESS/grad all vs best peer  post-warmup vs PyMC     ESS/s seq / par
+=============  =========================  ======================  ===============
+eight schools  0.0527 / 0.0627 nutpie     0.0773 / 0.0714 1.08x   4.81x / 4.47x
+               (0.84x)                                            (nutpie both)
+logistic 10k   0.0607 / 0.0568 nutpie     0.0846 / 0.0969 0.87x   1.89x / 1.25x
+               (1.07x)                                            (nutpie both)
+radon          0.0393 / 0.0400 nutpie     0.0629 / 0.0732 0.86x   1.61x PyMC /
+               (0.98x)                                            2.15x nutpie
+=============  =========================  ======================  ===============
+
+Whole-call seconds, sequential then parallel: probad 3.6 / 4.3 (eight
+schools), 146.6 / 41.0 (logistic; the sequential run met the heaviest load),
+20.7 / 4.7 (radon); nutpie 20.5 / 22.2, 257.8 / 47.7, 55.3 / 10.0 (its
+compile time dominates the small models).
+
 Run: ``python benchmarks/bench_fisher.py`` (about 15 minutes on two quiet
 cores; ``--models eight_schools`` to restrict).
 """
