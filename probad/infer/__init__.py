@@ -7,8 +7,9 @@ function ``q -> (U, dU/dq)``; ``density`` builds that function from a model
 afterwards), starting where ``initialization`` says; ``mcmc`` drives chains
 (``resume`` keeps what warm starts and extensions go on from),
 ``results`` packages draws as ArviZ InferenceData and ``diagnostics`` checks
-them. ``advi``, ``svi`` (with ``autoguide`` and ``kl``) and ``laplace`` fit
-approximations to the same potential; ``reparam`` rewrites sites;
+them. ``advi`` (its loop in ``optimise``), ``svi`` (with ``autoguide`` and
+``kl``) and ``laplace`` fit approximations to the same potential, the
+Gaussian ones from ``gaussian``; ``reparam`` rewrites sites;
 ``predictive`` runs the model forward; ``sbc`` calibrates a model and its
 inference over many simulated data sets, on any executor (``cluster`` for
 Ray).

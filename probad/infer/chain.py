@@ -60,6 +60,12 @@ class ChainResult(NamedTuple):
         continue the chain as if it had never stopped.
     rng_state : dict
         ``bit_generator.state`` of the chain's generator when it stopped.
+    rejections : tuple of (str, int, str)
+        Evaluations during this chain where the density could not be
+        evaluated and the proposal got infinite energy: the kind (a failed
+        ODE solve, a failed Cholesky factor, a NaN energy), how many, and
+        what went wrong the first time; filled in by the driver from the
+        potential's ``rejections`` and ``rejection_examples``.
     """
 
     positions: np.ndarray
@@ -72,6 +78,7 @@ class ChainResult(NamedTuple):
     partial: bool
     last_state: kernels.HMCState
     rng_state: dict
+    rejections: tuple = ()
 
 
 class ChainProgress(NamedTuple):

@@ -438,6 +438,10 @@ def _naming_sites(error: TracedValueError, reached) -> TracedValueError:
 _UNDEFINED_AT = (onp.linalg.LinAlgError, ODEintError)
 
 
+def _undefined_what(error: Exception) -> str:
+    return "ODE solve" if isinstance(error, ODEintError) else "linear algebra"
+
+
 class _FailedStart(Exception):
     """A try of ``initial_point`` that cannot go on; the message says why."""
 
@@ -726,7 +730,7 @@ class Potential:
         if error is None:
             kind = "NaN energy"
         else:
-            kind = "ODE solve failed" if isinstance(error, ODEintError) else "linear algebra failed"
+            kind = f"{_undefined_what(error)} failed"
         self.rejections[kind] = self.rejections.get(kind, 0) + 1
         if kind not in self.rejection_examples:
             if error is None:  # once: it takes one more run of the model
@@ -889,10 +893,11 @@ class Potential:
             try:
                 init_trace = trace(substitute(seeded(self._model, rng), substitute_fn=init_value)
                                    ).get_trace(**self.data)
-            except onp.linalg.LinAlgError as exc:
+            except _UNDEFINED_AT as exc:
                 # As in sampling, where such a point gets infinite energy: a
-                # matrix that is not positive definite here is a failed try.
-                raise _FailedStart(f"the model's linear algebra failed ({exc})") from None
+                # matrix that is not positive definite, or an ODE solve that
+                # fails, here is a failed try.
+                raise _FailedStart(f"the model's {_undefined_what(exc)} failed ({exc})") from None
             try:
                 q = self._q_from_trace(init_trace)
             except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
@@ -925,8 +930,8 @@ class Potential:
                 model_trace, log_dets = self._concrete_run(q)
                 bad_density = [name for name, msg in model_trace.items()
                                if msg["type"] == "sample" and not _finite(scaled_log_prob(msg))]
-        except onp.linalg.LinAlgError as exc:
-            return f"the model's linear algebra failed ({exc})"
+        except _UNDEFINED_AT as exc:
+            return f"the model's {_undefined_what(exc)} failed ({exc})"
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]

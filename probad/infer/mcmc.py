@@ -176,12 +176,17 @@ def _run_job(job: _ChainJob, pot=None):
     native = None
     if job.kernel_backend != "python" and _native_form(pot) is not None:
         native = functools.partial(_native_form, pot)
+    # Chains run in this process share ``pot``: count this chain's rejections only.
+    before = dict(pot.rejections)
     try:
         # The kernels silence numpy's floating-point warnings themselves.
-        return run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
-                         seed_or_rng=rng,
-                         progress=progress if bar is None else bar, should_stop=job.stop,
-                         native_potential=native, **job.options)
+        result = run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
+                           seed_or_rng=rng,
+                           progress=progress if bar is None else bar, should_stop=job.stop,
+                           native_potential=native, **job.options)
+        return result._replace(rejections=tuple(
+            (kind, count - before.get(kind, 0), pot.rejection_examples.get(kind, ""))
+            for kind, count in pot.rejections.items() if count > before.get(kind, 0)))
     finally:
         if bar is not None:
             bar.close()
@@ -842,6 +847,17 @@ def _run_on_executor(jobs, executor, progress: bool):
     return results, errors, unfinished
 
 
+def _rejection_attrs(done) -> list[str]:
+    """``"<kind>: <count per chain>; first: <what went wrong>"`` for each
+    kind of rejected evaluation (warmup included): proposals given infinite
+    energy because the density could not be evaluated there (a failed ODE
+    solve and the solver's message, ...), instead of a warning per evaluation."""
+    counts = [{kind: count for kind, count, _ in r.rejections} for r in done]
+    examples = {kind: example for r in reversed(done) for kind, _, example in r.rejections}
+    return [f"{kind}: {[c.get(kind, 0) for c in counts]}; first: {examples[kind]}"
+            for kind in sorted(examples)]
+
+
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
     """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
     if adapt == "step_size":  # one phase, the metric frozen throughout
@@ -961,6 +977,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         **adaptation,
         **_inverse_metric_attrs([r.inverse_metric for r in done]),
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
+        "rejections": _rejection_attrs(done),
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
         "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
@@ -975,6 +992,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
                                     attrs=attrs, log_likelihood=log_likelihood)
     if previous is not None:
         idata = append_draws(previous, idata)
+    idata.sample_stats.attrs["rejections"] = idata.attrs["rejections"]
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)

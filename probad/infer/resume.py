@@ -289,6 +289,9 @@ def append_draws(first, extension):
              "num_gradient_evaluations": [int(gradients[r]) + int(n) for r, n in
                                           zip(rows, _per_chain(after, "num_gradient_evaluations"))],
              "partial": max(int(before["partial"]), int(after["partial"])),
+             # Each part's rejected evaluations, per kind: the run's, then the extension's.
+             "rejections": [*np.atleast_1d(before.get("rejections", [])).tolist(),
+                            *_per_chain(after, "rejections")],
              "failed_chains": [int(chain) for chain, _ in failures],
              "failure_reasons": [str(reason) for _, reason in failures]}
     groups = {}

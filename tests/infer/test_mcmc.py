@@ -163,29 +163,6 @@ def test_progress_bars_leave_the_draws_alone(on_pool, pool, capsys):
     assert_same_draws(shown, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
 
 
-def test_the_progress_bar_shows_phase_step_size_divergences_and_rate(capsys):
-    from probad.infer.chain import run_chain
-
-    events = []
-    run_chain(lambda q: (0.5 * q @ q, q), onp.zeros(2), seed_or_rng=0, draws=20, tune=20,
-              progress=events.append)
-    assert [e.phase for e in events] == ["warmup"] * 20 + ["sampling"] * 20
-    assert events[-1].iteration == events[-1].total == 40
-    # A hard wall (infinite energy past |q| = 1) makes trajectories diverge. The bar
-    # counts each phase's divergences afresh, so its figure is the summary's.
-    events = []
-    walled = run_chain(lambda q: (0.5 * q @ q if onp.all(onp.abs(q) < 1) else onp.inf, q),
-                       onp.zeros(2), seed_or_rng=1, draws=100, tune=100, warmup_draws=True,
-                       progress=events.append)
-    warm, kept = walled.warmup_stats["diverging"], walled.stats["diverging"]
-    assert warm.sum() > 0 and kept.sum() > 0
-    assert [e.divergences for e in events] == list(onp.cumsum(warm)) + list(onp.cumsum(kept))
-    run_chain(lambda q: (0.5 * q @ q, q), onp.zeros(2), seed_or_rng=0, draws=20, tune=20,
-              progress=True)
-    text = capsys.readouterr().err
-    assert "sampling, step size" in text and "divergences" in text and "draw/s" in text
-
-
 # ----------------------------------------------------------- output structure
 @pytest.fixture(scope="module")
 def schools():
