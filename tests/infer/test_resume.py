@@ -290,3 +290,13 @@ def test_ctrl_c_during_an_extension_returns_the_run_so_far():
     assert both.posterior.draw.values.tolist() == list(range(n))
     onp.testing.assert_array_equal(both.posterior["x"].values[0, :20],
                                    first.posterior["x"].values[0])
+
+
+def test_an_extended_run_can_be_warm_started_and_plotted():
+    first = quiet(pb.hmc, correlated, DATA, draws=10, tune=50, chains=2, seed=4,
+                  warmup_draws=True)
+    both = quiet(pb.extend, first, correlated, DATA, draws=10)
+    pb.plot_warmup(both)
+    warm = quiet(pb.hmc, correlated, DATA, draws=10, tune=0, chains=2, seed=5, warm_start=both)
+    onp.testing.assert_array_equal(warm.sample_stats["step_size"].values[:, 0],
+                                   both.attrs["step_size"])
