@@ -400,9 +400,11 @@ def step_size_adaptation(*, target_accept: float = 0.8) -> WindowAdaptation:
 
     The warmup of a warm start (``pb.hmc(..., warm_start=idata)``): the
     earlier run's metric was estimated from its whole warmup, better than any
-    short new warmup could; its step size is the start of dual averaging
-    (``mu = log(10 * step_size)``, as after every search), with no search:
-    it was adapted to this metric already.
+    short new warmup could. Its step size was adapted to this metric
+    already, so there is no search, and dual averaging starts there and
+    shrinks towards it (``mu = log(step_size)``, not the ``log(10 *
+    step_size)`` that explores larger steps after a search): a short warmup
+    then moves the step size only as far as the new acceptance asks.
 
     Returns
     -------
@@ -412,8 +414,8 @@ def step_size_adaptation(*, target_accept: float = 0.8) -> WindowAdaptation:
     """
 
     def init(rng, state, potential_fn, step_size, inverse_metric):
-        return WindowAdaptationState(0, step_size, make_metric(inverse_metric),
-                                     dual_averaging_init(step_size), None)
+        da_state = dual_averaging_init(step_size)._replace(mu=math.log(step_size))
+        return WindowAdaptationState(0, step_size, make_metric(inverse_metric), da_state, None)
 
     def update(rng, adapt_state, state, accept_stat, potential_fn):
         da_state = dual_averaging_update(adapt_state.dual_averaging, accept_stat, target_accept)

@@ -336,8 +336,10 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         was estimated from the whole earlier warmup, better than a short new
         one could. With ``tune=0`` the step size is kept too; with ``tune >
         0`` the warmup adapts it alone, by dual averaging from the earlier
-        one (``attrs["adaptation"]`` is ``"step_size"``), which a few dozen
-        iterations do when the data changed. The data may differ (new
+        one (``attrs["adaptation"]`` is ``"step_size"``), for new data; give
+        it 150 iterations or more: averaged over 50, dual averaging ends
+        about 20% below the step size it converges to (measured on radon,
+        ``benchmarks/bench_warm_start.py``). The data may differ (new
         observations); the latent sites and their shapes may not, and
         ``chains`` must be the run's chain count. To adapt a new metric,
         start a run without ``warm_start``; to continue the same chains with

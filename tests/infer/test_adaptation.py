@@ -328,7 +328,7 @@ def test_step_size_adaptation_keeps_the_metric_and_dual_averages_from_the_given_
     adaptation = step_size_adaptation(target_accept=0.8)
     adapt_state = adaptation.init(None, state, None, 0.3, inverse_metric)
     assert adapt_state.step_size == 0.3
-    expected = dual_averaging_init(0.3)
+    expected = dual_averaging_init(0.3)._replace(mu=math.log(0.3))
     for accept in (1.0, 0.9, 0.2, 0.7):
         adapt_state = adaptation.update(None, adapt_state, state, accept, None)
         expected = dual_averaging_update(expected, accept, 0.8)
