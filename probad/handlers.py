@@ -18,6 +18,8 @@ from collections import OrderedDict
 
 import numpy as onp
 
+from .ad import numpy as anp
+from .ad.extend import getval
 from .primitives import CondIndepStackFrame, Messenger, SiteError, apply_stack
 
 __all__ = [
@@ -337,16 +339,18 @@ class mask(Messenger):
     """
 
     def __init__(self, fn=None, mask=True):
-        if onp.asarray(mask).dtype != bool:
-            raise TypeError(f"mask must be a bool or a boolean array, got dtype "
-                            f"{onp.asarray(mask).dtype}")
+        # A traced mask is allowed: one computed from a site that Gibbs steps
+        # sample is an input of the compiled potential.
+        dtype = onp.asarray(getval(mask)).dtype
+        if dtype != bool:
+            raise TypeError(f"mask must be a bool or a boolean array, got dtype {dtype}")
         self.mask = mask
         super().__init__(fn)
 
     def process_message(self, msg):
         if msg["type"] == "sample":
             msg["mask"] = (self.mask if msg["mask"] is None
-                           else onp.logical_and(self.mask, msg["mask"]))
+                           else anp.logical_and(self.mask, msg["mask"]))
 
 
 # A causal question asks what follows if a site were set, not observed:

@@ -33,6 +33,7 @@ from .chain import check_adapt, run_chain, show_progress
 from .density import potential as make_potential
 from .diagnostics import SamplingWarning, check_sampling
 from .fisher_adaptation import fisher_schedule
+from .gibbs import gibbs_steps, warn_of_gibbs_sites
 from .initialization import init_to_uniform, init_to_value
 from .kernels import LowRankInverseMetric
 from .progress import progress_bar
@@ -160,7 +161,7 @@ def _run_job(job: _ChainJob, pot=None):
     """Run one chain; in a worker process the potential is built there."""
     if pot is None:
         pot = make_potential(job.model, job.data, compile=job.compile,
-                             backend=_potential_backend(job.kernel_backend))
+                             backend=_potential_backend(job.kernel_backend), gibbs=True)
     init_seed, chain_seed = job.seed.spawn(2) if job.seed is not None else (None, None)
     if job.start is not None:
         q0 = job.start.state if job.start.state is not None else job.start.position
@@ -183,7 +184,8 @@ def _run_job(job: _ChainJob, pot=None):
         result = run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
                            seed_or_rng=rng,
                            progress=progress if bar is None else bar, should_stop=job.stop,
-                           native_potential=native, **job.options)
+                           native_potential=native,
+                           gibbs=gibbs_steps(pot) if pot.discrete else None, **job.options)
         return result._replace(rejections=tuple(
             (kind, count - before.get(kind, 0), pot.rejection_examples.get(kind, ""))
             for kind, count in pot.rejections.items() if count > before.get(kind, 0)))
@@ -247,6 +249,14 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     ----------
     model : callable
         A sampler program: a Python function that calls ``pb.sample``.
+        Discrete latent sites marked for enumeration are summed out; every
+        other discrete latent site is sampled by Gibbs steps between the NUTS
+        transitions (:mod:`probad.infer.gibbs`: full conditionals over a
+        finite support, random-walk Metropolis over an infinite one), gets
+        its values as float64 whole numbers, and joins the posterior; a
+        :class:`~probad.infer.gibbs.GibbsWarning` and
+        ``idata.attrs["discrete_sampling"]`` say how each was sampled. The
+        ``log_likelihood`` group is then conditional on those sites' draws.
     data : mapping, optional
         Keyword arguments for the model. Observed sites get their values
         here; a site whose data is ``None`` is latent.
@@ -381,8 +391,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                          "where the earlier run's chains stopped)")
     start = time.perf_counter()
     # validates the model before sampling
-    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend),
+                         gibbs=True)
     pot.check_start(init, "pb.hmc")
+    if pot.discrete:
+        warn_of_gibbs_sites(gibbs_steps(pot), stacklevel=2)
     starts = [None] * chains
     if warm_start is not None:
         starts = list(read_starts(warm_start, pot, caller="pb.hmc(warm_start=...)",
@@ -481,7 +494,8 @@ def extend(idata, model, data: Mapping | None = None, *, draws: int = 1000,
     _check_options(draws=draws, tune=0, chains=1, seed=None, executor=executor, cores=cores,
                    coords=None, dims=None, kernel_backend=kernel_backend, **run)
     start = time.perf_counter()
-    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend),
+                         gibbs=True)
     build_time = time.perf_counter() - start
     starts = read_starts(idata, pot, caller="pb.extend", exact=True)
     run.update(draws=draws, tune=0, adapt=idata.attrs.get("adaptation", "stan"),
@@ -962,11 +976,14 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
     interrupted = len(results) + len(errors) < chains or any(r.partial for r in done) or \
         any(len(r.positions) > n for r in done)
     q = np.stack([r.positions[:n] for r in done])
+    discrete = None if done[0].discrete is None else np.stack([r.discrete[:n] for r in done])
     stats = {k: np.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
-    warm_q = warm_stats = None
+    warm_q = warm_stats = warm_discrete = None
     if done[0].warmup_positions is not None:
         m = min(len(r.warmup_positions) for r in done)
         warm_q = np.stack([r.warmup_positions[:m] for r in done])
+        if discrete is not None:
+            warm_discrete = np.stack([r.warmup_discrete[:m] for r in done])
         warm_stats = {k: np.stack([r.warmup_stats[k][:m] for r in done]) for k in done[0].warmup_stats}
     from .. import __version__
 
@@ -987,11 +1004,15 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         **chain_state_attrs(kept, done),
         **(_seed_attrs(seed) if seed is not None else {}),
     }
+    if pot.discrete:
+        attrs["discrete_sampling"] = "; ".join(
+            f"{name}: {how}" for name, how in gibbs_steps(pot).describe().items())
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
     coords = {"chain": kept, **(coords or {})}
     idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
                                     warmup_stats=warm_stats, coords=coords, dims=dims,
-                                    attrs=attrs, log_likelihood=log_likelihood)
+                                    attrs=attrs, log_likelihood=log_likelihood,
+                                    discrete=discrete, warmup_discrete=warm_discrete)
     if previous is not None:
         idata = append_draws(previous, idata)
     idata.sample_stats.attrs["rejections"] = idata.attrs["rejections"]

@@ -185,11 +185,18 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
     TypeError
         If ``idata`` is not an InferenceData.
     ValueError
-        If ``idata`` holds no sampler state, or its sites or dimension differ
+        If the model has Gibbs-sampled discrete sites (not carried over yet),
+        or ``idata`` holds no sampler state, or its sites or dimension differ
         from the model's, or (``exact``) the log density at a chain's end is
         not the one the run computed, or a chain was stopped early.
     """
     _check_type(idata, caller)
+    if getattr(pot, "discrete", None):
+        # A chain's end would need its discrete values too, and the first Gibbs
+        # sweep that a chain makes at its start would break the stream.
+        raise ValueError(f"{caller}: runs of models with Gibbs-sampled discrete sites "
+                         f"({', '.join(pot.discrete)}) cannot be continued yet; start a new "
+                         "run with pb.hmc")
     attrs = getattr(idata, "attrs", None) or {}
     if "posterior" not in idata.groups() or "last_position" not in attrs:
         raise ValueError(f"{caller}: this InferenceData has no sampler state to continue from "

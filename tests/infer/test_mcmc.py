@@ -590,9 +590,10 @@ def invalid_parameter():
     pb.sample("x", dist.Normal(0.0, -1.0))
 
 
-def latent_coin():
-    p = pb.sample("p", dist.Beta(1.0, 1.0))
-    pb.sample("coin", dist.Bernoulli(probs=p))
+def latent_counts():
+    # Discrete with vector values: neither enumerated nor Gibbs-sampled.
+    p = pb.sample("p", dist.Dirichlet(np.ones(3)))
+    pb.sample("counts", dist.Multinomial(5, p))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -614,7 +615,7 @@ def test_bad_options_raise_before_sampling(options, message):
 
 @pytest.mark.parametrize("model, data, message", [
     (invalid_parameter, None, "site 'x'.*scale"),
-    (latent_coin, None, "site 'coin'.*[Mm]arginalise"),
+    (latent_counts, None, "site 'counts'.*[Mm]arginalise"),
     (eight_schools_noncentered, dict(EIGHT_SCHOOLS, y=onp.array([28.0, 8.0, onp.nan, 7.0, -1.0,
                                                                   1.0, 18.0, 12.0])),
      "site 'y'.*NaN"),

@@ -300,3 +300,18 @@ def test_an_extended_run_can_be_warm_started_and_plotted():
     warm = quiet(pb.hmc, correlated, DATA, draws=10, tune=0, chains=2, seed=5, warm_start=both)
     onp.testing.assert_array_equal(warm.sample_stats["step_size"].values[:, 0],
                                    both.attrs["step_size"])
+
+
+def test_runs_with_gibbs_sampled_sites_are_refused_not_continued_wrongly():
+    from probad.infer import GibbsWarning
+    from tests.infer.test_gibbs import COUNT_DATA, latent_count
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GibbsWarning)
+        first = quiet(pb.hmc, latent_count, COUNT_DATA, draws=10, tune=20, chains=1, seed=0,
+                      cores=1)
+        with pytest.raises(ValueError, match=r"Gibbs-sampled discrete sites \(n\) cannot be "
+                                             "continued yet"):
+            pb.extend(first, latent_count, COUNT_DATA, progress=False)
+        with pytest.raises(ValueError, match="Gibbs-sampled discrete sites"):
+            pb.hmc(latent_count, COUNT_DATA, chains=1, warm_start=first, progress=False)
