@@ -10,10 +10,11 @@ rearrange elements (reshape, transpose, basic indexing, broadcast_to, flip,
 diagonal) are resolved here: the slot of the result is a strided *view* of
 its operand's place, or, when no strides describe it, one gather.
 
-Each primitive's lowering is declared in one table, :data:`LOWERINGS`
-(``prim.fun -> lowering``), next to the op codes it emits; adding a native
-primitive means an entry there and, for a new elementwise function, a branch
-in the interpreter's scalar kernel.
+Each primitive declares its lowering where it is defined, with its
+derivative rules (``defprimitive(prim, native="unary:exp")``); the names it
+may use are the lowerings here, :data:`LOWERINGS`, and the interpreter's
+elementwise kernels. Adding a native primitive means that declaration and,
+for a new elementwise function, a branch in the interpreter's scalar kernel.
 
 Booleans live in the workspace as 0.0/1.0; integer-valued slots, float32,
 complex values and primitives with no lowering leave the tape on the numpy
@@ -36,17 +37,14 @@ import math
 
 import numpy as onp
 
-from .. import builtins as containers
-from ..numpy import linalg as ad_la
 from ..numpy import numpy_wrapper as anp
 from ..numpy.numpy_boxes import _index, _item
-from ..scipy import linalg as ad_sla
 from ..scipy import special as ad_special
 from . import interpreter as interp
-from .codegen import GuardFailure, _Node, scatter_disjoint, template_refs
+from .codegen import GuardFailure, _Node, template_refs
 from .tape import Ref
 
-__all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "Unsupported",
+__all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "lowering_of", "Unsupported",
            "estimated_costs"]
 
 _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERNARY, interp.REDUCE
@@ -619,56 +617,52 @@ def _same(lw, op):
     lw.view_of(op, v, op.args[0])
 
 
-_UNARY_FUNS = {onp.negative: "negative", onp.exp: "exp", onp.log: "log", onp.log1p: "log1p",
-               onp.expm1: "expm1", onp.sqrt: "sqrt", onp.absolute: "absolute",
-               onp.sign: "sign", onp.tanh: "tanh", onp.isfinite: "isfinite",
-               onp.logical_not: "logical_not", onp.sin: "sin", onp.cos: "cos",
-               onp.square: "square", onp.reciprocal: "reciprocal", onp.isnan: "isnan",
-               onp.sinh: "sinh", onp.cosh: "cosh", onp.arctan: "arctan", onp.log2: "log2",
-               onp.log10: "log10", onp.exp2: "exp2", onp.floor: "floor", onp.ceil: "ceil",
-               onp.rint: "rint", onp.trunc: "trunc", onp.positive: "copy",
-               ad_special.expit.fun: "expit", ad_special.softplus.fun: "softplus",
-               ad_special.log_expit.fun: "log_expit", ad_special.gammaln.fun: "gammaln",
-               ad_special.digamma.fun: "digamma"}
-_BINARY_FUNS = {onp.add: "add", onp.subtract: "subtract", onp.multiply: "multiply",
-                onp.divide: "divide", onp.power: "power", onp.logaddexp: "logaddexp",
-                onp.equal: "equal", onp.not_equal: "not_equal", onp.less: "less",
-                onp.less_equal: "less_equal", onp.greater: "greater",
-                onp.greater_equal: "greater_equal", onp.logical_and: "logical_and",
-                onp.logical_or: "logical_or", onp.logical_xor: "logical_xor",
-                onp.maximum: "maximum", onp.minimum: "minimum", onp.fmax: "fmax",
-                onp.fmin: "fmin", onp.arctan2: "arctan2", onp.hypot: "hypot",
-                ad_special.xlogy.fun: "xlogy", ad_special.xlog1py.fun: "xlog1py"}
-
-#: ``prim.fun`` -> ``lowering(lowerer, op)``: every primitive the native
-#: backend runs, in one place.
+#: What a primitive's ``native=`` declaration (``core.defprimitive``) may
+#: name: ``"unary:<kernel>"`` and ``"binary:<kernel>"`` for the interpreter's
+#: elementwise kernels, else one of the lowerings above. A lowering is
+#: ``lowering(lowerer, op)``.
 LOWERINGS = {
-    **{fun: _elementwise("UN", _UN[name]) for fun, name in _UNARY_FUNS.items()},
-    **{fun: _elementwise("BIN", _BIN[name]) for fun, name in _BINARY_FUNS.items()},
-    anp.where3.fun: _where,
-    anp._clip.fun: _clip,
-    onp.sum: _sum,
-    onp.mean: _mean,
-    ad_special._logsumexp.fun: _logsumexp,
-    ad_special._softmax_weights.fun: _softmax_weights,
-    onp.matmul: _matmul,
-    onp.dot: _matmul,
-    anp.untake.fun: _untake,
-    scatter_disjoint.fun: _scatter_disjoint,
-    anp.diagonal_adjoint.fun: _diagonal_adjoint,
-    anp.concatenate_args.fun: _concatenate,
-    anp.array_from_args.fun: _array_from_args,
-    onp.cumsum: _cumsum,
-    ad_la.cholesky.fun: _cholesky,
-    onp.linalg.solve: _solve,
-    ad_sla._solve_triangular.fun: _solve_triangular,
-    anp.astype_float.fun: _same,
-    onp.real: _same,
-    **{fun: _rearranging for fun in (
-        anp.getitem.fun, containers.container_take.fun, onp.reshape, onp.ravel, onp.squeeze,
-        onp.expand_dims, onp.transpose, onp.swapaxes, onp.moveaxis, onp.flip,
-        anp.diagonal.fun, anp.broadcast_to.fun)},
+    "unary": lambda kernel: _elementwise("UN", _UN[kernel]),
+    "binary": lambda kernel: _elementwise("BIN", _BIN[kernel]),
+    "where": _where,
+    "clip": _clip,
+    "sum": _sum,
+    "mean": _mean,
+    "logsumexp": _logsumexp,
+    "softmax_weights": _softmax_weights,
+    "matmul": _matmul,
+    "untake": _untake,
+    "scatter_disjoint": _scatter_disjoint,
+    "diagonal_adjoint": _diagonal_adjoint,
+    "concatenate": _concatenate,
+    "array_from_args": _array_from_args,
+    "cumsum": _cumsum,
+    "cholesky": _cholesky,
+    "solve": _solve,
+    "solve_triangular": _solve_triangular,
+    "same": _same,
+    "rearrange": _rearranging,
 }
+_KERNELS = {"unary": _UN, "binary": _BIN}
+_RESOLVED: dict = {}  # declaration -> lowering
+
+
+def lowering_of(prim):
+    """The lowering that ``prim`` declares for this backend, or None."""
+    spec = prim.lowerings.get("native")
+    if spec is None:
+        return None
+    try:
+        return _RESOLVED[spec]
+    except KeyError:
+        kind, _, kernel = spec.partition(":")
+        kernels = _KERNELS.get(kind)
+        if kind not in LOWERINGS or not (kernel in kernels if kernels is not None else not kernel):
+            raise ValueError(f"'{prim.__name__}' declares native={spec!r}, which names no lowering "
+                             "(see probad.ad.compiler.native.LOWERINGS)") from None
+        found = _RESOLVED[spec] = LOWERINGS[kind](kernel) if kernel else LOWERINGS[kind]
+        return found
+
 
 # The cost model behind ``backend="auto"``: nanoseconds per op and per
 # element, measured on an AVX-512 machine (numpy 2.4, numba 0.68). numpy pays
@@ -723,7 +717,7 @@ def _guard(lw, guard) -> None:
 
 def unsupported_primitives(tape) -> list[str]:
     """Names of the tape's primitives that have no native lowering."""
-    return sorted({op.name for op in tape.ops if op.prim.fun not in LOWERINGS})
+    return sorted({op.name for op in tape.ops if lowering_of(op.prim) is None})
 
 
 def lower(tape) -> Program:
@@ -757,7 +751,7 @@ def lower(tape) -> Program:
         while guard is not None and guard.position <= at:
             _guard(lw, guard)
             guard = next(pending, None)
-        LOWERINGS[op.prim.fun](lw, op)
+        lowering_of(op.prim)(lw, op)
         for slot in dying.get(i, ()):
             lw.release(slot)
     while guard is not None:

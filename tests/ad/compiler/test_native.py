@@ -11,8 +11,11 @@ import probad.ad.numpy as np
 from probad import distributions as dist
 from probad.ad import value_and_grad
 from probad.ad.compiler import CompileWarning, compile
-from probad.ad.compiler import interpreter, native
+from probad.ad.compiler import interpreter
+from probad.ad.compiler.native import lowering_of
+from probad.ad.extend import defprimitive
 from probad.ad.scipy import special
+from probad.ad.tracer import primitive
 from tests import models as M
 from tests import posteriordb_models as P
 
@@ -154,6 +157,25 @@ def test_missing_lowering_falls_back_with_one_warning_naming_it():
     assert all(t.native is None for ts in fast.tapes.values() for t in ts)
 
 
+def test_a_new_primitive_runs_natively_by_its_declaration():
+    @primitive
+    def growth(x):
+        return onp.exp(x)
+
+    defprimitive(growth, vjp=lambda g, ans, x: g * ans, native="unary:exp")
+    f = value_and_grad(lambda x: np.sum(growth(x) * x))
+    fast = compile(f, backend="native")
+    x = onp.array([0.5, -1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # no fallback
+        got = fast(x)
+    assert all(t.native is not None for ts in fast.tapes.values() for t in ts)
+    assert_close(got[1], f(x)[1])
+    defprimitive(growth, native="unary:no_such_kernel")
+    with pytest.raises(ValueError, match="'growth' declares native='unary:no_such_kernel'"):
+        lowering_of(growth)
+
+
 def test_auto_backend_keeps_numpy_for_long_vectors_of_exp():
     def f(x):
         return np.sum(np.exp(x) + np.log1p(np.exp(-x)))
@@ -182,14 +204,10 @@ SPECIAL = onp.array([-3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 2.5, 40.0, onp.
                      onp.nan])
 
 
-def _wrapped(fun):
-    """The probad.ad function that records ``fun`` (numpy's or scipy's)."""
-    name = fun.__name__
-    for module in (np, special):
-        wrapped = getattr(module, name, None)
-        if wrapped is not None and getattr(wrapped, "fun", None) is fun:
-            return wrapped
-    return special.softplus if fun is special.softplus.fun else getattr(np, name)
+def _declaring(kind):
+    """The primitives that declare a native elementwise kernel of ``kind``."""
+    return sorted((p for p in primitive.instances if p.lowerings.get("native", "").startswith(kind + ":")),
+                  key=lambda p: p.__name__)
 
 
 def _compare(f, *args):
@@ -208,16 +226,14 @@ def _compare(f, *args):
         assert onp.array_equal(onp.isnan(got), onp.isnan(want))
 
 
-@pytest.mark.parametrize("fun", list(native._UNARY_FUNS), ids=lambda f: f.__name__)
-def test_unary_lowering_agrees_with_numpy(fun):
-    prim = _wrapped(fun)
+@pytest.mark.parametrize("prim", _declaring("unary"), ids=lambda p: p.__name__)
+def test_unary_lowering_agrees_with_numpy(prim):
     _compare(lambda x: prim(x), SPECIAL)
     _compare(lambda x: prim(x[None, :] * x[:3, None]), SPECIAL)  # strided, broadcast
 
 
-@pytest.mark.parametrize("fun", list(native._BINARY_FUNS), ids=lambda f: f.__name__)
-def test_binary_lowering_agrees_with_numpy(fun):
-    prim = _wrapped(fun)
+@pytest.mark.parametrize("prim", _declaring("binary"), ids=lambda p: p.__name__)
+def test_binary_lowering_agrees_with_numpy(prim):
     x, y = onp.meshgrid(SPECIAL, SPECIAL)
     _compare(lambda a, b: prim(a, b), x, y)
     _compare(lambda a, b: prim(a[:, :1], b.T), x, y)  # broadcast, transposed
