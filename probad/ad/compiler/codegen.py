@@ -202,9 +202,30 @@ def _identity_operand(op: Op, meta):
     return None
 
 
+#: Largest array constant (in bytes) that common-subexpression elimination
+#: compares by value; a larger one is compared by identity.
+_VALUE_KEY_BYTES = 4096
+
+
+def _frozen_array(value) -> bool:
+    """A plain numeric array that nothing can change behind the tape's back:
+    read-only, and so is every array whose memory it views. The tape's own
+    snapshots of writeable constants (``RecordTrace._constant``) are such."""
+    if type(value) is not onp.ndarray or value.dtype.kind not in "biufc" \
+            or value.nbytes > _VALUE_KEY_BYTES:
+        return False
+    while isinstance(value, onp.ndarray):
+        if value.flags.writeable:
+            return False
+        value = value.base
+    return value is None
+
+
 def _constant_key(value):
     """A hashable stand-in for a constant: by value for scalars (bit pattern,
-    so 0.0 and -0.0 differ), by identity for anything else."""
+    so 0.0 and -0.0 differ), for tuples of them and for small frozen arrays
+    (a one-hot mask that a loop builds afresh at every step is one constant),
+    by identity for anything else."""
     t = type(value)
     if t in _LITERAL_TYPES:
         return t, value
@@ -212,6 +233,8 @@ def _constant_key(value):
         return t, onp.asarray(value).tobytes()
     if t is tuple and _is_literal(value):
         return t, tuple((type(v), v) for v in value)  # (1, True) is not (1, 1)
+    if _frozen_array(value):
+        return t, value.dtype.str, value.shape, value.tobytes()
     return "id", id(value)
 
 
