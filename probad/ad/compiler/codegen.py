@@ -223,7 +223,7 @@ def _frozen_array(value) -> bool:
 
 def _constant_key(value):
     """A hashable stand-in for a constant: by value for scalars (bit pattern,
-    so 0.0 and -0.0 differ), for tuples of them and for small frozen arrays
+    so 0.0 and -0.0 differ), for small frozen arrays and for tuples of these
     (a one-hot mask that a loop builds afresh at every step is one constant),
     by identity for anything else."""
     t = type(value)
@@ -231,8 +231,8 @@ def _constant_key(value):
         return t, value
     if t is float or isinstance(value, onp.generic) and value.dtype.kind in "biufc":
         return t, onp.asarray(value).tobytes()
-    if t is tuple and _is_literal(value):
-        return t, tuple((type(v), v) for v in value)  # (1, True) is not (1, 1)
+    if t is tuple:  # an index: (1, True) is not (1, 1)
+        return t, tuple(_constant_key(v) for v in value)
     if _frozen_array(value):
         return t, value.dtype.str, value.shape, value.tobytes()
     return "id", id(value)
