@@ -36,6 +36,7 @@ from numpy.lib import NumpyVersion
 
 from .. import builtins as containers
 from ..numpy import numpy_wrapper as anp
+from ..tracer import constant_key
 from .tape import Guard, Op, Ref, shape_signature
 
 __all__ = ["Tape", "GuardFailure", "build_tape", "SIMPLIFICATIONS"]
@@ -202,40 +203,22 @@ def _identity_operand(op: Op, meta):
     return None
 
 
-#: Largest array constant (in bytes) that common-subexpression elimination
-#: compares by value; a larger one is compared by identity.
-_VALUE_KEY_BYTES = 4096
-
-
-def _frozen_array(value) -> bool:
-    """A plain numeric array that nothing can change behind the tape's back:
+def _frozen(array) -> bool:
+    """Whether nothing can change ``array`` behind the tape's back: it is
     read-only, and so is every array whose memory it views. The tape's own
     snapshots of writeable constants (``RecordTrace._constant``) are such."""
-    if type(value) is not onp.ndarray or value.dtype.kind not in "biufc" \
-            or value.nbytes > _VALUE_KEY_BYTES:
-        return False
-    while isinstance(value, onp.ndarray):
-        if value.flags.writeable:
+    while isinstance(array, onp.ndarray):
+        if array.flags.writeable:
             return False
-        value = value.base
-    return value is None
+        array = array.base
+    return array is None
 
 
 def _constant_key(value):
-    """A hashable stand-in for a constant: by value for scalars (bit pattern,
-    so 0.0 and -0.0 differ), for small frozen arrays and for tuples of these
-    (a one-hot mask that a loop builds afresh at every step is one constant),
-    by identity for anything else."""
-    t = type(value)
-    if t in _LITERAL_TYPES:
-        return t, value
-    if t is float or isinstance(value, onp.generic) and value.dtype.kind in "biufc":
-        return t, onp.asarray(value).tobytes()
-    if t is tuple:  # an index: (1, True) is not (1, 1)
-        return t, tuple(_constant_key(v) for v in value)
-    if _frozen_array(value):
-        return t, value.dtype.str, value.shape, value.tobytes()
-    return "id", id(value)
+    """A constant compared by value where it cannot change (scalars, small
+    frozen arrays: a one-hot mask that a loop builds afresh at every step is
+    one constant, and tuples of these), by identity otherwise."""
+    return constant_key(value, _frozen)
 
 
 def _op_key(op):
