@@ -40,7 +40,7 @@ from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_di
 from .initialization import init_to_uniform, init_to_value
 
 __all__ = ["potential", "Potential", "Site", "log_density", "MissingDataWarning",
-           "scaled_log_prob", "dim_names"]
+           "NoFiniteStartError", "scaled_log_prob", "dim_names"]
 
 # Tries of the init strategy before giving up on a finite starting point.
 MAX_INIT_ATTEMPTS = 100
@@ -440,6 +440,14 @@ _UNDEFINED_AT = (onp.linalg.LinAlgError, ODEintError)
 
 class _FailedStart(Exception):
     """A try of ``initial_point`` that cannot go on; the message says why."""
+
+
+class NoFiniteStartError(ValueError):
+    """``initial_point`` found no point where ``U`` and its gradient are finite.
+
+    Unlike the model's own errors, which every start meets alike, this one
+    depends on the points tried: another seed may succeed.
+    """
 
 
 class Potential:
@@ -850,11 +858,12 @@ class Potential:
         ------
         ValueError
             As :meth:`check_start` (no latent sites, or ``strategy`` gives
-            values for sites that are not latent), or after
-            ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
-            try failed: an invalid distribution parameter, a value outside
-            its support (a draw that underflowed to the edge), a log density,
-            Jacobian or gradient that was not finite.
+            values for sites that are not latent), or (a
+            :class:`NoFiniteStartError`) after ``MAX_INIT_ATTEMPTS`` tries,
+            naming the sites where the last try failed: an invalid
+            distribution parameter, a value outside its support (a draw that
+            underflowed to the edge), a log density, Jacobian or gradient
+            that was not finite.
         """
         self.check_start(strategy)
         rng = onp.random.default_rng(seed)
@@ -877,7 +886,7 @@ class Potential:
                 return self._try_start(init_value, rng)
             except _FailedStart as failure:
                 last_failure = failure
-        raise ValueError(
+        raise NoFiniteStartError(
             f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at the "
             f"last try: {last_failure}. Check that the data fit the likelihood and the priors' "
             "supports, or give starting values with init_to_value(values={...}).")

@@ -30,6 +30,7 @@ import numpy as np
 
 from .adaptation import window_ends
 from .chain import check_adapt, run_chain, show_progress
+from .density import NoFiniteStartError
 from .density import potential as make_potential
 from .diagnostics import SamplingWarning, check_sampling
 from .fisher_adaptation import fisher_schedule
@@ -353,6 +354,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
+    _check_model_runs(pot)
     if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
         _warn_short_warmup(tune)
     if seed is None:
@@ -382,6 +384,20 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
                     algorithm=algorithm, log_likelihood=log_likelihood, seed=seed,
                     adaptation=_adaptation_attrs(adapt, tune))
+
+
+def _check_model_runs(pot) -> None:
+    """Find a start and its gradient here, once, before any chain starts.
+
+    A model error that does not depend on the point (``float()`` of a latent
+    value, plain numpy on one, a shape clash) would otherwise fail every
+    chain alike, each in its worker, and come back as "every chain failed".
+    Not finding a finite start is left to the chains: each tries points of
+    its own, from its own ``init``. The compiled tape recorded here serves
+    the chains run in this process.
+    """
+    with contextlib.suppress(NoFiniteStartError):
+        pot.value_and_grad(pot.initial_point(seed=0))
 
 
 def _is_int(value) -> bool:

@@ -23,6 +23,7 @@ import probad as pb
 import probad.ad.numpy as np
 from probad import distributions as dist
 from probad import handlers
+from probad.ad.misuse import TracedValueError
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
 from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
                           eight_schools_noncentered)
@@ -645,6 +646,19 @@ def test_bad_options_raise_before_sampling(options, message):
 def test_bad_input_raises_before_sampling(model, data, message):
     with pytest.raises(ValueError, match=message):
         pb.hmc(model, data, executor=NoChainsExecutor(), progress=False)
+
+
+def float_of_a_latent(y):
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    pb.sample("y", dist.Normal(float(mu), 1.0), obs=y)
+
+
+def test_a_model_error_every_chain_would_meet_is_raised_once_before_any_chain_starts():
+    """float() of a latent fails at every point: it is raised here, naming the
+    site and the fix, not as "every chain failed" from the workers."""
+    with pytest.raises(TracedValueError, match=r"latent site\(s\) 'mu': float\(\)"):
+        pb.hmc(float_of_a_latent, {"y": onp.zeros(3)}, executor=NoChainsExecutor(),
+               progress=False)
 
 
 # ------------------------------------------- issue 19: nothing hidden, no work lost
