@@ -54,6 +54,11 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    rejections : dict or None
+        Filled in by ``pb.hmc``, which knows the potential: evaluations in
+        this chain (warmup included) where the density could not be
+        evaluated and the proposal was rejected, ``kind -> (count, what went
+        wrong the first time, or None)``; see ``Potential.rejections``.
     """
 
     positions: np.ndarray
@@ -64,6 +69,7 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
+    rejections: dict | None = None
 
 
 class ChainProgress(NamedTuple):

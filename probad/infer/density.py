@@ -29,6 +29,7 @@ from ..ad.compiler import compile as compile_function
 from ..ad.extend import isbox
 from ..ad.misuse import TracedValueError, explain
 from ..ad.scipy.integrate import ODEintError
+from ..distributions import constraints
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           validation_suspended)
 from ..distributions.transforms import biject_to, sum_rightmost
@@ -153,6 +154,51 @@ def _parameter_problem(msg) -> str | None:
     except ValueError as exc:
         return f"site '{msg['name']}': {exc}"
     return None
+
+
+# Constraints decided by elementwise comparisons, which a compiled tape can
+# record: the ones whose violation a log density may not show (Beta(-0.5, 1)
+# has a finite log density). NaN fails them too. Others are left to NaN
+# (``real``) or to the failure they cause (a Cholesky factor of a matrix
+# that is not positive definite).
+_COMPARISONS = (constraints.greater_than, constraints.less_than, constraints.interval,
+                type(constraints.nonnegative))
+
+
+def _comparison(constraint):
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    return constraint if isinstance(constraint, _COMPARISONS) else None
+
+
+def _invalid_parameter_penalty(model_trace, latent_names):
+    """0.0 if every parameter of the trace's distributions lies in its
+    constraint, else NaN: the energy's term that makes a proposal with an
+    invalid parameter a rejected one, on every path (eager, compiled, native).
+
+    Traced parameters give a traced term. A latent value used as it is where
+    its support is the parameter's constraint (``Normal(mu, tau)`` with
+    ``tau`` a positive site) is not checked: its transform keeps it valid,
+    and the tape of such a model stays as it was. Concrete parameters (data,
+    or every parameter when nothing is traced) are checked here and add
+    nothing to a tape.
+    """
+    supports = {id(model_trace[name]["value"]): model_trace[name]["fn"].support
+                for name in latent_names}
+    penalty = 0.0
+    for msg in model_trace.values():
+        if msg["type"] != "sample":
+            continue
+        fn = _written(msg["fn"])
+        for name, value in fn.constrained_params().items():
+            constraint = fn.arg_constraints[name]
+            comparison = _comparison(constraint)
+            if comparison is None or supports.get(id(value)) is constraint:
+                continue
+            term = np.sum(np.where(comparison.check(value), 0.0, np.nan))
+            if isbox(term) or term != 0.0:
+                penalty = penalty + term
+    return penalty
 
 
 def _check_parameters(msg):
@@ -462,9 +508,11 @@ class Potential:
 
     ``rejections`` counts the evaluations that returned +inf because the
     density could not be evaluated (see :meth:`value_and_grad`), by kind:
-    ``"NaN energy"`` (an invalid parameter), ``"linear algebra failed"``,
-    ``"ODE solve failed"``; ``rejection_examples`` holds, for each kind,
-    what went wrong the first time (for NaN, the sites whose log density or
+    ``"invalid parameter or NaN"``, ``"linear algebra failed"``, ``"ODE
+    solve failed"``, those of the compiled NUTS on :attr:`native` included;
+    ``rejection_examples`` holds, for each kind, what went wrong the first
+    time it was met in Python (for an invalid parameter, the site, the
+    parameter and its value; for NaN, the sites whose log density or
     Jacobian was not finite). Both start empty and belong to this copy of
     the potential (a worker process counts in its own).
     """
@@ -472,7 +520,7 @@ class Potential:
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
                  backend: str = "auto"):
         self.model = model
-        self.rejections: dict[str, int] = {}
+        self._rejections: dict[str, int] = {}
         self.rejection_examples: dict[str, str] = {}
         self.backend = backend
         self.data = model_arguments(data)
@@ -634,7 +682,10 @@ class Potential:
         A static flag: the compiler records one tape for each value."""
         model_trace, log_dets = self._run(q)
         log_joint = self._log_joint(model_trace)
-        return -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
+        energy = -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
+        penalty = _invalid_parameter_penalty(model_trace, self.sites)
+        # Left off where nothing is traced and all is valid: the tape is unchanged.
+        return energy if not isbox(penalty) and penalty == 0.0 else energy + penalty
 
     def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
         """What one draw contributes to the results, from one run of the model:
@@ -732,10 +783,10 @@ class Potential:
         """Count a point where ``U`` cannot be evaluated (``error``, or NaN if
         None; ``grad`` what the gradient came out as) and return its energy, +inf."""
         if error is None:
-            kind = "NaN energy"
+            kind = "invalid parameter or NaN"
         else:
             kind = "ODE solve failed" if isinstance(error, ODEintError) else "linear algebra failed"
-        self.rejections[kind] = self.rejections.get(kind, 0) + 1
+        self._rejections[kind] = self._rejections.get(kind, 0) + 1
         if kind not in self.rejection_examples:
             if error is None:  # once: it takes one more run of the model
                 q = onp.asarray(q, dtype=onp.float64)
@@ -744,6 +795,23 @@ class Potential:
                 detail = f"{type(error).__name__}: {error}"
             self.rejection_examples[kind] = detail
         return onp.inf
+
+    @property
+    def rejections(self) -> dict[str, int]:
+        """Evaluations that returned +inf, by kind (see the class docstring):
+        those counted in Python plus those the native programs of
+        ``value_and_grad`` counted when the compiled NUTS called them."""
+        counts = dict(self._rejections)
+        programs = [tape.native for tapes in getattr(self._energy_and_grad, "tapes", {}).values()
+                    for tape in tapes if getattr(tape, "native", None) is not None]
+        if programs:
+            from ..ad.compiler.native import REJECTION_KINDS  # imports numba: native runs only
+
+            for program in programs:
+                for kind, n in zip(REJECTION_KINDS, program.status[1:]):
+                    if n:
+                        counts[kind] = counts.get(kind, 0) + int(n)
+        return counts
 
     @property
     def native(self):
@@ -924,10 +992,12 @@ class Potential:
         Returns
         -------
         str
-            The sites whose log density (latent, observed or factor) or
-            transform Jacobian is not finite at ``q`` and those whose slice
-            of ``grad`` is not, e.g. ``"log density not finite at site(s)
-            ridge"``; or that the model's linear algebra failed there.
+            The sites with an invalid distribution parameter at ``q`` (and
+            what is wrong with it), the sites whose log density (latent,
+            observed or factor) or transform Jacobian is not finite there and
+            those whose slice of ``grad`` is not, e.g. ``"log density not
+            finite at site(s) ridge"``; or that the model's linear algebra
+            failed there.
         """
         try:
             with _checked_at_sites():  # NaN parameters give NaN densities, not errors
@@ -936,10 +1006,13 @@ class Potential:
                                if msg["type"] == "sample" and not _finite(scaled_log_prob(msg))]
         except onp.linalg.LinAlgError as exc:
             return f"the model's linear algebra failed ({exc})"
+        problems = (_parameter_problem(msg) for msg in model_trace.values()
+                    if msg["type"] == "sample")
+        invalid = [problem for problem in problems if problem is not None]
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]
-        parts = []
+        parts = [f"invalid parameter at {problem}" for problem in invalid]
         if bad_density:
             parts.append(f"log density not finite at site(s) {', '.join(bad_density)}")
         if bad_jacobian:

@@ -164,6 +164,7 @@ def _run_job(job: _ChainJob, pot=None):
     if isinstance(strategy, Mapping):
         strategy = init_to_value(values=strategy)
     q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
+    before = pot.rejections  # a sequential run shares the potential between chains
     progress = job.options.pop("progress", False)
     bar = _progress_bar(job) if progress is True else None
     native = None
@@ -171,13 +172,17 @@ def _run_job(job: _ChainJob, pot=None):
         native = functools.partial(_native_form, pot)
     try:
         # The kernels silence numpy's floating-point warnings themselves.
-        return run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
-                         seed_or_rng=np.random.default_rng(chain_seed),
-                         progress=progress if bar is None else bar, should_stop=job.stop,
-                         native_potential=native, **job.options)
+        result = run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
+                           seed_or_rng=np.random.default_rng(chain_seed),
+                           progress=progress if bar is None else bar, should_stop=job.stop,
+                           native_potential=native, **job.options)
     finally:
         if bar is not None:
             bar.close()
+    after = pot.rejections
+    return result._replace(rejections={
+        kind: (n - before.get(kind, 0), pot.rejection_examples.get(kind))
+        for kind, n in after.items() if n > before.get(kind, 0)})
 
 
 def _potential_backend(kernel_backend: str) -> str:
@@ -800,6 +805,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _warn_of_rejections(results: dict) -> None:
+    """One warning for the proposals rejected because the density could not
+    be evaluated (an invalid parameter, a failed Cholesky factor or ODE
+    solve): how many of each kind, in which chains, and the first example."""
+    kinds: dict[str, list] = {}
+    for chain, result in results.items():
+        for kind, (count, example) in (result.rejections or {}).items():
+            entry = kinds.setdefault(kind, [0, [], example])
+            entry[0] += count
+            entry[1].append(chain)
+            entry[2] = entry[2] or example
+    if not kinds:
+        return
+    parts = [f"{kind}: {count} in chain(s) {', '.join(map(str, chains))}; first: "
+             f"{example or 'met in compiled code, which does not say where'}"
+             for kind, (count, chains, example) in kinds.items()]
+    total = sum(count for count, _, _ in kinds.values())
+    warnings.warn(
+        f"{total} proposal(s) were rejected (infinite energy) because the density could not be "
+        f"evaluated there ({' | '.join(parts)}). A few, early in warmup, are harmless, as in "
+        "Stan; many mean the model lets a parameter leave its constraint: give the latent "
+        "sites it is computed from priors with a matching support (a positive prior for a "
+        "scale), or rewrite the expression. attrs['rejected_proposals'] counts them by chain.",
+        SamplingWarning, stacklevel=4)
+
+
 def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
              max_tree_depth, algorithm, log_likelihood, seed, adaptation):
     for chain, exc in sorted(errors.items()):
@@ -839,6 +870,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
         "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
+        "rejected_proposals": [sum(n for n, _ in (r.rejections or {}).values()) for r in done],
         **_seed_attrs(seed),
     }
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
@@ -849,6 +881,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)
+    _warn_of_rejections(dict(zip(kept, done)))
     # Partial draws are checked too (a run whose every draw diverged must say
     # so), as are the chains that finished when another one failed.
     check_sampling(idata, max_tree_depth=max_tree_depth, partial=interrupted, stacklevel=4)

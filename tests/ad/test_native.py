@@ -87,6 +87,22 @@ def test_native_potential_interface_matches_value_and_grad():
     assert nat.fn(onp.full(pot.dim, onp.nan), grad_out, nat.prog) == onp.inf
 
 
+def test_the_native_potentials_rejections_are_counted_by_the_potential():
+    """The compiled NUTS calls ``fn`` where Python cannot count: the program
+    counts, and ``Potential.rejections`` adds its counts to its own."""
+    model, data = SUITE["eight_schools_noncentered"]
+    pot = pb.infer.potential(model, data, backend="native")
+    q = pot.initial_point(seed=3)
+    nat = pot.native
+    grad_out = onp.zeros(pot.dim)
+    nat.fn(q, grad_out, nat.prog)
+    assert pot.rejections == {}
+    for _ in range(3):
+        assert nat.fn(onp.full(pot.dim, onp.nan), grad_out, nat.prog) == onp.inf
+    assert pot.value_and_grad(onp.full(pot.dim, onp.nan))[0] == onp.inf  # counted in Python
+    assert pot.rejections == {"invalid parameter or NaN": 4}
+
+
 def test_native_potential_is_none_on_the_numpy_backend():
     model, data = SUITE["eight_schools_noncentered"]
     assert pb.infer.potential(model, data, backend="numpy").native is None

@@ -773,6 +773,12 @@ def _nan_parameter_model():
     sample("y", dist.Normal(0.0, np.sqrt(x)), obs=0.5)  # NaN scale for x < 0
 
 
+def _finite_invalid_parameter_model():
+    x = sample("x", dist.Normal(1.0, 1.0))
+    # For x < 0 Beta's log density is still a finite number, and wrong.
+    sample("y", dist.Beta(x, 1.0), obs=0.5)
+
+
 def _failing_ode_model():
     from probad.ad.scipy.integrate import odeint
 
@@ -783,14 +789,19 @@ def _failing_ode_model():
     sample("y", dist.Normal(path[-1, 0], 1.0), obs=0.5)
 
 
-@pytest.mark.parametrize("model, bad, kind", [
-    (_unused_cholesky_model, 1.5, "linear algebra failed"),
-    (_nan_parameter_model, -1.5, "NaN energy"),
-    (_failing_ode_model, 2.5, "ODE solve failed")])
-def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind):
+@pytest.mark.parametrize("model, bad, kind, bad_grad, where", [
+    (_unused_cholesky_model, 1.5, "linear algebra failed", 0.0, "LinAlgError"),
+    (_nan_parameter_model, -1.5, "invalid parameter or NaN", onp.nan, "site(s) y"),
+    # U = -log N(x; 1, 1) - ((x - 1) log 0.5 + log x): dU/dx = (x - 1) - log 0.5 - 1/x
+    (_finite_invalid_parameter_model, -0.5, "invalid parameter or NaN",
+     -1.5 - math.log(0.5) + 2.0,
+     "site 'y': Beta: parameter 'concentration1' must satisfy positive, got -0.5"),
+    (_failing_ode_model, 2.5, "ODE solve failed", 0.0, "ODEintError")])
+def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind, bad_grad, where):
     # Before: the compiled gradient dropped an unused failing Cholesky (finite
     # where eager is inf); a NaN parameter raised eagerly but gave NaN and a
-    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient.
+    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient;
+    # an invalid parameter whose log density is finite was accepted.
     results = {}
     for compile in (True, False):
         pot = potential(model, compile=compile)
@@ -804,15 +815,14 @@ def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kin
                 q = onp.array([q])
                 results.setdefault(compile, []).append((pot(q), *pot.value_and_grad(q)))
         assert pot.rejections == {kind: 4}
-        assert kind in pot.rejection_examples
-        if kind == "NaN energy":
-            assert "site(s) y" in pot.rejection_examples[kind]
+        assert where in pot.rejection_examples[kind]
     for compiled, eager in zip(results[True], results[False]):
         assert compiled[0] == eager[0] == compiled[1] == eager[1]
         onp.testing.assert_array_equal(compiled[2], eager[2])
     assert results[True][1][:2] == (math.inf, math.inf)
-    # Zero where an error stopped the gradient; NaN, as computed, for NaN energy.
-    onp.testing.assert_array_equal(results[True][1][2], [onp.nan if kind == "NaN energy" else 0.0])
+    # Zero where an error stopped the gradient; as computed otherwise (NaN for a
+    # NaN energy; the prior's and Beta's terms for the invalid Beta).
+    onp.testing.assert_allclose(results[True][1][2], [bad_grad], rtol=1e-12)
 
 
 def _math_exp_model(y=None):

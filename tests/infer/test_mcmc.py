@@ -679,6 +679,27 @@ def test_an_interrupted_run_still_reports_its_divergences():
     assert idata.attrs["partial"] and int(idata.sample_stats["diverging"].sum()) > 0
 
 
+def gamma_with_a_free_shape(y):
+    a = pb.sample("a", dist.Normal(1.0, 1.0))
+    # For a <= 0 Gamma's log density is a finite number (or NaN): not a density.
+    pb.sample("y", dist.Gamma(a, 1.0), obs=y)
+
+
+def test_proposals_with_an_invalid_parameter_are_rejected_counted_and_reported_on_both_kernels():
+    data = {"y": onp.array([0.3, 0.5, 0.9, 1.8])}
+    counts = {}
+    for backend in ("python", "native"):
+        with pytest.warns(SamplingWarning, match=r"proposal\(s\) were rejected .*invalid "
+                                                 r"parameter at site 'y': Gamma: parameter "
+                                                 r"'concentration' must satisfy positive"):
+            idata = pb.hmc(gamma_with_a_free_shape, data, draws=100, tune=100, chains=1, seed=1,
+                           progress=False, kernel_backend=backend)
+        assert float(idata.posterior["a"].min()) > 0.0
+        counts[backend] = idata.attrs["rejected_proposals"]
+    # Same seed, same draws up to rounding: the same proposals are rejected.
+    assert counts["python"] == counts["native"] and counts["python"][0] > 0
+
+
 def test_one_chain_runs_the_ess_checks_and_says_rhat_needs_more_chains():
     with pytest.warns(SamplingWarning) as record:
         pb.hmc(bimodal, draws=30, tune=150, chains=1, seed=1, progress=False)

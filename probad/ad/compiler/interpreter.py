@@ -633,8 +633,9 @@ def potential_fn(q, grad_out, prog):
     ``prog`` is ``(code, ints, ws, status, io)``; ``io`` holds the offset of
     ``q`` in ``ws``, the offset of ``U`` and then the position of each
     gradient entry. Returns +inf where the energy is not a number (NaN
-    parameters, a failed Cholesky factorisation: a rejected proposal), and NaN
-    with ``status[0] == 1`` when a guard failed (see :mod:`.native`).
+    parameters, a failed Cholesky factorisation: a rejected proposal), counted
+    in ``status[1]`` and ``status[2]`` respectively (``native.REJECTION_KINDS``),
+    and NaN with ``status[0] == 1`` when a guard failed (see :mod:`.native`).
     """
     code, ints, ws, status, io = prog
     q_at = io[0]
@@ -646,7 +647,11 @@ def potential_fn(q, grad_out, prog):
     for i in range(grad_out.shape[0]):
         grad_out[i] = ws[io[2 + i]]
     if flag == 2:
+        status[2] += 1
         return math.inf
     u = ws[io[1]]
-    return u if u == u else math.inf
+    if u != u:
+        status[1] += 1
+        return math.inf
+    return u
 

@@ -47,7 +47,7 @@ from .codegen import GuardFailure, _Node, scatter_disjoint, template_refs
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "Unsupported",
-           "estimated_costs"]
+           "estimated_costs", "REJECTION_KINDS"]
 
 _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERNARY, interp.REDUCE
 _F8 = onp.dtype(onp.float64)
@@ -55,6 +55,12 @@ _BOOL = onp.dtype(bool)
 _MAXDIM = 4
 _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
                _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
+
+
+#: What ``Program.status[1 + i]`` counts: the evaluations of the native
+#: potential that returned +inf for each reason, as ``Potential.rejections``
+#: names them (the compiled NUTS calls it where Python cannot count).
+REJECTION_KINDS = ("invalid parameter or NaN", "linear algebra failed")
 
 
 class Unsupported(Exception):
@@ -122,7 +128,9 @@ class Program:
     ----------
     code, ints, ws, status : numpy arrays
         The interpreter's instruction stream, position table, workspace
-        (inputs, constants and intermediates) and status flag.
+        (inputs, constants and intermediates) and status: ``status[0]`` the
+        flag of the last run, ``status[1:]`` the rejections of
+        :func:`.interpreter.potential_fn` (see :data:`REJECTION_KINDS`).
     inputs : list of (offset, size)
         Where each array leaf of a call is written.
     """
@@ -131,7 +139,7 @@ class Program:
         self.code = code
         self.ints = ints
         self.ws = ws
-        self.status = onp.zeros(1, dtype=onp.int64)
+        self.status = onp.zeros(1 + len(REJECTION_KINDS), dtype=onp.int64)
         self.inputs = inputs
         self._outputs = outputs
         self._views = out_views  # slot -> (positions, meta)
