@@ -13,7 +13,9 @@ from functools import wraps
 import numpy as onp
 
 from . import numpy as np
-from .core import defjvp_argnum, defvjp_argnum, make_jvp as _make_jvp, make_vjp as _make_vjp, vspace
+from . import core
+from .core import defjvp_argnum, defvjp_argnum, vspace
+from .floating_point import reported_at_user_code
 from .tracer import getval, primitive
 from .wrap_util import unary_to_nary
 
@@ -25,6 +27,31 @@ __all__ = [
     "checkpoint", "holomorphic_grad", "grad_named", "multigrad_dict",
     "unary_to_nary",
 ]
+
+
+def _make_vjp(fun, x):
+    """``core.make_vjp`` with numpy's floating-point warnings of both passes
+    reported at the user's line, naming the primitive (one ``errstate`` per
+    pass, not per primitive)."""
+    with reported_at_user_code():
+        vjp, ans = core.make_vjp(fun, x)
+
+    def reported_vjp(g):
+        with reported_at_user_code():
+            return vjp(g)
+
+    return reported_vjp, ans
+
+
+def _make_jvp(fun, x):
+    """``core.make_jvp``, its warnings reported as :func:`_make_vjp`'s."""
+    jvp = core.make_jvp(fun, x)
+
+    def reported_jvp(g):
+        with reported_at_user_code():
+            return jvp(g)
+
+    return reported_jvp
 
 
 def _scalar_one(ans, name):

@@ -15,7 +15,8 @@ import linecache
 import os
 import sys
 
-__all__ = ["TracedValueError", "user_location", "at", "lost_derivative", "explain"]
+__all__ = ["TracedValueError", "user_frame", "user_location", "at", "lost_derivative",
+           "explain"]
 
 # Frames in these directories are probad's own (the package root: probad.ad is
 # used from the model layer too) or numpy's; the first other frame is the user's.
@@ -42,6 +43,8 @@ class TracedValueError(TypeError):
 
 
 def _is_internal(filename: str) -> bool:
+    if filename.startswith("<probad."):  # a compiled replay's generated code
+        return True
     path = os.path.abspath(filename)
     return path.startswith(_PACKAGE + os.sep) or f"{os.sep}numpy{os.sep}" in path \
         or f"{os.sep}scipy{os.sep}" in path
@@ -63,12 +66,16 @@ def user_location(frames=None) -> str:
             if not _is_internal(frame.filename):
                 return _describe(frame.filename, frame.lineno)
         return ""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if not _is_internal(frame.f_code.co_filename):
-            return _describe(frame.f_code.co_filename, frame.f_lineno)
+    frame = user_frame(sys._getframe(1))
+    return "" if frame is None else _describe(frame.f_code.co_filename, frame.f_lineno)
+
+
+def user_frame(frame):
+    """The innermost frame outside probad, numpy and scipy, from ``frame``
+    outwards, or None."""
+    while frame is not None and _is_internal(frame.f_code.co_filename):
         frame = frame.f_back
-    return ""
+    return frame
 
 
 def at(location: str) -> str:
