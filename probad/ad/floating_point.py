@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import linecache
 import sys
-import warnings
 
 import numpy as onp
 
-from .misuse import user_frame
+from .misuse import warn_at_user_code
 
 __all__ = ["reported_at_user_code", "as_outside"]
 
@@ -74,14 +73,4 @@ def _origin(frame) -> str:
 def _report(kind: str, flag: int) -> None:
     """numpy's ``errstate`` call-back: one RuntimeWarning for ``kind`` ("divide
     by zero", "overflow", "underflow", "invalid value") at the user's line."""
-    caller = sys._getframe(1)
-    message = f"{kind} encountered in {_origin(caller)}"
-    frame = user_frame(caller)
-    if frame is None:
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        return
-    globals_ = frame.f_globals
-    warnings.warn_explicit(message, RuntimeWarning, frame.f_code.co_filename, frame.f_lineno,
-                           module=globals_.get("__name__"),
-                           registry=globals_.setdefault("__warningregistry__", {}),
-                           module_globals=globals_)
+    warn_at_user_code(f"{kind} encountered in {_origin(sys._getframe(1))}", RuntimeWarning)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import warnings
 
-__all__ = ["TracedValueError", "user_frame", "user_location", "at", "lost_derivative",
-           "explain"]
+__all__ = ["TracedValueError", "user_frame", "user_location", "warn_at_user_code", "at",
+           "lost_derivative", "explain"]
 
 # Frames in these directories are probad's own (the package root: probad.ad is
 # used from the model layer too) or numpy's; the first other frame is the user's.
@@ -76,6 +77,20 @@ def user_frame(frame):
     while frame is not None and _is_internal(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
+
+
+def warn_at_user_code(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the innermost frame outside probad, numpy
+    and scipy, however deep inside probad the caller is."""
+    frame = user_frame(sys._getframe(1))
+    if frame is None:
+        warnings.warn(message, category, stacklevel=2)
+        return
+    globals_ = frame.f_globals
+    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                           module=globals_.get("__name__"),
+                           registry=globals_.setdefault("__warningregistry__", {}),
+                           module_globals=globals_)
 
 
 def at(location: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import traceback
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -27,7 +26,7 @@ import probad.ad.numpy as np
 from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
 from ..ad.extend import isbox
-from ..ad.misuse import TracedValueError, explain
+from ..ad.misuse import TracedValueError, explain, warn_at_user_code
 from ..ad.scipy.integrate import ODEintError
 from ..distributions import constraints
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
@@ -433,11 +432,11 @@ def _warn_of_missing_data(prototype):
              and msg["infer"].get("obs_is_none")]
     if names:
         quoted = ", ".join(f"'{name}'" for name in names)
-        warnings.warn(
+        warn_at_user_code(
             f"site(s) {quoted} are written as data (obs=...) but got None, so inference treats "
             "them as latent variables and samples them. If they are data, pass their values in "
             "data=...; to draw them from the prior, use pb.prior_predictive.",
-            MissingDataWarning, stacklevel=4)
+            MissingDataWarning)
 
 
 def _tape_position(x):

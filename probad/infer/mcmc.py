@@ -360,8 +360,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
     _check_model_runs(pot)
-    if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
-        _warn_short_warmup(tune)
+    if tune > 0:
+        _warn_short_warmup(tune, adapt)
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
@@ -462,8 +462,18 @@ def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept,
             raise ValueError(f"pb.hmc: jitter must lie in [0, 1), got {jitter}")
 
 
-def _warn_short_warmup(tune: int) -> None:
+def _warn_short_warmup(tune: int, adapt: str) -> None:
     """Say, as Stan does, when warmup is too short for its adaptation windows."""
+    if adapt != "stan":
+        # The Fisher schedule is fractions of any tune; below 30 not one of
+        # its windows (the first: 10 draws in the first 30% of warmup) fits.
+        schedule = fisher_schedule(tune)
+        if not schedule.switches:
+            warnings.warn(f"tune={tune} is too short for the Fisher warmup's windows (the first "
+                          "needs 10 draws within the first 30% of warmup): the metric is "
+                          f"estimated from at most {schedule.final_start} draws. Use tune >= 30 "
+                          "(400 is the default).", SamplingWarning, stacklevel=3)
+        return
     fast_and_slow = 75 + 25 + 50  # Stan's initial buffer, first window, terminal buffer
     if tune < 20:
         warnings.warn(f"tune={tune} is too short to estimate the metric (Stan needs at least "

@@ -681,6 +681,18 @@ def test_a_site_written_as_data_without_data_warns_once_naming_it():
     with pytest.warns(MissingDataWarning, match=r"site\(s\) 'y' are written as data") as record:
         pot = potential(_regression, {"x": onp.ones(3)}, compile=False)
     assert len(record) == 1 and "y" in pot.sites
+    assert record[0].filename == __file__  # the user's call, not probad's
+
+
+def test_the_missing_data_warning_of_pb_hmc_points_at_the_call():
+    from probad.infer.mcmc import hmc
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        hmc(_regression, {"x": onp.ones(3)}, draws=5, tune=5, chains=1, seed=0,
+               progress=False)
+    (missing,) = [w for w in record if w.category is MissingDataWarning]
+    assert missing.filename == __file__
 
 
 def test_latent_sites_written_without_obs_do_not_warn():

@@ -734,15 +734,26 @@ def test_cores_and_executor_together_are_refused():
         pb.hmc(iid_normal, {"dim": 2}, executor=NoChainsExecutor(), cores=2, progress=False)
 
 
-@pytest.mark.parametrize("tune, message", [
-    (10, "tune=10 is too short to estimate the metric"),
-    (100, "tune=100 is shorter than the adaptation windows"),
+@pytest.mark.parametrize("tune, adapt, message", [
+    (10, "stan", "tune=10 is too short to estimate the metric"),
+    (100, "stan", "tune=100 is shorter than the adaptation windows"),
+    (29, "fisher", r"tune=29 is too short for the Fisher warmup's windows .* at most 25 draws"),
 ])
-def test_a_warmup_too_short_for_the_windows_warns_as_stan_does(tune, message):
-    # Stan's windows only: the Fisher schedule is fractions of any tune.
+def test_a_warmup_too_short_for_the_windows_warns_as_stan_does(tune, adapt, message):
     with pytest.warns(SamplingWarning, match=message):
         pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=tune, chains=1, seed=0, progress=False,
-               adapt="stan")
+               adapt=adapt)
+
+
+def test_the_fisher_warmup_warns_below_its_first_window_only():
+    """tune=30 is the shortest warmup in which a Fisher window completes."""
+    from probad.infer.fisher_adaptation import fisher_schedule
+
+    assert not fisher_schedule(29).switches and fisher_schedule(30).switches
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=30, chains=1, seed=0, progress=False)
+    assert not any("tune=" in str(w.message) for w in record)
 
 
 def test_a_warmup_that_fits_the_windows_does_not_warn_about_them():
