@@ -89,8 +89,7 @@ def warn_at_user_code(message: str, category: type[Warning]) -> None:
     globals_ = frame.f_globals
     warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
                            module=globals_.get("__name__"),
-                           registry=globals_.setdefault("__warningregistry__", {}),
-                           module_globals=globals_)
+                           registry=globals_.setdefault("__warningregistry__", {}))
 
 
 def at(location: str) -> str:
