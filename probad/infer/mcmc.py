@@ -335,6 +335,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         checked. If packaging is interrupted (a second Ctrl-C) or runs out of
         memory while computing the ``log_likelihood`` group, the result comes
         without it; ``pb.log_likelihood(model, data, idata)`` adds it later.
+        A proposal where the density cannot be evaluated (a parameter
+        outside its constraint, a failed Cholesky factor or ODE solve) is
+        rejected, as in Stan, whichever kernel backend runs; each chain's
+        count is ``attrs["rejected_proposals"]``, and one
+        :class:`SamplingWarning` gives the kinds and the first site.
 
     Raises
     ------
