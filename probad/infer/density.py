@@ -807,7 +807,7 @@ class Potential:
             from ..ad.compiler.native import REJECTION_KINDS  # imports numba: native runs only
 
             for program in programs:
-                for kind, n in zip(REJECTION_KINDS, program.status[1:]):
+                for kind, n in zip(REJECTION_KINDS, program.status[1:1 + len(REJECTION_KINDS)]):
                     if n:
                         counts[kind] = counts.get(kind, 0) + int(n)
         return counts

@@ -28,7 +28,9 @@ its sentinel: ``fn`` returns NaN and leaves ``prog[3][0] == 1``
 potential through Python (``Potential.value_and_grad(q)``), which retraces,
 and reads ``Potential.native`` again for the new program. Every other NaN
 energy is returned as +inf, as is a failed linear-algebra routine (numpy's
-``LinAlgError``): the proposal is rejected.
+``LinAlgError``): the proposal is rejected, and counted in the program's
+``status``; the first of each kind is returned as NaN instead, so that the
+caller evaluates the point through Python, which says where it happened.
 """
 from __future__ import annotations
 
@@ -60,6 +62,9 @@ _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
 #: What ``Program.status[1 + i]`` counts: the evaluations of the native
 #: potential that returned +inf for each reason, as ``Potential.rejections``
 #: names them (the compiled NUTS calls it where Python cannot count).
+#: ``status[1 + len(REJECTION_KINDS) + i]`` is 1 once the first of a kind
+#: was handed to Python instead (NaN, as a failed guard: Python evaluates the
+#: point again, and counts and describes it).
 REJECTION_KINDS = ("invalid parameter or NaN", "linear algebra failed")
 
 
@@ -129,7 +134,7 @@ class Program:
     code, ints, ws, status : numpy arrays
         The interpreter's instruction stream, position table, workspace
         (inputs, constants and intermediates) and status: ``status[0]`` the
-        flag of the last run, ``status[1:]`` the rejections of
+        flag of the last run, then the rejections of
         :func:`.interpreter.potential_fn` (see :data:`REJECTION_KINDS`).
     inputs : list of (offset, size)
         Where each array leaf of a call is written.
@@ -139,7 +144,7 @@ class Program:
         self.code = code
         self.ints = ints
         self.ws = ws
-        self.status = onp.zeros(1 + len(REJECTION_KINDS), dtype=onp.int64)
+        self.status = onp.zeros(1 + 2 * len(REJECTION_KINDS), dtype=onp.int64)
         self.inputs = inputs
         self._outputs = outputs
         self._views = out_views  # slot -> (positions, meta)
