@@ -29,6 +29,16 @@ def test_a_gradient_through_log_0_warns_at_the_users_line_naming_the_primitive()
                      (__file__, "divide by zero encountered in the derivative (VJP) of log")]
 
 
+def test_numpy_1s_errstate_path_reports_the_same(monkeypatch):
+    """Without numpy 2's error-state context variable, numpy's errstate does it."""
+    from probad.ad import floating_point
+
+    monkeypatch.setattr(floating_point, "_EXTOBJ", None)
+    found = _warnings_of(lambda: grad(log_sum)(onp.array([0.0, 1.0])))
+    assert found == [(__file__, "divide by zero encountered in log"),
+                     (__file__, "divide by zero encountered in the derivative (VJP) of log")]
+
+
 def test_forward_mode_warns_at_the_users_line():
     found = _warnings_of(lambda: make_jvp(log_sum)(onp.array([0.0, 1.0]))(onp.ones(2)))
     assert found and all(filename == __file__ for filename, _ in found)
