@@ -364,7 +364,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
-    _check_model_runs(pot)
+    _check_model_runs(pot, init)
     if tune > 0:
         _warn_short_warmup(tune, adapt)
     if seed is None:
@@ -396,18 +396,22 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                     adaptation=_adaptation_attrs(adapt, tune))
 
 
-def _check_model_runs(pot) -> None:
+def _check_model_runs(pot, init) -> None:
     """Find a start and its gradient here, once, before any chain starts.
 
     A model error that does not depend on the point (``float()`` of a latent
     value, plain numpy on one, a shape clash) would otherwise fail every
     chain alike, each in its worker, and come back as "every chain failed".
     Not finding a finite start is left to the chains: each tries points of
-    its own, from its own ``init``. The compiled tape recorded here serves
-    the chains run in this process.
+    its own. Given values (a dict or ``init_to_value``) are used here too;
+    another strategy of the user's is not (it may draw for one chain what it
+    would not draw for another). The compiled tape recorded here serves the
+    chains run in this process.
     """
+    strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
+        init if isinstance(init, init_to_value) else None
     with contextlib.suppress(NoFiniteStartError):
-        pot.value_and_grad(pot.initial_point(seed=0))
+        pot.value_and_grad(pot.initial_point(seed=0, strategy=strategy))
 
 
 def _is_int(value) -> bool:
