@@ -127,7 +127,9 @@ def test_failed_cholesky_is_infinite_energy():
     assert_close(fast.value_and_grad(good)[1], reference.value_and_grad(good)[1])
     assert fast.value_and_grad(bad)[0] == reference.value_and_grad(bad)[0] == onp.inf
     nat = fast.native
+    assert onp.isnan(nat.fn(bad, onp.zeros(1), nat.prog))  # the first: Python describes it
     assert nat.fn(bad, onp.zeros(1), nat.prog) == onp.inf
+    assert fast.rejections == {"linear algebra failed": 2}  # the value_and_grad above, and this
 
 
 # ------------------------------------------------------------------ guards
