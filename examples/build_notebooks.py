@@ -1217,6 +1217,21 @@ ax.set_title("Discrete posterior: each observation's component (lines: by hand f
 ax.legend(fontsize="small");
 
 # %% [markdown]
+### Gibbs steps instead of enumeration
+
+Without the mark `infer={"enumerate": "parallel"}`, `pb.hmc` samples `z`
+itself: after every NUTS transition of the continuous sites, a Gibbs sweep
+draws each `z` from its full conditional, the whole `obs` plate from one
+compiled run of the model (a `GibbsWarning` and `idata.attrs["discrete_sampling"]`
+say which sites were sampled how). The values reach the model as float64
+whole numbers, so it indexes with `mu[z.astype(int)]`. For a site like this
+one enumeration is the better choice: it sums `z` out exactly and NUTS sees a
+smooth density, while Gibbs steps make the assignments and the continuous
+sites take turns, which mixes more slowly. Gibbs steps are for the discrete
+sites that cannot be enumerated, such as a latent Poisson count (random-walk
+Metropolis steps over its infinite support).
+
+# %% [markdown]
 ## 2. A hidden Markov model
 
 A two-state Markov chain switches between a low and a high regime; each

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_compare", "plot_warmup", "plot_sbc_ranks", "plot_sbc_ecdf_diff"]
+__all__ = ["plot_compare", "plot_warmup", "plot_elbo", "plot_sbc_ranks", "plot_sbc_ecdf_diff"]
 
 
 def _posterior_of(fit, draws: int, seed):
@@ -127,6 +127,52 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     ax2.set_ylabel("tree depth")
     ax2.set_xlabel("warmup iteration")
     return fig
+
+
+def plot_elbo(fit, ax=None):
+    """Plot an ADVI fit's ELBO trace: raw estimates, their block means, and
+    the averaging window (shaded) ending at the convergence point.
+
+    Parameters
+    ----------
+    fit : probad.infer.advi.ADVIFit
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    from .infer.optimise import BLOCK, finite_mean
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    steps = np.arange(1, fit.num_steps + 1)
+    ax.plot(steps, fit.elbo, color="C0", alpha=0.3, lw=0.6, label="ELBO (one step)")
+    n_full = fit.num_steps // BLOCK
+    if n_full:
+        smooth = np.array([finite_mean(fit.elbo[i * BLOCK:(i + 1) * BLOCK])
+                           for i in range(n_full)])
+        ax.plot((np.arange(n_full) + 0.5) * BLOCK, smooth, color="C0", lw=2,
+                label=f"mean per {BLOCK} steps")
+        tail = smooth[n_full // 2:]
+        tail = tail[np.isfinite(tail)]
+        if tail.size:
+            spread = np.nanstd(fit.elbo[fit.averaged_from:]) if \
+                np.isfinite(fit.elbo[fit.averaged_from:]).sum() > 1 else 1.0
+            ax.set_ylim(tail.min() - 4 * spread, tail.max() + 2 * spread)
+    ax.axvspan(fit.averaged_from, fit.num_steps, color="C2", alpha=0.12,
+               label="averaged iterates")
+    label = "converged" if fit.converged else "stopped (not converged)"
+    ax.axvline(fit.num_steps, color="C3" if not fit.converged else "C2", ls="--",
+               label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("ELBO")
+    ax.set_title(f"ADVI ({fit.method})")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
 
 
 def _sbc_columns(result, var_names, max_panels):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as onp
 
 import probad.ad.numpy as np
-from probad import distributions as dist
+from probad import constraints, distributions as dist
 from probad.primitives import deterministic, factor, plate, sample
 
 # ------------------------------------------------------------- eight schools
@@ -176,3 +176,36 @@ def clocked_normal(clock):
     the model's Python runs at every gradient, so the clock can stop it)."""
     sample("x", dist.Normal(0.0, 1.0))
     factor("clock", clock())
+
+
+# ------------------------------------------------------ a non-identified sum
+def ridge(y):
+    """Only ``a + b + c`` is identified and ``a``, ``b`` have flat priors, so
+    the Hessian of the potential is singular along ``a - b``."""
+    a = sample("a", dist.ImproperUniform(constraints.real, (), ()))
+    b = sample("b", dist.ImproperUniform(constraints.real, (), ()))
+    c = sample("c", dist.Normal(0.0, 1.0))
+    sample("y", dist.Normal(a + b + c, 1.0), obs=y)
+
+
+# ------------------------------------------- a conjugate linear regression
+_LINREG_X = onp.random.default_rng(42).uniform(0, 10, 30)
+LINREG = {"x": _LINREG_X,
+          "y": 1.0 + 0.5 * _LINREG_X + onp.random.default_rng(43).standard_normal(30)}
+
+
+def conjugate_linreg(x, y=None):
+    """``y ~ N(a + b x, 1)`` with ``N(0, 10)`` priors: a Gaussian posterior."""
+    a = sample("a", dist.Normal(0.0, 10.0))
+    b = sample("b", dist.Normal(0.0, 10.0))
+    with plate("n", len(x)):
+        sample("y", dist.Normal(a + b * x, 1.0), obs=y)
+
+
+def conjugate_linreg_posterior():
+    """The exact posterior of ``conjugate_linreg`` on ``LINREG``: ``(mean, cov, precision)``
+    of ``(a, b)``."""
+    X = onp.stack([onp.ones_like(LINREG["x"]), LINREG["x"]], 1)
+    prec = X.T @ X + onp.eye(2) / 100
+    cov = onp.linalg.inv(prec)
+    return cov @ X.T @ LINREG["y"], cov, prec

@@ -1,4 +1,6 @@
 """Effect handlers: each one's semantics, and how they compose."""
+import doctest
+
 import numpy as onp
 import pytest
 
@@ -425,3 +427,17 @@ def test_chains_on_a_thread_pool_give_the_sequential_draws():
     sequential = pb.hmc(model, data, **options)
     onp.testing.assert_array_equal(threaded.posterior["mu"].values,
                                    sequential.posterior["mu"].values)
+
+
+# ------------------------------------------------------- the docs' examples
+_EXAMPLES = {test.name.rsplit(".", 1)[-1]: test
+             for test in doctest.DocTestFinder().find(handlers) if test.examples}
+
+
+@pytest.mark.parametrize("name", handlers.__all__)
+def test_each_handler_has_a_runnable_example_in_its_docstring(name):
+    # numpyro's handlers carry one each; running them here keeps them true.
+    assert name in _EXAMPLES, f"handlers.{name} has no Examples section with a doctest"
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = runner.run(_EXAMPLES[name])
+    assert result.failed == 0 and result.attempted >= 3, result

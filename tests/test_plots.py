@@ -95,3 +95,12 @@ def test_advi_plot_renders_the_elbo_trace(fit, tmp_path):
     ax.figure.savefig(tmp_path / "elbo.png")
     assert (tmp_path / "elbo.png").stat().st_size > 10_000
     plt.close(ax.figure)
+
+
+def test_plot_elbo_draws_on_the_axes_it_is_given(fit):
+    from probad.plots import plot_elbo
+
+    fig, (left, right) = plt.subplots(1, 2)
+    assert plot_elbo(fit, ax=right) is right
+    assert not left.lines and len(right.lines[0].get_xdata()) == fit.num_steps
+    plt.close(fig)

@@ -4,10 +4,12 @@ The NUTS and HMC kernels (``kernels``, and ``native_nuts`` in compiled code),
 adaptation (``adaptation``) and the single-chain loop (``chain``) know only a
 function ``q -> (U, dU/dq)``; ``density`` builds that function from a model
 (summing out discrete sites with ``enumerate``; ``discrete`` draws them back
-afterwards), starting where ``initialization`` says; ``mcmc`` drives chains,
+afterwards; ``gibbs`` samples the others between NUTS transitions),
+starting where ``initialization`` says; ``mcmc`` drives chains,
 ``results`` packages draws as ArviZ InferenceData and ``diagnostics`` checks
-them. ``advi``, ``svi`` (with ``autoguide`` and ``kl``) and ``laplace`` fit
-approximations to the same potential; ``reparam`` rewrites sites;
+them. ``advi`` (its loop in ``optimise``), ``svi`` (with ``autoguide`` and
+``kl``) and ``laplace`` fit approximations to the same potential, the
+Gaussian ones from ``gaussian``; ``reparam`` rewrites sites;
 ``predictive`` runs the model forward; ``sbc`` calibrates a model and its
 inference over many simulated data sets, on any executor (``cluster`` for
 Ray).
@@ -17,6 +19,7 @@ from .advi import ADVIFit, advi  # noqa: F401
 from .density import MissingDataWarning, Potential, log_density, potential  # noqa: F401
 from .discrete import infer_discrete  # noqa: F401
 from .diagnostics import SamplingWarning, check_sampling, summary  # noqa: F401
+from .gibbs import GibbsWarning  # noqa: F401
 from .initialization import init_to_median, init_to_sample, init_to_uniform, init_to_value  # noqa: F401
 from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
 from .mcmc import hmc  # noqa: F401

@@ -20,6 +20,9 @@ the constrained value is exact and the ELBO matches the model's density.
 After ``SVI.run`` the guide holds the fitted params (``guide.params``), so
 ``sample_posterior(seed, sample_shape)``, ``median()`` and ``quantiles(qs)``
 need no arguments; pass ``params=`` to use others.
+These summaries read the fitted params as a Gaussian over q in one of the
+standard forms of :mod:`probad.infer.gaussian` (a point mass for
+``AutoDelta``), the same ones ``pb.advi`` and ``pb.laplace`` report.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ from ..distributions import (Delta, LowRankMultivariateNormal, MultivariateNorma
 from ..distributions import constraints
 from ..primitives import param, sample
 from .density import potential as make_potential
+from .gaussian import (DenseGaussian, DiagonalGaussian, Gaussian, LowRankGaussian, check_hessian,
+                       factor_rank, laplace_gaussian)
 from .initialization import init_to_median
 
 __all__ = ["AutoGuide", "AutoNormal", "AutoDelta", "AutoContinuous", "AutoDiagonalNormal",
@@ -122,25 +127,23 @@ class AutoGuide(ABC):
         return params
 
     @abstractmethod
-    def _gaussian(self, params):
-        """``(loc, sd, draw)`` of the approximation over q: ``draw(rng, n)``
-        gives ``n`` draws of q."""
+    def _gaussian(self, params) -> Gaussian:
+        """The approximation over q that ``params`` define."""
 
     def sample_posterior(self, seed=None, sample_shape=(), params=None) -> dict:
         """Draws of the latent sites (constrained), shape ``sample_shape + site shape``."""
         self._check_ready()
         sample_shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
-        _, _, draw = self._gaussian(self._params(params))
+        gaussian = self._gaussian(self._params(params))
         n = int(onp.prod(sample_shape)) if sample_shape else 1
-        q = draw(onp.random.default_rng(seed), n)
+        q = gaussian.sample(onp.random.default_rng(seed), n)
         return self._constrain_draws(q.reshape(sample_shape + (q.shape[-1],)))
 
     def median(self, params=None) -> dict:
         """The posterior median of each latent site (constrained): the
         transform of the unconstrained median."""
         self._check_ready()
-        loc, _, _ = self._gaussian(self._params(params))
-        return self._constrain_draws(loc)
+        return self._constrain_draws(self._gaussian(self._params(params)).loc)
 
     def quantiles(self, quantiles, params=None) -> dict:
         """Marginal quantiles of each latent site, shape ``(len(quantiles),) + site shape``.
@@ -150,14 +153,20 @@ class AutoGuide(ABC):
         quantiles.
         """
         self._check_ready()
-        loc, sd, _ = self._gaussian(self._params(params))
+        gaussian = self._gaussian(self._params(params))
         z = ndtri(onp.asarray(quantiles, dtype=float))
-        return self._constrain_draws(loc + z[:, None] * sd)
+        return self._constrain_draws(gaussian.loc + z[:, None] * gaussian.marginal_sd)
 
     def _check_ready(self):
         if self._potential is None:
             raise ValueError("the guide has not seen the model yet: call it (or run SVI) "
                              "with the model's arguments first")
+
+
+def _checked_init_scale(init_scale):
+    if not init_scale > 0:
+        raise ValueError(f"init_scale must be positive, got {init_scale}")
+    return init_scale
 
 
 # -------------------------------------------------------------- per-site guides
@@ -177,9 +186,7 @@ class AutoNormal(AutoGuide):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def __call__(self, *args, **kwargs):
         self._setup(args, kwargs)
@@ -204,7 +211,7 @@ class AutoNormal(AutoGuide):
     def _gaussian(self, params):
         loc = onp.concatenate([onp.ravel(params[f"{self.prefix}_{n}_loc"]) for n in self.sites])
         sd = onp.concatenate([onp.ravel(params[f"{self.prefix}_{n}_scale"]) for n in self.sites])
-        return loc, sd, lambda rng, n: loc + sd * rng.standard_normal((n, len(loc)))
+        return DiagonalGaussian(loc, sd)
 
 
 class AutoDelta(AutoGuide):
@@ -227,7 +234,7 @@ class AutoDelta(AutoGuide):
         values = {n: params[f"{self.prefix}_{n}_loc"] for n in self.sites}
         with handlers.block():
             loc = self._potential.unconstrain(values)
-        return loc, onp.zeros_like(loc), lambda rng, n: onp.broadcast_to(loc, (n, len(loc)))
+        return DiagonalGaussian(loc, onp.zeros_like(loc))
 
 
 # --------------------------------------------------- guides over the whole q
@@ -254,7 +261,7 @@ class AutoDiagonalNormal(AutoContinuous):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def _latent_distribution(self):
         loc = param(f"{self.prefix}_loc", self._init_q)
@@ -263,8 +270,7 @@ class AutoDiagonalNormal(AutoContinuous):
         return Normal(loc, scale).to_event(1)
 
     def _gaussian(self, params):
-        loc, sd = params[f"{self.prefix}_loc"], params[f"{self.prefix}_scale"]
-        return loc, sd, lambda rng, n: loc + sd * rng.standard_normal((n, len(loc)))
+        return DiagonalGaussian(params[f"{self.prefix}_loc"], params[f"{self.prefix}_scale"])
 
 
 class AutoMultivariateNormal(AutoContinuous):
@@ -275,7 +281,7 @@ class AutoMultivariateNormal(AutoContinuous):
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
 
     def _latent_distribution(self):
         loc = param(f"{self.prefix}_loc", self._init_q)
@@ -285,9 +291,7 @@ class AutoMultivariateNormal(AutoContinuous):
         return MultivariateNormal(loc, scale_tril=scale_tril)
 
     def _gaussian(self, params):
-        loc, tril = params[f"{self.prefix}_loc"], params[f"{self.prefix}_scale_tril"]
-        sd = onp.sqrt(onp.einsum("ij,ij->i", tril, tril))
-        return loc, sd, lambda rng, n: loc + rng.standard_normal((n, len(loc))) @ tril.T
+        return DenseGaussian(params[f"{self.prefix}_loc"], params[f"{self.prefix}_scale_tril"])
 
 
 class AutoLowRankMultivariateNormal(AutoContinuous):
@@ -299,18 +303,19 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     Parameters
     ----------
     rank : int, optional
-        Default ``min(10, dim // 2)``, at least 1.
+        Default ``min(10, dim // 2)``, at least 1
+        (:func:`probad.infer.gaussian.factor_rank`).
     """
 
     def __init__(self, model, *, prefix="auto", init_loc_fn=None, init_scale: float = 0.1,
                  rank: int | None = None):
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
-        self.init_scale = init_scale
+        self.init_scale = _checked_init_scale(init_scale)
         self.rank = rank
 
     def _latent_distribution(self):
         dim = len(self._init_q)
-        rank = self.rank if self.rank is not None else max(1, min(10, dim // 2))
+        rank = factor_rank(dim, self.rank)
         loc = param(f"{self.prefix}_loc", self._init_q)
         # A zero factor is a stationary point of the expected gradient: start off it.
         start = 0.01 * self.init_scale * onp.random.default_rng(0).standard_normal((dim, rank))
@@ -320,15 +325,8 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
         return LowRankMultivariateNormal(loc, factor, diag)
 
     def _gaussian(self, params):
-        loc = params[f"{self.prefix}_loc"]
-        factor, diag = params[f"{self.prefix}_cov_factor"], params[f"{self.prefix}_cov_diag"]
-        sd = onp.sqrt(diag + onp.einsum("ij,ij->i", factor, factor))
-
-        def draw(rng, n):
-            return (loc + rng.standard_normal((n, factor.shape[1])) @ factor.T
-                    + onp.sqrt(diag) * rng.standard_normal((n, len(loc))))
-
-        return loc, sd, draw
+        return LowRankGaussian(params[f"{self.prefix}_loc"], params[f"{self.prefix}_cov_factor"],
+                               params[f"{self.prefix}_cov_diag"])
 
 
 class AutoLaplaceApproximation(AutoContinuous):
@@ -353,20 +351,12 @@ class AutoLaplaceApproximation(AutoContinuous):
             If the Hessian is not positive definite (the fit has not reached
             a mode, or the posterior is not locally Gaussian there).
         """
+        gaussian = self._gaussian(params)
+        return gaussian.loc, gaussian.cov
+
+    def _gaussian(self, params):
         self._check_ready()
         loc = onp.asarray(self._params(params)[f"{self.prefix}_loc"], dtype=float)
         hess = self._potential.hessian(loc)
-        try:
-            chol = onp.linalg.cholesky(hess)
-        except onp.linalg.LinAlgError:
-            raise ValueError("AutoLaplaceApproximation: the Hessian at the fitted point is not "
-                             "positive definite; run SVI longer (the point must be a mode) or "
-                             "use laplace() for a diagnosis by site") from None
-        inv_chol = onp.linalg.inv(chol)
-        return loc, inv_chol.T @ inv_chol
-
-    def _gaussian(self, params):
-        loc, cov = self.get_posterior(params)
-        factor = onp.linalg.cholesky(cov)
-        sd = onp.sqrt(onp.diagonal(cov))
-        return loc, sd, lambda rng, n: loc + rng.standard_normal((n, len(loc))) @ factor.T
+        check_hessian(self._potential, hess, "AutoLaplaceApproximation")
+        return laplace_gaussian(loc, hess)

@@ -54,11 +54,15 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
-    rejections : dict or None
-        Filled in by ``pb.hmc``, which knows the potential: evaluations in
-        this chain (warmup included) where the density could not be
-        evaluated and the proposal was rejected, ``kind -> (count, what went
-        wrong the first time, or None)``; see ``Potential.rejections``.
+    rejections : tuple of (str, int, str)
+        Evaluations during this chain where the density could not be
+        evaluated and the proposal got infinite energy: the kind (a failed
+        ODE solve, a failed Cholesky factor, an invalid parameter or NaN),
+        how many, and what went wrong the first time; filled in by the
+        driver from the potential's ``rejections`` and ``rejection_examples``.
+    discrete, warmup_discrete : ndarray or None
+        With ``gibbs``: the discrete values of each kept (and warmup) draw,
+        shape ``(draws, discrete dim)``.
     """
 
     positions: np.ndarray
@@ -69,7 +73,9 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
-    rejections: dict | None = None
+    rejections: tuple = ()
+    discrete: np.ndarray | None = None
+    warmup_discrete: np.ndarray | None = None
 
 
 class ChainProgress(NamedTuple):
@@ -85,14 +91,17 @@ class ChainProgress(NamedTuple):
 class _Trace:
     """Preallocated draws and statistics for one phase, filled as the chain runs."""
 
-    def __init__(self, capacity, dim):
+    def __init__(self, capacity, dim, discrete_dim=None):
         self.positions = np.empty((capacity, dim))
+        self.discrete = None if discrete_dim is None else np.empty((capacity, discrete_dim))
         self.stats = {name: np.empty(capacity, dtype) for name, dtype in STAT_DTYPES.items()}
         self.size = 0
 
-    def record(self, state, info, step_size):
+    def record(self, state, info, step_size, discrete=None):
         i = self.size
         self.positions[i] = state.position
+        if self.discrete is not None:
+            self.discrete[i] = discrete
         stats = self.stats
         stats["lp"][i] = -state.potential_energy
         stats["acceptance_rate"][i] = info.acceptance_rate
@@ -109,6 +118,10 @@ class _Trace:
         """Draws and statistics recorded so far (trimmed if the chain was interrupted)."""
         n = self.size
         return self.positions[:n], {name: values[:n] for name, values in self.stats.items()}
+
+    def discrete_arrays(self):
+        """The discrete values recorded so far, or None without Gibbs steps."""
+        return None if self.discrete is None else self.discrete[:self.size]
 
 
 def _progress_reporter(progress, total) -> tuple[Callable[[ChainProgress], None] | None, Callable]:
@@ -166,6 +179,7 @@ def run_chain(
     inverse_metric=None,
     should_stop: Callable[[], bool] | None = None,
     native_potential: Callable[[], object | None] | None = None,
+    gibbs: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
 
@@ -226,6 +240,11 @@ def run_chain(
         potential hands back (a failed guard of its tape) runs in Python on
         ``potential_fn``, and the native form is asked for again afterwards.
         Initialisation and step size searches always use ``potential_fn``.
+    gibbs : callable, optional
+        ``gibbs(rng, q) -> values``: one sweep of Gibbs steps over discrete
+        sites that ``potential_fn`` reads (:class:`probad.infer.gibbs.GibbsSteps`),
+        run after every transition; ``U`` and its gradient are then evaluated
+        again at the new values, and the values are recorded with each draw.
 
     Returns
     -------
@@ -252,6 +271,11 @@ def run_chain(
         num_grad_evals += 1
         return potential_fn(q)
 
+    discrete = None
+    if gibbs is not None:
+        # A first sweep, so that the discrete values are drawn given the start
+        # (not left at the prior draws initialisation begins from).
+        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64))
     state = kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
     native = None
@@ -277,12 +301,25 @@ def run_chain(
         def native_transition(state, step_size, metric):
             return native.hmc_step(state, step_size, metric, static_steps(step_size), jitter)
 
-    def transition(state, step_size, metric):
+    def continuous_transition(state, step_size, metric):
         if native is not None:
             result = native_transition(state, step_size, metric)
             if result is not None:
                 return result
         return python_transition(state, step_size, metric)
+
+    if gibbs is None:
+        transition = continuous_transition
+    else:
+        def transition(state, step_size, metric):
+            nonlocal discrete
+            state, info = continuous_transition(state, step_size, metric)
+            discrete = gibbs(rng, state.position)
+            if native is not None:
+                native.refresh()  # the compiled potential's discrete input changed
+            # The transition's statistics stay its own; the state's energy and
+            # gradient are those of the new discrete values.
+            return kernels.init(state.position, counted_potential), info
 
     # The Fisher warmup starts from 1/|grad| unless it is given a metric to start from.
     initial_inverse_metric = inverse_metric
@@ -290,8 +327,9 @@ def run_chain(
         inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
     metric = kernels.make_metric(inverse_metric)
 
-    warmup_trace = _Trace(tune, dim) if warmup_draws else None
-    trace = _Trace(draws, dim)
+    discrete_dim = None if discrete is None else len(discrete)
+    warmup_trace = _Trace(tune, dim, discrete_dim) if warmup_draws else None
+    trace = _Trace(draws, dim, discrete_dim)
     total = tune + draws * thin
     report, close_progress = _progress_reporter(progress, total)
     divergences = 0
@@ -314,7 +352,7 @@ def run_chain(
             divergences += info.diverging
             if warmup:
                 if warmup_trace is not None:
-                    warmup_trace.record(state, info, step_size)
+                    warmup_trace.record(state, info, step_size, discrete)
                 adapt_state = adaptation.update(
                     rng, adapt_state, state, info.acceptance_rate, counted_potential
                 )
@@ -324,7 +362,7 @@ def run_chain(
                 else:
                     step_size, metric = adapt_state.step_size, adapt_state.metric
             elif (iteration - tune + 1) % thin == 0:
-                trace.record(state, info, step_size)
+                trace.record(state, info, step_size, discrete)
             if report is not None:
                 report(ChainProgress(
                     "warmup" if warmup else "sampling", iteration + 1, total, step_size, divergences
@@ -347,4 +385,6 @@ def run_chain(
         inverse_metric=metric.inverse_metric,
         num_grad_evals=num_grad_evals + (native.num_grad_evals if native is not None else 0),
         partial=partial,
+        discrete=trace.discrete_arrays(),
+        warmup_discrete=warmup_trace.discrete_arrays() if warmup_trace is not None else None,
     )

@@ -272,10 +272,40 @@ def _check_observation(msg):
                         "or choose a likelihood whose support contains the data.") from None
 
 
-def _checked_prototype_value(rng):
+def is_gibbs_site(msg) -> bool:
+    """Whether ``msg`` is a latent discrete sample site that is not enumerated:
+    ``pb.hmc`` samples such sites with Gibbs or Metropolis steps."""
+    return (msg["type"] == "sample" and not msg["is_observed"] and not is_enumerated(msg)
+            and msg["fn"].support.is_discrete)
+
+
+def _discrete_latent_error(msg, gibbs: bool) -> SiteError:
+    fn = msg["fn"]
+    what = (f"site '{msg['name']}' is a latent discrete variable "
+            f"({type(_written(fn)).__name__} with support {fn.support!r})")
+    enumerate_it = ("Enumerate it (pb.sample(..., infer={'enumerate': 'parallel'}) or "
+                    "handlers.config_enumerate(model)) so that it is summed out exactly. "
+                    if fn.has_enumerate_support else "")
+    if gibbs:  # the only discrete sites Gibbs steps cannot update
+        return SiteError(
+            f"{what} whose values are vectors (event shape {tuple(fn.event_shape)}): pb.hmc's "
+            "Gibbs steps update discrete sites with scalar values only. " + enumerate_it
+            + "Write it as scalar sites (a Categorical for a OneHotCategorical), or "
+            "marginalise it out: sum its values' probabilities into the likelihood with "
+            "pb.factor and logsumexp.")
+    return SiteError(
+        f"{what}; gradient-based inference needs continuous latent variables (pb.hmc alone "
+        "samples discrete ones, by Gibbs steps). " + enumerate_it
+        + "Marginalise it out: sum its values' probabilities into the likelihood "
+        "with pb.factor and logsumexp (or observe it).")
+
+
+def _checked_prototype_value(rng, gibbs: bool = False):
     """substitute_fn for the check pass: validates every sample site as it
     is reached (so errors name the first offending site) and gives latent
-    sites a valid value without sampling (improper priors have no sampler)."""
+    sites a valid value without sampling (improper priors have no sampler).
+    With ``gibbs``, a discrete latent site that is not enumerated gets a draw
+    of its prior, as float64: the dtype in which Gibbs steps pass its values."""
     start = init_to_uniform()
 
     def value(msg):
@@ -292,23 +322,18 @@ def _checked_prototype_value(rng):
             # enumerability is checked by that run.
             return fn.sample(rng)
         if fn.support.is_discrete:
-            raise SiteError(
-                f"site '{msg['name']}' is a latent discrete variable "
-                f"({type(_written(fn)).__name__} with support {fn.support!r}); gradient-based inference needs continuous "
-                "latent variables. " + (
-                    "Enumerate it (pb.sample(..., infer={'enumerate': 'parallel'}) or "
-                    "handlers.config_enumerate(model)) so that it is summed out exactly. "
-                    if fn.has_enumerate_support else "")
-                + "Marginalise it out: sum its values' probabilities into the likelihood "
-                "with pb.factor and logsumexp (or observe it).")
+            if not gibbs or fn.event_shape:
+                raise _discrete_latent_error(msg, gibbs)
+            return onp.asarray(fn.sample(rng), dtype=onp.float64)
         return start(msg, rng)
 
     return value
 
 
-def _prototype_trace(model, data):
+def _prototype_trace(model, data, gibbs=False):
     return trace(substitute(seeded(model, rng_seed=0),
-                            substitute_fn=_checked_prototype_value(onp.random.default_rng(0)))
+                            substitute_fn=_checked_prototype_value(onp.random.default_rng(0),
+                                                                   gibbs))
                  ).get_trace(**data)
 
 
@@ -330,7 +355,7 @@ def _checked_at_sites():
         yield
 
 
-def _check_pass(model, data):
+def _check_pass(model, data, gibbs=False):
     """Run the model once on concrete values, validating every site.
 
     A distribution with invalid concrete parameters refuses to be built,
@@ -344,13 +369,23 @@ def _check_pass(model, data):
         # The prototype point is arbitrary: overflow there is no error by
         # itself, and what it breaks, validation names below.
         with onp.errstate(all="ignore"):
-            return _prototype_trace(model, data)
+            return _prototype_trace(model, data, gibbs)
     except SiteError:
         raise
+    except IndexError as exc:
+        if not gibbs:
+            raise
+        # Gibbs steps pass a discrete site's values as float64 (so the compiled
+        # potential takes them as data); numpy refuses floats as indices.
+        raise TypeError(
+            f"{exc} (in the model at {_model_location(exc)}). pb.hmc samples the model's "
+            "discrete latent sites that are not enumerated by Gibbs steps, which give their "
+            "values as float64 arrays of whole numbers: index with z.astype(int), or "
+            "enumerate the site (infer={'enumerate': 'parallel'}).") from exc
     except ValueError as first:
         try:
             with _checked_at_sites():
-                _prototype_trace(model, data)
+                _prototype_trace(model, data, gibbs)
         except SiteError as named:
             raise named from None
         except Exception:  # noqa: BLE001  (any other failure: report the first error)
@@ -374,10 +409,12 @@ class Site:
         Number of entries of ``q`` it takes.
     offset : int
         Where they start.
-    transform : Transform
+    transform : Transform or None
         ``biject_to(support)``: unconstrained -> constrained, as built at
         the check pass (a support that depends on other sites gets its
-        transform rebuilt at every evaluation).
+        transform rebuilt at every evaluation). None for a discrete site
+        sampled by Gibbs steps (in :attr:`Potential.discrete`), whose
+        ``offset`` is into :attr:`Potential.discrete_values`.
     dims : tuple of str
         ArviZ dim names: the plate's name for plate dimensions, else
         ``f"{name}_dim_{i}"``.
@@ -483,6 +520,10 @@ def _naming_sites(error: TracedValueError, reached) -> TracedValueError:
 _UNDEFINED_AT = (onp.linalg.LinAlgError, ODEintError)
 
 
+def _undefined_what(error: Exception) -> str:
+    return "ODE solve" if isinstance(error, ODEintError) else "linear algebra"
+
+
 class _FailedStart(Exception):
     """A try of ``initial_point`` that cannot go on; the message says why."""
 
@@ -503,7 +544,17 @@ class Potential:
     order), ``observed`` (observed site -> data), ``constant_data``
     (array-valued model arguments that are not observed sites), ``dims``
     (site -> ArviZ dim names, for latent, deterministic and observed sites),
-    ``enumerated`` (the discrete sites summed out, not in ``q``).
+    ``enumerated`` (the discrete sites summed out, not in ``q``),
+    ``compiled`` (whether its functions replay recorded tapes),
+    ``discrete`` (with ``gibbs=True``: name -> :class:`Site` of the discrete
+    latent sites that are not enumerated, sampled by Gibbs steps, not in
+    ``q`` either) and ``discrete_values``.
+
+    ``discrete_values`` is a flat float64 vector of those sites' values:
+    ``U`` and everything else evaluated at a ``q`` take them from there
+    (an argument of the compiled functions, so a new value replays the same
+    tape). :meth:`initial_point` sets it to the start's values and the Gibbs
+    steps (:mod:`probad.infer.gibbs`) to each new draw.
 
     ``rejections`` counts the evaluations that returned +inf because the
     density could not be evaluated (see :meth:`value_and_grad`), by kind:
@@ -517,15 +568,17 @@ class Potential:
     """
 
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
-                 backend: str = "auto"):
+                 backend: str = "auto", gibbs: bool = False):
         self.model = model
         self._rejections: dict[str, int] = {}
         self.rejection_examples: dict[str, str] = {}
         self.backend = backend
+        self.compiled = compile
         self.data = model_arguments(data)
-        prototype = _check_pass(model, self.data)
+        prototype = _check_pass(model, self.data, gibbs)
         _warn_of_missing_data(prototype)
         self.sites: dict[str, Site] = {}
+        self.discrete: dict[str, Site] = {}
         self.observed: dict[str, onp.ndarray] = {}
         self.dims: dict[str, tuple] = {}
         # U must be a pure function of q, so a subsampling plate keeps the
@@ -538,7 +591,7 @@ class Potential:
         if self.enumerated:
             self._enum_dim = first_enum_dim(prototype)
             self._model = Enumerator(model, first_dim=self._enum_dim)
-        offset = 0
+        offset = discrete_offset = 0
         for name, msg in prototype.items():
             if is_enumerated(msg):
                 continue
@@ -550,6 +603,12 @@ class Potential:
             if msg["is_observed"]:
                 self.observed[name] = onp.asarray(msg["value"])
                 continue
+            if is_gibbs_site(msg):
+                shape = onp.shape(msg["value"])
+                self.discrete[name] = Site(name, shape, shape, math.prod(shape), discrete_offset,
+                                           None, self.dims[name])
+                discrete_offset += math.prod(shape)
+                continue
             transform = biject_to(msg["fn"].support)
             shape = onp.shape(msg["value"])
             unconstrained_shape = tuple(transform.inverse_shape(shape))
@@ -558,6 +617,11 @@ class Potential:
                                     self.dims[name])
             offset += size
         self.dim = offset
+        # None without Gibbs sites: a static argument, so those potentials'
+        # tapes are what they were.
+        self.discrete_values = onp.concatenate(
+            [onp.ravel(prototype[name]["value"]) for name in self.discrete]) \
+            if self.discrete else None
         if self._enum_dim is not None:
             self._check_enumeration(prototype)
         self.constant_data = {
@@ -596,9 +660,16 @@ class Potential:
         return contract(model_trace, self._enum_dim, scaled_log_prob)
 
     # -- q <-> site values
-    def _run(self, q):
-        """Run the model with the latent sites read from ``q``; return the
-        trace and each site's log|det J|, scaled and masked as its log density.
+    def _run(self, q, z=None, candidates=None):
+        """Run the model with the latent sites read from ``q`` (and the Gibbs
+        sites from ``z``); return the trace and each site's log|det J|,
+        scaled and masked as its log density.
+
+        ``candidates``, ``(site, values, dim)``, gives the Gibbs site ``site``
+        the values ``values`` (shape ``(K, size)``), laid along dimension
+        ``dim`` to the left of every plate as an enumerated site's support is:
+        one run then evaluates the model at ``K`` values of that site (see
+        :mod:`probad.infer.gibbs`).
 
         Each site's transform is built from its distribution in this run, so
         a support that depends on other sites (``Uniform(0, 1 - a)``) is
@@ -617,6 +688,9 @@ class Potential:
                 return self._subsamples.get(msg["name"])
             if msg["type"] != "sample" or msg["is_observed"] or is_enumerated(msg):
                 return None
+            discrete = self.discrete.get(msg["name"])
+            if discrete is not None:
+                return self._discrete_value(discrete, z, candidates)
             site = self._site_of(msg)
             # A scalar site reads a numpy scalar, on which Python's arithmetic
             # (what a replay uses) is cheaper than numpy's for a 0-d array.
@@ -653,6 +727,17 @@ class Potential:
         return model_trace, {name: np.sum(_scaled_and_masked(model_trace[name], log_det))
                              for name, log_det in log_dets.items()}
 
+    @staticmethod
+    def _discrete_value(site: Site, z, candidates):
+        """A Gibbs site's value in a run: its slice of ``z``, or the candidates."""
+        if candidates is not None and candidates[0] == site.name:
+            _, values, dim = candidates
+            k = np.shape(values)[0]
+            return np.reshape(values, (k,) + (1,) * (-dim - 1 - len(site.shape)) + site.shape)
+        if site.shape == ():
+            return z[site.offset]
+        return np.reshape(z[site.offset:site.offset + site.size], site.shape)
+
     def _site_of(self, msg) -> Site:
         try:
             return self.sites[msg["name"]]
@@ -675,18 +760,19 @@ class Potential:
             parts.append(onp.ravel(biject_to(support).inv(value)))
         return onp.concatenate(parts) if parts else onp.zeros(0)
 
-    def _energy_fn(self, q, jacobian: bool = True):
+    def _energy_fn(self, q, jacobian: bool = True, z=None):
         """``U(q)``; without the Jacobian term when ``jacobian`` is False (the
         density of the constrained values, which ``pb.map`` maximises).
-        A static flag: the compiler records one tape for each value."""
-        model_trace, log_dets = self._run(q)
+        A static flag: the compiler records one tape for each value. ``z``:
+        the Gibbs sites' values (an input of the tape, like ``q``)."""
+        model_trace, log_dets = self._run(q, z)
         log_joint = self._log_joint(model_trace)
         energy = -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
         penalty = _invalid_parameter_penalty(model_trace, self.sites)
         # Left off where nothing is traced and all is valid: the tape is unchanged.
         return energy if not isbox(penalty) and penalty == 0.0 else energy + penalty
 
-    def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool):
+    def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool, z=None):
         """What one draw contributes to the results, from one run of the model:
         ``(latent and deterministic site values, pointwise log-likelihoods)``,
         the latter empty unless ``with_log_likelihood``.
@@ -694,9 +780,10 @@ class Potential:
         A static flag rather than two functions: the compiler keys its tapes
         on it, so a run that needs no log-likelihood skips computing it.
         """
-        model_trace, _ = self._run(q)
+        model_trace, _ = self._run(q, z)
         values = {name: msg["value"] for name, msg in model_trace.items()
-                  if name in self.sites or (msg["type"] == "deterministic" and name in self.dims)}
+                  if name in self.sites or name in self.discrete
+                  or (msg["type"] == "deterministic" and name in self.dims)}
         if not with_log_likelihood:
             return values, {}
         if self._enum_dim is not None:
@@ -712,10 +799,11 @@ class Potential:
         return q
 
     def _concrete_run(self, q):
-        return self._run(self._concrete_q(q))
+        return self._run(self._concrete_q(q), self.discrete_values)
 
-    def _concrete_outputs(self, q, with_log_likelihood: bool):
-        values, loglik = self._outputs(self._concrete_q(q), with_log_likelihood)
+    def _concrete_outputs(self, q, with_log_likelihood: bool, discrete=None):
+        z = self.discrete_values if discrete is None else onp.asarray(discrete, dtype=onp.float64)
+        values, loglik = self._outputs(self._concrete_q(q), with_log_likelihood, z)
         # Copies: a replay hands out the same array object for an output that
         # does not depend on q (and an eager run may hand out the user's data);
         # changing the result in place must not change the next one.
@@ -726,22 +814,35 @@ class Potential:
     def energy(self, q):
         """``U(q)`` as a differentiable function of ``q`` (uncompiled), for
         composing with ``probad.ad`` transformations."""
-        return self._energy_fn(q)
+        return self._energy_fn(q, True, self.discrete_values)
 
     def hessian(self, q) -> onp.ndarray:
         """The exact Hessian ``d2U/dq2`` at ``q``, by probad.ad (reverse over reverse)."""
         with onp.errstate(all="ignore"):
-            return onp.asarray(hessian(self._energy_fn)(onp.asarray(q, dtype=onp.float64)))
+            return onp.asarray(hessian(self.energy)(onp.asarray(q, dtype=onp.float64)))
 
     def __call__(self, q) -> float:
         """``U(q)``; +inf where the density cannot be evaluated (see
         :meth:`value_and_grad`)."""
         with onp.errstate(all="ignore"):
             try:
-                value = float(self._energy(onp.asarray(q, dtype=onp.float64)))
+                value = float(self._energy(onp.asarray(q, dtype=onp.float64), True,
+                                           self.discrete_values))
             except _UNDEFINED_AT as exc:
                 return self._reject(exc, q)
         return self._reject(None, q) if value != value else value
+
+    def energy_at(self, q, discrete) -> float:
+        """``U(q)`` with the Gibbs sites at ``discrete`` instead of
+        :attr:`discrete_values` (a Gibbs step's candidate); +inf where the
+        density cannot be evaluated, uncounted in :attr:`rejections`."""
+        with onp.errstate(all="ignore"):
+            try:
+                value = float(self._energy(onp.asarray(q, dtype=onp.float64), True,
+                                           onp.asarray(discrete, dtype=onp.float64)))
+            except _UNDEFINED_AT:
+                return onp.inf
+        return onp.inf if value != value else value
 
     def value_and_grad(self, q, jacobian: bool = True, *,
                        quiet: bool = True) -> tuple[float, onp.ndarray]:
@@ -768,9 +869,9 @@ class Potential:
         try:
             if quiet:
                 with onp.errstate(all="ignore"):
-                    value, grad = self._energy_and_grad(q, jacobian)
+                    value, grad = self._energy_and_grad(q, jacobian, self.discrete_values)
             else:
-                value, grad = self._energy_and_grad(q, jacobian)
+                value, grad = self._energy_and_grad(q, jacobian, self.discrete_values)
         except _UNDEFINED_AT as exc:
             return self._reject(exc, q), onp.zeros_like(q)
         grad = onp.asarray(grad, dtype=onp.float64)
@@ -784,7 +885,7 @@ class Potential:
         if error is None:
             kind = "invalid parameter or NaN"
         else:
-            kind = "ODE solve failed" if isinstance(error, ODEintError) else "linear algebra failed"
+            kind = f"{_undefined_what(error)} failed"
         self._rejections[kind] = self._rejections.get(kind, 0) + 1
         if kind not in self.rejection_examples:
             if error is None:  # once: it takes one more run of the model
@@ -829,15 +930,17 @@ class Potential:
             return None
         from ..ad.compiler.native import NativePotential  # imports numba
         q = onp.zeros(self.dim)
-        key = compiled.cache_key(q, True)
+        key = compiled.cache_key(q, True, self.discrete_values)
         if not compiled.tapes.get(key):
             self.value_and_grad(q)
         tapes = compiled.tapes.get(key)
         return NativePotential.of(tapes[0]) if tapes else None
 
-    def constrain(self, q) -> dict[str, onp.ndarray]:
-        """Constrained values of the latent sites and the deterministic sites at ``q``."""
-        return self._concrete_outputs(q, False)[0]
+    def constrain(self, q, discrete=None) -> dict[str, onp.ndarray]:
+        """Constrained values of the latent sites and the deterministic sites
+        at ``q`` (and the Gibbs sites' values ``discrete``, by default
+        :attr:`discrete_values`)."""
+        return self._concrete_outputs(q, False, discrete)[0]
 
     def unconstrain(self, values: Mapping) -> onp.ndarray:
         """The ``q`` of constrained latent values (other names are ignored)."""
@@ -854,6 +957,10 @@ class Potential:
         def latent_value(msg):
             if msg["type"] == "plate":
                 return self._subsamples.get(msg["name"])
+            if msg["name"] in self.discrete:
+                site = self.discrete[msg["name"]]
+                return values[site.name] if site.name in values else \
+                    self._discrete_value(site, self.discrete_values, None)
             if msg["type"] == "sample" and not msg["is_observed"] and not is_enumerated(msg):
                 return values[self._site_of(msg).name]
             return None
@@ -866,15 +973,15 @@ class Potential:
         and unmasked (what ``az.loo`` wants); factor sites are left out."""
         return self._concrete_outputs(q, True)[1]
 
-    def constrain_and_log_likelihood(self, q) -> tuple[dict[str, onp.ndarray],
-                                                        dict[str, onp.ndarray]]:
-        """``(constrain(q), log_likelihood(q))`` from one run of the model.
+    def constrain_and_log_likelihood(self, q, discrete=None) -> tuple[dict[str, onp.ndarray],
+                                                                       dict[str, onp.ndarray]]:
+        """``(constrain(q, discrete), log_likelihood(q))`` from one run of the model.
 
         This is what packaging a draw needs. With ``compile=True`` the run is
         recorded once and replayed, like ``U``: a draw then costs a fraction
         of an eager model run, and the results are the eager ones.
         """
-        return self._concrete_outputs(q, True)
+        return self._concrete_outputs(q, True, discrete)
 
     def check_start(self, init=None, caller: str = "inference") -> None:
         """Refuse a run that cannot mean anything, before it starts.
@@ -894,6 +1001,13 @@ class Potential:
             optimise), or ``init`` names a site that is not latent (a typo
             would otherwise be ignored).
         """
+        if not self.sites and self.discrete:
+            raise ValueError(
+                f"{caller}: the model's only latent sites are discrete "
+                f"({', '.join(repr(n) for n in self.discrete)}), sampled by Gibbs steps between "
+                "NUTS transitions, so there is no continuous site for NUTS. Enumerate them "
+                "(infer={'enumerate': 'parallel'}) where their support is finite and compute "
+                "the posterior with pb.infer_discrete, or give the model a continuous site.")
         if not self.sites:
             observed = ", ".join(f"'{name}'" for name in self.observed) or "none"
             summed = (f"; discrete sites summed out: {', '.join(self.enumerated)}"
@@ -905,15 +1019,19 @@ class Potential:
                 "leave its obs out.")
         values = init.values if isinstance(init, init_to_value) else init
         if isinstance(values, Mapping):
-            unknown = [name for name in values if name not in self.sites]
+            unknown = [name for name in values
+                       if name not in self.sites and name not in self.discrete]
             if unknown:
                 raise ValueError(
                     f"{caller}: init names {', '.join(repr(n) for n in unknown)}, not a latent "
                     f"site of the model; its latent sites are "
-                    f"{', '.join(repr(n) for n in self.sites)}.")
+                    f"{', '.join(repr(n) for n in [*self.sites, *self.discrete])}.")
 
     def initial_point(self, seed=None, strategy=None) -> onp.ndarray:
         """A starting ``q`` where ``U`` and its gradient are finite.
+
+        The Gibbs sites (:attr:`discrete`) start at a draw of their prior
+        (or the value ``init_to_value`` gives), kept in :attr:`discrete_values`.
 
         Parameters
         ----------
@@ -946,6 +1064,10 @@ class Potential:
             problem = _parameter_problem(msg)
             if problem is not None:
                 raise _FailedStart(f"invalid parameter at {problem}")
+            if msg["name"] in self.discrete and not (isinstance(strategy, init_to_value)
+                                                     and msg["name"] in strategy.values):
+                # No unconstrained space to be uniform in: a draw of the prior.
+                return onp.asarray(msg["fn"].sample(rng), dtype=onp.float64)
             return None if msg["is_observed"] or is_enumerated(msg) else strategy(msg, rng)
 
         for _ in range(MAX_INIT_ATTEMPTS):
@@ -965,14 +1087,25 @@ class Potential:
             try:
                 init_trace = trace(substitute(seeded(self._model, rng), substitute_fn=init_value)
                                    ).get_trace(**self.data)
-            except onp.linalg.LinAlgError as exc:
+            except _UNDEFINED_AT as exc:
                 # As in sampling, where such a point gets infinite energy: a
-                # matrix that is not positive definite here is a failed try.
-                raise _FailedStart(f"the model's linear algebra failed ({exc})") from None
+                # matrix that is not positive definite, or an ODE solve that
+                # fails, here is a failed try.
+                raise _FailedStart(f"the model's {_undefined_what(exc)} failed ({exc})") from None
             try:
                 q = self._q_from_trace(init_trace)
             except ValueError as exc:  # a draw on the edge of its support (underflow to 0)
                 raise _FailedStart(exc) from None
+            if self.discrete:
+                self.discrete_values = onp.concatenate(
+                    [onp.ravel(onp.asarray(init_trace[name]["value"], dtype=onp.float64))
+                     for name in self.discrete])
+                if not math.isfinite(self(q)):
+                    # Prior draws of discrete sites rarely fit the data (a
+                    # zero-inflation indicator on a positive count): one Gibbs
+                    # sweep at q moves them to where the joint is finite.
+                    from .gibbs import gibbs_steps
+                    gibbs_steps(self)(rng, q)
             energy, grad = self.value_and_grad(q)
             if _finite(q) and math.isfinite(energy) and _finite(grad):
                 return q
@@ -1003,8 +1136,8 @@ class Potential:
                 model_trace, log_dets = self._concrete_run(q)
                 bad_density = [name for name, msg in model_trace.items()
                                if msg["type"] == "sample" and not _finite(scaled_log_prob(msg))]
-        except onp.linalg.LinAlgError as exc:
-            return f"the model's linear algebra failed ({exc})"
+        except _UNDEFINED_AT as exc:
+            return f"the model's {_undefined_what(exc)} failed ({exc})"
         problems = (_parameter_problem(msg) for msg in model_trace.values()
                     if msg["type"] == "sample")
         invalid = [problem for problem in problems if problem is not None]
@@ -1022,7 +1155,7 @@ class Potential:
 
 
 def potential(model: Callable, data: Mapping | None = None, *, compile: bool = True,
-              backend: str = "auto") -> Potential:
+              backend: str = "auto", gibbs: bool = False) -> Potential:
     """The potential energy of ``model`` over one flat unconstrained vector.
 
     ``U(q) = -(sum over sample sites of scale * log_prob, masked)
@@ -1055,6 +1188,12 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         medium arrays: 3-30x per gradient) and numpy for long vectors of
         exp/log. Results agree to rounding, so a fixed seed gives different
         draws on different backends.
+    gibbs : bool
+        Accept discrete latent sites that are not enumerated (``pb.hmc``
+        samples them with Gibbs steps, :mod:`probad.infer.gibbs`): they are
+        left out of ``q`` and listed in ``discrete``, and ``U`` is evaluated
+        at their values in ``discrete_values``. Without it such a site is an
+        error, as for the optimisers and variational inference.
 
     Notes
     -----
@@ -1078,6 +1217,7 @@ def potential(model: Callable, data: Mapping | None = None, *, compile: bool = T
         objects, complex numbers), outside the support, the wrong shape for
         its plates or smaller than the distribution (broadcasting it would
         count each observation several times), two sites with one name, or a
-        latent discrete site.
+        latent discrete site that is not enumerated (with ``gibbs``: one
+        whose values are vectors).
     """
-    return Potential(model, data, compile=compile, backend=backend)
+    return Potential(model, data, compile=compile, backend=backend, gibbs=gibbs)

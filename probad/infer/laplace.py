@@ -18,15 +18,11 @@ from typing import Mapping
 import numpy as onp
 
 from ..optimize import minimize
-from .advi import GaussianApproximation
+from .gaussian import GaussianApproximation, check_hessian, laplace_gaussian
 from .density import potential as make_potential
 from .initialization import init_to_median, init_to_value
 
 __all__ = ["map", "laplace", "MAPResult", "LaplaceFit"]
-
-# An eigenvalue of H below this fraction of the largest counts as not
-# positive: the autodiff Hessian is exact up to rounding, far below this.
-RELATIVE_EIGEN_TOL = 1e-8
 
 
 class MAPResult(dict):
@@ -72,15 +68,25 @@ _MODE_TOLERANCES = {"L-BFGS-B": {"ftol": 1e4 * onp.finfo(float).eps, "gtol": 1e-
                     "trust-ncg": {"gtol": 1e-8}, "trust-krylov": {"gtol": 1e-8}}
 
 
-def _find_mode(pot, *, init, seed, method, jacobian, compile, options):
-    """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``."""
+def _find_mode(pot, *, caller, start, init, seed, method, jacobian, compile,
+               options) -> MAPResult:
+    """Minimise ``U`` over q, without its Jacobian term unless ``jacobian``;
+    warn, naming ``caller``, if the optimiser does not report convergence.
+    ``start`` is when the caller's clock started."""
     strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
         (init if init is not None else init_to_median())
     q0 = pot.initial_point(seed=onp.random.default_rng(seed), strategy=strategy)
     # minimize steps back from trial points where the model overflows or its
     # linear algebra fails, as the samplers reject them.
-    return minimize(pot._energy_fn, q0, args=(jacobian,), method=method, compile=compile,
-                    **{**_MODE_TOLERANCES.get(method, {}), **dict(options or {})})
+    result = minimize(pot._energy_fn, q0, args=(jacobian,), method=method, compile=compile,
+                      **{**_MODE_TOLERANCES.get(method, {}), **dict(options or {})})
+    if not result.success:
+        warnings.warn(f"{caller}: the optimiser did not report convergence ({result.message}); "
+                      "try options={'maxiter': ...} or another init", UserWarning, stacklevel=3)
+    q = onp.asarray(result.x, dtype=float)
+    return MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
+                     success=bool(result.success), message=str(result.message),
+                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
 
 
 def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
@@ -119,43 +125,8 @@ def map(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
     pot.check_start(init, "pb.map")
-    result = _find_mode(pot, init=init, seed=seed, method=method, jacobian=jacobian,
-                        compile=compile, options=options)
-    if not result.success:
-        warnings.warn(f"map: the optimiser did not report convergence ({result.message}); "
-                      "try options={'maxiter': ...} or another init", UserWarning, stacklevel=2)
-    q = onp.asarray(result.x, dtype=float)
-    return MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
-                     success=bool(result.success), message=str(result.message),
-                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
-
-
-def _site_loadings(pot, vector) -> str:
-    """The sites a direction in q mostly moves, with their shares."""
-    shares = {name: float(onp.sum(vector[s.offset:s.offset + s.size] ** 2))
-              for name, s in pot.sites.items()}
-    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
-    listed = [f"{name} ({share:.0%})" for name, share in ranked if share >= 0.1] or \
-        [f"{ranked[0][0]} ({ranked[0][1]:.0%})"]
-    return ", ".join(listed)
-
-
-def _check_positive_definite(pot, hess):
-    eigvals, eigvecs = onp.linalg.eigh(hess)
-    largest = max(float(onp.max(onp.abs(eigvals))), onp.finfo(float).tiny)
-    bad = onp.flatnonzero(eigvals <= RELATIVE_EIGEN_TOL * largest)
-    if bad.size == 0:
-        return
-    lines = [f"  eigenvalue {eigvals[i]:.3g} along a direction moving "
-             f"{_site_loadings(pot, eigvecs[:, i])}" for i in bad[:3]]
-    more = f"\n  ... and {bad.size - 3} more" if bad.size > 3 else ""
-    raise ValueError(
-        "laplace: the Hessian of the negative log density at the mode is not positive "
-        f"definite ({bad.size} of {len(eigvals)} directions are flat or curve downwards; "
-        f"the largest eigenvalue is {largest:.3g}):\n" + "\n".join(lines) + more +
-        "\nThe posterior is not locally Gaussian there: the mode may be a saddle or on a "
-        "ridge (a non-identified parameter, an improper prior). Give those sites proper "
-        "priors or reparameterise, or use pb.hmc / pb.advi.")
+    return _find_mode(pot, caller="map", start=start, init=init, seed=seed, method=method,
+                      jacobian=jacobian, compile=compile, options=options)
 
 
 class LaplaceFit(GaussianApproximation):
@@ -181,30 +152,13 @@ class LaplaceFit(GaussianApproximation):
     inference_method = "laplace"
 
     def __init__(self, potential, mode: MAPResult, hessian, *, seed_sequence, wall_time):
-        super().__init__(potential, seed_sequence)
+        super().__init__(potential, laplace_gaussian(mode.q, hessian), seed_sequence)
         self.map = mode
         self.hessian = hessian
-        self._chol_cov = onp.linalg.inv(onp.linalg.cholesky(hessian)).T
         self.wall_time = wall_time
 
     def __repr__(self):
         return f"<LaplaceFit: {self.potential.dim} dims, {self.wall_time:.2f} s>"
-
-    @property
-    def loc(self) -> onp.ndarray:
-        return self.map.q.copy()
-
-    @property
-    def cov(self) -> onp.ndarray:
-        return self._chol_cov @ self._chol_cov.T
-
-    @property
-    def marginal_sd(self) -> onp.ndarray:
-        return onp.sqrt(onp.einsum("ij,ij->i", self._chol_cov, self._chol_cov))
-
-    def sample_q(self, draws: int, rng) -> onp.ndarray:
-        eps = onp.random.default_rng(rng).standard_normal((draws, len(self.map.q)))
-        return self.map.q + eps @ self._chol_cov.T
 
 
 def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-BFGS-B",
@@ -213,19 +167,10 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
 
     Parameters
     ----------
-    model : callable
-    data : mapping, optional
-        Keyword arguments of the model.
-    init : init strategy or dict, optional
-        Where the optimiser starts; default ``init_to_median()``.
-    method : str
-        A gradient-based ``scipy.optimize.minimize`` method.
-    compile : bool
-        Record the potential and its derivatives once and replay them.
+    model, data, init, method, compile, options
+        As in :func:`map`.
     seed : int or numpy.random.SeedSequence, optional
         For the init strategy and the draws behind ``mean``/``std``/``sample``.
-    options : mapping, optional
-        scipy solver options; tolerances default as in :func:`map`.
 
     Returns
     -------
@@ -236,28 +181,18 @@ def laplace(model, data: Mapping | None = None, *, init=None, method: str = "L-B
     Raises
     ------
     ValueError
-        If the Hessian at the mode is not positive definite; the message
-        names the sites along the flattest or most negatively curved
-        directions.
+        If the Hessian at the mode is not finite or not positive definite
+        (:func:`probad.infer.gaussian.check_hessian`); the message names the
+        sites along the flattest or most negatively curved directions.
     """
     start = time.perf_counter()
     pot = make_potential(model, data, compile=compile)
     pot.check_start(init, "pb.laplace")
     root = seed if isinstance(seed, onp.random.SeedSequence) else onp.random.SeedSequence(seed)
     init_seq, fit_seq = root.spawn(2)
-    result = _find_mode(pot, init=init, seed=init_seq, method=method, jacobian=True,
-                        compile=compile, options=options)
-    if not result.success:
-        warnings.warn(f"laplace: the optimiser did not report convergence ({result.message})",
-                      UserWarning, stacklevel=2)
-    q = onp.asarray(result.x, dtype=float)
-    hess = pot.hessian(q)
-    if not onp.isfinite(hess).all():
-        raise ValueError("laplace: the Hessian at the mode is not finite; the mode found "
-                         f"may be at the edge of the support (sites {', '.join(pot.sites)})")
-    _check_positive_definite(pot, hess)
-    mode = MAPResult(pot.constrain(q), q=q, potential=pot, log_density=-float(result.fun),
-                     success=bool(result.success), message=str(result.message),
-                     num_iterations=int(result.nit), wall_time=time.perf_counter() - start)
+    mode = _find_mode(pot, caller="laplace", start=start, init=init, seed=init_seq, method=method,
+                      jacobian=True, compile=compile, options=options)
+    hess = pot.hessian(mode.q)
+    check_hessian(pot, hess, "laplace")
     return LaplaceFit(pot, mode, hess, seed_sequence=fit_seq,
                       wall_time=time.perf_counter() - start)

@@ -34,6 +34,7 @@ from .density import NoFiniteStartError
 from .density import potential as make_potential
 from .diagnostics import SamplingWarning, check_sampling
 from .fisher_adaptation import fisher_schedule
+from .gibbs import gibbs_steps, warn_of_gibbs_sites
 from .initialization import init_to_uniform, init_to_value
 from .kernels import LowRankInverseMetric
 from .progress import progress_bar
@@ -158,31 +159,32 @@ def _run_job(job: _ChainJob, pot=None):
     """Run one chain; in a worker process the potential is built there."""
     if pot is None:
         pot = make_potential(job.model, job.data, compile=job.compile,
-                             backend=_potential_backend(job.kernel_backend))
+                             backend=_potential_backend(job.kernel_backend), gibbs=True)
     init_seed, chain_seed = job.seed.spawn(2)
     strategy = job.init
     if isinstance(strategy, Mapping):
         strategy = init_to_value(values=strategy)
     q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
-    before = pot.rejections  # a sequential run shares the potential between chains
     progress = job.options.pop("progress", False)
     bar = _progress_bar(job) if progress is True else None
     native = None
     if job.kernel_backend != "python" and _native_form(pot) is not None:
         native = functools.partial(_native_form, pot)
+    # Chains run in this process share ``pot``: count this chain's rejections only.
+    before = dict(pot.rejections)
     try:
         # The kernels silence numpy's floating-point warnings themselves.
         result = run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
                            seed_or_rng=np.random.default_rng(chain_seed),
                            progress=progress if bar is None else bar, should_stop=job.stop,
-                           native_potential=native, **job.options)
+                           native_potential=native,
+                           gibbs=gibbs_steps(pot) if pot.discrete else None, **job.options)
+        return result._replace(rejections=tuple(
+            (kind, count - before.get(kind, 0), pot.rejection_examples.get(kind, ""))
+            for kind, count in pot.rejections.items() if count > before.get(kind, 0)))
     finally:
         if bar is not None:
             bar.close()
-    after = pot.rejections
-    return result._replace(rejections={
-        kind: (n - before.get(kind, 0), pot.rejection_examples.get(kind))
-        for kind, n in after.items() if n > before.get(kind, 0)})
 
 
 def _potential_backend(kernel_backend: str) -> str:
@@ -240,6 +242,14 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     ----------
     model : callable
         A sampler program: a Python function that calls ``pb.sample``.
+        Discrete latent sites marked for enumeration are summed out; every
+        other discrete latent site is sampled by Gibbs steps between the NUTS
+        transitions (:mod:`probad.infer.gibbs`: full conditionals over a
+        finite support, random-walk Metropolis over an infinite one), gets
+        its values as float64 whole numbers, and joins the posterior; a
+        :class:`~probad.infer.gibbs.GibbsWarning` and
+        ``idata.attrs["discrete_sampling"]`` say how each was sampled. The
+        ``log_likelihood`` group is then conditional on those sites' draws.
     data : mapping, optional
         Keyword arguments for the model. Observed sites get their values
         here; a site whose data is ``None`` is latent.
@@ -337,9 +347,9 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         without it; ``pb.log_likelihood(model, data, idata)`` adds it later.
         A proposal where the density cannot be evaluated (a parameter
         outside its constraint, a failed Cholesky factor or ODE solve) is
-        rejected, as in Stan, whichever kernel backend runs; each chain's
-        count is ``attrs["rejected_proposals"]``, and one
-        :class:`SamplingWarning` gives the kinds and the first site.
+        rejected, as in Stan, whichever kernel backend runs;
+        ``attrs["rejections"]`` gives each kind's count per chain and the
+        first site and cause, and so does one :class:`SamplingWarning`.
 
     Raises
     ------
@@ -355,8 +365,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     check_adapt(adapt, dense_mass)
     start = time.perf_counter()
     # validates the model before sampling
-    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend))
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend),
+                         gibbs=True)
     pot.check_start(init, "pb.hmc")
+    if pot.discrete:
+        warn_of_gibbs_sites(gibbs_steps(pot), stacklevel=2)
     build_time = time.perf_counter() - start
     if kernel_backend == "native" and _native_form(pot) is None:
         raise ValueError(
@@ -745,6 +758,17 @@ def _run_on_executor(jobs, executor, progress: bool):
     return results, errors, unfinished
 
 
+def _rejection_attrs(done) -> list[str]:
+    """``"<kind>: <count per chain>; first: <what went wrong>"`` for each
+    kind of rejected evaluation (warmup included): proposals given infinite
+    energy because the density could not be evaluated there (a failed ODE
+    solve and the solver's message, ...), instead of a warning per evaluation."""
+    counts = [{kind: count for kind, count, _ in r.rejections} for r in done]
+    examples = {kind: example for r in reversed(done) for kind, _, example in r.rejections}
+    return [f"{kind}: {[c.get(kind, 0) for c in counts]}; first: {examples[kind]}"
+            for kind in sorted(examples)]
+
+
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
     """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
     if adapt == "stan":
@@ -824,30 +848,19 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _warn_of_rejections(results: dict) -> None:
+def _warn_of_rejections(rejections: list[str]) -> None:
     """One warning for the proposals rejected because the density could not
     be evaluated (an invalid parameter, a failed Cholesky factor or ODE
-    solve): how many of each kind, in which chains, and the first example."""
-    kinds: dict[str, list] = {}
-    for chain, result in results.items():
-        for kind, (count, example) in (result.rejections or {}).items():
-            entry = kinds.setdefault(kind, [0, [], example])
-            entry[0] += count
-            entry[1].append(chain)
-            entry[2] = entry[2] or example
-    if not kinds:
-        return
-    parts = [f"{kind}: {count} in chain(s) {', '.join(map(str, chains))}; first: "
-             f"{example or 'met in compiled code, which does not say where'}"
-             for kind, (count, chains, example) in kinds.items()]
-    total = sum(count for count, _, _ in kinds.values())
-    warnings.warn(
-        f"{total} proposal(s) were rejected (infinite energy) because the density could not be "
-        f"evaluated there ({' | '.join(parts)}). A few, early in warmup, are harmless, as in "
-        "Stan; many mean the model lets a parameter leave its constraint: give the latent "
-        "sites it is computed from priors with a matching support (a positive prior for a "
-        "scale), or rewrite the expression. attrs['rejected_proposals'] counts them by chain.",
-        SamplingWarning, stacklevel=4)
+    solve), from ``attrs["rejections"]``: each kind's count per chain and
+    what went wrong the first time (the site and parameter)."""
+    if rejections:
+        warnings.warn(
+            f"proposals were rejected (infinite energy) because the density could not be "
+            f"evaluated there ({' | '.join(rejections)}). A few, early in warmup, are harmless, "
+            "as in Stan; many mean the model lets a parameter leave its constraint: give the "
+            "latent sites it is computed from priors with a matching support (a positive prior "
+            "for a scale), or rewrite the expression. attrs['rejections'] keeps this.",
+            SamplingWarning, stacklevel=4)
 
 
 def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
@@ -869,11 +882,14 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
     interrupted = len(results) + len(errors) < chains or any(r.partial for r in done) or \
         any(len(r.positions) > n for r in done)
     q = np.stack([r.positions[:n] for r in done])
+    discrete = None if done[0].discrete is None else np.stack([r.discrete[:n] for r in done])
     stats = {k: np.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
-    warm_q = warm_stats = None
+    warm_q = warm_stats = warm_discrete = None
     if done[0].warmup_positions is not None:
         m = min(len(r.warmup_positions) for r in done)
         warm_q = np.stack([r.warmup_positions[:m] for r in done])
+        if discrete is not None:
+            warm_discrete = np.stack([r.warmup_discrete[:m] for r in done])
         warm_stats = {k: np.stack([r.warmup_stats[k][:m] for r in done]) for k in done[0].warmup_stats}
     from .. import __version__
 
@@ -886,21 +902,26 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         **adaptation,
         **_inverse_metric_attrs([r.inverse_metric for r in done]),
         "num_gradient_evaluations": [int(r.num_grad_evals) for r in done],
+        "rejections": _rejection_attrs(done),
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
         "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
-        "rejected_proposals": [sum(n for n, _ in (r.rejections or {}).values()) for r in done],
         **_seed_attrs(seed),
     }
+    if pot.discrete:
+        attrs["discrete_sampling"] = "; ".join(
+            f"{name}: {how}" for name, how in gibbs_steps(pot).describe().items())
     # Chains keep their numbers when one is dropped, so the warning's "chain 2" is chain 2.
     coords = {"chain": kept, **(coords or {})}
     idata = draws_to_inference_data(pot, q, sample_stats=stats, warmup_q=warm_q,
                                     warmup_stats=warm_stats, coords=coords, dims=dims,
-                                    attrs=attrs, log_likelihood=log_likelihood)
+                                    attrs=attrs, log_likelihood=log_likelihood,
+                                    discrete=discrete, warmup_discrete=warm_discrete)
+    idata.sample_stats.attrs["rejections"] = attrs["rejections"]
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)
-    _warn_of_rejections(dict(zip(kept, done)))
+    _warn_of_rejections(attrs["rejections"])
     # Partial draws are checked too (a run whose every draw diverged must say
     # so), as are the chains that finished when another one failed.
     check_sampling(idata, max_tree_depth=max_tree_depth, partial=interrupted, stacklevel=4)

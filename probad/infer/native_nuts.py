@@ -496,6 +496,14 @@ class NativeKernel:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         return self._run(_hmc_transition, state, step_size, metric, num_steps, float(jitter))
 
+    def refresh(self) -> None:
+        """Ask for the native potential again: data it reads changed (a Gibbs
+        step's discrete values), and the potential may have traced another
+        tape for them. The compiled call is kept when the program is the same."""
+        native = self._native_potential()
+        if native is None or self.native is None or native.prog[2] is not self.native.prog[2]:
+            self.native = native
+
     def _run(self, transition, state, step_size, metric, *options):
         if self._handed_back:
             self.native = self._native_potential()

@@ -25,8 +25,12 @@ def import_arviz():
     return arviz
 
 
-def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True):
+def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True,
+                      discrete=None):
     """Map q draws of shape ``(chains, draws, dim)`` through the model.
+
+    ``discrete``, shape ``(chains, draws, discrete dim)``, holds the values of
+    the sites sampled by Gibbs steps with each draw (``potential.discrete``).
 
     Each draw is one run of the model (a replay of its recording when the
     potential is compiled) giving both its constrained values and, if asked,
@@ -36,11 +40,11 @@ def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = 
     ``(chains, draws)`` axes. A deterministic site missing from some draws
     (computed in one branch of an ``if``) is NaN there.
     """
-    posterior, loglik, _ = _constrain_draws(potential, q_draws, log_likelihood)
+    posterior, loglik, _ = _constrain_draws(potential, q_draws, log_likelihood, discrete)
     return posterior, loglik
 
 
-def _constrain_draws(potential, q_draws, log_likelihood: bool):
+def _constrain_draws(potential, q_draws, log_likelihood: bool, discrete=None):
     """:func:`constrained_draws`, plus why the log-likelihood was dropped (or None).
 
     A Ctrl-C or a ``MemoryError`` while the log-likelihood is computed drops
@@ -54,11 +58,19 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool):
     loglik: dict[str, np.ndarray] = {}
     dropped = None
     flat = q_draws.reshape((n, dim))
+    if discrete is None:
+        def draw(i):
+            return (flat[i],)
+    else:  # the values of the Gibbs-sampled sites go with each draw
+        flat_discrete = np.reshape(discrete, (n, -1))
+
+        def draw(i):
+            return flat[i], flat_discrete[i]
     i = 0
     with np.errstate(all="ignore"):
         while log_likelihood and i < n:
             try:
-                values, pointwise = potential.constrain_and_log_likelihood(flat[i])
+                values, pointwise = potential.constrain_and_log_likelihood(*draw(i))
                 _store(loglik, pointwise, i, n)
                 _store(posterior, values, i, n)
             except (KeyboardInterrupt, MemoryError) as exc:
@@ -67,7 +79,7 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool):
                 break
             i += 1
         for i in range(i, n):
-            _store(posterior, potential.constrain(flat[i]), i, n)
+            _store(posterior, potential.constrain(*draw(i)), i, n)
     return ({name: v.reshape(leading + v.shape[1:]) for name, v in posterior.items()},
             {name: v.reshape(leading + v.shape[1:]) for name, v in loglik.items()}, dropped)
 
@@ -90,7 +102,7 @@ def _store(out, values, i, n):
 
 def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=None,
                             warmup_stats=None, coords=None, dims=None, attrs=None,
-                            log_likelihood: bool = True):
+                            log_likelihood: bool = True, discrete=None, warmup_discrete=None):
     """Build an ``arviz.InferenceData`` from unconstrained draws.
 
     Parameters
@@ -110,9 +122,12 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         Attributes of the InferenceData (``idata.attrs``).
     log_likelihood : bool
         Whether to compute the pointwise ``log_likelihood`` group.
+    discrete, warmup_discrete : array, shape (chains, draws, discrete dim), optional
+        The values of the sites sampled by Gibbs steps, with each draw and
+        warmup draw: they join the posterior with their plate dims.
     """
     az = import_arviz()
-    posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood)
+    posterior, loglik, dropped = _constrain_draws(potential, q_draws, log_likelihood, discrete)
     if dropped is not None:
         warnings.warn(f"packaging the draws was {dropped} while computing the log_likelihood "
                       "group: the result comes without it. Compute it later with "
@@ -129,7 +144,8 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         constant_data={k: np.asarray(v) for k, v in potential.constant_data.items()} or None,
     )
     if warmup_q is not None and np.shape(warmup_q)[1] > 0:
-        groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False)
+        groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False,
+                                                          discrete=warmup_discrete)
         groups["warmup_sample_stats"] = warmup_stats
         groups["save_warmup"] = True
     used_dims = {}
@@ -186,6 +202,7 @@ def check_coords(potential, coords: Mapping | None, dims: Mapping | None = None)
     all_dims = {k: list(v) for k, v in getattr(potential, "dims", {}).items()}
     all_dims.update({k: list(v) for k, v in (dims or {}).items()})
     shapes = {name: site.shape for name, site in potential.sites.items()}
+    shapes.update({name: site.shape for name, site in getattr(potential, "discrete", {}).items()})
     shapes.update({name: np.shape(v) for name, v in potential.observed.items()})
     shapes.update({name: np.shape(v) for name, v in potential.constant_data.items()})
     for dim, values in coords.items():
@@ -227,19 +244,23 @@ def log_likelihood(model, data: Mapping | None, idata, *, compile: bool = True):
     from .density import potential as make_potential
 
     az = import_arviz()
-    pot = make_potential(model, data, compile=compile)
+    pot = make_potential(model, data, compile=compile, gibbs=True)
     post = idata.posterior
-    missing = [name for name in pot.sites if name not in post]
+    latent = [*pot.sites, *pot.discrete]
+    missing = [name for name in latent if name not in post]
     if missing:
         raise ValueError(f"pb.log_likelihood: the posterior has no draws of the latent "
                          f"site(s) {', '.join(missing)}; is this the model that was sampled?")
     chains, draws = post.sizes["chain"], post.sizes["draw"]
-    values = {name: np.asarray(post[name].values) for name in pot.sites}
+    values = {name: np.asarray(post[name].values) for name in latent}
     q = np.empty((chains, draws, pot.dim))
     for c in range(chains):
         for d in range(draws):
             q[c, d] = pot.unconstrain({name: v[c, d] for name, v in values.items()})
-    _, loglik = constrained_draws(pot, q, log_likelihood=True)
+    # Sites that pb.hmc sampled by Gibbs steps: their draws go with each q.
+    discrete = np.concatenate([values[name].reshape(chains, draws, -1).astype(float)
+                               for name in pot.discrete], axis=-1) if pot.discrete else None
+    _, loglik = constrained_draws(pot, q, log_likelihood=True, discrete=discrete)
     used_dims = {name: list(pot.dims[name]) for name in loglik if name in pot.dims}
     coords = {name: post.coords[name].values for name in post.coords}
     with warnings.catch_warnings():

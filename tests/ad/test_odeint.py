@@ -159,3 +159,162 @@ def test_float32_arguments_get_float32_gradients():
     assert g_y0.dtype == g_t.dtype == g_k.dtype == onp.float32
     onp.testing.assert_allclose(g_y0, 1 + onp.exp(-0.7), rtol=1e-6)
     onp.testing.assert_allclose(g_k, -onp.exp(-0.7) * onp.sum(y0), rtol=1e-6)
+
+
+def test_forward_sensitivities_give_the_same_first_derivatives():
+    # adjoint=False computes reverse mode from dy/d(y0, args) integrated forwards.
+    a, c, y0, t = setup()
+    check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), adjoint=False, **TIGHT),
+                modes=["rev"], order=1)(y0, t, a, c)
+
+    def loss(y0, t, a, c, adjoint):
+        return np.sum(odeint(nonlinear, y0, t, (a, c), adjoint=adjoint, **TIGHT) ** 2)
+
+    by_adjoint = grad(loss, (0, 1, 2, 3))(y0, t, a, c, True)
+    by_forward = grad(loss, (0, 1, 2, 3))(y0, t, a, c, False)
+    for x, y in zip(by_adjoint, by_forward):
+        # Two solves of different systems, each to rtol = atol = 1e-12.
+        onp.testing.assert_allclose(x, y, rtol=1e-8, atol=1e-10)
+
+
+# Robertson's chemical kinetics: rates 0.04, 3e7 and 1e4, a classic stiff test.
+def robertson(y, t, log_k):
+    k = np.exp(log_k)
+    r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
+    return np.stack([-r1 + r3, r1 - r2 - r3, r2])
+
+
+ROBERTSON = dict(y0=onp.array([1.0, 0.0, 0.0]), log_k=onp.log([0.04, 3e7, 1e4]))
+STIFF_TOL = dict(rtol=1e-10, atol=1e-14)  # y[1] is about 1e-5: atol far below it
+
+
+def test_bdf_solves_a_stiff_system():
+    y0, log_k = ROBERTSON["y0"], ROBERTSON["log_k"]
+    t = onp.array([0.0, 0.4, 4.0, 40.0, 400.0])
+    # The reference: scipy's LSODA (Fortran, another method) on a numpy
+    # right-hand side, 100 times tighter.
+    reference = osi.odeint(lambda y, s: robertson(y, s, log_k), y0, t, rtol=1e-12, atol=1e-16,
+                           mxstep=100_000)
+    out = odeint(robertson, y0, t, (log_k,), method="bdf", mxstep=5000, **STIFF_TOL)
+    # Each solver's global error is a small multiple of its rtol (1e-10 here;
+    # 2e-9 relative is seen on y[1]); 1e-7 leaves room and still fails a
+    # wrong Jacobian or a lost output time by many orders.
+    onp.testing.assert_allclose(out, reference, rtol=1e-7, atol=1e-16)
+    assert out.shape == (5, 3) and out[0].tolist() == y0.tolist()
+
+
+@pytest.mark.slow
+def test_bdf_derivatives_on_a_stiff_system():
+    # ~7 s: scipy's BDF steps in Python, and check_grads solves the
+    # forward-sensitivity system (21 states) besides the finite differences.
+    # A central difference with step 1e-6 is off by about (solver error) /
+    # 1e-6: at rtol = 1e-10 that is 1e-4 relative, above check_grads' 1e-5,
+    # and some random directions failed; at rtol = 1e-12 it is 1e-6.
+    y0, log_k = ROBERTSON["y0"], ROBERTSON["log_k"]
+    t = onp.array([0.0, 0.4, 4.0, 40.0])
+    check_grads(lambda log_k, y0: odeint(robertson, y0, t, (log_k,), method="bdf", mxstep=20_000,
+                                         rtol=1e-12, atol=1e-17),
+                modes=MODES, order=1)(log_k, y0)
+
+
+def test_bdf_derivatives_of_a_nonstiff_system():
+    a, c, y0, t = setup()
+    check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), method="bdf", **TIGHT),
+                modes=MODES, order=1)(y0, t, a, c)
+
+
+def test_bdf_options_and_methods_are_checked():
+    f, y0, t = (lambda y, t: -y), onp.ones(1), onp.array([0.0, 1.0])
+    with pytest.raises(TypeError, match=r"\['ml'\].*method='bdf' takes"):
+        odeint(f, y0, t, method="bdf", ml=1)
+    with pytest.raises(ValueError, match="method must be one of"):
+        odeint(f, y0, t, method="rk45")
+
+
+def test_a_failed_bdf_solve_raises_instead_of_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ODEintError, match="method='bdf'.*Raise mxstep"):
+            odeint(lambda y, t: y * y, onp.ones(1), onp.array([0.0, 2.0]), method="bdf", mxstep=50)
+
+
+def test_a_parameter_closed_over_instead_of_passed_is_a_clear_error():
+    def final(k):
+        return odeint(lambda y, t: -k * y, onp.ones(1), onp.array([0.0, 1.0]))[-1, 0]
+
+    with pytest.raises(TypeError, match="closes over.*through odeint's args"):
+        grad(final)(0.5)
+
+
+def test_a_scalar_derivative_for_a_state_of_one_element_as_in_scipy():
+    def final(k):
+        return odeint(lambda y, t, k: -k * y[0], onp.ones(1), onp.array([0.0, 1.0]), (k,),
+                      **TIGHT)[-1, 0]
+
+    assert final(0.5) == pytest.approx(onp.exp(-0.5), rel=1e-10)
+    assert grad(final)(0.5) == pytest.approx(-onp.exp(-0.5), rel=1e-9)
+
+
+def test_a_right_hand_side_of_the_wrong_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(3,\)"):
+        odeint(lambda y, t: y[:2], onp.ones(3), onp.array([0.0, 1.0]))
+
+
+def test_a_function_calling_odeint_compiles_and_records_func_once():
+    # Before: the adjoint kept traced values in a class-level cache, so
+    # compile gave up (ran eagerly), and every one of the hundreds of
+    # evaluations of the adjoint system traced func again.
+    from probad.ad import value_and_grad
+    from probad.ad.compiler import CompileWarning, compile
+
+    calls = []
+
+    def decay(y, t, k):
+        calls.append(1)
+        return -k * y * (1 + 0.5 * np.sin(t))
+
+    t = onp.array([0.0, 0.5, 1.0, 2.0])
+
+    def loss(k):
+        return np.sum(odeint(decay, onp.array([1.0, 2.0]), t, (k,), **TIGHT) ** 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        compiled = compile(value_and_grad(loss))
+        compiled(0.7)
+    assert compiled.trace_count == 1 and not compiled.eager_keys
+    after_first = len(calls)  # a few: tracing, and one check of each new system
+    assert after_first <= 6
+    ks = (0.3, 0.9, 1.4)
+    replayed = [compiled(k) for k in ks]
+    assert len(calls) == after_first  # replays only: func is never called again
+    for k, (value, g) in zip(ks, replayed):
+        eager_value, eager_g = value_and_grad(loss)(k)
+        # The same solves, with func replayed instead of run: equal up to rounding.
+        assert value == pytest.approx(eager_value, rel=1e-12)
+        assert g == pytest.approx(eager_g, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lsoda", "bdf"])
+def test_a_branch_on_time_in_func_is_followed(method):
+    # ``t < 1`` on the traced time is a guard of func's recorded tape: the
+    # solve replays one tape per branch and never the wrong one.
+    def infusion(y, t, k):
+        rate = 1.0 if t < 1.0 else 0.0
+        return rate - k * y
+
+    t = onp.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    out = odeint(infusion, onp.zeros(1), t, (0.7,), method=method, hmax=0.05, **TIGHT)[:, 0]
+    k = 0.7  # the closed form: an infusion until t = 1, then decay
+    exact = onp.where(t < 1.0, (1 - onp.exp(-k * t)) / k,
+                      (1 - onp.exp(-k)) / k * onp.exp(-k * (t - 1.0)))
+    # hmax keeps steps from straddling the switch by more than 0.05, which
+    # bounds the error the kink costs; 1e-6 is far below a wrong branch (1e-1).
+    onp.testing.assert_allclose(out, exact, atol=1e-6)
+
+
+def test_bdf_needs_monotonic_output_times():
+    with pytest.raises(ValueError, match="must be monotonic"):
+        odeint(lambda y, t: -y, onp.ones(1), onp.array([0.0, 2.0, 1.0]), method="bdf")
+    backwards = odeint(lambda y, t: -y, onp.ones(1), onp.array([1.0, 0.0]), method="bdf", **TIGHT)
+    assert backwards[-1, 0] == pytest.approx(onp.e, rel=1e-9)

@@ -1,4 +1,4 @@
-"""ADVI (probad.infer.advi): the Gaussian families, the optimiser, the fit object.
+"""ADVI (probad.infer.advi): the optimiser and the fit object (the families: test_gaussian.py).
 
 Tolerances. The reported guide is the average of the iterates over the
 second half of the run, and the run stops when the averages over the last
@@ -20,64 +20,11 @@ import pytest
 import probad as pb
 import probad.ad.numpy as np
 from probad import distributions as dist
-from probad.infer.advi import ADVIFit, _family, advi
+from probad.infer.advi import ADVIFit, advi
 from tests import models
 from tests.posteriordb_models import model_and_data, reference_draws, reference_summary
 
 matplotlib.use("Agg")
-
-
-# ------------------------------------------------------------ the families
-def _quadratic(dim, seed=0):
-    rng = onp.random.default_rng(seed)
-    a = rng.standard_normal((dim, dim))
-    prec = a @ a.T + dim * onp.eye(dim)
-    shift = rng.standard_normal(dim)
-    return lambda z: (0.5 * (z - shift) @ prec @ (z - shift), prec @ (z - shift))
-
-
-@pytest.mark.parametrize("method", ["meanfield", "fullrank", "lowrank"])
-def test_family_gradient_matches_finite_differences(method):
-    dim = 4
-    fam = _family(method, dim, 2)
-    rng = onp.random.default_rng(1)
-    theta = 0.5 * rng.standard_normal(2 * dim + fam.num_extra)
-    eps = rng.standard_normal((3, fam.num_noise))
-    vg = _quadratic(dim)
-
-    def loss(th):
-        z, _ = fam.draw(th, eps)
-        return onp.mean([vg(zi)[0] for zi in z]) - fam.entropy(th)
-
-    z, aux = fam.draw(theta, eps)
-    grad = fam.grad(theta, eps, onp.array([vg(zi)[1] for zi in z]), aux)
-    h = 1e-6
-    numeric = onp.array([(loss(theta + h * e) - loss(theta - h * e)) / (2 * h)
-                         for e in onp.eye(len(theta))])
-    onp.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("method", ["meanfield", "fullrank", "lowrank"])
-def test_family_entropy_moments_and_frames(method):
-    dim = 5
-    fam = _family(method, dim, 2)
-    rng = onp.random.default_rng(2)
-    theta = 0.3 * rng.standard_normal(2 * dim + fam.num_extra)
-    cov = fam.covariance(theta)
-    # Entropy of a Gaussian: 0.5 log det(2 pi e cov).
-    gaussian_entropy = 0.5 * onp.linalg.slogdet(2 * onp.pi * onp.e * cov)[1]
-    assert fam.entropy(theta) == pytest.approx(gaussian_entropy)
-    onp.testing.assert_allclose(fam.marginal_sd(theta), onp.sqrt(onp.diag(cov)))
-    # Draws have the stated covariance.
-    z, _ = fam.draw(theta, rng.standard_normal((200_000, fam.num_noise)))
-    onp.testing.assert_allclose(onp.cov(z.T), cov, atol=0.02 * onp.max(onp.diag(cov)))
-    # Re-expressing the guide in its own frame and back changes nothing.
-    frame = fam.frame_of(theta)
-    onp.testing.assert_allclose(fam.push_forward(fam.standard_params(theta), frame), theta,
-                                atol=1e-12)
-    # Setting marginal variances.
-    var = onp.linspace(0.5, 2.0, dim)
-    onp.testing.assert_allclose(fam.marginal_sd(fam.with_marginal_var(theta, var)) ** 2, var)
 
 
 # --------------------------------------------------- conjugate Gaussians
@@ -102,24 +49,6 @@ def test_conjugate_normal_mean_single_fit(method):
     assert abs(onp.log(fit.std["mu"] / exact_sd)) < 3 * se
 
 
-X30 = onp.random.default_rng(42).uniform(0, 10, 30)
-Y30 = 1.0 + 0.5 * X30 + onp.random.default_rng(43).standard_normal(30)
-
-
-def _linreg(x, y=None):
-    a = pb.sample("a", dist.Normal(0.0, 10.0))
-    b = pb.sample("b", dist.Normal(0.0, 10.0))
-    with pb.plate("n", len(x)):
-        pb.sample("y", dist.Normal(a + b * x, 1.0), obs=y)
-
-
-def _linreg_exact():
-    X = onp.stack([onp.ones_like(X30), X30], 1)
-    prec = X.T @ X + onp.eye(2) / 100
-    cov = onp.linalg.inv(prec)
-    return cov @ X.T @ Y30, cov, prec
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["meanfield", "fullrank"])
 def test_correlated_gaussian_posterior_across_fits(method):
@@ -131,12 +60,12 @@ def test_correlated_gaussian_posterior_across_fits(method):
     standard error (their sd / sqrt(8)); the average must be within 3 of
     them of the exact value, so a bias of the optimiser shows up.
     """
-    mean, cov, prec = _linreg_exact()
+    mean, cov, prec = models.conjugate_linreg_posterior()
     sd = onp.sqrt(onp.diag(cov))
     target_sd = sd if method == "fullrank" else 1 / onp.sqrt(onp.diag(prec))
     stats = []
     for seed in range(8):
-        fit = advi(_linreg, {"x": X30, "y": Y30}, method=method, seed=seed, progress=False)
+        fit = advi(models.conjugate_linreg, models.LINREG, method=method, seed=seed, progress=False)
         assert fit.converged
         c = fit.cov
         fsd = onp.sqrt(onp.diag(c))
@@ -205,7 +134,7 @@ def test_fit_sample_returns_inference_data():
 
 
 def test_fit_attributes_plot_and_repr():
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method="fullrank", seed=0, steps=700,
+    fit = advi(models.conjugate_linreg, models.LINREG, method="fullrank", seed=0, steps=700,
                tol=None, progress=False)
     assert fit.num_steps == 700 and len(fit.elbo) == 700
     assert not fit.converged and "tol=None" in fit.convergence_reason
@@ -220,7 +149,7 @@ def test_fit_attributes_plot_and_repr():
 @pytest.mark.parametrize("method,keys", [("meanfield", {"loc", "scale"}),
                                          ("lowrank", {"loc", "cov_factor", "cov_diag"})])
 def test_guide_params_describe_the_covariance(method, keys):
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method=method, rank=1, seed=0, steps=300,
+    fit = advi(models.conjugate_linreg, models.LINREG, method=method, rank=1, seed=0, steps=300,
                tol=None, progress=False)
     p = fit.guide_params
     assert set(p) == keys
@@ -232,9 +161,9 @@ def test_guide_params_describe_the_covariance(method, keys):
 
 
 def test_lowrank_fits_correlated_gaussian():
-    mean, cov, _ = _linreg_exact()
+    mean, cov, _ = models.conjugate_linreg_posterior()
     sd = onp.sqrt(onp.diag(cov))
-    fit = advi(_linreg, {"x": X30, "y": Y30}, method="lowrank", seed=0, progress=False)
+    fit = advi(models.conjugate_linreg, models.LINREG, method="lowrank", seed=0, progress=False)
     assert fit.converged
     # Rank 1 plus the diagonal spans every 2x2 covariance. The lowrank
     # frame is diagonal, so with this strong correlation the sds keep a bias
@@ -245,7 +174,7 @@ def test_lowrank_fits_correlated_gaussian():
 
 def test_steps_cap_is_respected_and_warns():
     with pytest.warns(UserWarning, match="not converged"):
-        fit = advi(_linreg, {"x": X30, "y": Y30}, seed=0, steps=1000, progress=False)
+        fit = advi(models.conjugate_linreg, models.LINREG, seed=0, steps=1000, progress=False)
     assert fit.num_steps == 1000 and not fit.converged
     assert "too few" in fit.convergence_reason
 

@@ -14,6 +14,7 @@ from probad import distributions as dist, optim
 from probad.infer import autoguide as ag
 from probad.infer.laplace import laplace, map as find_map
 from probad.infer.svi import SVI, Trace_ELBO
+from tests import models
 
 Y20 = onp.random.default_rng(3).normal(2.0, 1.0, 20)
 PREC = len(Y20) + 1 / 100
@@ -137,3 +138,31 @@ def test_no_latent_sites():
 
     with pytest.raises(ValueError, match="no latent"):
         SVI(model, ag.AutoNormal(model), optim.Adam(0.1)).init(0, y=onp.array(0.0))
+
+
+@pytest.mark.parametrize("guide_class", GAUSSIAN_GUIDES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("init_scale", [0.0, -1.0])
+def test_a_scale_that_is_not_positive_is_refused_by_name(guide_class, init_scale):
+    # AutoLowRankMultivariateNormal used to square it silently, and the others
+    # failed later inside a distribution, naming its parameter, not init_scale.
+    with pytest.raises(ValueError, match="init_scale must be positive"):
+        guide_class(normal_mean, init_scale=init_scale)
+
+
+def test_a_rank_below_one_is_refused():
+    guide = ag.AutoLowRankMultivariateNormal(normal_mean, rank=0)
+    with pytest.raises(ValueError, match="rank must be a positive integer, got 0"):
+        guide(y=Y20)
+
+
+def test_laplace_autoguide_names_the_sites_of_a_flat_direction():
+    guide = ag.AutoLaplaceApproximation(models.ridge)
+    SVI(models.ridge, guide, optim.Adam(0.05), Trace_ELBO()).run(0, 20, y=onp.array([0.3, 0.5]),
+                                                         progress=False)
+    # a + b is identified, a - b is not: the Hessian is singular along it.
+    with pytest.raises(ValueError, match="AutoLaplaceApproximation: the Hessian .* not positive "
+                                         "definite") as info:
+        guide.get_posterior()
+    direction = [line for line in str(info.value).splitlines() if "along a direction" in line]
+    assert len(direction) == 1
+    assert "a (50%)" in direction[0] and "b (50%)" in direction[0]

@@ -266,11 +266,3 @@ def test_fisher_warmup_samples_a_correlated_gaussian(adapt):
     ess_sq = az.ess(az.convert_to_dataset(draws**2))["x"].values
     var = (draws**2).reshape(-1, 8).mean(0)
     assert np.all(np.abs(var - sd**2) < 4 * np.sqrt(2) * sd**2 / np.sqrt(ess_sq))
-
-
-def test_unknown_adapt_scheme_and_dense_low_rank_are_refused():
-    potential, _ = gaussian(np.eye(2))
-    with pytest.raises(ValueError, match="adapt must be one of"):
-        run_chain(potential, np.zeros(2), adapt="nutpie")
-    with pytest.raises(ValueError, match="low-rank"):
-        run_chain(potential, np.zeros(2), adapt="fisher-lowrank", dense_mass=True)

@@ -1,11 +1,10 @@
-"""HMC/NUTS kernels and the single-chain runner.
+"""HMC/NUTS kernels (the single-chain runner: test_chain.py).
 
 Sampling tests compare Monte Carlo estimates with exact values through
 z-scores ``(estimate - truth) / (sd / sqrt(ESS))`` and require ``|z| < 4``
 with fixed seeds; a test that fails is a bug, not a tolerance to widen.
 """
 
-import io
 import math
 from typing import NamedTuple
 
@@ -13,10 +12,9 @@ import arviz
 import numpy as np
 import pytest
 import scipy.special
-from tqdm.auto import tqdm
 
 from probad.infer import kernels
-from probad.infer.chain import STAT_DTYPES, ChainProgress, run_chain
+from probad.infer.chain import run_chain
 
 
 def standard_normal(q):
@@ -478,109 +476,3 @@ def test_static_hmc_kernel_preserves_a_skewed_target():
         state, _ = kernels.hmc_step(rng, state, potential, 1.0, metric, num_steps=3, jitter=0.3)
         draws[i] = state.position
     assert_moments(draws, scipy.special.digamma(shape), scipy.special.polygamma(1, shape))
-
-
-# ---------------------------------------------------------------- the chain runner
-
-
-def test_run_chain_reports_every_statistic():
-    result = run_chain(standard_normal, np.zeros(3), seed_or_rng=12, draws=40, tune=30,
-                       warmup_draws=True, thin=2)
-    assert result.positions.shape == (40, 3)
-    assert result.warmup_positions.shape == (30, 3)
-    for stats, n in ((result.stats, 40), (result.warmup_stats, 30)):
-        assert set(stats) == set(STAT_DTYPES)
-        assert all(values.shape == (n,) and values.dtype == STAT_DTYPES[name]
-                   for name, values in stats.items())
-    np.testing.assert_allclose(result.stats["lp"],
-                               [-standard_normal(q)[0] for q in result.positions])
-    assert np.all(result.stats["step_size"] == result.step_size)
-    assert not result.partial
-    # Every gradient is counted: sampling steps, warmup steps, and searches and init on top.
-    leapfrogs = result.stats["n_steps"].sum() + result.warmup_stats["n_steps"].sum()
-    assert result.num_grad_evals > leapfrogs
-
-
-def test_thinning_keeps_every_thin_th_draw():
-    full = run_chain(standard_normal, np.zeros(2), seed_or_rng=13, draws=30, tune=20)
-    thinned = run_chain(standard_normal, np.zeros(2), seed_or_rng=13, draws=10, tune=20, thin=3)
-    np.testing.assert_array_equal(thinned.positions, full.positions[2::3])
-
-
-@pytest.mark.parametrize("algorithm", ["nuts", "hmc"])
-def test_same_seed_gives_identical_output(algorithm):
-    options = dict(draws=50, tune=60, algorithm=algorithm, warmup_draws=True)
-    if algorithm == "hmc":
-        options.update(num_steps=5, jitter=0.1)
-    first = run_chain(standard_normal, np.ones(4), seed_or_rng=14, **options)
-    second = run_chain(standard_normal, np.ones(4), seed_or_rng=14, **options)
-    other = run_chain(standard_normal, np.ones(4), seed_or_rng=15, **options)
-    np.testing.assert_array_equal(first.positions, second.positions)
-    np.testing.assert_array_equal(first.warmup_positions, second.warmup_positions)
-    for name in STAT_DTYPES:
-        np.testing.assert_array_equal(first.stats[name], second.stats[name])
-    assert first.step_size == second.step_size
-    assert first.num_grad_evals == second.num_grad_evals
-    assert not np.array_equal(first.positions, other.positions)
-
-
-def interrupt_after(calls):
-    count = 0
-
-    def potential(q):
-        nonlocal count
-        count += 1
-        if count > calls:
-            raise KeyboardInterrupt
-        return standard_normal(q)
-
-    return potential
-
-
-def test_keyboard_interrupt_during_sampling_returns_partial_draws():
-    complete = run_chain(standard_normal, np.ones(3), seed_or_rng=16, draws=100, tune=50)
-    calls = complete.num_grad_evals // 2
-    result = run_chain(interrupt_after(calls), np.ones(3), seed_or_rng=16, draws=100, tune=50)
-    assert result.partial
-    n = len(result.positions)
-    assert 0 < n < 100
-    assert all(len(values) == n for values in result.stats.values())
-    # Interruption loses nothing already drawn: the kept draws are the uninterrupted chain's.
-    np.testing.assert_array_equal(result.positions, complete.positions[:n])
-    assert result.num_grad_evals == calls + 1
-
-
-def test_keyboard_interrupt_during_warmup_returns_warmup_so_far():
-    result = run_chain(interrupt_after(200), np.ones(3), seed_or_rng=17, draws=100, tune=100,
-                       warmup_draws=True)
-    assert result.partial
-    assert result.positions.shape == (0, 3)
-    assert 0 < len(result.warmup_positions) < 100
-    assert np.isfinite(result.step_size)
-
-
-def test_progress_callback_sees_both_phases():
-    events = []
-    run_chain(standard_normal, np.zeros(2), seed_or_rng=18, draws=5, tune=3, thin=2,
-              progress=events.append)
-    assert [e.phase for e in events] == ["warmup"] * 3 + ["sampling"] * 10
-    assert [e.iteration for e in events] == list(range(1, 14))
-    assert all(isinstance(e, ChainProgress) and e.total == 13 for e in events)
-
-
-def test_progress_drives_a_given_tqdm_bar_without_closing_it():
-    with tqdm(total=8, file=io.StringIO()) as bar:
-        run_chain(standard_normal, np.zeros(2), seed_or_rng=19, draws=5, tune=3, progress=bar)
-        assert bar.n == 8
-        assert not bar.disable  # closing a bar disables it
-
-
-@pytest.mark.parametrize(
-    "options",
-    [dict(algorithm="metropolis"), dict(num_steps=3), dict(jitter=0.1),
-     dict(algorithm="hmc", num_steps=3, path_length=1.0), dict(thin=0), dict(target_accept=1.0)],
-)
-def test_run_chain_asserts_its_options(options):
-    # Users' options are checked (with messages) by pb.hmc; run_chain only asserts.
-    with pytest.raises(AssertionError):
-        run_chain(standard_normal, np.zeros(2), seed_or_rng=0, draws=5, tune=5, **options)

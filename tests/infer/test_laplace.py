@@ -10,24 +10,8 @@ from probad import constraints
 from probad import distributions as dist
 from probad.infer.laplace import LaplaceFit, MAPResult, laplace
 from probad.infer.laplace import map as find_map
+from tests import models
 from tests.posteriordb_models import model_and_data, reference_summary
-
-X30 = onp.random.default_rng(42).uniform(0, 10, 30)
-Y30 = 1.0 + 0.5 * X30 + onp.random.default_rng(43).standard_normal(30)
-
-
-def linreg(x, y=None):
-    a = pb.sample("a", dist.Normal(0.0, 10.0))
-    b = pb.sample("b", dist.Normal(0.0, 10.0))
-    with pb.plate("n", len(x)):
-        pb.sample("y", dist.Normal(a + b * x, 1.0), obs=y)
-
-
-def _linreg_exact():
-    X = onp.stack([onp.ones_like(X30), X30], 1)
-    cov = onp.linalg.inv(X.T @ X + onp.eye(2) / 100)
-    return cov @ X.T @ Y30, cov
-
 
 def test_potential_hessian_matches_analytic():
     # Latent a ~ N(0, 1) and log-normal b: U(q) = 0.5 a^2 + 0.5 q_b^2 with
@@ -42,8 +26,8 @@ def test_potential_hessian_matches_analytic():
 
 
 def test_laplace_is_exact_for_a_gaussian_posterior():
-    mean, cov = _linreg_exact()
-    fit = laplace(linreg, {"x": X30, "y": Y30})
+    mean, cov, _ = models.conjugate_linreg_posterior()
+    fit = laplace(models.conjugate_linreg, models.LINREG)
     assert isinstance(fit, LaplaceFit)
     # Stan's optimizer tolerances find the mode to ~2e-8 from any start
     # (scipy's defaults stopped ~3e-6 away in one start of 40).
@@ -133,6 +117,13 @@ def gamma_kernel():
     pb.factor("kernel", 2.0 * pb.ad.numpy.log(x) - x)
 
 
+@pytest.mark.parametrize("fit", [find_map, laplace])
+def test_no_convergence_is_a_warning_at_the_callers_line(fit):
+    with pytest.warns(UserWarning, match=f"{fit.__name__}: the optimiser did not report") as record:
+        fit(precision_model, {"y": Y_PREC}, options={"maxiter": 1})
+    assert record[0].filename == __file__
+
+
 @pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS"])
 @pytest.mark.parametrize("start", [30.0, 10.0])
 def test_map_steps_back_from_undefined_points(method, start):
@@ -160,14 +151,8 @@ def test_laplace_sample_and_transformed_summaries():
 
 
 def test_non_positive_definite_hessian_names_the_sites():
-    def ridge(y):
-        a = pb.sample("a", dist.ImproperUniform(constraints.real, (), ()))
-        b = pb.sample("b", dist.ImproperUniform(constraints.real, (), ()))
-        c = pb.sample("c", dist.Normal(0.0, 1.0))
-        pb.sample("y", dist.Normal(a + b + c, 1.0), obs=y)
-
     with pytest.raises(ValueError, match="not positive definite") as info:
-        laplace(ridge, {"y": onp.array([0.3, 0.5])})
+        laplace(models.ridge, {"y": onp.array([0.3, 0.5])})
     direction = [line for line in str(info.value).splitlines() if "along a direction" in line]
     assert len(direction) == 1
     assert "a (50%)" in direction[0] and "b (50%)" in direction[0] and "c (" not in direction[0]
@@ -187,4 +172,4 @@ def test_a_model_without_latent_sites_is_said_plainly(fit):
 def test_an_init_for_a_site_the_model_lacks_is_an_error(fit):
     with pytest.raises(ValueError, match=r"init names 'aa', not a latent site of the model; its "
                                          r"latent sites are 'a', 'b'"):
-        fit(linreg, {"x": X30, "y": Y30}, init={"aa": 0.0})
+        fit(models.conjugate_linreg, models.LINREG, init={"aa": 0.0})
