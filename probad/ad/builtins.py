@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins as _py
 
-from .core import VSpace, defjvp, defjvp_argnum, defvjp, defvjp_argnum, vspace
+from .core import VSpace, defjvp, defjvp_argnum, defprimitive, defvjp, defvjp_argnum, vspace
 from .tracer import Box, primitive
 
 __all__ = ["tuple", "list", "dict", "isinstance", "type", "SequenceBox", "DictBox",
@@ -45,6 +45,7 @@ def make_dict(keys, *values):
 
 defvjp(container_take, lambda ans, A, idx: (lambda vs: lambda g: container_untake(g, idx, vs))(vspace(A)))
 defjvp(container_take, "same")
+defprimitive(container_take, native="rearrange")
 defvjp(container_untake, lambda ans, x, idx, vs: lambda g: container_take(g, idx))
 defjvp(container_untake, "same")
 defvjp_argnum(make_sequence, lambda argnum, ans, seq_type, *args: lambda g: g[argnum - 1])

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from .misuse import explain
-from .tracer import Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope
+from .tracer import (Box, Node, ReverseTrace, Trace, getval, isbox, new_box, primitive, trace, trace_scope,
+                     traced_arguments)
 from .wrap_util import func, subval
 
 __all__ = [
     "make_vjp", "make_jvp", "backward", "vspace", "VSpace", "SparseObject",
-    "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum", "defjvp_argnums",
-    "def_linear",
+    "defprimitive", "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum",
+    "defjvp_argnums", "def_linear",
     "add_outgrads", "sum_outgrads",
     "primitive_vjps", "primitive_jvps", "translate_vjp", "translate_jvp", "identity_vjp", "identity_jvp",
     # autograd.core re-exports these from its tracer and util modules.
@@ -56,7 +57,7 @@ def backward(tape, end, g):
             continue
         grads[i] = None  # free cotangents as soon as they are consumed
         fun, ans, args, kwargs, argnums, parents = tape[i]
-        if type(parents) is int:  # one traced argument, stored as two ints (ReverseTrace.record_one)
+        if type(parents) is int:  # one traced argument, stored as two ints (ReverseTrace.record)
             pg = _vjp(fun, argnums)(g, ans, *args, **kwargs) if kwargs else _vjp(fun, argnums)(g, ans, *args)
             _accumulate(grads, owned, parents, pg)
             continue
@@ -137,6 +138,7 @@ class ForwardTrace(Trace):
     """Forward mode: each box's ``_node`` is its tangent, pushed through every call."""
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
+        argnums, boxes = traced_arguments(argnums, boxes)
         tangent = None
         for argnum, box in zip(argnums, boxes):
             g = box._node
@@ -172,6 +174,64 @@ def make_jvp(fun, x):
 
 
 # ----------------------------------------------------------- derivative rules
+def defprimitive(fun: primitive, *, vjp=None, jvp=None, keeps=None, value_shaped=None,
+                 may_raise=None, simplify=None, **lowerings) -> primitive:
+    """Declare in one call everything probad knows about the primitive ``fun``.
+
+    Each layer reads only its part: the backward pass the VJPs and ``keeps``,
+    forward mode the JVPs, the compiler's recorder ``value_shaped`` and
+    ``may_raise``, its optimiser ``simplify``, and each backend its own
+    entry of ``lowerings``. Omitted parts stay as they are, so a primitive
+    can also be declared in steps.
+
+    Parameters
+    ----------
+    fun : primitive
+        The primitive being declared.
+    vjp, jvp : callable or tuple, optional
+        The derivative rules ``(g, ans, *args, **kwargs) -> (co)tangent``,
+        one per argument (a single rule is argument 0's), as
+        :func:`defvjp_rule` and :func:`defjvp` take them (``None``: a zero
+        derivative; ``"same"`` for a JVP: ``fun`` is linear there).
+    keeps : callable, optional
+        ``argnums -> (keep_ans, kept_arg_positions)``: what the VJP rules
+        read of the result and of the arguments beyond shape and dtype, for
+        the traced ``argnums``; the tape drops the rest.
+    value_shaped : bool, optional
+        Whether the result's *shape* may depend on the input values
+        (``nonzero``); a compiled replay then checks it.
+    may_raise : bool, optional
+        Whether the call may raise on some values (a Cholesky factor); the
+        compiler then keeps the call even when its result is unused.
+    simplify : str, optional
+        The name of a rewrite in ``compiler.codegen.SIMPLIFICATIONS`` that
+        finds when a call returns an operand unchanged.
+    **lowerings : str
+        ``backend=spec``: how a compiled backend runs the primitive, e.g.
+        ``native="unary:exp"`` (see ``compiler.native``).
+
+    Returns
+    -------
+    primitive
+        ``fun``.
+    """
+    if vjp is not None:
+        defvjp_rule(fun, *(vjp if isinstance(vjp, tuple) else (vjp,)))
+    if jvp is not None:
+        defjvp(fun, *(jvp if isinstance(jvp, tuple) else (jvp,)))
+    if keeps is not None:
+        fun.vjp_keeps = keeps
+    if value_shaped is not None:
+        fun.value_shaped = value_shaped
+    if may_raise is not None:
+        fun.may_raise = may_raise
+    if simplify is not None:
+        fun.simplify = simplify
+    if lowerings:
+        fun.lowerings = {**fun.lowerings, **lowerings}
+    return fun
+
+
 def defvjp_argnum(fun: primitive, maker):
     """Define VJPs for every argument with one maker ``(argnum, ans, *args) -> vjp``."""
 

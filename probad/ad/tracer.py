@@ -133,7 +133,16 @@ def _inexact(value) -> bool:
 
 
 class Trace:
-    """Base class of traces; subclasses decide what a primitive call leaves behind."""
+    """Base class of traces; subclasses decide what a primitive call leaves behind.
+
+    A subclass defines ``record(fun, ans, args, kwargs, argnums, boxes)``:
+    record the call ``fun(*args, **kwargs) -> ans`` (``args`` holds raw
+    values) and return what the caller gets, a box of ``ans``. ``argnums``
+    are the positions of this trace's boxes and ``boxes`` those boxes: an int
+    and a Box when exactly one argument is traced (the common case, spared
+    two 1-tuples), else two sequences; :func:`traced_arguments` gives
+    sequences either way.
+    """
 
     records_nondiff = False  # only the compiler needs non-differentiable calls kept
 
@@ -156,13 +165,16 @@ class Trace:
             return value._trace.concretize(value, kind)
         return kind(value)
 
-    def record_one(self, fun, ans, args, kwargs, argnum, box):
-        """``record`` for a call with exactly one traced argument (the fast path)."""
-        return self.record(fun, ans, args, kwargs, (argnum,), (box,))
-
     def primitive_raised(self, fun):
         """A call of ``fun`` on this trace's boxes raised; the compiler's trace
         refuses to replay a recording in which the function caught that."""
+
+
+def traced_arguments(argnums, boxes) -> tuple[tuple, tuple]:
+    """``Trace.record``'s ``argnums`` and ``boxes`` as two sequences."""
+    if type(argnums) is int:
+        return (argnums,), (boxes,)
+    return argnums, boxes
 
 
 class ReverseTrace(Trace):
@@ -188,24 +200,15 @@ class ReverseTrace(Trace):
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         """Append the call to the tape. ``args`` is a list made for this call,
-        which the tape keeps (with dropped values replaced in place)."""
+        which the tape keeps (with dropped values replaced in place). One
+        traced argument, the common case, is kept as two ints (``argnum``
+        and its parent's position), not 1-tuples."""
         ans_kept = ans if fun.tape_plans is None else _drop_unread(fun, ans, args, argnums)
         tape = self.tape
         index = len(tape)
         tape.append((fun, ans_kept, args, kwargs, argnums,
-                     (boxes[0]._node, boxes[1]._node) if len(boxes) == 2 else tuple(b._node for b in boxes)))
-        try:
-            return Box.type_mappings[type(ans)](ans, self, index)
-        except KeyError:
-            return new_box(ans, self, index)
-
-    def record_one(self, fun, ans, args, kwargs, argnum, box):
-        # One traced argument, the common case: the entry holds ``argnum``
-        # and its parent's position as ints, not 1-tuples.
-        ans_kept = ans if fun.tape_plans is None else _drop_unread(fun, ans, args, argnum)
-        tape = self.tape
-        index = len(tape)
-        tape.append((fun, ans_kept, args, kwargs, argnum, box._node))
+                     boxes._node if type(argnums) is int else (boxes[0]._node, boxes[1]._node)
+                     if len(boxes) == 2 else tuple(b._node for b in boxes)))
         try:
             return Box.type_mappings[type(ans)](ans, self, index)
         except KeyError:
@@ -262,7 +265,8 @@ class primitive:
     Derivative rules live on the primitive itself: ``vjps[argnum]`` is a rule
     ``(g, ans, *args, **kwargs) -> cotangent`` and ``jvps[argnum]`` a rule
     ``(g, ans, *args, **kwargs) -> tangent`` (``core.defvjp`` turns autograd's
-    VJP makers into the first form).
+    VJP makers into the first form). So do the facts the compiler and its
+    backends need; ``core.defprimitive`` declares them all in one call.
     """
 
     differentiable = True
@@ -271,6 +275,14 @@ class primitive:
     # compiler then keeps the call even when its result is unused, so that a
     # replay fails where the function itself fails.
     may_raise = False
+    # Whether the result's shape may depend on the input values (``nonzero``):
+    # the compiler then checks it on replay.
+    value_shaped = False
+    # The compiler's rewrite that finds when the call returns an operand
+    # unchanged (a name in ``compiler.codegen.SIMPLIFICATIONS``), or None.
+    simplify = None
+    # backend name -> how that backend runs the primitive (``core.defprimitive``).
+    lowerings: dict = {}
     # ``tape_plan``'s answers by ``(argnums, number of arguments)``, filled in
     # as the tape asks (a primitive meets few distinct ones); None when
     # ``vjp_keeps`` is not declared, so that every value is kept.
@@ -318,7 +330,8 @@ class primitive:
         for a in args:
             if isinstance(a, Box):
                 if boxed is not None:
-                    return self._call_traced(args, kwargs)
+                    boxed = -1  # several traced arguments
+                    break
                 boxed = i
             i += 1
         if boxed is None:
@@ -336,53 +349,27 @@ class primitive:
             pack = self.pack_sequence
             return self(*[pack(a) if _holds_box(a) else a for a in args],
                         **{k: pack(v) if _holds_box(v) else v for k, v in kwargs.items()})
-        # The common case, inlined: exactly one traced argument, not nested.
-        box = args[boxed]
-        value = box._value
-        if isinstance(value, Box):
-            return self._call_traced(args, kwargs)
-        top = box._trace
-        if i == 1:
-            argvals = [value]
+        if boxed >= 0 and not isinstance(args[boxed]._value, Box):
+            # The common case: exactly one traced argument, not nested;
+            # ``record`` takes it as an int and a Box.
+            argnums = boxed
+            boxes = args[boxed]
+            top = boxes._trace
+            if i == 1:
+                argvals = [boxes._value]
+            else:
+                argvals = list(args)
+                argvals[boxed] = boxes._value
+            nested = False
         else:
-            argvals = list(args)
-            argvals[boxed] = value
+            top, argnums, boxes, argvals, nested = _traced_call(args)
         try:
-            # Without keywords, the call skips building a dict for them.
-            ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
-        except Exception:
-            return self._container_or_raise(args, kwargs, top)
-        if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
-                                         else type(top) in self.notrace):
-            return ans
-        try:
-            return top.record_one(self, ans, argvals, kwargs, boxed, box)
-        except TypeError:  # the result may be an array container, which cannot be traced
-            return self._container_or_raise(args, kwargs)
-
-    def _call_traced(self, args, kwargs):
-        boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
-        # Record with the highest trace; boxes of lower traces stay boxed in
-        # ``argvals`` so that the nested call below records with them too.
-        top = args[boxed[0]]._trace
-        nested = False
-        for i in boxed[1:]:
-            t = args[i]._trace
-            if t is not top:
-                nested = True
-                if t.level > top.level:
-                    top = t
-        argnums = tuple(i for i in boxed if args[i]._trace is top) if nested else tuple(boxed)
-        argvals = list(args)
-        boxes = []
-        for i in argnums:
-            b = args[i]
-            boxes.append(b)
-            v = argvals[i] = b._value
-            if isinstance(v, Box):
-                nested = True
-        try:
-            ans = self(*argvals, **kwargs) if nested else self.fun(*argvals, **kwargs)
+            if nested:
+                # Boxes of lower traces remain: the call records with them too.
+                ans = self(*argvals, **kwargs)
+            else:
+                # Without keywords, the call skips building a dict for them.
+                ans = self.fun(*argvals, **kwargs) if kwargs else self.fun(*argvals)
         except Exception:
             return self._container_or_raise(args, kwargs, top)
         if self.notrace is not None and (not top.records_nondiff if self.notrace is _DERIVATIVE_TRACES
@@ -425,6 +412,33 @@ class primitive:
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"
+
+
+def _traced_call(args):
+    """``(top, argnums, boxes, argvals, nested)`` for a primitive call with
+    several traced arguments or nested traces: the highest trace among the
+    boxes records the call, ``argnums`` and ``boxes`` are its boxes' positions
+    and the boxes (a tuple and a list), ``argvals`` the arguments with those
+    boxes opened, and ``nested`` whether boxes of lower traces remain in them."""
+    boxed = [i for i, a in enumerate(args) if isinstance(a, Box)]
+    top = args[boxed[0]]._trace
+    nested = False
+    for i in boxed[1:]:
+        t = args[i]._trace
+        if t is not top:
+            nested = True
+            if t.level > top.level:
+                top = t
+    argnums = tuple(i for i in boxed if args[i]._trace is top) if nested else tuple(boxed)
+    argvals = list(args)
+    boxes = []
+    for i in argnums:
+        b = args[i]
+        boxes.append(b)
+        v = argvals[i] = b._value
+        if isinstance(v, Box):
+            nested = True
+    return top, argnums, boxes, argvals, nested
 
 
 class _AsUfunc:
@@ -532,6 +546,7 @@ class NodeTrace(Trace):
         self.node_type = node_type
 
     def record(self, fun, ans, args, kwargs, argnums, boxes):
+        argnums, boxes = traced_arguments(argnums, boxes)
         node = self.node_type(ans, fun, tuple(args), kwargs, argnums, tuple(b._node for b in boxes))
         return new_box(ans, self, node)
 

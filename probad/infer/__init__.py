@@ -5,7 +5,8 @@ adaptation (``adaptation``) and the single-chain loop (``chain``) know only a
 function ``q -> (U, dU/dq)``; ``density`` builds that function from a model
 (summing out discrete sites with ``enumerate``; ``discrete`` draws them back
 afterwards; ``gibbs`` samples the others between NUTS transitions),
-starting where ``initialization`` says; ``mcmc`` drives chains,
+starting where ``initialization`` says; ``mcmc`` drives chains (``resume``
+keeps what warm starts and extensions go on from),
 ``results`` packages draws as ArviZ InferenceData and ``diagnostics`` checks
 them. ``advi`` (its loop in ``optimise``), ``svi`` (with ``autoguide`` and
 ``kl``) and ``laplace`` fit approximations to the same potential, the
@@ -22,7 +23,7 @@ from .diagnostics import SamplingWarning, check_sampling, summary  # noqa: F401
 from .gibbs import GibbsWarning  # noqa: F401
 from .initialization import init_to_median, init_to_sample, init_to_uniform, init_to_value  # noqa: F401
 from .laplace import LaplaceFit, MAPResult, laplace, map  # noqa: F401
-from .mcmc import hmc  # noqa: F401
+from .mcmc import extend, hmc  # noqa: F401
 from .predictive import predictive, prior_predictive  # noqa: F401
 from .reparam import LocScaleReparam  # noqa: F401
 from .results import log_likelihood  # noqa: F401

@@ -383,11 +383,44 @@ def window_adaptation(
             welford = welford_init(welford.mean.shape[0], dense_mass)
         return WindowAdaptationState(iteration + 1, step_size, metric, da_state, welford)
 
-    def final(adapt_state):
-        da_state = adapt_state.dual_averaging
-        if da_state.count == 0:
-            # No update since the last (re)start: x_bar is unset (Stan would return exp(0) = 1).
-            return adapt_state.step_size, adapt_state.metric.inverse_metric
-        return math.exp(da_state.log_step_size_avg), adapt_state.metric.inverse_metric
+    return WindowAdaptation(init, update, _final)
 
-    return WindowAdaptation(init, update, final)
+
+def _final(adapt_state):
+    """``(step_size, inverse_metric)`` for sampling: the averaged iterate of dual averaging."""
+    da_state = adapt_state.dual_averaging
+    if da_state.count == 0:
+        # No update since the last (re)start: x_bar is unset (Stan would return exp(0) = 1).
+        return adapt_state.step_size, adapt_state.metric.inverse_metric
+    return math.exp(da_state.log_step_size_avg), adapt_state.metric.inverse_metric
+
+
+def step_size_adaptation(*, target_accept: float = 0.8) -> WindowAdaptation:
+    """A warmup that adapts the step size alone and keeps the metric it is given.
+
+    The warmup of a warm start (``pb.hmc(..., warm_start=idata)``): the
+    earlier run's metric was estimated from its whole warmup, better than any
+    short new warmup could. Its step size was adapted to this metric
+    already, so there is no search, and dual averaging starts there and
+    shrinks towards it (``mu = log(step_size)``, not the ``log(10 *
+    step_size)`` that explores larger steps after a search): a short warmup
+    then moves the step size only as far as the new acceptance asks.
+
+    Returns
+    -------
+    WindowAdaptation
+        ``init``, ``update`` and ``final`` as :func:`window_adaptation`'s;
+        ``init`` needs the ``inverse_metric``.
+    """
+
+    def init(rng, state, potential_fn, step_size, inverse_metric):
+        da_state = dual_averaging_init(step_size)._replace(mu=math.log(step_size))
+        return WindowAdaptationState(0, step_size, make_metric(inverse_metric), da_state, None)
+
+    def update(rng, adapt_state, state, accept_stat, potential_fn):
+        da_state = dual_averaging_update(adapt_state.dual_averaging, accept_stat, target_accept)
+        return adapt_state._replace(iteration=adapt_state.iteration + 1,
+                                    step_size=math.exp(da_state.log_step_size),
+                                    dual_averaging=da_state)
+
+    return WindowAdaptation(init, update, _final)

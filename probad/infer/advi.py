@@ -149,7 +149,7 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
          rank: int | None = None, steps: int | None = None, learning_rate: float = 0.1,
          num_particles: int = 1, seed=None, progress: bool = True, init=None,
          compile: bool = True, clip_norm: float | None = None, tol: float | None = 0.05,
-         init_scale: float = 0.1) -> ADVIFit:
+         init_scale: float = 0.1, backend: str = "auto") -> ADVIFit:
     """Fit a Gaussian approximation to the posterior by ADVI.
 
     Parameters
@@ -187,6 +187,11 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
         (see Notes); None runs all ``steps``.
     init_scale : float
         The guide's initial scale in unconstrained space.
+    backend : {"auto", "native", "numpy"}
+        What replays the compiled potential (see ``probad.infer.potential``):
+        by default compiled code (numba) where a cost model predicts it
+        faster, as for a model's Python loop, and numpy elsewhere; results
+        agree to rounding.
 
     Returns
     -------
@@ -249,7 +254,9 @@ def advi(model, data: Mapping | None = None, *, method: str = "meanfield",
     steps = 30_000 if steps is None else int(steps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    pot = make_potential(model, data, compile=compile)
+    if backend not in ("auto", "native", "numpy"):
+        raise ValueError(f"pb.advi: backend must be 'auto', 'native' or 'numpy', got {backend!r}")
+    pot = make_potential(model, data, compile=compile, backend=backend)
     if pot.dim == 0:
         raise ValueError("the model has no latent continuous sites: there is nothing to fit")
     family = gaussian_family(method, pot.dim, rank)

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from probad.infer import kernels
-from probad.infer.adaptation import window_adaptation
+from probad.infer.adaptation import step_size_adaptation, window_adaptation
 from probad.infer.fisher_adaptation import fisher_adaptation
 from probad.infer.progress import TextBar, progress_bar
 
@@ -54,6 +54,12 @@ class ChainResult(NamedTuple):
         True if a ``KeyboardInterrupt`` stopped the chain early; the arrays then
         hold the draws completed so far and, if warmup was not finished,
         ``step_size`` and ``inverse_metric`` are the adaptation's current values.
+    last_state : kernels.HMCState
+        Where the chain stopped: its last position with the potential energy
+        and gradient there. With ``rng_state`` it is all a run needs to
+        continue the chain as if it had never stopped.
+    rng_state : dict
+        ``bit_generator.state`` of the chain's generator when it stopped.
     rejections : tuple of (str, int, str)
         Evaluations during this chain where the density could not be
         evaluated and the proposal got infinite energy: the kind (a failed
@@ -73,6 +79,8 @@ class ChainResult(NamedTuple):
     inverse_metric: np.ndarray
     num_grad_evals: int
     partial: bool
+    last_state: kernels.HMCState
+    rng_state: dict
     rejections: tuple = ()
     discrete: np.ndarray | None = None
     warmup_discrete: np.ndarray | None = None
@@ -188,10 +196,13 @@ def run_chain(
     potential_fn : callable
         ``q -> (U, dU/dq)`` with ``U`` the negative log density on a flat
         float64 vector.
-    init_position : array_like
-        Starting point; the potential must be finite there.
+    init_position : array_like or kernels.HMCState
+        Starting point; the potential must be finite there. A state (a
+        previous run's ``last_state``) is used as it is, with no gradient
+        evaluated: the chain goes on bit for bit where that run stopped.
     seed_or_rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
-        Source of randomness. The same seed gives bit-identical output.
+        Source of randomness. The same seed gives bit-identical output; a
+        generator is drawn from (and advanced) in place.
     draws : int
         Number of draws kept; sampling runs ``draws * thin`` iterations.
     tune : int
@@ -204,11 +215,12 @@ def run_chain(
         NUTS only.
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
-    adapt : {"stan", "fisher", "fisher-lowrank"}
+    adapt : {"stan", "fisher", "fisher-lowrank", "step_size"}
         Warmup scheme: Stan's windowed adaptation
         (:mod:`~probad.infer.adaptation`), or nutpie's metric from draws and
         gradients, diagonal (dense with ``dense_mass``) or low-rank
-        (:mod:`~probad.infer.fisher_adaptation`).
+        (:mod:`~probad.infer.fisher_adaptation`), or (a warm start's) the
+        step size alone, ``inverse_metric`` kept.
     num_steps, path_length : int or float, optional
         Static HMC only, at most one of them: a fixed number of leapfrog steps,
         or an integration time ``T`` giving ``max(1, int(T / step_size))``
@@ -261,7 +273,8 @@ def run_chain(
     assert num_steps is None or path_length is None, "num_steps or path_length, not both"
     if algorithm == "hmc" and num_steps is None and path_length is None:
         path_length = 2.0 * math.pi
-    check_adapt(adapt, dense_mass)
+    if adapt != "step_size":  # the warm starts' scheme, which pb.hmc chooses itself
+        check_adapt(adapt, dense_mass)
 
     rng = np.random.default_rng(seed_or_rng)
     num_grad_evals = 0
@@ -276,7 +289,8 @@ def run_chain(
         # A first sweep, so that the discrete values are drawn given the start
         # (not left at the prior draws initialisation begins from).
         discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64))
-    state = kernels.init(init_position, counted_potential)
+    state = init_position if isinstance(init_position, kernels.HMCState) else \
+        kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
     native = None
     if native_potential is not None:
@@ -336,7 +350,9 @@ def run_chain(
     partial = False
     try:
         if tune > 0:
-            if adapt == "stan":
+            if adapt == "step_size":
+                adaptation = step_size_adaptation(target_accept=target_accept)
+            elif adapt == "stan":
                 adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
             else:
                 kind = "low_rank" if adapt == "fisher-lowrank" else "dense" if dense_mass else "diag"
@@ -385,6 +401,8 @@ def run_chain(
         inverse_metric=metric.inverse_metric,
         num_grad_evals=num_grad_evals + (native.num_grad_evals if native is not None else 0),
         partial=partial,
+        last_state=state,
+        rng_state=rng.bit_generator.state,
         discrete=trace.discrete_arrays(),
         warmup_discrete=warmup_trace.discrete_arrays() if warmup_trace is not None else None,
     )

@@ -39,8 +39,10 @@ from .initialization import init_to_uniform, init_to_value
 from .kernels import LowRankInverseMetric
 from .progress import progress_bar
 from .results import check_coords, draws_to_inference_data
+from .resume import ChainStart, append_draws, chain_state_attrs, option_attrs, read_starts, \
+    recorded_options
 
-__all__ = ["hmc"]
+__all__ = ["hmc", "extend"]
 
 
 @dataclass
@@ -51,11 +53,12 @@ class _ChainJob:
     data: Mapping | None
     compile: bool
     chain: int
-    seed: np.random.SeedSequence
+    seed: np.random.SeedSequence | None  # None: the start carries the chain's generator
     init: Any
     options: dict = field(default_factory=dict)
     stop: "_StopFlag | None" = None
     kernel_backend: str = "auto"
+    start: ChainStart | None = None  # a previous run's end (warm start or extension)
 
 
 class _StopFlag:
@@ -160,11 +163,16 @@ def _run_job(job: _ChainJob, pot=None):
     if pot is None:
         pot = make_potential(job.model, job.data, compile=job.compile,
                              backend=_potential_backend(job.kernel_backend), gibbs=True)
-    init_seed, chain_seed = job.seed.spawn(2)
-    strategy = job.init
-    if isinstance(strategy, Mapping):
-        strategy = init_to_value(values=strategy)
-    q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
+    init_seed, chain_seed = job.seed.spawn(2) if job.seed is not None else (None, None)
+    if job.start is not None:
+        q0 = job.start.state if job.start.state is not None else job.start.position
+        rng = job.start.generator(chain_seed)
+    else:
+        strategy = job.init
+        if isinstance(strategy, Mapping):
+            strategy = init_to_value(values=strategy)
+        q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
+        rng = np.random.default_rng(chain_seed)
     progress = job.options.pop("progress", False)
     bar = _progress_bar(job) if progress is True else None
     native = None
@@ -175,7 +183,7 @@ def _run_job(job: _ChainJob, pot=None):
     try:
         # The kernels silence numpy's floating-point warnings themselves.
         result = run_chain(functools.partial(pot.value_and_grad, quiet=False), q0,
-                           seed_or_rng=np.random.default_rng(chain_seed),
+                           seed_or_rng=rng,
                            progress=progress if bar is None else bar, should_stop=job.stop,
                            native_potential=native,
                            gibbs=gibbs_steps(pot) if pot.discrete else None, **job.options)
@@ -235,7 +243,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         warmup_draws: bool = False,
         compile: bool = True, num_steps: int | None = None, path_length: float | None = None,
         jitter: float = 0.0, coords: Mapping | None = None, dims: Mapping | None = None,
-        log_likelihood: bool = True, kernel_backend: str = "auto"):
+        log_likelihood: bool = True, kernel_backend: str = "auto", warm_start=None):
     """Sample a model's posterior with NUTS (or static HMC).
 
     Parameters
@@ -331,6 +339,22 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         the potential has a native form and ``"python"`` otherwise; the
         potential is then the numpy replay, which has none. Warmup's
         adaptation, progress bars and Ctrl-C work the same with both.
+    warm_start : arviz.InferenceData, optional
+        An earlier run of this model (``pb.hmc`` or :func:`extend`) to start
+        from: chain ``c`` starts where that run's chain ``c`` stopped, with
+        its step size and inverse metric, and draws from this run's ``seed``.
+        The metric is kept (``adapt`` and ``dense_mass`` play no part): it
+        was estimated from the whole earlier warmup, better than a short new
+        one could. With ``tune=0`` the step size is kept too; with ``tune >
+        0`` the warmup adapts it alone, by dual averaging from the earlier
+        one (``attrs["adaptation"]`` is ``"step_size"``), for new data; give
+        it 150 iterations or more: averaged over 50, dual averaging ends
+        about 20% below the step size it converges to (measured on radon,
+        ``benchmarks/bench_warm_start.py``). The data may differ (new
+        observations); the latent sites and their shapes may not, and
+        ``chains`` must be the run's chain count. To adapt a new metric,
+        start a run without ``warm_start``; to continue the same chains with
+        more draws, use :func:`extend`.
 
     Returns
     -------
@@ -350,6 +374,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         rejected, as in Stan, whichever kernel backend runs;
         ``attrs["rejections"]`` gives each kind's count per chain and the
         first site and cause, and so does one :class:`SamplingWarning`.
+        ``attrs`` also keep what :func:`extend` and ``warm_start`` go on from
+        (:mod:`probad.infer.resume`): each chain's unconstrained end state
+        (``last_position``, ``last_potential_energy``, ``last_potential_grad``),
+        its generator's state (``rng_state``), the metric's kind and the
+        sampler options.
 
     Raises
     ------
@@ -363,6 +392,9 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                    jitter=jitter, executor=executor, cores=cores, coords=coords, dims=dims,
                    kernel_backend=kernel_backend)
     check_adapt(adapt, dense_mass)
+    if warm_start is not None and init is not None:
+        raise ValueError("pb.hmc: give init or warm_start, not both (a warm start begins "
+                         "where the earlier run's chains stopped)")
     start = time.perf_counter()
     # validates the model before sampling
     pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend),
@@ -370,6 +402,13 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     pot.check_start(init, "pb.hmc")
     if pot.discrete:
         warn_of_gibbs_sites(gibbs_steps(pot), stacklevel=2)
+    starts = [None] * chains
+    if warm_start is not None:
+        starts = list(read_starts(warm_start, pot, caller="pb.hmc(warm_start=...)",
+                                  exact=False).values())
+        if len(starts) != chains:
+            raise ValueError(f"pb.hmc: warm_start holds {len(starts)} chain(s) but chains="
+                             f"{chains}; pass chains={len(starts)}")
     build_time = time.perf_counter() - start
     if kernel_backend == "native" and _native_form(pot) is None:
         raise ValueError(
@@ -378,6 +417,8 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
     _check_model_runs(pot, init)
+    if warm_start is not None:
+        adapt = "step_size"  # the earlier run's metric is kept: see warm_start above
     if tune > 0:
         _warn_short_warmup(tune, adapt)
     if seed is None:
@@ -390,23 +431,122 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
                    warmup_draws=warmup_draws, num_steps=num_steps, path_length=path_length,
                    jitter=jitter)
     jobs = [_ChainJob(model, data, compile, c, s, init if init is not None else init_to_uniform(),
-                      dict(options, progress=progress), kernel_backend=kernel_backend)
-            for c, s in enumerate(root.spawn(chains))]
-    if executor is None:
-        executor = _choose_pool(pot, jobs, cores, build_time)
-    unfinished = []
-    if executor is None:
-        results, errors = _run_sequential(jobs, pot)
-    else:
-        results, errors, unfinished = _run_on_executor(jobs, executor, progress)
-        if executor is _shared_pool.executor and any(isinstance(e, _PoolBroke)
-                                                     for e in errors.values()):
-            _shared_pool.discard()
+                      dict(options, progress=progress, **_start_options(start)),
+                      kernel_backend=kernel_backend, start=start)
+            for (c, s), start in zip(enumerate(root.spawn(chains)), starts)]
+    results, errors, unfinished = _sample(pot, jobs, executor, cores, build_time, progress)
     sampling_time = time.perf_counter() - start
     return _package(pot, results, errors, unfinished, chains=chains, coords=coords, dims=dims,
                     sampling_time=sampling_time, max_tree_depth=max_tree_depth,
                     algorithm=algorithm, log_likelihood=log_likelihood, seed=seed,
-                    adaptation=_adaptation_attrs(adapt, tune))
+                    adaptation=_adaptation_attrs(adapt, tune),
+                    options=option_attrs(dict(options, compile=compile,
+                                              kernel_backend=kernel_backend)))
+
+
+def extend(idata, model, data: Mapping | None = None, *, draws: int = 1000,
+           progress: bool = True, executor: Executor | None = None, cores: int | None = None):
+    """Continue every chain of a finished run with ``draws`` more draws.
+
+    Each chain goes on from where it stopped, with its step size, inverse
+    metric and its own random stream, so the run of ``pb.hmc(...,
+    draws=500)`` extended by 500 draws is, bit for bit, the run of
+    ``draws=1000`` with the same seed (NumPyro's ``mcmc.post_warmup_state =
+    mcmc.last_state``, as one call). The sampler options (algorithm, tree
+    depth, thinning, kernel backend, compilation) are the run's, recorded in
+    ``idata.attrs``; there is no new warmup. To start a new run from the
+    chains' ends instead, with new streams and possibly new data or a short
+    warmup, use ``pb.hmc(..., warm_start=idata)``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A run of ``pb.hmc`` or ``pb.extend``, possibly read back with
+        ``arviz.from_netcdf``; it is not changed.
+    model : callable
+        The model that was sampled.
+    data : mapping, optional
+        The data it was sampled with.
+    draws : int
+        Draws to add to each chain (before thinning, as in ``pb.hmc``).
+    progress, executor, cores :
+        As in :func:`hmc`; the draws are the same however the chains run.
+
+    Returns
+    -------
+    arviz.InferenceData
+        The whole run: ``posterior``, ``sample_stats`` and ``log_likelihood``
+        with the new draws appended (``draw`` runs on), the data and warmup
+        groups of ``idata``, and ``attrs`` for the whole run (sampling time
+        and gradient counts summed, each chain's new end state). Groups
+        computed from the draws (``posterior_predictive``) are left out with
+        a warning. Interrupted or failed chains are handled as in
+        :func:`hmc`: every chain is cut to the shortest one's length. A chain
+        that Ctrl-C stopped and that kept all its draws can be extended: it
+        goes on from its last draw, a valid continuation, but its random
+        stream is not the uninterrupted run's (the stopped transition had
+        drawn from it).
+
+    Raises
+    ------
+    ValueError
+        Before sampling, if ``idata`` holds no sampler state, or the model or
+        data are not the ones sampled, or a chain did not stop at its last
+        kept draw (an interrupted run: continue it with ``warm_start``).
+    """
+    options = recorded_options(idata, "pb.extend")
+    kernel_backend, compile = options.pop("kernel_backend", "auto"), options.pop("compile", True)
+    run = dict(dict(algorithm="nuts", max_tree_depth=10, thin=1, target_accept=0.8,
+                    num_steps=None, path_length=None, jitter=0.0), **options)
+    _check_options(draws=draws, tune=0, chains=1, seed=None, executor=executor, cores=cores,
+                   coords=None, dims=None, kernel_backend=kernel_backend, **run)
+    start = time.perf_counter()
+    pot = make_potential(model, data, compile=compile, backend=_potential_backend(kernel_backend),
+                         gibbs=True)
+    build_time = time.perf_counter() - start
+    starts = read_starts(idata, pot, caller="pb.extend", exact=True)
+    run.update(draws=draws, tune=0, adapt=idata.attrs.get("adaptation", "stan"),
+               dense_mass=False, warmup_draws=False)
+    jobs = [_ChainJob(model, data, compile, chain, None, None,
+                      dict(run, progress=progress, **_start_options(s)),
+                      kernel_backend=kernel_backend, start=s) for chain, s in starts.items()]
+    results, errors, unfinished = _sample(pot, jobs, executor, cores, build_time, progress)
+    posterior = idata.posterior
+    dims = {name: list(posterior[name].dims[2:]) for name in posterior.data_vars}
+    coords = {name: posterior.coords[name].values for name in posterior.coords
+              if name not in ("chain", "draw")}
+    if "log_likelihood" in idata.groups():
+        group = idata.log_likelihood
+        dims.update({name: list(group[name].dims[2:]) for name in group.data_vars})
+        coords.update({name: group.coords[name].values for name in group.coords
+                       if name not in ("chain", "draw")})
+    adaptation = {k: v for k, v in idata.attrs.items() if k.startswith("adaptation")}
+    return _package(pot, results, errors, unfinished, chains=len(jobs), coords=coords, dims=dims,
+                    sampling_time=time.perf_counter() - start,
+                    max_tree_depth=run["max_tree_depth"], algorithm=run["algorithm"],
+                    log_likelihood="log_likelihood" in idata.groups(), seed=None,
+                    adaptation=adaptation, options={}, previous=idata)
+
+
+def _start_options(start: ChainStart | None) -> dict:
+    """The step size and inverse metric a chain starts from, if it continues a run."""
+    if start is None:
+        return {}
+    return {"step_size": start.step_size, "inverse_metric": start.inverse_metric}
+
+
+def _sample(pot, jobs, executor, cores, build_time, progress):
+    """Run the chains here, on ``executor`` or on the pool ``cores`` asks for;
+    return ``(results, errors, unfinished)`` as :func:`_run_on_executor` does."""
+    if executor is None:
+        executor = _choose_pool(pot, jobs, cores, build_time)
+    if executor is None:
+        return (*_run_sequential(jobs, pot), [])
+    results, errors, unfinished = _run_on_executor(jobs, executor, progress)
+    if executor is _shared_pool.executor and any(isinstance(e, _PoolBroke)
+                                                 for e in errors.values()):
+        _shared_pool.discard()
+    return results, errors, unfinished
 
 
 def _check_model_runs(pot, init) -> None:
@@ -485,7 +625,10 @@ def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept,
 
 
 def _warn_short_warmup(tune: int, adapt: str) -> None:
-    """Say, as Stan does, when warmup is too short for its adaptation windows."""
+    """Say, as Stan does, when warmup is too short for its adaptation windows
+    (a warm start's, which adapts the step size only, has none)."""
+    if adapt == "step_size":
+        return
     if adapt != "stan":
         # The Fisher schedule is fractions of any tune; below 30 not one of
         # its windows (the first: 10 draws in the first 30% of warmup) fits.
@@ -771,6 +914,9 @@ def _rejection_attrs(done) -> list[str]:
 
 def _adaptation_attrs(adapt: str, tune: int) -> dict:
     """The warmup scheme and its windows, as ``plot_warmup`` reads them."""
+    if adapt == "step_size":  # one phase, the metric frozen throughout
+        return {"adaptation": adapt, "adaptation_windows": [], "adaptation_early_end": 0,
+                "adaptation_final_start": 0}
     if adapt == "stan":
         return {"adaptation": adapt, "adaptation_windows": window_ends(tune)}
     schedule = fisher_schedule(tune)
@@ -864,7 +1010,8 @@ def _warn_of_rejections(rejections: list[str]) -> None:
 
 
 def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
-             max_tree_depth, algorithm, log_likelihood, seed, adaptation):
+             max_tree_depth, algorithm, log_likelihood, seed, adaptation, options,
+             previous=None):
     for chain, exc in sorted(errors.items()):
         warnings.warn(f"chain {chain} failed and was dropped: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=3)
@@ -906,7 +1053,9 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
         "partial": int(interrupted or bool(errors)),
         "failed_chains": sorted(errors),
         "failure_reasons": [f"{type(errors[c]).__name__}: {errors[c]}" for c in sorted(errors)],
-        **_seed_attrs(seed),
+        **options,
+        **chain_state_attrs(kept, done),
+        **(_seed_attrs(seed) if seed is not None else {}),
     }
     if pot.discrete:
         attrs["discrete_sampling"] = "; ".join(
@@ -917,7 +1066,9 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
                                     warmup_stats=warm_stats, coords=coords, dims=dims,
                                     attrs=attrs, log_likelihood=log_likelihood,
                                     discrete=discrete, warmup_discrete=warm_discrete)
-    idata.sample_stats.attrs["rejections"] = attrs["rejections"]
+    if previous is not None:
+        idata = append_draws(previous, idata)
+    idata.sample_stats.attrs["rejections"] = idata.attrs["rejections"]
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)

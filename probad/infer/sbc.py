@@ -23,7 +23,6 @@ Why each piece is here:
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -194,7 +193,10 @@ def _run_simulation(sim: _Simulation) -> dict:
     return row
 
 
-def _run_pickled(payload: bytes) -> dict:
+def _run_pickled(payload: bytes, attempt: int) -> dict:
+    """Run a shipped simulation. ``attempt`` only makes a resubmission another
+    call: Dask names a task after its function and arguments, and would hand
+    back the lost task instead of running it again."""
     return _run_simulation(cloudpickle.loads(payload))
 
 
@@ -384,7 +386,8 @@ def sbc(model: Callable, data: Mapping | None = None, *, num_simulations: int = 
     num_simulations : int
         Number of simulate-and-fit rounds.
     method : {"nuts", "advi"} or callable
-        ``pb.hmc`` (chains run one after another inside each fit), ``pb.advi``
+        ``pb.hmc`` (on an executor, each fit's chains run one after another
+        in its worker unless ``cores=`` says otherwise), ``pb.advi``
         (``draws=`` sets how many draws are taken from the fit), or
         ``method(model, data, seed=...) -> InferenceData`` (or a dict of
         ``(chain, draw, ...)`` arrays) given the model conditioned on the
@@ -448,6 +451,12 @@ def sbc(model: Callable, data: Mapping | None = None, *, num_simulations: int = 
     rows: dict[int, dict] = {}
     if resume is not None and os.path.exists(resume):
         rows = _rows_from(SBCResult.from_netcdf(resume), attrs, rank_draws)
+    if executor is not None and method == "nuts":
+        # The executor runs the fits side by side, so each fit's chains run one
+        # after another in its worker. pb.hmc would see that for itself on a
+        # pool or Dask, but a Ray worker is a main process to it, where it may
+        # start a process pool of its own in every worker.
+        fit_options = {"cores": 1, **fit_options}
     sims = [_Simulation(i, s, model, dict(data or {}), method, fit_options, observed, rank_draws,
                         test_quantities)
             for i, s in enumerate(root.spawn(num_simulations)) if i not in rows]
@@ -490,7 +499,8 @@ def _run_on_executor(sims, executor, retries, finished):
 
     def submit(sim):
         try:
-            by_future[executor.submit(_run_pickled, cloudpickle.dumps(sim))] = sim
+            by_future[executor.submit(_run_pickled, cloudpickle.dumps(sim),
+                                      attempts[sim.index])] = sim
         except Exception as exc:  # noqa: BLE001  (a broken pool: report the fit, keep the rest)
             finished(_failed_row(sim, exc))
 

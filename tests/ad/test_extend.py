@@ -5,10 +5,11 @@ import pytest
 
 import probad.ad.numpy as np
 from probad.ad import grad, make_jvp, make_vjp
-from probad.ad.extend import (Box, ForwardTrace, ReverseTrace, SparseObject, VSpace, def_linear, defjvp,
-                              defjvp_argnum, defjvp_argnums, defvjp, defvjp_argnum, defvjp_argnums, defvjp_rule,
-                              getval, isbox, nondiff_primitive, notrace_primitive, primitive, register_notrace,
+from probad.ad.compiler import compile
+from probad.ad.extend import (Box, SparseObject, VSpace, def_linear, defjvp, defjvp_argnum, defjvp_argnums,
+                              defprimitive, defvjp, defvjp_argnum, defvjp_argnums, defvjp_rule, primitive,
                               unbroadcast_f, vspace)
+from probad.ad.tracer import ReverseTrace, ValueMeta, trace_scope
 from probad.ad.misc import const_graph
 from probad.ad.test_util import check_grads
 
@@ -101,6 +102,35 @@ def test_defvjp_argnums_and_defjvp_argnums_follow_autograd():
     check_grads(mul, modes=["fwd", "rev"], order=2)(x, y)
 
 
+def test_defprimitive_declares_rules_keeps_and_shape_in_one_call():
+    @primitive
+    def positives(x):
+        return x[x > 0]
+
+    @primitive
+    def scale(x, a):
+        return a * x
+
+    defprimitive(scale, vjp=(lambda g, ans, x, a: g * a, lambda g, ans, x, a: np.sum(g * x)),
+                 jvp=(lambda g, ans, x, a: g * a, lambda g, ans, x, a: g * x),
+                 keeps=lambda argnums: (False, tuple(1 - i for i in argnums)))
+    # A backend reads its own keyword: declaring a lowering for a new one is local.
+    defprimitive(positives, value_shaped=True, my_backend="positives_kernel")
+    assert positives.value_shaped and positives.lowerings == {"my_backend": "positives_kernel"}
+    assert primitive.lowerings == {}  # declared on the instance, not on every primitive
+    x = R.randn(200)  # large enough (1600 bytes) for the tape to drop it
+    check_grads(lambda x, a: scale(x, a), modes=["fwd", "rev"], order=1)(x, 1.5)
+    with trace_scope(ReverseTrace) as trace:
+        scale(trace.new_start(x), 2.0)
+    (_, ans, args, _, argnum, _) = trace.tape[1]
+    assert argnum == 0 and ans is None and type(args[0]) is ValueMeta and args[1] == 2.0
+    # value_shaped: the replay checks the shape, so a new count of positives retraces
+    f = compile(lambda x: np.sum(positives(x) * 2.0))
+    assert f(onp.array([1.0, -1.0])) == 2.0
+    assert f(onp.array([1.0, 1.0])) == 4.0
+    assert f.trace_count == 2
+
+
 # ------------------------------------------------------------ linear maps
 @primitive
 def csum(x):
@@ -141,43 +171,6 @@ def test_def_linear_in_each_of_two_arguments():
     x, y, dx, dy = R.randn(2), R.randn(3), R.randn(2), R.randn(3)
     _, tangent = make_jvp(lambda xy: outer(*xy))((x, y))((dx, dy))
     onp.testing.assert_allclose(tangent, onp.outer(dx, y) + onp.outer(x, dy))
-
-
-# -------------------------------------------------------- untraced helpers
-def test_notrace_primitive_sees_raw_values():
-    seen = []
-
-    @notrace_primitive
-    def n_elements(x):
-        seen.append(type(x))
-        return onp.size(x)
-
-    g = grad(lambda x: np.sum(x) / n_elements(x))(onp.ones(4))
-    onp.testing.assert_allclose(g, 0.25)
-    assert seen == [onp.ndarray]
-
-
-def test_register_notrace_passes_over_a_primitive_in_one_mode():
-    @primitive
-    def double(x):
-        return 2 * x
-
-    defvjp(double, lambda ans, x: lambda g: 2 * g)
-    defjvp(double, lambda g, ans, x: 2 * g)
-    f = lambda x: double(x) + x  # noqa: E731
-    assert grad(f)(1.0) == 3.0
-    register_notrace(ReverseTrace, double)
-    assert grad(f)(1.0) == 1.0  # a constant to reverse mode
-    assert make_jvp(f)(1.0)(1.0) == (3.0, 3.0)  # forward mode still records it
-    register_notrace(ForwardTrace, double)
-    assert make_jvp(f)(1.0)(1.0) == (3.0, 1.0)
-    # Nested traces: the outer (forward) trace passes over it, the inner
-    # (reverse) one too, so the Hessian of double(x) * x is that of 2x * const.
-    assert make_jvp(grad(lambda x: double(x) * x))(1.0)(1.0) == (2.0, 0.0)
-    # A nondiff_primitive stays passed over by every derivative trace.
-    step = nondiff_primitive(onp.floor, "step")
-    register_notrace(ReverseTrace, step)
-    assert make_jvp(lambda x: step(x) + x)(1.5)(1.0) == (2.5, 1.0)
 
 
 def test_const_graph_records_once_and_replays():
@@ -329,19 +322,6 @@ def test_sparse_cotangent_leaves_the_callers_cotangent_alone():
     g = onp.array([1.0, 2.0])
     onp.testing.assert_allclose(vjp(g), [1.0 + 3.0, 2.0])
     assert g.tolist() == [1.0, 2.0]
-
-
-# ------------------------------------------- looking under a traced value
-def test_getval_and_isbox_see_under_the_trace():
-    seen = []
-
-    def f(x):
-        seen.append((isbox(x), type(getval(x))))
-        return np.sum(x ** 2)
-
-    grad(f)(onp.ones(2))
-    f(onp.ones(2))
-    assert seen == [(True, onp.ndarray), (False, onp.ndarray)]
 
 
 # ---------------------------------------- the VJP of a broadcasting primitive

@@ -316,3 +316,24 @@ def test_dense_mass_adaptation_runs_in_50_to_100_dimensions(dim):
     assert inverse_metric.shape == (dim, dim)
     np.testing.assert_array_equal(inverse_metric, inverse_metric.T)
     assert len(result.positions) == 5
+
+
+def test_step_size_adaptation_keeps_the_metric_and_dual_averages_from_the_given_step():
+    from probad.infer.adaptation import (dual_averaging_init, dual_averaging_update,
+                                         step_size_adaptation)
+    from probad.infer.kernels import HMCState
+
+    state = HMCState(np.zeros(2), 0.0, np.zeros(2))
+    inverse_metric = np.array([2.0, 0.5])
+    adaptation = step_size_adaptation(target_accept=0.8)
+    adapt_state = adaptation.init(None, state, None, 0.3, inverse_metric)
+    assert adapt_state.step_size == 0.3
+    expected = dual_averaging_init(0.3)._replace(mu=math.log(0.3))
+    for accept in (1.0, 0.9, 0.2, 0.7):
+        adapt_state = adaptation.update(None, adapt_state, state, accept, None)
+        expected = dual_averaging_update(expected, accept, 0.8)
+        assert adapt_state.step_size == math.exp(expected.log_step_size)
+        np.testing.assert_array_equal(adapt_state.metric.inverse_metric, inverse_metric)
+    step_size, final_metric = adaptation.final(adapt_state)
+    assert step_size == math.exp(expected.log_step_size_avg)
+    np.testing.assert_array_equal(final_metric, inverse_metric)

@@ -269,10 +269,22 @@ def test_overflow_in_the_model_raises_no_numpy_warning():
     ({"tol": 0.0}, "tol"),
     ({"steps": 0}, "steps"),
     ({"method": "lowrank", "rank": 0}, "rank"),
+    ({"backend": "numba"}, "backend"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         advi(_normal_mean_model, {"y": Y20}, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("backend,native", [(None, True), ("native", True), ("numpy", False)])
+def test_a_loop_model_is_fitted_natively_by_default(backend, native):
+    model, data = model_and_data("arma-arma11")
+    kwargs = {} if backend is None else {"backend": backend}
+    fit = advi(model, data, steps=20, tol=None, seed=1, progress=False, **kwargs)
+    compiled = fit.potential._energy_and_grad
+    tapes = [t for ts in compiled.tapes.values() for t in ts]
+    assert tapes and all((t.native is not None) == native for t in tapes)
+    assert onp.isfinite(fit.elbo).all()
 
 
 def test_no_latent_sites():

@@ -8,7 +8,7 @@ outcome only changes if the simulation's random stream does).
 import os
 import signal
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 import numpy as onp
 import pytest
@@ -196,6 +196,35 @@ def _assert_same_ranks(a, b):
         onp.testing.assert_array_equal(a.ranks[name].values, b.ranks[name].values)
 
 
+class _InThisThread(Executor):
+    """Runs each call at once, here: the main thread of a main process, as a
+    Ray worker is."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_fits_on_an_executor_run_their_chains_one_after_another(monkeypatch):
+    # pb.hmc in a Ray worker would otherwise start a process pool there (it
+    # cannot tell a Ray worker from a main process), one per worker.
+    import sys
+
+    mcmc_module = sys.modules["probad.infer.mcmc"]
+    asked, choose_pool = [], mcmc_module._choose_pool
+
+    def recording(pot, jobs, cores, build_time):
+        asked.append(cores)
+        return choose_pool(pot, jobs, cores, build_time)
+
+    monkeypatch.setattr(mcmc_module, "_choose_pool", recording)
+    result = pb.sbc(normal_model, {"n": 5, "y": onp.zeros(5)}, num_simulations=2, seed=13,
+                    draws=50, tune=50, chains=2, progress=False, executor=_InThisThread())
+    assert result.diagnostics["ok"].values.all()
+    assert asked == [1, 1]
+
+
 @pytest.mark.slow
 def test_process_pool_gives_the_sequential_ranks(sequential):
     with ProcessPoolExecutor(2) as pool:
@@ -245,10 +274,33 @@ def dask_client():
     cluster.close()
 
 
+def _eager_potentials(n: int = 40) -> int:
+    """Of ``n`` eight-schools potentials built here, how many run eagerly
+    instead of replaying their native tape: a fit that ran eagerly is slower
+    and rounds differently, so its ranks can differ from a sequential run's."""
+    from probad.examples.eight_schools import SIGMA, Y, model
+    from probad.infer.density import potential
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sum(potential(model, {"J": 8, "sigma": SIGMA, "y": Y}, backend="native").native
+                   is None for _ in range(n))
+
+
 @pytest.mark.slow
 def test_dask_gives_the_sequential_ranks_and_draws(dask_client, sequential):
     _assert_same_ranks(_sbc_on(dask_client.get_executor()), sequential)
     _assert_same_chains(dask_client.get_executor())
+
+
+@pytest.mark.slow
+def test_potentials_compile_on_a_dask_worker(dask_client):
+    # A Dask worker's event loop draws from Python's random generator while a
+    # task traces in another thread; that must not make the trace give up.
+    # Before the compiler told the threads apart, 4 of every 40 traces there
+    # gave up (so 80 traces passed with probability ~2e-4).
+    assert _eager_potentials(1) == 0
+    assert [dask_client.submit(_eager_potentials, pure=False).result() for _ in range(2)] == [0, 0]
 
 
 @pytest.mark.slow
@@ -258,6 +310,28 @@ def test_dask_reruns_the_fit_of_a_killed_worker(dask_client, tmp_path):
                     method=_kill_once(str(tmp_path / "killed")), seed=12, progress=False,
                     test_quantities={}, executor=dask_client.get_executor())
     assert result.diagnostics["ok"].values.all()
+
+
+@pytest.mark.slow
+def test_sbc_resubmits_a_fit_dask_gave_up_on(tmp_path):
+    # With no failures allowed, Dask reports the killed worker's fit as lost;
+    # pb.sbc submits it again, which must be a new task, not the lost one
+    # (Dask names a task after its function and arguments).
+    import dask
+
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+        try:
+            result = pb.sbc(normal_model, {"n": 5, "y": onp.zeros(5)}, num_simulations=2,
+                            method=_kill_once(str(tmp_path / "killed")), seed=14,
+                            progress=False, test_quantities={}, executor=client.get_executor())
+        finally:
+            client.close()
+            cluster.close()
+    assert result.diagnostics["ok"].values.all(), result.diagnostics["error"].values
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +346,7 @@ def ray_executor():
 def test_ray_gives_the_sequential_ranks_and_draws(ray_executor, sequential):
     _assert_same_ranks(_sbc_on(ray_executor), sequential)
     _assert_same_chains(ray_executor)
+    assert ray_executor.submit(_eager_potentials).result() == 0
 
 
 def test_a_simulation_run_twice_gives_the_same_ranks():

@@ -7,7 +7,8 @@ guard runs. Three passes, each keeping results bit-for-bit identical:
 
 1. *simplification* drops ops that provably return their operand unchanged
    (``reshape`` to the same shape, ``x * 1.0``, ``where`` on a constant
-   condition, ...; not ``sum`` over no axes, which turns -0.0 into +0.0)
+   condition, ...; not ``sum`` over no axes, which turns -0.0 into +0.0),
+   each by the rewrite its primitive declares (``SIMPLIFICATIONS``),
    and repeated computations (common subexpressions: the backward pass
    recomputes what the forward pass had);
 2. *dead-code elimination* keeps only ops that an output or a guard needs,
@@ -37,7 +38,7 @@ from .. import builtins as containers
 from ..numpy import numpy_wrapper as anp
 from .tape import Guard, Op, Ref, shape_signature
 
-__all__ = ["Tape", "GuardFailure", "build_tape"]
+__all__ = ["Tape", "GuardFailure", "build_tape", "SIMPLIFICATIONS"]
 
 
 class GuardFailure(Exception):
@@ -109,42 +110,59 @@ def _is_float_ref(meta, arg) -> bool:
     return isinstance(arg, Ref) and getattr(meta[arg.index][2], "kind", None) == "f"
 
 
-def _shape_preserving(op, meta):
-    """Ops that return their first argument unchanged when its type, shape and
-    dtype come out unchanged."""
-    fun, args = op.prim.fun, op.args
-    if fun in _SHAPE_NOOPS:
-        return args[0]
-    if fun is onp.transpose:
-        shape = meta[args[0].index][1]
-        axes = args[1] if len(args) > 1 else op.kwargs.get("axes")
-        if shape is not None and (len(shape) <= 1 or axes is not None
-                                  and tuple(int(a) for a in axes) == tuple(range(len(shape)))):
-            return args[0]
+def _operand(op, meta):
+    """Reshape, ravel, squeeze, broadcast_to, a cast: the operand itself when
+    its type, shape and dtype come out unchanged."""
+    return op.args[0]
+
+
+def _identity_transpose(op, meta):
+    """``transpose`` of a vector or scalar, or by the identity permutation."""
+    x = op.args[0]
+    if not isinstance(x, Ref):
+        return None
+    shape = meta[x.index][1]
+    axes = op.args[1] if len(op.args) > 1 else op.kwargs.get("axes")
+    if shape is not None and (len(shape) <= 1 or axes is not None
+                              and tuple(int(a) for a in axes) == tuple(range(len(shape)))):
+        return x
     return None
 
 
-def _arithmetic_identity(op, meta):
-    """``x * 1``, ``1 * x``, ``x / 1``, ``x - (+0.0)`` on real floats."""
-    fun, args = op.prim.fun, op.args
-    if len(args) != 2 or op.kwargs:
-        return None
-    x, y = args
-    if fun is onp.multiply:
+def _binary_plain(op):
+    """The two operands of a call with no keywords, else None."""
+    return None if len(op.args) != 2 or op.kwargs else op.args
+
+
+def _times_one(op, meta):
+    """``x * 1`` and ``1 * x`` on real floats."""
+    args = _binary_plain(op)
+    if args is not None:
+        x, y = args
         if _is_float_ref(meta, x) and _all_equal(y, 1):
             return x
         if _is_float_ref(meta, y) and _all_equal(x, 1):
             return y
-    elif fun is onp.divide:
-        if _is_float_ref(meta, x) and _all_equal(y, 1):
-            return x
-    elif fun is onp.subtract:
-        if _is_float_ref(meta, x) and _all_equal(y, 0, positive_zero=True):
-            return x
     return None
 
 
-def _constant_where(op):
+def _over_one(op, meta):
+    """``x / 1`` on real floats."""
+    args = _binary_plain(op)
+    if args is not None and _is_float_ref(meta, args[0]) and _all_equal(args[1], 1):
+        return args[0]
+    return None
+
+
+def _minus_zero(op, meta):
+    """``x - (+0.0)`` on real floats (``x - (-0.0)`` turns -0.0 into +0.0)."""
+    args = _binary_plain(op)
+    if args is not None and _is_float_ref(meta, args[0]) and _all_equal(args[1], 0, positive_zero=True):
+        return args[0]
+    return None
+
+
+def _constant_condition(op, meta):
     """``where(c, x, y)`` with a constant condition that picks one side everywhere
     (the backward pass of ``x ** 2`` makes ``where(2, ..., 0.0)``)."""
     if len(op.args) != 3 or op.kwargs or isinstance(op.args[0], Ref):
@@ -159,18 +177,26 @@ def _constant_where(op):
     return None
 
 
+#: The rewrites a primitive may name as its ``simplify`` (``core.defprimitive``):
+#: ``(op, meta) ->`` the operand the op provably returns unchanged, or None.
+#: An answer counts only if that operand's type, shape and dtype are the
+#: op's own (``_identity_operand``).
+SIMPLIFICATIONS = {
+    "operand": _operand,
+    "transpose": _identity_transpose,
+    "times_one": _times_one,
+    "over_one": _over_one,
+    "minus_zero": _minus_zero,
+    "constant_condition": _constant_condition,
+}
+
+
 def _identity_operand(op: Op, meta):
     """The Ref that ``op`` provably returns unchanged, or None."""
-    if op.shape is not None or op.errstate is not None or not op.args:
+    rule = op.prim.simplify
+    if rule is None or op.shape is not None or op.errstate is not None or not op.args:
         return None
-    if op.prim.fun in _ARITHMETIC:
-        ref = _arithmetic_identity(op, meta)
-    elif op.prim.fun is anp.where3.fun:
-        ref = _constant_where(op)
-    elif isinstance(op.args[0], Ref):
-        ref = _shape_preserving(op, meta)
-    else:
-        return None
+    ref = SIMPLIFICATIONS[rule](op, meta)
     if isinstance(ref, Ref) and _same_meta(meta, ref.index, op.out):
         return ref
     return None
@@ -354,6 +380,7 @@ class _ScatterDisjoint:
 
     __name__ = "scatter_disjoint"
     may_raise = False
+    lowerings = {"native": "scatter_disjoint"}
 
     @staticmethod
     def fun(shape, dtype, *parts):
@@ -370,8 +397,6 @@ scatter_disjoint = _ScatterDisjoint()
 _BROADCAST_TO = anp.broadcast_to.fun
 _UNTAKE = anp.untake.fun
 _ARITHMETIC = {onp.add: "+", onp.subtract: "-", onp.multiply: "*", onp.divide: "/"}
-_SHAPE_NOOPS = {onp.reshape, onp.squeeze, onp.ravel, onp.real, anp.broadcast_to.fun,
-                anp.astype_float.fun}
 _INDEXING = {anp.getitem.fun, containers.container_take.fun}
 _WRAPPERS = {onp.sum: "sum", onp.mean: "mean", onp.reshape: "reshape", onp.expand_dims: "reshape",
              onp.squeeze: "squeeze", onp.transpose: "transpose", onp.swapaxes: "swapaxes"}

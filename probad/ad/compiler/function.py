@@ -16,6 +16,7 @@ import gc
 import os
 import random as pyrandom
 import sys
+import threading
 import types
 import warnings
 
@@ -169,10 +170,41 @@ def _frozen(state):
     return state
 
 
-def _random_states(generators: list) -> tuple:
-    return _frozen((onp.random.get_state(), pyrandom.getstate(),
-                    [g.bit_generator.state if isinstance(g, onp.random.Generator)
-                     else g.get_state() for g in generators]))
+def _generator_states(generators: list) -> tuple:
+    return _frozen([g.bit_generator.state if isinstance(g, onp.random.Generator)
+                    else g.get_state() for g in generators])
+
+
+def _numpy_global_state() -> tuple:
+    return _frozen(onp.random.get_state())
+
+
+class _OwnPythonDraws:
+    """Whether the calling thread draws from Python's global generator (the
+    ``random`` module) while inside: ``drew``.
+
+    That generator is shared by the whole process, and a Dask worker's event
+    loop draws from it (for jitter) in its own thread while a task traces in
+    another, so a changed state alone does not say the traced function drew.
+    ``sys.setprofile`` hooks only the calling thread, and every draw
+    (``random.gauss``, ``random.choice``, ...) ends in a C method of the
+    generator object. numpy's global generator has no such hook (its methods
+    are Cython's, which the profiler does not see); it is compared as a whole.
+    """
+
+    def __init__(self):
+        self.drew = False
+
+    def _hook(self, frame, event, arg) -> None:
+        if event == "c_call" and getattr(arg, "__self__", None) is pyrandom._inst:
+            self.drew = True
+
+    def __enter__(self):
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.setprofile(None)
 
 
 @contextlib.contextmanager
@@ -180,18 +212,33 @@ def _watch_randomness(trace: RecordTrace, generators: list):
     """Refuse the recording if the function draws random numbers: a replay
     would repeat the same draws. probad's random module announces each draw;
     numpy's and Python's global generators, and numpy generators the function
-    can see, are compared before and after."""
+    can see, are compared before and after.
+
+    Only this thread's draws count: other threads (a Dask worker's event loop,
+    another chain) may draw meanwhile, and refusing for their draws would run
+    the function eagerly, slower and with other rounding than its replay. So
+    while other threads run, a change of Python's generator counts only if
+    this thread called it (:class:`_OwnPythonDraws`); under another profiler
+    that cannot be told, and any change counts.
+    """
+    tracing_thread = threading.get_ident()
 
     def on_draw(name: str):
-        trace.refuse(f"it draws random numbers (probad.ad.numpy.random: {name})")
+        if threading.get_ident() == tracing_thread:
+            trace.refuse(f"it draws random numbers (probad.ad.numpy.random: {name})")
 
+    attribute = threading.active_count() > 1 and sys.getprofile() is None
+    python_draws = _OwnPythonDraws() if attribute else contextlib.nullcontext()
     ad_random._draw_listeners.append(on_draw)
-    before = _random_states(generators)
+    before = pyrandom.getstate(), _numpy_global_state(), _generator_states(generators)
     try:
-        yield
+        with python_draws:
+            yield
     finally:
         ad_random._draw_listeners.remove(on_draw)
-    if _random_states(generators) != before:
+    python_drew = pyrandom.getstate() != before[0] and (not attribute or python_draws.drew)
+    if python_drew or _numpy_global_state() != before[1] or \
+            _generator_states(generators) != before[2]:
         trace.refuse("it draws from a numpy or Python random generator")
 
 

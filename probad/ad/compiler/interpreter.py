@@ -12,7 +12,9 @@ Why an interpreter rather than generated code: numba compiles one unrolled
 tape in time growing with its length (100 ops took 10 s, 500 ops 74 s), and
 a model's Python loop unrolls into thousands of ops. The interpreter's cost
 per op is a branch on the op code (a few ns), which is small beside the
-microsecond a numpy call costs.
+microsecond a numpy call costs. Where the tape repeats itself (the
+iterations of a model's Python loop), :mod:`.reroll` goes further: the
+repeated scalar instructions become one ``CALL`` of a small compiled loop.
 
 Instructions (every operand an int64; offsets index ``ws``; "4-d" shapes are
 right-aligned and padded with 1, strides are in elements and 0 where a
@@ -36,6 +38,8 @@ contiguous
 ``CUMSUM o outer n inner``: in place, along the middle axis
 ``CHOL o a n``, ``SOLVE o a b n m``, ``TRSOLVE o a b n m trans lower unit``
 ``GUARD kind a c``      the guard ``kind(ws[a]) == ws[c]`` (else status 1)
+``CALL f p``            call the compiled function at address ``f`` with
+                        ``(ws, ints + p)``: a re-rolled loop (:mod:`.reroll`)
 ======================  ====================================================
 
 ``status[0]`` is 0 after a complete run, 1 when a guard failed (the run
@@ -58,10 +62,13 @@ import numpy as onp
 
 try:
     import numba
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
 except ImportError:  # numba is a dependency, but a platform may lack a wheel
     numba = None
 
-__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "UNARY", "BINARY", "TERNARY",
+__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "WIDTH", "UNARY", "BINARY", "TERNARY",
            "REDUCE", "GUARD_KINDS"]
 
 AVAILABLE = numba is not None
@@ -72,7 +79,10 @@ AVAILABLE = numba is not None
 # baked into the compiled interpreter; the lowering (native.py) uses the names.
 OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9, MOVE=10,
           SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16, S_ADD=17, S_SUB=18,
-          S_MUL=19, S_DIV=20)
+          S_MUL=19, S_DIV=20, CALL=21)
+#: words per instruction, the op code included
+WIDTH = {1: 4, 2: 5, 3: 6, 4: 8, 5: 12, 6: 17, 7: 22, 8: 7, 9: 11, 10: 3, 11: 6, 12: 5, 13: 4,
+         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3}
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
@@ -87,8 +97,8 @@ REDUCE = dict(sum=0, logsumexp=1, max=2, min=3, prod=4)
 GUARD_KINDS = dict(bool=0, int=1, float=2)
 
 _S_UN, _S_BIN, _V_UN, _V_BIN, _UN, _BIN, _TER, _RED, _MATMUL, _MOVE, _SCATTER, _CUMSUM, \
-    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV = range(1, 21)
-assert list(OP.values()) == list(range(1, 21))
+    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL = range(1, 22)
+assert list(OP.values()) == list(range(1, 22)) == list(WIDTH)
 
 
 # ------------------------------------------------------- numba on-disk cache
@@ -103,6 +113,17 @@ if AVAILABLE:
         # the scalar kernels too made one HMM gradient 25% faster but tripled
         # the one-time compilation (7 s -> 22 s of CPU).
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
+    @intrinsic
+    def _call(typingctx, address, ws, ints, at):
+        """Call the C function at ``address`` with ``(&ws[0], &ints[at])``."""
+        def codegen(context, builder, signature, args):
+            ws_data = context.make_array(signature.args[1])(context, builder, args[1]).data
+            ints_data = context.make_array(signature.args[2])(context, builder, args[2]).data
+            fnty = ir.FunctionType(ir.VoidType(), [ws_data.type, ints_data.type])
+            fn = builder.inttoptr(args[0], fnty.as_pointer())
+            builder.call(fn, [ws_data, builder.gep(ints_data, [args[3]])])
+            return context.get_dummy_value()
+        return types.void(types.int64, ws, ints, types.int64), codegen
 else:
     def _jit(fn):
         return fn
@@ -415,52 +436,77 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
 
 # + - * / over contiguous runs, one loop per case so that LLVM vectorises
 # each (a stride known only at run time would make every load a gather).
+# The loops index slices of ``ws``, not ``ws[o + i]``: an index that may be
+# negative gets numba's wrap-around check on every access, which stops the
+# vectorisation (4x slower measured on 919 elements).
 @_kernel
 def _arith_vv(ws, f, o, n, a, b):
+    z, x, y = ws[o:o + n], ws[a:a + n], ws[b:b + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = ws[a + i] + ws[b + i]
+            z[i] = x[i] + y[i]
     elif f == 1:
         for i in range(n):
-            ws[o + i] = ws[a + i] - ws[b + i]
+            z[i] = x[i] - y[i]
     elif f == 2:
         for i in range(n):
-            ws[o + i] = ws[a + i] * ws[b + i]
+            z[i] = x[i] * y[i]
     else:
         for i in range(n):
-            ws[o + i] = ws[a + i] / ws[b + i]
+            z[i] = x[i] / y[i]
 
 
 @_kernel
 def _arith_vs(ws, f, o, n, a, y):
+    z, x = ws[o:o + n], ws[a:a + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = ws[a + i] + y
+            z[i] = x[i] + y
     elif f == 1:
         for i in range(n):
-            ws[o + i] = ws[a + i] - y
+            z[i] = x[i] - y
     elif f == 2:
         for i in range(n):
-            ws[o + i] = ws[a + i] * y
+            z[i] = x[i] * y
     else:
         for i in range(n):
-            ws[o + i] = ws[a + i] / y
+            z[i] = x[i] / y
 
 
 @_kernel
 def _arith_sv(ws, f, o, n, x, b):
+    z, y = ws[o:o + n], ws[b:b + n]
     if f == 0:
         for i in range(n):
-            ws[o + i] = x + ws[b + i]
+            z[i] = x + y[i]
     elif f == 1:
         for i in range(n):
-            ws[o + i] = x - ws[b + i]
+            z[i] = x - y[i]
     elif f == 2:
         for i in range(n):
-            ws[o + i] = x * ws[b + i]
+            z[i] = x * y[i]
     else:
         for i in range(n):
-            ws[o + i] = x / ws[b + i]
+            z[i] = x / y[i]
+
+
+@_kernel
+def _unary_v(ws, f, o, n, a):
+    # contiguous input: negation, copies and squares inline (vectorised),
+    # the rest through the scalar kernel
+    z, x = ws[o:o + n], ws[a:a + n]
+    if f == 1:
+        for i in range(n):
+            z[i] = -x[i]
+    elif f == 0:
+        for i in range(n):
+            z[i] = x[i]
+    elif f == 16:
+        for i in range(n):
+            z[i] = x[i] * x[i]
+    else:
+        for i in range(n):
+            z[i] = _unary(f, x[i])
 
 
 @_jit
@@ -488,6 +534,9 @@ def run(code, ints, ws, status):
         elif op == _S_DIV:
             ws[code[pc + 1]] = ws[code[pc + 2]] / ws[code[pc + 3]]
             pc += 4
+        elif op == _CALL:
+            _call(code[pc + 1], ws, ints, code[pc + 2])
+            pc += 3
         elif op == _S_BIN:
             ws[code[pc + 2]] = _binary(code[pc + 1], ws[code[pc + 3]], ws[code[pc + 4]])
             pc += 5
@@ -509,8 +558,11 @@ def run(code, ints, ws, status):
             pc += 8
         elif op == _V_UN:
             f, o, n, a, sa = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], code[pc + 5]
-            for i in range(n):
-                ws[o + i] = _unary(f, ws[a + i * sa])
+            if sa == 1:
+                _unary_v(ws, f, o, n, a)
+            else:
+                for i in range(n):
+                    ws[o + i] = _unary(f, ws[a + i * sa])
             pc += 6
         elif op == _UN or op == _BIN or op == _TER:
             f, o = code[pc + 1], code[pc + 2]

@@ -10,10 +10,16 @@ rearrange elements (reshape, transpose, basic indexing, broadcast_to, flip,
 diagonal) are resolved here: the slot of the result is a strided *view* of
 its operand's place, or, when no strides describe it, one gather.
 
-Each primitive's lowering is declared in one table, :data:`LOWERINGS`
-(``prim.fun -> lowering``), next to the op codes it emits; adding a native
-primitive means an entry there and, for a new elementwise function, a branch
-in the interpreter's scalar kernel.
+Ops on at most a few elements become scalar instructions, and the repeated
+runs of scalar instructions that a Python loop leaves (its iterations) are
+re-rolled into calls of compiled loops (:mod:`.reroll`) when the program is
+built.
+
+Each primitive declares its lowering where it is defined, with its
+derivative rules (``defprimitive(prim, native="unary:exp")``); the names it
+may use are the lowerings here, :data:`LOWERINGS`, and the interpreter's
+elementwise kernels. Adding a native primitive means that declaration and,
+for a new elementwise function, a branch in the interpreter's scalar kernel.
 
 Booleans live in the workspace as 0.0/1.0; integer-valued slots, float32,
 complex values and primitives with no lowering leave the tape on the numpy
@@ -38,23 +44,26 @@ import math
 
 import numpy as onp
 
-from .. import builtins as containers
-from ..numpy import linalg as ad_la
 from ..numpy import numpy_wrapper as anp
 from ..numpy.numpy_boxes import _index, _item
-from ..scipy import linalg as ad_sla
 from ..scipy import special as ad_special
 from . import interpreter as interp
-from .codegen import GuardFailure, _Node, scatter_disjoint, template_refs
+from .codegen import GuardFailure, _Node, template_refs
+from .reroll import reroll
 from .tape import Ref
 
-__all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "Unsupported",
+__all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "lowering_of", "Unsupported",
            "estimated_costs", "REJECTION_KINDS"]
 
 _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERNARY, interp.REDUCE
 _F8 = onp.dtype(onp.float64)
 _BOOL = onp.dtype(bool)
 _MAXDIM = 4
+# Elementwise ops of at most this many elements, and sums and logsumexps of
+# at most twice as many, are lowered to scalar instructions: one costs ~3 ns
+# where a vector instruction costs ~25 ns on tiny arrays, and a loop of them
+# (an HMM's forward algorithm on 2 states) is then re-rolled into compiled code.
+_SCALARISE = 4
 _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
                _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
 
@@ -146,9 +155,9 @@ class Program:
         self.ws = ws
         self.status = onp.zeros(1 + 2 * len(REJECTION_KINDS), dtype=onp.int64)
         self.inputs = inputs
-        self._outputs = outputs
         self._views = out_views  # slot -> (positions, meta)
         self._meta = out_meta
+        self._build = self._builder(outputs)
 
     def replay(self, *leaves):
         """The tape's function on new array leaves (what ``Tape.replay`` is)."""
@@ -157,35 +166,63 @@ class Program:
             if size == 1:
                 ws[at] = leaf if type(leaf) is float else onp.asarray(leaf).reshape(())
             else:
-                ws[at:at + size] = onp.ravel(leaf)
+                ws[at:at + size] = leaf.ravel() if type(leaf) is onp.ndarray else onp.ravel(leaf)
         flag = interp.run(self.code, self.ints, ws, self.status)
         if flag == 1:
             raise GuardFailure
         if flag == 2:
             raise onp.linalg.LinAlgError("the native replay's linear algebra failed (a matrix "
                                          "that is not positive definite, or singular)")
-        return self._build(self._outputs)
+        return self._build(ws)
 
-    def _build(self, node):
+    def __reduce__(self):
+        # its CALL instructions hold addresses of compiled loops in this process
+        raise TypeError("a native Program holds machine-code addresses of this process and "
+                        "cannot be pickled; pickle the compiled function instead (it records "
+                        "its tapes again)")
+
+    def _builder(self, node):
+        """A function ``ws -> output`` for an output template (made once: the
+        replay of a small model is mostly this Python). Arrays are copies,
+        never views of the workspace, which the next call overwrites."""
         if isinstance(node, Ref):
-            pos = self._views[node.index]
-            kind, shape, dtype = self._meta[node.index]
-            values = self.ws[pos]
-            if dtype == _BOOL:
-                values = values != 0.0
-            if kind is onp.ndarray:
-                return values.reshape(shape)
-            return kind(values[0]) if kind in (float, int, bool) else dtype.type(values[0])
+            return self._leaf_builder(node)
         if isinstance(node, _Node):
-            items = [self._build(c) for c in node.children]
-            if node.kind is dict:
-                return dict(zip(node.keys, items))
-            if node.kind in (tuple, list):
-                return node.kind(items)
-            return node.kind(*items)
+            parts = [self._builder(c) for c in node.children]
+            kind = node.kind
+            if kind is tuple and len(parts) == 2:
+                first, second = parts
+                return lambda ws: (first(ws), second(ws))
+            if kind is dict:
+                keys = node.keys
+                return lambda ws: dict(zip(keys, [part(ws) for part in parts]))
+            if kind in (tuple, list):
+                return lambda ws: kind([part(ws) for part in parts])
+            return lambda ws: kind(*[part(ws) for part in parts])
         if isinstance(node, onp.ndarray):
-            return node.copy()
-        return node
+            return lambda ws: node.copy()
+        return lambda ws: node
+
+    def _leaf_builder(self, ref: Ref):
+        pos = self._views[ref.index]
+        kind, shape, dtype = self._meta[ref.index]
+        if dtype != _BOOL and pos.size:
+            at = int(pos[0])
+            if kind is float or kind is int:
+                return lambda ws: kind(ws[at])
+            end = at + pos.size
+            if kind is onp.ndarray and onp.array_equal(pos, onp.arange(at, end)):
+                return lambda ws: ws[at:end].reshape(shape).copy()
+        if kind is onp.ndarray:
+            return lambda ws: self._elements(ws, pos, dtype).reshape(shape)
+        if kind in (float, int, bool):
+            return lambda ws: kind(self._elements(ws, pos, dtype)[0])
+        return lambda ws: dtype.type(self._elements(ws, pos, dtype)[0])
+
+    @staticmethod
+    def _elements(ws, pos, dtype):
+        values = ws[pos]
+        return values != 0.0 if dtype == _BOOL else values
 
     def output_positions(self, ref: Ref) -> onp.ndarray:
         """Workspace positions of an output slot's elements, in C order."""
@@ -245,6 +282,7 @@ class _Lowerer:
         self._tenants: dict[int, int] = {}  # block start -> live slots living there
         self._free: dict[int, list[int]] = {}  # block size -> free block starts
         self._block_size: dict[int, int] = {}
+        self._move_end = -1  # len(self.code) right after the last MOVE
 
     # -- workspace
     def alloc(self, shape, reuse: bool = False) -> _View:
@@ -323,8 +361,16 @@ class _Lowerer:
     # -- instruction helpers
     def move(self, dst: onp.ndarray, src: onp.ndarray) -> None:
         pairs = onp.stack([onp.ravel(dst), onp.ravel(onp.broadcast_to(src, dst.shape))], axis=1)
-        if pairs.size:
-            self.emit(_OP["MOVE"], len(pairs), self.table(pairs))
+        if not pairs.size:
+            return
+        at = self.table(pairs)
+        # a move right after a move whose pairs end where these start extends
+        # it (``np.array`` of T scalars: one instruction, not T)
+        if self._move_end == len(self.code) and self.code[-1] + 2 * self.code[-2] == at:
+            self.code[-2] += len(pairs)
+        else:
+            self.emit(_OP["MOVE"], len(pairs), at)
+        self._move_end = len(self.code)
 
     def contiguous(self, view: _View) -> _View:
         """``view`` itself if its elements are one contiguous block, else a copy."""
@@ -334,6 +380,15 @@ class _Lowerer:
         self.move(copy.positions(), view.positions())
         return copy
 
+    def scalar(self, kind: str, f: int, o: int, *args: int) -> None:
+        """``ws[o] = f(ws[args...])`` as one scalar instruction."""
+        if kind == "UN":
+            self.emit(_OP["S_UN"], f, o, *args)
+        elif f in _ARITHMETIC:
+            self.emit(_ARITHMETIC[f], o, *args)
+        else:
+            self.emit(_OP["S_BIN"], f, o, *args)
+
     def elementwise(self, op, kind: str, f: int, args) -> None:
         views = [self.view(a) for a in args]
         o = self.out(op)
@@ -341,16 +396,12 @@ class _Lowerer:
         n = o.size
         if n == 0:
             return
-        if n == 1:
-            if kind == "UN":
-                self.emit(_OP["S_UN"], f, o.base, views[0].base)
-                return
-            if kind == "BIN":
-                if f in _ARITHMETIC:
-                    self.emit(_ARITHMETIC[f], o.base, views[0].base, views[1].base)
-                else:
-                    self.emit(_OP["S_BIN"], f, o.base, views[0].base, views[1].base)
-                return
+        if n <= _SCALARISE and kind in ("UN", "BIN"):
+            # one scalar instruction per element (see _SCALARISE)
+            places = [onp.broadcast_to(v.positions(), shape).ravel() for v in views]
+            for k in range(n):
+                self.scalar(kind, f, o.base + k, *[int(p[k]) for p in places])
+            return
         steps = []
         for v in views:
             if v.size == 1:
@@ -381,6 +432,20 @@ class _Lowerer:
         o = self.out(op)
         if flat.shape[0] != o.size:
             raise Unsupported(f"'{op.name}' (result shape)")
+        if f in (_RED["sum"], _RED["logsumexp"]) and flat.shape[1] \
+                and flat.size <= 2 * _SCALARISE:
+            # as RED computes it, in scalar instructions: from the first
+            # element (a sum from 0.0 + it), then one step per element
+            zero = self.constant(0.0).base
+            for k, row in enumerate(flat.tolist()):
+                if f == _RED["sum"]:
+                    self.scalar("BIN", _BIN["add"], o.base + k, zero, row[0])
+                else:
+                    self.scalar("UN", _UN["copy"], o.base + k, row[0])
+                step = _BIN["add"] if f == _RED["sum"] else _BIN["logaddexp"]
+                for x in row[1:]:
+                    self.scalar("BIN", step, o.base + k, o.base + k, x)
+            return
         bases = flat[:, :1] if flat.shape[1] else onp.zeros((flat.shape[0], 1), onp.int64)
         self.emit(_OP["RED"], f, o.base, o.size, flat.shape[1], self.table(bases),
                   self.table(flat[0] - bases[0] if len(flat) else onp.zeros(1, onp.int64)))
@@ -416,6 +481,8 @@ class _Lowerer:
         self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
 
     def build(self):
+        # loops of scalar instructions become calls of compiled loops
+        self.code = reroll(self.code, self.table)
         ws = onp.zeros(max(self.size, 1))
         for at, values in self.init:
             ws[at:at + values.size] = values
@@ -632,56 +699,52 @@ def _same(lw, op):
     lw.view_of(op, v, op.args[0])
 
 
-_UNARY_FUNS = {onp.negative: "negative", onp.exp: "exp", onp.log: "log", onp.log1p: "log1p",
-               onp.expm1: "expm1", onp.sqrt: "sqrt", onp.absolute: "absolute",
-               onp.sign: "sign", onp.tanh: "tanh", onp.isfinite: "isfinite",
-               onp.logical_not: "logical_not", onp.sin: "sin", onp.cos: "cos",
-               onp.square: "square", onp.reciprocal: "reciprocal", onp.isnan: "isnan",
-               onp.sinh: "sinh", onp.cosh: "cosh", onp.arctan: "arctan", onp.log2: "log2",
-               onp.log10: "log10", onp.exp2: "exp2", onp.floor: "floor", onp.ceil: "ceil",
-               onp.rint: "rint", onp.trunc: "trunc", onp.positive: "copy",
-               ad_special.expit.fun: "expit", ad_special.softplus.fun: "softplus",
-               ad_special.log_expit.fun: "log_expit", ad_special.gammaln.fun: "gammaln",
-               ad_special.digamma.fun: "digamma"}
-_BINARY_FUNS = {onp.add: "add", onp.subtract: "subtract", onp.multiply: "multiply",
-                onp.divide: "divide", onp.power: "power", onp.logaddexp: "logaddexp",
-                onp.equal: "equal", onp.not_equal: "not_equal", onp.less: "less",
-                onp.less_equal: "less_equal", onp.greater: "greater",
-                onp.greater_equal: "greater_equal", onp.logical_and: "logical_and",
-                onp.logical_or: "logical_or", onp.logical_xor: "logical_xor",
-                onp.maximum: "maximum", onp.minimum: "minimum", onp.fmax: "fmax",
-                onp.fmin: "fmin", onp.arctan2: "arctan2", onp.hypot: "hypot",
-                ad_special.xlogy.fun: "xlogy", ad_special.xlog1py.fun: "xlog1py"}
-
-#: ``prim.fun`` -> ``lowering(lowerer, op)``: every primitive the native
-#: backend runs, in one place.
+#: What a primitive's ``native=`` declaration (``core.defprimitive``) may
+#: name: ``"unary:<kernel>"`` and ``"binary:<kernel>"`` for the interpreter's
+#: elementwise kernels, else one of the lowerings above. A lowering is
+#: ``lowering(lowerer, op)``.
 LOWERINGS = {
-    **{fun: _elementwise("UN", _UN[name]) for fun, name in _UNARY_FUNS.items()},
-    **{fun: _elementwise("BIN", _BIN[name]) for fun, name in _BINARY_FUNS.items()},
-    anp.where3.fun: _where,
-    anp._clip.fun: _clip,
-    onp.sum: _sum,
-    onp.mean: _mean,
-    ad_special._logsumexp.fun: _logsumexp,
-    ad_special._softmax_weights.fun: _softmax_weights,
-    onp.matmul: _matmul,
-    onp.dot: _matmul,
-    anp.untake.fun: _untake,
-    scatter_disjoint.fun: _scatter_disjoint,
-    anp.diagonal_adjoint.fun: _diagonal_adjoint,
-    anp.concatenate_args.fun: _concatenate,
-    anp.array_from_args.fun: _array_from_args,
-    onp.cumsum: _cumsum,
-    ad_la.cholesky.fun: _cholesky,
-    onp.linalg.solve: _solve,
-    ad_sla._solve_triangular.fun: _solve_triangular,
-    anp.astype_float.fun: _same,
-    onp.real: _same,
-    **{fun: _rearranging for fun in (
-        anp.getitem.fun, containers.container_take.fun, onp.reshape, onp.ravel, onp.squeeze,
-        onp.expand_dims, onp.transpose, onp.swapaxes, onp.moveaxis, onp.flip,
-        anp.diagonal.fun, anp.broadcast_to.fun)},
+    "unary": lambda kernel: _elementwise("UN", _UN[kernel]),
+    "binary": lambda kernel: _elementwise("BIN", _BIN[kernel]),
+    "where": _where,
+    "clip": _clip,
+    "sum": _sum,
+    "mean": _mean,
+    "logsumexp": _logsumexp,
+    "softmax_weights": _softmax_weights,
+    "matmul": _matmul,
+    "untake": _untake,
+    "scatter_disjoint": _scatter_disjoint,
+    "diagonal_adjoint": _diagonal_adjoint,
+    "concatenate": _concatenate,
+    "array_from_args": _array_from_args,
+    "cumsum": _cumsum,
+    "cholesky": _cholesky,
+    "solve": _solve,
+    "solve_triangular": _solve_triangular,
+    "same": _same,
+    "rearrange": _rearranging,
 }
+_KERNELS = {"unary": _UN, "binary": _BIN}
+_RESOLVED: dict = {}  # declaration -> lowering
+
+
+def lowering_of(prim):
+    """The lowering that ``prim`` declares for this backend, or None."""
+    spec = prim.lowerings.get("native")
+    if spec is None:
+        return None
+    try:
+        return _RESOLVED[spec]
+    except KeyError:
+        kind, _, kernel = spec.partition(":")
+        kernels = _KERNELS.get(kind)
+        if kind not in LOWERINGS or not (kernel in kernels if kernels is not None else not kernel):
+            raise ValueError(f"'{prim.__name__}' declares native={spec!r}, which names no lowering "
+                             "(see probad.ad.compiler.native.LOWERINGS)") from None
+        found = _RESOLVED[spec] = LOWERINGS[kind](kernel) if kernel else LOWERINGS[kind]
+        return found
+
 
 # The cost model behind ``backend="auto"``: nanoseconds per op and per
 # element, measured on an AVX-512 machine (numpy 2.4, numba 0.68). numpy pays
@@ -736,7 +799,7 @@ def _guard(lw, guard) -> None:
 
 def unsupported_primitives(tape) -> list[str]:
     """Names of the tape's primitives that have no native lowering."""
-    return sorted({op.name for op in tape.ops if op.prim.fun not in LOWERINGS})
+    return sorted({op.name for op in tape.ops if lowering_of(op.prim) is None})
 
 
 def lower(tape) -> Program:
@@ -770,7 +833,7 @@ def lower(tape) -> Program:
         while guard is not None and guard.position <= at:
             _guard(lw, guard)
             guard = next(pending, None)
-        LOWERINGS[op.prim.fun](lw, op)
+        lowering_of(op.prim)(lw, op)
         for slot in dying.get(i, ()):
             lw.release(slot)
     while guard is not None:

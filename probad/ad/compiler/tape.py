@@ -15,20 +15,9 @@ from __future__ import annotations
 
 import numpy as onp
 
-from ..tracer import Box, Trace, new_box
+from ..tracer import Box, Trace, new_box, traced_arguments
 
 __all__ = ["Ref", "Op", "Guard", "RecordTrace", "describe", "shape_signature"]
-
-# Primitives whose output shape may depend on input *values*. Their output
-# shape is checked on replay; so is that of any primitive taking a traced
-# integer or boolean array (masks, indices, counts, shapes).
-VALUE_SHAPED = frozenset({
-    "arange", "nonzero", "flatnonzero", "argwhere", "unique", "unique_values",
-    "unique_counts", "unique_inverse", "unique_all", "compress", "extract",
-    "trim_zeros", "bincount", "histogram", "histogram_bin_edges", "histogram2d",
-    "histogramdd", "delete", "insert",
-})
-
 
 class Ref:
     """A value slot of the tape: an input (``0 .. n_inputs-1``) or an op's output."""
@@ -154,6 +143,7 @@ class RecordTrace(Trace):
     def record(self, fun, ans, args, kwargs, argnums, boxes):
         if self.closed:
             return ans
+        argnums, boxes = traced_arguments(argnums, boxes)
         inputs = list(args)
         for i, value in enumerate(inputs):
             if i not in argnums:
@@ -163,7 +153,10 @@ class RecordTrace(Trace):
         if kwargs:
             kwargs = {k: self._constant(v) for k, v in kwargs.items()}
         shape = None
-        if fun.__name__ in VALUE_SHAPED or any(_is_discrete(b._value) for b in boxes):
+        # The output shape is checked on replay where it may depend on values:
+        # a primitive declared ``value_shaped``, or one taking a traced
+        # integer or boolean array (a mask, indices, counts, a shape).
+        if fun.value_shaped or any(_is_discrete(b._value) for b in boxes):
             shape = shape_signature(ans)
         err = onp.geterr()
         self.ops.append(Op(fun, tuple(inputs), kwargs, len(self.meta), shape,

@@ -1,6 +1,6 @@
 """``probad.ad.numpy``: numpy, differentiable. Use it as ``import probad.ad.numpy as np``."""
 from . import numpy_boxes, numpy_vspaces  # noqa: F401  (register ArrayBox and vector spaces)
-from . import numpy_jvps, numpy_vjps  # noqa: F401  (attach derivative rules)
+from . import numpy_vjps  # noqa: F401  (attach derivative rules)
 from .numpy_wrapper import *  # noqa: F401,F403
 from .numpy_wrapper import __all__ as _wrapped
 from . import fft, linalg, random  # noqa: F401

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from ..core import defjvp, defvjp
+from ..core import defjvp, defprimitive, defvjp
 from ..tracer import getval, nondiff_primitive, primitive
 from . import numpy_wrapper as anp
 from .numpy_vjps import unbroadcast
@@ -190,6 +190,7 @@ def _solve_vjp_b(ans, a, b):
 
 
 defvjp(solve, _solve_vjp_a, _solve_vjp_b)
+defprimitive(solve, native="solve")
 defjvp(solve,
        lambda g, ans, a, b: -_from_column(solve(a, anp.matmul(g, _as_column(ans, onp.ndim(b) == 1))),
                                           onp.ndim(b) == 1),
@@ -275,6 +276,7 @@ def _cholesky_jvp(g, ans, a, upper=False):
 
 
 defvjp(cholesky, _cholesky_vjp)
+defprimitive(cholesky, native="cholesky")
 defjvp(cholesky, _cholesky_jvp)
 
 

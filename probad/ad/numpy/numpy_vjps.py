@@ -1,8 +1,12 @@
-"""Reverse-mode rules (VJPs) for the wrapped numpy functions.
+"""Derivative rules of the wrapped numpy functions, each primitive's in one place.
 
-Each maker takes ``(ans, *args, **kwargs)`` and returns ``g -> cotangent``.
-Rules are written with the wrapped (differentiable) functions, so the
-backward pass can itself be traced: that is how higher derivatives work.
+A VJP maker takes ``(ans, *args, **kwargs)`` and returns ``g -> cotangent``
+(a rule registered with ``defprimitive(vjp=...)``/``defvjp_rule`` takes
+``(g, ans, *args, **kwargs)`` directly); a JVP rule takes ``(g, ans, *args,
+**kwargs)`` where ``g`` is the tangent of one argument and returns the
+tangent of the output, with the output's shape and dtype. Rules are written
+with the wrapped (differentiable) functions, so the backward pass can itself
+be traced: that is how higher derivatives work.
 
 Conventions:
 
@@ -13,11 +17,15 @@ Conventions:
   a real argument gets a real cotangent);
 - where a derivative is infinite (``sqrt`` at 0, ``arcsin`` at 1, ...), a zero
   cotangent still gives zero, so a function in the branch of ``np.where`` not
-  taken never turns a gradient into NaN.
+  taken never turns a gradient into NaN;
+- functions linear in an argument are their own JVP there (``"same"``).
 
-Elementwise functions share one table of derivatives with forward mode
-(``UNARY_DERIVATIVES``, ``BINARY_DERIVATIVES``): each entry maps a tangent or
-cotangent ``g`` to ``g * f'(x)``.
+An elementwise function is declared on one line (``_unary``, ``_binary``):
+its derivative ``g -> g * f'(x)``, which serves as VJP and JVP alike, what
+the VJP reads (so the tape can drop the rest) and the native interpreter's
+kernel for it. Every other primitive has its VJP, its JVP and a
+``defprimitive`` line for the rest (what the VJP reads, the compiler's
+simplification, the native lowering) together in its section below.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import math
 
 import numpy as onp
 
-from ..core import defvjp, defvjp_argnum, defvjp_rule
+from ..core import defjvp, defjvp_argnum, defprimitive, defvjp, defvjp_argnum
 from . import numpy_wrapper as anp
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -119,45 +127,93 @@ def _sinc_derivative(x):
     return anp.where3(anp.equal(x, 0), 0.0, (anp.cos(px) * px - anp.sin(px)) / (onp.pi * safe**2))
 
 
-UNARY_DERIVATIVES = {
-    anp.negative: lambda g, ans, x, **_: -g,
-    anp.positive: lambda g, ans, x, **_: g,
-    anp.exp: lambda g, ans, x, **_: g * ans,
-    anp.exp2: lambda g, ans, x, **_: g * ans * LN2,
-    anp.expm1: lambda g, ans, x, **_: g * (ans + 1),
-    anp.log: lambda g, ans, x, **_: g / x,
-    anp.log2: lambda g, ans, x, **_: g / (x * LN2),
-    anp.log10: lambda g, ans, x, **_: g / (x * LN10),
-    anp.log1p: lambda g, ans, x, **_: g / (x + 1),
-    anp.sin: lambda g, ans, x, **_: g * anp.cos(x),
-    anp.cos: lambda g, ans, x, **_: -g * anp.sin(x),
-    anp.tan: lambda g, ans, x, **_: g * (1 + ans**2),
-    anp.arcsin: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arccos: lambda g, ans, x, **_: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))),
-    anp.arctan: lambda g, ans, x, **_: g / (1 + x**2),
-    anp.sinh: lambda g, ans, x, **_: g * anp.cosh(x),
-    anp.cosh: lambda g, ans, x, **_: g * anp.sinh(x),
-    anp.tanh: lambda g, ans, x, **_: g * (1 - ans**2),
-    anp.arcsinh: lambda g, ans, x, **_: g / anp.sqrt(x**2 + 1),
-    # sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
-    anp.arccosh: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
-    anp.arctanh: lambda g, ans, x, **_: g / (1 - x**2),
-    anp.square: lambda g, ans, x, **_: g * 2 * x,
-    anp.reciprocal: lambda g, ans, x, **_: -g * ans**2,
-    # Convention at 0: the derivative is +inf (the one-sided limit), but a zero
-    # cotangent stays zero, so sqrt in the branch of a where() not taken, or
-    # multiplied by 0, contributes 0 rather than NaN; no division by zero is
-    # evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
-    anp.sqrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(2 * ans)),
-    anp.cbrt: lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(3 * ans**2)),
-    anp.deg2rad: lambda g, ans, x, **_: g * (onp.pi / 180),
-    anp.radians: lambda g, ans, x, **_: g * (onp.pi / 180),
-    anp.rad2deg: lambda g, ans, x, **_: g * (180 / onp.pi),
-    anp.degrees: lambda g, ans, x, **_: g * (180 / onp.pi),
-    anp.sinc: lambda g, ans, x, **_: g * _sinc_derivative(x),
-    anp.fabs: lambda g, ans, x, **_: g * anp.sign(x),
-    anp.nan_to_num: lambda g, ans, x, **_: anp.where3(anp.isfinite(x), g, 0.0),
-}
+def fit(g, ans):
+    """Broadcast a tangent to the output's shape and give it the output's dtype."""
+    if getattr(g, "shape", ()) != getattr(ans, "shape", ()):
+        g = anp.broadcast_to(g, anp.shape(ans))
+    return match_dtype(g, ans)
+
+
+# What a VJP rule reads beyond shapes and dtypes (``defprimitive``'s ``keeps``),
+# for the traced ``argnums``: ``(keeps the result, kept argument positions)``.
+def reads_nothing(argnums):
+    return False, ()
+
+
+def reads_ans(argnums):
+    return True, ()
+
+
+def reads_x(argnums):
+    return False, (0,)
+
+
+def _native(kind, kernel):
+    """``native=`` for an elementwise function with an interpreter kernel."""
+    return {} if kernel is None else {"native": f"{kind}:{kernel}"}
+
+
+def _unary(fun, d, keeps=None, native=None):
+    """Declare an elementwise function of one argument by ``d``, ``(g, ans,
+    x) -> g * f'(x)``: it is the VJP (``g`` has the dtype of ``ans``, so of
+    ``x``; ``d`` takes and ignores a ufunc's keywords) and, cast to the
+    output's dtype, the JVP."""
+    defprimitive(fun, vjp=d, jvp=lambda g, ans, x, **kw: match_dtype(d(g, ans, x), ans), keeps=keeps,
+                 **_native("unary", native))
+
+
+def _binary(fun, dx, dy, keeps=None, native=None, simplify=None):
+    """Declare an elementwise function of two arguments by ``dx`` and
+    ``dy``, ``(g, ans, x, y) -> g * df/dx`` (and ``/dy``; None for a zero
+    derivative), shared by the VJPs (unbroadcast to each argument) and the
+    JVPs (broadcast to the output)."""
+    vjps = (None if dx is None else lambda g, ans, x, y, **kw: unbroadcast(dx(g, ans, x, y), x),
+            None if dy is None else lambda g, ans, x, y, **kw: unbroadcast(dy(g, ans, x, y), y))
+    jvps = tuple(None if d is None else lambda g, ans, x, y, d=d, **kw: fit(d(g, ans, x, y), ans)
+                 for d in (dx, dy))
+    defprimitive(fun, vjp=vjps, jvp=jvps, keeps=keeps, simplify=simplify, **_native("binary", native))
+
+
+# Each function: its derivative, what its VJP reads, its native interpreter
+# kernel (and, for some binary ones, the compiler's rewrite of an identity).
+_unary(anp.negative, lambda g, ans, x, **_: -g, reads_nothing, "negative")
+_unary(anp.positive, lambda g, ans, x, **_: g, reads_nothing, "copy")
+_unary(anp.exp, lambda g, ans, x, **_: g * ans, reads_ans, "exp")
+_unary(anp.exp2, lambda g, ans, x, **_: g * ans * LN2, reads_ans, "exp2")
+_unary(anp.expm1, lambda g, ans, x, **_: g * (ans + 1), reads_ans, "expm1")
+_unary(anp.log, lambda g, ans, x, **_: g / x, reads_x, "log")
+_unary(anp.log2, lambda g, ans, x, **_: g / (x * LN2), reads_x, "log2")
+_unary(anp.log10, lambda g, ans, x, **_: g / (x * LN10), reads_x, "log10")
+_unary(anp.log1p, lambda g, ans, x, **_: g / (x + 1), reads_x, "log1p")
+_unary(anp.sin, lambda g, ans, x, **_: g * anp.cos(x), reads_x, "sin")
+_unary(anp.cos, lambda g, ans, x, **_: -g * anp.sin(x), reads_x, "cos")
+_unary(anp.tan, lambda g, ans, x, **_: g * (1 + ans**2), reads_ans)
+_unary(anp.arcsin, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(1 - x**2))), reads_x)
+_unary(anp.arccos, lambda g, ans, x, **_: times_singular(-g, _safe_reciprocal(anp.sqrt(1 - x**2))), reads_x)
+_unary(anp.arctan, lambda g, ans, x, **_: g / (1 + x**2), reads_x, "arctan")
+_unary(anp.sinh, lambda g, ans, x, **_: g * anp.cosh(x), reads_x, "sinh")
+_unary(anp.cosh, lambda g, ans, x, **_: g * anp.sinh(x), reads_x, "cosh")
+_unary(anp.tanh, lambda g, ans, x, **_: g * (1 - ans**2), reads_ans, "tanh")
+_unary(anp.arcsinh, lambda g, ans, x, **_: g / anp.sqrt(x**2 + 1), reads_x)
+# sqrt(x - 1) * sqrt(x + 1) rather than sqrt(x**2 - 1): right on every complex branch.
+_unary(anp.arccosh, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(anp.sqrt(x - 1) * anp.sqrt(x + 1))),
+       reads_x)
+_unary(anp.arctanh, lambda g, ans, x, **_: g / (1 - x**2), reads_x)
+_unary(anp.square, lambda g, ans, x, **_: g * 2 * x, reads_x, "square")
+_unary(anp.reciprocal, lambda g, ans, x, **_: -g * ans**2, reads_ans, "reciprocal")
+# Convention at 0: the derivative is +inf (the one-sided limit), but a zero
+# cotangent stays zero, so sqrt in the branch of a where() not taken, or
+# multiplied by 0, contributes 0 rather than NaN; no division by zero is
+# evaluated. (Like every library, sqrt(x**2) at 0 is still inf * 0: use abs.)
+_unary(anp.sqrt, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(2 * ans)), reads_ans, "sqrt")
+_unary(anp.cbrt, lambda g, ans, x, **_: times_singular(g, _safe_reciprocal(3 * ans**2)), reads_ans)
+_unary(anp.deg2rad, lambda g, ans, x, **_: g * (onp.pi / 180))
+_unary(anp.radians, lambda g, ans, x, **_: g * (onp.pi / 180))
+_unary(anp.rad2deg, lambda g, ans, x, **_: g * (180 / onp.pi))
+_unary(anp.degrees, lambda g, ans, x, **_: g * (180 / onp.pi))
+_unary(anp.sinc, lambda g, ans, x, **_: g * _sinc_derivative(x))
+_unary(anp.fabs, lambda g, ans, x, **_: g * anp.sign(x))
+_unary(anp.nan_to_num, lambda g, ans, x, **_: anp.where3(anp.isfinite(x), g, 0.0))
 
 
 def _power_dx(g, ans, x, y):
@@ -192,63 +248,37 @@ def _copysign_dx(g, ans, x, y):
     return g * anp.where3(anp.equal(anp.signbit(x), anp.signbit(ans)), 1.0, -1.0)
 
 
-# (d/dx, d/dy); None for an argument with zero derivative.
-BINARY_DERIVATIVES = {
-    anp.add: (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-    anp.subtract: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
-    anp.multiply: (lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g),
-    anp.divide: (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y),
-    anp.maximum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.minimum: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.fmax: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.fmin: (lambda g, ans, x, y: g * balanced_eq(x, ans, y), lambda g, ans, x, y: g * balanced_eq(y, ans, x)),
-    anp.logaddexp: (lambda g, ans, x, y: g * anp.exp(x - ans), lambda g, ans, x, y: g * anp.exp(y - ans)),
-    anp.logaddexp2: (lambda g, ans, x, y: g * anp.exp2(x - ans), lambda g, ans, x, y: g * anp.exp2(y - ans)),
-    anp.mod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.floor)),
-    anp.fmod: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.trunc)),
-    # hypot and arctan2 are smooth except at the origin; their gradient there is
-    # taken to be 0 (as for a norm at zero).
-    anp.hypot: (lambda g, ans, x, y: g * _safe_divide(x, ans), lambda g, ans, x, y: g * _safe_divide(y, ans)),
-    anp.arctan2: (lambda g, ans, x, y: g * _safe_divide(y, x**2 + y**2),
-                  lambda g, ans, x, y: g * _safe_divide(-x, x**2 + y**2)),
-    anp.power: (_power_dx, _power_dy),
-    anp.float_power: (_power_dx, _power_dy),
-    anp.copysign: (_copysign_dx, None),
-    anp.ldexp: (lambda g, ans, x, y: anp.ldexp(g, y), None),
-}
+def _balanced(x_first):
+    """The derivative of max/min (and fmax/fmin) in one argument: ties share."""
+    if x_first:
+        return lambda g, ans, x, y: g * balanced_eq(x, ans, y)
+    return lambda g, ans, x, y: g * balanced_eq(y, ans, x)
 
 
-def _def_elementwise_vjps():
-    # A unary rule keeps the dtype of g, which is already that of ans (and x);
-    # it takes (and ignores) a ufunc's keywords, so it is registered as it is.
-    for fun, rule in UNARY_DERIVATIVES.items():
-        defvjp_rule(fun, rule)
-    for fun, (dx, dy) in BINARY_DERIVATIVES.items():
-        defvjp_rule(fun, None if dx is None else lambda g, ans, x, y, dx=dx, **kw: unbroadcast(dx(g, ans, x, y), x),
-                    None if dy is None else lambda g, ans, x, y, dy=dy, **kw: unbroadcast(dy(g, ans, x, y), y))
-
-
-_def_elementwise_vjps()
-
-
-def _declare_keeps():
-    """Tell the tape what each common rule reads (see ``primitive.vjp_keeps``);
-    everything else is kept whole."""
-    nothing = lambda argnums: (False, ())  # noqa: E731
-    ans_only = lambda argnums: (True, ())  # noqa: E731
-    x_only = lambda argnums: (False, (0,))  # noqa: E731
-    for f in (anp.exp, anp.exp2, anp.expm1, anp.tan, anp.tanh, anp.reciprocal, anp.sqrt, anp.cbrt):
-        f.vjp_keeps = ans_only
-    for f in (anp.log, anp.log2, anp.log10, anp.log1p, anp.sin, anp.cos, anp.arcsin, anp.arccos,
-              anp.arctan, anp.sinh, anp.cosh, anp.arcsinh, anp.arccosh, anp.arctanh, anp.square):
-        f.vjp_keeps = x_only
-    for f in (anp.negative, anp.positive, anp.add, anp.subtract, anp.sum, anp.mean):
-        f.vjp_keeps = nothing
-    anp.multiply.vjp_keeps = lambda argnums: (False, tuple(1 - i for i in argnums))
-    anp.divide.vjp_keeps = lambda argnums: (1 in argnums, (1,))
-
-
-_declare_keeps()
+_binary(anp.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, reads_nothing, "add")
+_binary(anp.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, reads_nothing, "subtract", "minus_zero")
+_binary(anp.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: x * g,
+        lambda argnums: (False, tuple(1 - i for i in argnums)), "multiply", "times_one")
+_binary(anp.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y,
+        lambda argnums: (1 in argnums, (1,)), "divide", "over_one")
+for _f, _kernel in ((anp.maximum, "maximum"), (anp.minimum, "minimum"), (anp.fmax, "fmax"),
+                    (anp.fmin, "fmin")):
+    _binary(_f, _balanced(True), _balanced(False), native=_kernel)
+_binary(anp.logaddexp, lambda g, ans, x, y: g * anp.exp(x - ans), lambda g, ans, x, y: g * anp.exp(y - ans),
+        native="logaddexp")
+_binary(anp.logaddexp2, lambda g, ans, x, y: g * anp.exp2(x - ans), lambda g, ans, x, y: g * anp.exp2(y - ans))
+_binary(anp.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.floor))
+_binary(anp.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _mod_quotient(x, y, anp.trunc))
+# hypot and arctan2 are smooth except at the origin; their gradient there is
+# taken to be 0 (as for a norm at zero).
+_binary(anp.hypot, lambda g, ans, x, y: g * _safe_divide(x, ans), lambda g, ans, x, y: g * _safe_divide(y, ans),
+        native="hypot")
+_binary(anp.arctan2, lambda g, ans, x, y: g * _safe_divide(y, x**2 + y**2),
+        lambda g, ans, x, y: g * _safe_divide(-x, x**2 + y**2), native="arctan2")
+_binary(anp.power, _power_dx, _power_dy, native="power")
+_binary(anp.float_power, _power_dx, _power_dy)
+_binary(anp.copysign, _copysign_dx, None)
+_binary(anp.ldexp, lambda g, ans, x, y: anp.ldexp(g, y), None)
 
 
 # The non-holomorphic elementwise functions.
@@ -265,8 +295,10 @@ def _angle_vjp(ans, x):
 
 
 defvjp(anp.abs, _abs_vjp)
+defprimitive(anp.abs, native="unary:absolute")
 defvjp(anp.angle, _angle_vjp)
 defvjp(anp.real, lambda ans, x: lambda g: match_dtype(g, x))
+defprimitive(anp.real, simplify="operand", native="same")
 defvjp(anp.imag, lambda ans, x: lambda g: match_dtype(-1j * g, x))
 defvjp(anp.conj, lambda ans, x: lambda g: anp.conj(g))
 defvjp(anp.real_if_close, lambda ans, x, **kw: lambda g: match_dtype(g, x))
@@ -294,6 +326,32 @@ def _clip_vjp(argnum, ans, x, lo, hi):
 
 
 defvjp_argnum(anp._clip, _clip_vjp)
+defprimitive(anp._clip, native="clip")
+
+
+# Forward mode of the functions above.
+def _abs_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.real(g * anp.conj(x)) * _safe_divide(1.0, ans)
+    return fit(g * anp.sign(x), ans)
+
+
+def _angle_jvp(g, ans, x):
+    if anp.iscomplexobj(x):
+        return anp.imag(anp.conj(x) * g) * _safe_divide(1.0, anp.real(x * anp.conj(x)))
+    return fit(anp.real(g) * 0.0, ans)
+
+
+defjvp(anp.abs, _abs_jvp)
+defjvp(anp.angle, _angle_jvp)
+defjvp(anp.real, "same")
+defjvp(anp.imag, "same")
+defjvp(anp.conj, "same")
+defjvp(anp.real_if_close, lambda g, ans, x, **kw: match_dtype(g, ans))
+defjvp(anp.modf, lambda g, ans, x: (match_dtype(g, ans[0]), match_dtype(g * 0.0, ans[1])))
+defjvp(anp.frexp, lambda g, ans, x: (anp.ldexp(g, -ans[1]), onp.zeros(anp.shape(ans[1]))))
+defjvp_argnum(anp._clip, lambda argnum, g, ans, x, lo, hi: fit(
+    anp.where3(clip_masks(x, ans, lo, hi)[argnum], g, 0.0), ans))
 
 
 # ------------------------------------------------------------- reductions
@@ -482,15 +540,63 @@ def _cumprod_vjp(ans, x, axis=None, dtype=None, out=None):
     return vjp
 
 
-defvjp_rule(anp.sum, _sum_vjp)
+defprimitive(anp.sum, vjp=_sum_vjp, keeps=reads_nothing, native="sum")
 defvjp(anp.mean, _mean_vjp)
+defprimitive(anp.mean, keeps=reads_nothing, native="mean")
 defvjp(anp.var, _var_vjp)
 defvjp(anp.std, _std_vjp)
 for _f in (anp.max, anp.min, anp.amax, anp.amin):
     defvjp(_f, _extremum_vjp)
 defvjp(anp.prod, _prod_vjp)
 defvjp(anp.cumsum, _cumsum_vjp)
+defprimitive(anp.cumsum, native="cumsum")
 defvjp(anp.cumprod, _cumprod_vjp)
+
+defjvp(anp.sum, lambda g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None:
+       anp.sum(g, axis=axis, dtype=dtype, keepdims=keepdims, **({} if where is None else {"where": where})))
+defjvp(anp.mean, "same")
+
+
+def _var_jvp(g, ans, x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, correction=None):
+    ddof = ddof if correction is None else correction
+    dof = _where_count(x, axis, where) - ddof
+    total = 2.0 * anp.real(anp.sum(anp.conj(centred(x, axis, where)) * g, axis=axis, keepdims=True)) / dof
+    return match_dtype(total if keepdims else anp.reshape(total, anp.shape(ans)), ans)
+
+
+def _std_jvp(g, ans, x, **kwargs):
+    return _safe_divide(_var_jvp(g, ans**2, x, **kwargs), 2 * ans)
+
+
+def _extremum_jvp(g, ans, x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    winners = anp.equal(x, repeat_to_match_shape(ans, anp.shape(x), axis, keepdims))
+    if where is not None:
+        winners = anp.logical_and(winners, where)
+    counts = anp.sum(winners, axis=axis, keepdims=keepdims)
+    total = anp.sum(anp.where3(winners, g, 0.0), axis=axis, keepdims=keepdims)
+    return fit(_safe_divide(total, counts), ans)
+
+
+def _prod_jvp(g, ans, x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    total = anp.sum(g * prod_factors(x, axis, initial, where), axis=axis, keepdims=keepdims)
+    return fit(total, ans)
+
+
+def _cumprod_jvp(g, ans, x, axis=None, dtype=None, out=None):
+    # T[j] = x[j] * T[j-1] + g[j] * prod(x[:j])
+    if axis is None:
+        x, g, axis = anp.ravel(x), anp.ravel(g), 0
+    return fit(linear_scan(x, g * exclusive_cumprod(x, axis), axis), ans)
+
+
+defjvp(anp.var, _var_jvp)
+defjvp(anp.std, _std_jvp)
+for _f in (anp.max, anp.min, anp.amax, anp.amin):
+    defjvp(_f, _extremum_jvp)
+defjvp(anp.prod, _prod_jvp)
+defjvp(anp.cumsum, "same")
+defjvp(anp.cumprod, _cumprod_jvp)
+
 
 # ------------------------------------------------------- shape and layout
 defvjp(anp.reshape, lambda ans, x, *a, order="C", **kw: lambda g: anp.reshape(g, anp.shape(x), order=order))
@@ -498,6 +604,11 @@ defvjp(anp.ravel, lambda ans, x, order="C": lambda g: anp.reshape(g, anp.shape(x
 defvjp(anp.squeeze, lambda ans, x, axis=None: lambda g: anp.reshape(g, anp.shape(x)))
 defvjp(anp.expand_dims, lambda ans, x, axis: lambda g: anp.reshape(g, anp.shape(x)))
 defvjp(anp.broadcast_to, lambda ans, x, shape, subok=False: lambda g: unbroadcast(g, x))
+# Results that only rearrange their operand's elements: the native backend
+# makes them views; the compiler drops them when nothing moves.
+for _f in (anp.reshape, anp.ravel, anp.squeeze, anp.broadcast_to):
+    defprimitive(_f, simplify="operand", native="rearrange")
+defprimitive(anp.expand_dims, native="rearrange")
 
 
 def _transpose_vjp(ans, x, axes=None):
@@ -508,9 +619,12 @@ def _transpose_vjp(ans, x, axes=None):
 
 
 defvjp(anp.transpose, _transpose_vjp)
+defprimitive(anp.transpose, simplify="transpose", native="rearrange")
 defvjp(anp.swapaxes, lambda ans, x, axis1, axis2: lambda g: anp.swapaxes(g, axis1, axis2))
 defvjp(anp.moveaxis, lambda ans, x, source, destination: lambda g: anp.moveaxis(g, destination, source))
 defvjp(anp.flip, lambda ans, x, axis=None: lambda g: anp.flip(g, axis))
+for _f in (anp.swapaxes, anp.moveaxis, anp.flip):
+    defprimitive(_f, native="rearrange")
 defvjp(anp.fliplr, lambda ans, x: lambda g: anp.fliplr(g))
 defvjp(anp.flipud, lambda ans, x: lambda g: anp.flipud(g))
 defvjp(anp.roll, lambda ans, x, shift, axis=None: lambda g: anp.roll(g, anp.negative(shift), axis))
@@ -521,7 +635,10 @@ defvjp(anp.diagonal, lambda ans, x, offset=0, axis1=0, axis2=1:
        lambda g: anp.diagonal_adjoint(g, anp.shape(x), offset, axis1, axis2))
 defvjp(anp.diagonal_adjoint, lambda ans, d, shape, offset=0, axis1=0, axis2=1:
        lambda g: anp.diagonal(g, offset, axis1, axis2))
+defprimitive(anp.diagonal, native="rearrange")
+defprimitive(anp.diagonal_adjoint, native="diagonal_adjoint")
 defvjp(anp.astype_float, lambda ans, x, dtype: lambda g: match_dtype(g, x))
+defprimitive(anp.astype_float, simplify="operand", native="same")
 
 # ----------------------------------------------------------------- indexing
 
@@ -547,6 +664,17 @@ defvjp(anp.getitem, _getitem_vjp, None)
 defvjp_argnum(anp.getitem_parts, _getitem_parts_vjp)
 defvjp(anp.untake, lambda ans, g, idx, shape, dtype: lambda h: match_dtype(anp.getitem(h, idx), g),
        None, None, None)
+defprimitive(anp.getitem, native="rearrange")
+defprimitive(anp.untake, native="untake")
+
+for _f in (anp.reshape, anp.ravel, anp.squeeze, anp.expand_dims, anp.broadcast_to, anp.transpose,
+           anp.swapaxes, anp.moveaxis, anp.flip, anp.fliplr, anp.flipud, anp.roll, anp.rot90,
+           anp.tril, anp.triu, anp.diagonal, anp.diagonal_adjoint, anp.getitem, anp.untake,
+           anp.astype_float):
+    defjvp(_f, "same")
+defjvp_argnum(anp.getitem_parts, lambda argnum, g, ans, A, *idx: anp.getitem(g, tuple(idx)) if argnum == 0
+              else onp.zeros(anp.shape(ans), anp.result_type(ans, float)))
+
 
 # --------------------------------------------------------------- selection
 
@@ -561,6 +689,16 @@ def _where_vjp(argnum, ans, c, x=None, y=None):
 
 
 defvjp_argnum(anp.where3, _where_vjp)
+defprimitive(anp.where3, simplify="constant_condition", native="where")
+
+def _where_jvp(argnum, g, ans, c, x=None, y=None):
+    if argnum == 0:
+        return onp.zeros(anp.shape(ans), anp.result_type(ans, float))
+    return fit(anp.where3(c, g, 0.0) if argnum == 1 else anp.where3(c, 0.0, g), ans)
+
+
+defjvp_argnum(anp.where3, _where_jvp)
+
 
 # ------------------------------------------------------ joining arrays
 
@@ -574,8 +712,28 @@ def _concatenate_vjp(argnum, ans, axis, *args):
 
 
 defvjp_argnum(anp.concatenate_args, _concatenate_vjp)
+defprimitive(anp.concatenate_args, native="concatenate")
 defvjp_argnum(anp.array_from_args,
               lambda argnum, ans, array_kwargs, *args: lambda g: match_dtype(g[argnum - 1], args[argnum - 1]))
+defprimitive(anp.array_from_args, native="array_from_args")
+
+def _concatenate_jvp(argnum, g, ans, axis, *args):
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
+             for i, a in enumerate(args)]
+    return anp.concatenate_args(axis, *parts)
+
+
+def _array_from_args_jvp(argnum, g, ans, array_kwargs, *args):
+    dtype = anp.result_type(ans)
+    parts = [match_dtype(g, ans) if i == argnum - 1 else onp.zeros(anp.shape(a), dtype)
+             for i, a in enumerate(args)]
+    return anp.array_from_args(array_kwargs, *parts)
+
+
+defjvp_argnum(anp.concatenate_args, _concatenate_jvp)
+defjvp_argnum(anp.array_from_args, _array_from_args_jvp)
+
 
 # ---------------------------------------------------------- linear algebra
 
@@ -643,7 +801,7 @@ def _dot_rule(argnum):
 
 defvjp(anp.tensordot, lambda ans, A, B, axes=2: _tensordot_vjp(0, ans, A, B, axes),
        lambda ans, A, B, axes=2: _tensordot_vjp(1, ans, A, B, axes))
-defvjp_rule(anp.dot, _dot_rule(0), _dot_rule(1))
+defprimitive(anp.dot, vjp=(_dot_rule(0), _dot_rule(1)), native="matmul")
 
 
 def _matmul_vjp(argnum, ans, A, B):
@@ -671,6 +829,7 @@ def _matmul_vjp(argnum, ans, A, B):
 
 
 defvjp(anp.matmul, lambda ans, A, B: _matmul_vjp(0, ans, A, B), lambda ans, A, B: _matmul_vjp(1, ans, A, B))
+defprimitive(anp.matmul, native="matmul")
 defvjp(anp.outer,
        lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(g, anp.ravel(b)), anp.shape(a)), a),
        lambda ans, a, b: lambda g: match_dtype(anp.reshape(anp.dot(anp.ravel(a), g), anp.shape(b)), b))
@@ -752,7 +911,30 @@ defvjp(anp.convolve, lambda ans, a, v, mode="full": _convolve_vjp(0, ans, a, v, 
        lambda ans, a, v, mode="full": _convolve_vjp(1, ans, a, v, mode))
 
 
+for _f in (anp.dot, anp.matmul, anp.tensordot, anp.outer, anp.convolve):
+    defjvp(_f, "same", "same")
+
+
+def _einsum_jvp(argnum, g, ans, subscripts, *operands, **kwargs):
+    ops = list(operands)
+    ops[argnum - 1] = g
+    return fit(anp._einsum(subscripts, *ops, **kwargs), ans)
+
+
+defjvp_argnum(anp._einsum, _einsum_jvp)
+
+
 # --------------------------------------------- functions without derivatives
+# Zero derivative (``NONDIFF_NAMES``), but the native interpreter runs them.
+for _f, _kernel in ((anp.sign, "sign"), (anp.isfinite, "isfinite"), (anp.isnan, "isnan"),
+                    (anp.logical_not, "logical_not"), (anp.floor, "floor"), (anp.ceil, "ceil"),
+                    (anp.rint, "rint"), (anp.trunc, "trunc")):
+    defprimitive(_f, native=f"unary:{_kernel}")
+for _f in (anp.equal, anp.not_equal, anp.less, anp.less_equal, anp.greater, anp.greater_equal,
+           anp.logical_and, anp.logical_or, anp.logical_xor):
+    defprimitive(_f, native=f"binary:{_f.__name__}")
+
+
 def _unsupported(name, reason):
     def raise_(*args, **kwargs):
         raise NotImplementedError(f"probad.ad cannot differentiate numpy.{name}: {reason}")
@@ -761,3 +943,4 @@ def _unsupported(name, reason):
 
 for _name, _reason in anp.UNSUPPORTED.items():
     defvjp_argnum(getattr(anp, _name), lambda argnum, ans, *a, _r=_unsupported(_name, _reason), **k: _r())
+    defjvp_argnum(getattr(anp, _name), lambda argnum, g, ans, *a, _r=_unsupported(_name, _reason), **k: _r())

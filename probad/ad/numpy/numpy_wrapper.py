@@ -3,8 +3,8 @@
 Each public name of ``numpy`` lands in one of these groups:
 
 - a :class:`primitive`: the numpy function itself, recorded when called on a
-  traced value; its derivative rules live in ``numpy_vjps.py`` (reverse mode)
-  and ``numpy_jvps.py`` (forward mode);
+  traced value; its derivative rules, and what the compiler and its
+  backends need to know about it, are declared in ``numpy_vjps.py``;
 - a :class:`nondiff_primitive` (``NONDIFF_NAMES``): rounding, comparisons,
   predicates, arg-reductions, constructors from shapes. Their derivative is
   zero: under ``grad`` their outputs are plain arrays, never boxes;
@@ -58,6 +58,14 @@ NONDIFF_NAMES = {
     # These return the distinct values together with integer counts or
     # indices; the values come back as constants.
     "unique_all", "unique_counts", "unique_inverse",
+}
+
+# Results whose shape depends on the input values: a compiled replay checks
+# their shape (``primitive.value_shaped``).
+VALUE_SHAPED_NAMES = {
+    "arange", "nonzero", "flatnonzero", "argwhere", "unique", "unique_values",
+    "unique_counts", "unique_inverse", "unique_all", "histogram", "histogram_bin_edges",
+    "histogram2d", "histogramdd",
 }
 
 # Questions about metadata, printing, I/O and configuration: answered from raw
@@ -162,6 +170,8 @@ def _wrap_namespace(old: dict, new: dict) -> None:
                 wrapped[id(obj)] = nondiff_primitive(obj, canonical)
             else:
                 wrapped[id(obj)] = primitive(obj, canonical)
+            if name in VALUE_SHAPED_NAMES:
+                wrapped[id(obj)].value_shaped = True
         new[name] = wrapped[id(obj)]
 
 

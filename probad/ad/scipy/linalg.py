@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as onp
 import scipy.linalg as _sl
 
-from ..core import defjvp, defvjp
+from ..core import defjvp, defprimitive, defvjp
 from ..numpy import linalg as _nla
 from ..numpy import numpy_wrapper as anp
 from ..numpy.numpy_vjps import unbroadcast
@@ -98,6 +98,7 @@ def _solve_triangular_jvp_a(g, ans, a, b, trans, lower, unit_diagonal):
 
 
 defvjp(_solve_triangular, _solve_triangular_vjp_a, _solve_triangular_vjp_b, None, None, None)
+defprimitive(_solve_triangular, native="solve_triangular")
 defjvp(_solve_triangular, _solve_triangular_jvp_a,
        lambda g, ans, a, b, trans, lower, unit_diagonal: _solve_triangular(a, g, trans, lower, unit_diagonal),
        None, None, None)

@@ -32,7 +32,7 @@ import numpy as onp
 import scipy.special as _sp
 
 from .. import numpy as np
-from ..core import defjvp, defvjp
+from ..core import defjvp, defprimitive, defvjp
 from ..numpy.numpy_vjps import unbroadcast, unbroadcast_f
 from ..tracer import getval, nondiff_primitive, primitive
 
@@ -54,14 +54,17 @@ _LOG_PI = float(onp.log(onp.pi))
 _LOG_10 = float(onp.log(10.0))
 
 
-def _elementwise(fun: primitive, *partials: Callable | None) -> None:
+def _elementwise(fun: primitive, *partials: Callable | None, **lowerings: str) -> None:
     """Attach a VJP and a JVP for each argument of an elementwise ``fun``.
 
     ``partials[i](ans, *args, **kwargs)`` is the partial derivative of
     ``fun`` with respect to argument ``i`` (``None``: not differentiable).
     Cotangents are summed back over broadcast axes; tangents are broadcast
-    to the output.
+    to the output. ``lowerings`` are passed to ``defprimitive`` (the native
+    interpreter's kernel).
     """
+    if lowerings:
+        defprimitive(fun, **lowerings)
     for argnum, partial in enumerate(partials):
         if partial is None:
             defvjp(fun, None, argnums=[argnum])
@@ -133,9 +136,9 @@ def _rgamma_derivative(ans, x):
 
 rgamma = _wrap("rgamma")
 _elementwise(gamma, lambda ans, x: ans * digamma(x))
-_elementwise(gammaln, lambda ans, x: digamma(x))
+_elementwise(gammaln, lambda ans, x: digamma(x), native="unary:gammaln")
 _elementwise(loggamma, lambda ans, x: digamma(x))
-_elementwise(digamma, lambda ans, x: polygamma(1, x))
+_elementwise(digamma, lambda ans, x: polygamma(1, x), native="unary:digamma")
 _elementwise(polygamma, None, lambda ans, n, x: polygamma(n + 1, x))
 _elementwise(rgamma, _rgamma_derivative)
 
@@ -200,10 +203,10 @@ def _softplus_raw(x, **kwargs):
 
 softplus = _wrap("softplus", _softplus_raw)
 softplus.__doc__ = "``log(1 + exp(x))``, computed stably as ``max(x, 0) + log1p(exp(-|x|))``."
-_elementwise(expit, lambda ans, x: ans * (1 - ans))
+_elementwise(expit, lambda ans, x: ans * (1 - ans), native="unary:expit")
 _elementwise(logit, lambda ans, x: _safe_reciprocal(x * (1 - x)))
-_elementwise(log_expit, lambda ans, x: expit(-x))
-_elementwise(softplus, lambda ans, x: expit(x))
+_elementwise(log_expit, lambda ans, x: expit(-x), native="unary:log_expit")
+_elementwise(softplus, lambda ans, x: expit(x), native="unary:softplus")
 
 
 # ---------------------------------------------------------------- logsumexp
@@ -280,6 +283,7 @@ defjvp(_softmax_weights,
        lambda g, ans, a, lse, shape: g * ans,
        lambda g, ans, a, lse, shape: -np.reshape(g, shape) * ans,
        None)
+defprimitive(_softmax_weights, native="softmax_weights")
 
 
 def _lse_weights(ans, a, b, axis, keepdims, return_sign):
@@ -327,6 +331,7 @@ defvjp(_logsumexp, lambda ans, *args: _logsumexp_vjp(0, ans, *args),
        lambda ans, *args: _logsumexp_vjp(1, ans, *args), None, None, None)
 defjvp(_logsumexp, lambda g, ans, *args: _logsumexp_jvp(0, g, ans, *args),
        lambda g, ans, *args: _logsumexp_jvp(1, g, ans, *args), None, None, None)
+defprimitive(_logsumexp, native="logsumexp")
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
@@ -388,8 +393,8 @@ def _xlog_partials(shift):
 
 xlogy = _wrap("xlogy")
 xlog1py = _wrap("xlog1py")
-_elementwise(xlogy, *_xlog_partials(0))
-_elementwise(xlog1py, *_xlog_partials(1))
+_elementwise(xlogy, *_xlog_partials(0), native="binary:xlogy")
+_elementwise(xlog1py, *_xlog_partials(1), native="binary:xlog1py")
 
 
 def _entr_derivative(ans, x):

@@ -1,6 +1,10 @@
 """The native backend: every model of the test suite runs natively and agrees
 with the numpy replay; each lowering agrees with numpy on special values;
 guards retrace; primitives without a lowering fall back with one warning."""
+import os
+import pathlib
+import subprocess
+import sys
 import warnings
 
 import numpy as onp
@@ -11,8 +15,11 @@ import probad.ad.numpy as np
 from probad import distributions as dist
 from probad.ad import value_and_grad
 from probad.ad.compiler import CompileWarning, compile
-from probad.ad.compiler import interpreter, native
+from probad.ad.compiler import interpreter
+from probad.ad.compiler.native import lowering_of
+from probad.ad.extend import defprimitive
 from probad.ad.scipy import special
+from probad.ad.tracer import primitive
 from tests import models as M
 from tests import posteriordb_models as P
 
@@ -178,6 +185,25 @@ def test_missing_lowering_falls_back_with_one_warning_naming_it():
     assert all(t.native is None for ts in fast.tapes.values() for t in ts)
 
 
+def test_a_new_primitive_runs_natively_by_its_declaration():
+    @primitive
+    def growth(x):
+        return onp.exp(x)
+
+    defprimitive(growth, vjp=lambda g, ans, x: g * ans, native="unary:exp")
+    f = value_and_grad(lambda x: np.sum(growth(x) * x))
+    fast = compile(f, backend="native")
+    x = onp.array([0.5, -1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # no fallback
+        got = fast(x)
+    assert all(t.native is not None for ts in fast.tapes.values() for t in ts)
+    assert_close(got[1], f(x)[1])
+    defprimitive(growth, native="unary:no_such_kernel")
+    with pytest.raises(ValueError, match="'growth' declares native='unary:no_such_kernel'"):
+        lowering_of(growth)
+
+
 def test_auto_backend_keeps_numpy_for_long_vectors_of_exp():
     def f(x):
         return np.sum(np.exp(x) + np.log1p(np.exp(-x)))
@@ -201,19 +227,37 @@ def test_interpreter_cache_lives_in_the_user_cache_directory():
     assert path.startswith(native_cache.cache_directory())
 
 
+def test_a_new_process_loads_the_interpreter_without_numbas_registry_refresh():
+    # numba's first "refresh" of its registries (importing numba.cpython.heapq
+    # among many others) costs a new process ~0.5 s; a load from probad's
+    # cache skips it, and a compilation afterwards (a cache miss) still works
+    # because numba refreshes before compiling.
+    interpreter.run(onp.zeros(0, onp.int64), onp.zeros(1, onp.int64), onp.zeros(1),
+                    onp.zeros(1, onp.int64))  # the interpreter is in the cache
+    script = (
+        "import sys, numpy as onp, probad as pb\n"
+        "from tests.models import eight_schools_noncentered as m, EIGHT_SCHOOLS as d\n"
+        "p = pb.potential(m, d, backend='native'); q = onp.zeros(p.dim)\n"
+        "p.value_and_grad(q); u, g = p.value_and_grad(q)\n"
+        "assert p._energy_and_grad.tapes and onp.isfinite(u)\n"
+        "print('numba.cpython.heapq' in sys.modules)\n"
+        "import numba\n"
+        "print(numba.njit(lambda x: x.sum() + 1.0)(onp.ones(3)))\n")
+    root = pathlib.Path(__file__).resolve().parents[3]  # the repository, so that tests.models imports
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                         text=True, timeout=600, check=True).stdout.split()
+    assert out == ["False", "4.0"]
+
+
 # ------------------------------------------------ each lowering against numpy
 SPECIAL = onp.array([-3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, 2.5, 40.0, onp.inf, -onp.inf,
                      onp.nan])
 
 
-def _wrapped(fun):
-    """The probad.ad function that records ``fun`` (numpy's or scipy's)."""
-    name = fun.__name__
-    for module in (np, special):
-        wrapped = getattr(module, name, None)
-        if wrapped is not None and getattr(wrapped, "fun", None) is fun:
-            return wrapped
-    return special.softplus if fun is special.softplus.fun else getattr(np, name)
+def _declaring(kind):
+    """The primitives that declare a native elementwise kernel of ``kind``."""
+    return sorted((p for p in primitive.instances if p.lowerings.get("native", "").startswith(kind + ":")),
+                  key=lambda p: p.__name__)
 
 
 def _compare(f, *args):
@@ -232,16 +276,14 @@ def _compare(f, *args):
         assert onp.array_equal(onp.isnan(got), onp.isnan(want))
 
 
-@pytest.mark.parametrize("fun", list(native._UNARY_FUNS), ids=lambda f: f.__name__)
-def test_unary_lowering_agrees_with_numpy(fun):
-    prim = _wrapped(fun)
+@pytest.mark.parametrize("prim", _declaring("unary"), ids=lambda p: p.__name__)
+def test_unary_lowering_agrees_with_numpy(prim):
     _compare(lambda x: prim(x), SPECIAL)
     _compare(lambda x: prim(x[None, :] * x[:3, None]), SPECIAL)  # strided, broadcast
 
 
-@pytest.mark.parametrize("fun", list(native._BINARY_FUNS), ids=lambda f: f.__name__)
-def test_binary_lowering_agrees_with_numpy(fun):
-    prim = _wrapped(fun)
+@pytest.mark.parametrize("prim", _declaring("binary"), ids=lambda p: p.__name__)
+def test_binary_lowering_agrees_with_numpy(prim):
     x, y = onp.meshgrid(SPECIAL, SPECIAL)
     _compare(lambda a, b: prim(a, b), x, y)
     _compare(lambda a, b: prim(a[:, :1], b.T), x, y)  # broadcast, transposed
@@ -257,10 +299,42 @@ def test_binary_lowering_agrees_with_numpy(fun):
     lambda x: x[0] @ x[1].T, lambda x: np.matmul(x, np.swapaxes(x, -1, -2)),
     lambda x: np.diagonal(x[0][:, :3]), lambda x: np.reshape(x, (4, 6))[::-1],
     lambda x: np.broadcast_to(x[0, 0], (3, 4)), lambda x: np.expand_dims(x, 1)[..., 0, :],
+    # tiny ones, lowered to scalar instructions
+    lambda x: special.logsumexp(x[0, :2, :2] + x[1, :2, :1], axis=1),
+    lambda x: np.sum(x[1, 1:3, :2] * x[0, 0, :2], axis=0), lambda x: np.exp(x[0, 0, ::2]),
 ])
 def test_structural_lowering_agrees_with_numpy(case):
     x = onp.random.default_rng(0).normal(size=(2, 3, 4))
     _compare(case, x)
+
+
+def test_an_array_of_scalars_is_one_move():
+    # np.array of T scalars (a loop's results, arma11) moves them in one
+    # instruction, not T
+    def f(x):
+        return np.array([x[i] * x[i + 1] for i in range(5)] + [x[0]]) ** 2
+
+    fast = compile(f, backend="native")
+    x = onp.random.default_rng(0).normal(size=6)
+    fast(x)
+    onp.testing.assert_array_equal(fast(x), f(x))
+    code, ops, pc = fast.tapes[fast.cache_key(x)][0].native.code, [], 0
+    while pc < len(code):
+        ops.append(int(code[pc]))
+        pc += interpreter.WIDTH[ops[-1]]
+    assert ops.count(interpreter.OP["MOVE"]) == 1
+
+
+def test_outputs_are_not_views_of_the_workspace():
+    # the next call overwrites the workspace: results handed out earlier stay
+    fast = compile(lambda x: {"a": 2.0 * x, "b": (x.sum(), x[::2] + 1.0)}, backend="native")
+    x = onp.arange(6.0)
+    fast(x)
+    first = fast(x)
+    fast(-x)
+    onp.testing.assert_array_equal(first["a"], 2.0 * x)
+    onp.testing.assert_array_equal(first["b"][1], x[::2] + 1.0)
+    assert first["b"][0] == x.sum()
 
 
 def test_linear_algebra_lowering_agrees_with_numpy():
