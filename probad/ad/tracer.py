@@ -463,7 +463,8 @@ def _shared_call(prim, memo, args, kwargs):
         ans = prim(*args, **kwargs)
     finally:
         _SHARED[threading.get_ident()] = token
-    memo[key] = (ans, args, kwargs)  # the arguments keep the ids in the key unique
+    if isinstance(ans, Box):  # a raw result (a mask) may be changed in place by its user
+        memo[key] = (ans, args, kwargs)  # the arguments keep the ids in the key unique
     return ans
 
 

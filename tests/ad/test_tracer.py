@@ -171,3 +171,19 @@ def test_shared_calls_never_share_random_draws():
 
     onp.random.seed(0)
     grad(f)(0.5)
+
+
+def test_shared_calls_give_a_fresh_raw_result_each_time():
+    # A comparison of a traced value is a raw array to a derivative trace;
+    # its user may change it in place, so it is never handed out twice.
+    from probad.ad import grad
+    from probad.ad.tracer import shared_calls
+
+    def f(x):
+        with shared_calls():
+            first = np.greater(x, 0.0)
+            first[:] = False
+            assert np.greater(x, 0.0).all()
+        return np.sum(x)
+
+    grad(f)(onp.ones(2))
