@@ -252,11 +252,13 @@ def run_chain(
         potential hands back (a failed guard of its tape) runs in Python on
         ``potential_fn``, and the native form is asked for again afterwards.
         Initialisation and step size searches always use ``potential_fn``.
-    gibbs : callable, optional
-        ``gibbs(rng, q) -> values``: one sweep of Gibbs steps over discrete
-        sites that ``potential_fn`` reads (:class:`probad.infer.gibbs.GibbsSteps`),
-        run after every transition; ``U`` and its gradient are then evaluated
+    gibbs : GibbsSteps, optional
+        ``gibbs(rng, q, tune) -> values``: one sweep of Gibbs steps over
+        discrete sites that ``potential_fn`` reads
+        (:class:`probad.infer.gibbs.GibbsSteps`), run after every transition
+        (``tune`` in warmup); ``U`` and its gradient are then evaluated
         again at the new values, and the values are recorded with each draw.
+        ``gibbs.restart()`` is called first.
 
     Returns
     -------
@@ -285,10 +287,12 @@ def run_chain(
         return potential_fn(q)
 
     discrete = None
+    gibbs_tuning = tune > 0  # warmup sweeps tune the Gibbs random walks' reach
     if gibbs is not None:
+        gibbs.restart()  # from the first reach, whichever chains ran before in this process
         # A first sweep, so that the discrete values are drawn given the start
         # (not left at the prior draws initialisation begins from).
-        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64))
+        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64), gibbs_tuning)
     state = init_position if isinstance(init_position, kernels.HMCState) else \
         kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
@@ -328,7 +332,7 @@ def run_chain(
         def transition(state, step_size, metric):
             nonlocal discrete
             state, info = continuous_transition(state, step_size, metric)
-            discrete = gibbs(rng, state.position)
+            discrete = gibbs(rng, state.position, gibbs_tuning)
             if native is not None:
                 native.refresh()  # the compiled potential's discrete input changed
             # The transition's statistics stay its own; the state's energy and
@@ -361,7 +365,7 @@ def run_chain(
             adapt_state = adaptation.init(rng, state, counted_potential, step_size, inverse_metric)
             step_size, metric = adapt_state.step_size, adapt_state.metric
         for iteration in range(total):
-            warmup = iteration < tune
+            warmup = gibbs_tuning = iteration < tune
             state, info = transition(state, step_size, metric)
             if iteration == tune:
                 divergences = 0  # the bar reports sampling's divergences, as the summary does
