@@ -11,10 +11,11 @@ with one sweep over these sites, in model order (NumPyro's
   counts) takes a Metropolis step: a symmetric random walk on the integers,
   a jump of 1..m with either sign, accepted with the ratio of the log joints
   (a proposal outside the support is rejected). The reach ``m`` starts at 1
-  and is tuned during warmup toward an acceptance rate of about 0.44 (the
-  rule PyMC's Metropolis tunes its scale by, every :data:`TUNE_INTERVAL`
-  sweeps), then fixed for sampling; a count with a posterior sd of 14 then
-  moves by about that much, not by one.
+  and is tuned during warmup by the rule PyMC's Metropolis tunes its scale
+  by (every :data:`TUNE_INTERVAL` sweeps, grown while more than half the
+  proposals are accepted, shrunk while fewer than a fifth are), then fixed
+  for sampling; a count with a posterior sd of 8 then moves by about that
+  much, not by one.
 
 Where the site sits in plates, its entries are conditionally independent
 given everything else, so all of them are updated from **one run** of the
