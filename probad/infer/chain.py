@@ -69,6 +69,9 @@ class ChainResult(NamedTuple):
     discrete, warmup_discrete : ndarray or None
         With ``gibbs``: the discrete values of each kept (and warmup) draw,
         shape ``(draws, discrete dim)``.
+    gibbs_end : tuple or None
+        With ``gibbs``: ``(discrete values, random walks' reaches)`` where
+        the chain stopped, what ``gibbs_start`` continues from.
     """
 
     positions: np.ndarray
@@ -84,6 +87,7 @@ class ChainResult(NamedTuple):
     rejections: tuple = ()
     discrete: np.ndarray | None = None
     warmup_discrete: np.ndarray | None = None
+    gibbs_end: tuple | None = None
 
 
 class ChainProgress(NamedTuple):
@@ -188,6 +192,7 @@ def run_chain(
     should_stop: Callable[[], bool] | None = None,
     native_potential: Callable[[], object | None] | None = None,
     gibbs: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
+    gibbs_start: tuple | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
 
@@ -259,6 +264,12 @@ def run_chain(
         (``tune`` in warmup); ``U`` and its gradient are then evaluated
         again at the new values, and the values are recorded with each draw.
         ``gibbs.restart()`` is called first.
+    gibbs_start : tuple, optional
+        ``(discrete values, reaches, exact)``: where an earlier chain's Gibbs
+        steps stopped (its ``gibbs_end``). The chain starts from those values
+        and reaches; with ``exact`` (an extension, which goes on with the
+        earlier chain's generator) it makes no first sweep, so it continues
+        that chain's stream.
 
     Returns
     -------
@@ -288,7 +299,18 @@ def run_chain(
 
     discrete = None
     gibbs_tuning = tune > 0  # warmup sweeps tune the Gibbs random walks' reach
-    if gibbs is not None:
+    if gibbs is not None and gibbs_start is not None:
+        values, reaches, exact = gibbs_start
+        discrete = gibbs.resume(values, reaches)
+        start = np.asarray(getattr(init_position, "position", init_position), dtype=np.float64)
+        if exact:
+            # Not counted, and not for its value: a compiled (native) potential
+            # reads the discrete values of its last evaluation, which may have
+            # been another chain's (chains in one process share the potential).
+            potential_fn(start)
+        else:
+            discrete = gibbs(rng, start, gibbs_tuning)
+    elif gibbs is not None:
         gibbs.restart()  # from the first reach, whichever chains ran before in this process
         # A first sweep, so that the discrete values are drawn given the start
         # (not left at the prior draws initialisation begins from).
@@ -409,4 +431,5 @@ def run_chain(
         rng_state=rng.bit_generator.state,
         discrete=trace.discrete_arrays(),
         warmup_discrete=warmup_trace.discrete_arrays() if warmup_trace is not None else None,
+        gibbs_end=None if gibbs is None else (discrete.copy(), gibbs.reaches()),
     )

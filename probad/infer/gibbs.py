@@ -244,6 +244,18 @@ class GibbsSteps:
         for update in self.updates:
             update.scale, update.accepted, update.proposed = 1.0, 0, 0
 
+    def reaches(self) -> onp.ndarray:
+        """Every site's reach (1 for a site drawn from its full conditional)."""
+        return onp.array([update.scale for update in self.updates])
+
+    def resume(self, values, reaches) -> onp.ndarray:
+        """Go on from an earlier chain's discrete values and reaches."""
+        self.restart()
+        for update, scale in zip(self.updates, reaches):
+            update.scale = float(scale)
+        self.pot.discrete_values = onp.array(values, dtype=onp.float64)
+        return self.pot.discrete_values
+
     def __call__(self, rng: onp.random.Generator, q, tune: bool = False) -> onp.ndarray:
         q = onp.asarray(q, dtype=onp.float64)
         with onp.errstate(all="ignore"):
