@@ -407,7 +407,9 @@ def _final(adapt_state):
     return math.exp(da_state.log_step_size_avg), adapt_state.metric.inverse_metric
 
 
-def step_size_adaptation(*, target_accept: float = 0.8, t0: float = WARM_START_T0) -> WindowAdaptation:
+def step_size_adaptation(
+    *, target_accept: float = 0.8, t0: float = WARM_START_T0
+) -> WindowAdaptation:
     """A warmup that adapts the step size alone and keeps the metric it is given.
 
     The warmup of a warm start (``pb.hmc(..., warm_start=idata)``): the

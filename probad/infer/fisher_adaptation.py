@@ -24,12 +24,14 @@ facts of nutpie's implementation (pymc-devs/nuts-rs, ``adapt_strategy.rs``,
   a foreground that still holds some, outside the schedule (in the main
   phase; the early phase switches that often anyway); the estimate that
   follows is treated as a first one (step size search, dual averaging
-  restarted). The foreground keeps the transient's draws until then: their
-  spread is what lets a crawling chain speed up. A chain started far out
-  (arma11 at ``theta = -1.3``: gradients ~1e49) crawls for a hundred
-  iterations; without the cut its huge gradients stay in the foreground
-  estimate once the early phase's short windows are over and shrink the
-  final metric ~10^4-fold. A non-finite draw or gradient is never added;
+  restarted). The foreground keeps the transient's draws until then (cutting
+  them from it at once left a chain crawling down a cliff stuck there, in a
+  measurement on the test's cliff model). A chain started far out (arma11
+  from ``phi = 1.94, theta = -1.30``, where the MA recursion explodes:
+  gradients ~1e49) crawls for a hundred iterations; without the cut its
+  huge gradients stay in the foreground estimate once the early phase's
+  short windows are over and shrink the final metric ~10^4-fold. A
+  non-finite draw or gradient is never added;
 * the step size is searched once at the start and once after the first
   metric update; dual averaging (Stan's constants) then runs on without
   restarts, and sampling uses its averaged iterate.
@@ -275,8 +277,9 @@ class FisherAdaptationState(NamedTuple):
     """Everything the Fisher warmup carries between iterations.
 
     ``draws``, ``grads`` and ``potentials`` are buffers shared by successive
-    states and filled in place: rows ``[foreground_start, count)`` are the foreground estimate,
-    rows ``[background_start, count)`` the background one.
+    states and filled in place: rows ``[foreground_start, count)`` are the
+    foreground estimate, rows ``[background_start, count)`` the background one;
+    rows before ``transient_end`` are the initial transient's.
     """
 
     iteration: int
@@ -358,7 +361,8 @@ def fisher_adaptation(
         draws = np.empty((num_warmup + 1, dim))
         grads = np.empty((num_warmup + 1, dim))
         potentials = np.empty(num_warmup + 1)
-        draws[0], grads[0], potentials[0] = state.position, state.potential_grad, state.potential_energy
+        draws[0], grads[0] = state.position, state.potential_grad
+        potentials[0] = state.potential_energy
         return FisherAdaptationState(
             0, step_size, metric, dual_averaging_init(step_size), variance,
             draws, grads, potentials, 1, 0, 0, 0, False, state.position,
@@ -421,7 +425,8 @@ def _transient_end(potentials, start, count, dim):
     """One past the last of rows ``[start, count - 1)`` whose potential energy is
     more than ``TRANSIENT_ENERGY + dim`` above the newest draw's (row
     ``count - 1``), or ``start`` if there is none."""
-    above = np.flatnonzero(potentials[start:count - 1] > potentials[count - 1] + TRANSIENT_ENERGY + dim)
+    threshold = potentials[count - 1] + TRANSIENT_ENERGY + dim
+    above = np.flatnonzero(potentials[start:count - 1] > threshold)
     return start + int(above[-1]) + 1 if above.size else start
 
 
