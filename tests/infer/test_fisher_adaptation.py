@@ -345,3 +345,27 @@ def test_non_finite_draws_are_not_added():
     bad = kernels.HMCState(np.array([2.0, 1.0]), np.inf, np.array([np.nan, 1.0]))
     after = adaptation.update(rng, adapt_state, bad, 0.0, potential)
     assert after.count == adapt_state.count
+
+
+def test_arma11_far_start_ends_with_the_posterior_scale():
+    # The start one chain of the posteriordb benchmark had (Stan's uniform(-2, 2)
+    # init): theta = -1.30 makes the MA recursion explode (gradients ~1e49). Before
+    # the transient was cut the warmup ended with a scale 400-24000x too small per
+    # coordinate (step size 265, 1000-step trees). The Fisher estimate of this
+    # near-Gaussian posterior is its sd up to a few percent of sampling noise
+    # (measured: ratios 0.96-1.0), so a factor 1.5 fails only on a poisoned metric.
+    import warnings
+
+    import probad as pb
+    from tests.posteriordb_models import model_and_data, reference_draws
+
+    model, data = model_and_data("arma-arma11")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pb.infer.SamplingWarning)
+        idata = pb.hmc(model, data, draws=10, tune=400, chains=1, seed=0, progress=False,
+                       cores=1, init={"mu": -0.936, "phi": 1.938, "theta": -1.304, "sigma": 1.506})
+    reference = reference_draws("arma-arma11")
+    sd = np.array([np.std(reference["mu"]), np.std(reference["phi"]),
+                   np.std(reference["theta"]), np.std(np.log(reference["sigma"]))])
+    ratio = np.sqrt(idata.attrs["inverse_metric"][0]) / sd
+    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), ratio
