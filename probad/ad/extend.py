@@ -19,10 +19,10 @@ from .core import (ForwardTrace, SparseObject, VSpace, def_linear, defjvp, defjv
                    defjvp_argnums, defprimitive, defvjp, defvjp_rule, defvjp_argnum, defvjp_argnums, vspace)
 from .numpy.numpy_vjps import unbroadcast_f  # noqa: F401
 from .tracer import (Box, ReverseTrace, getval, isbox, nondiff_primitive, notrace_primitive,  # noqa: F401
-                     primitive, register_notrace)
+                     primitive, register_notrace, shared_calls)
 
 __all__ = ["primitive", "nondiff_primitive", "notrace_primitive", "register_notrace",
            "defprimitive", "defvjp", "defvjp_rule", "defvjp_argnum", "defvjp_argnums", "defjvp", "defjvp_argnum",
            "defjvp_argnums",
            "def_linear", "Box", "VSpace", "vspace", "SparseObject", "ReverseTrace", "ForwardTrace",
-           "getval", "isbox", "unbroadcast_f"]
+           "getval", "isbox", "unbroadcast_f", "shared_calls"]

@@ -32,7 +32,7 @@ import numpy as onp
 
 import probad.ad.numpy as np
 from ..ad.scipy.special import logsumexp
-from ..ad.tracer import shared_calls
+from ..ad.extend import shared_calls
 from ..primitives import Messenger, SiteError
 
 __all__ = ["is_enumerated", "carries_enumeration", "Enumerator", "first_enum_dim", "contract",
