@@ -6,14 +6,16 @@ several arguments (a tuple, differentiated as one tuple).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
-from functools import wraps
 
 import numpy as onp
 
 from . import numpy as np
-from .core import defjvp_argnum, defvjp_argnum, make_jvp as _make_jvp, make_vjp as _make_vjp, vspace
+from . import core
+from .core import defjvp_argnum, defvjp_argnum, vspace
+from .floating_point import reported_at_user_code
 from .tracer import getval, primitive
 from .wrap_util import unary_to_nary
 
@@ -25,6 +27,44 @@ __all__ = [
     "checkpoint", "holomorphic_grad", "grad_named", "multigrad_dict",
     "unary_to_nary",
 ]
+
+
+def _reported(unary_operator):
+    """An operator that runs its passes at once, with numpy's floating-point
+    warnings reported at the user's line, naming the primitive: one error
+    state entered per call, not per primitive or pass."""
+
+    @functools.wraps(unary_operator)
+    def operator(fun, x, *args, **kwargs):
+        with reported_at_user_code():
+            return unary_operator(fun, x, *args, **kwargs)
+
+    return operator
+
+
+def _make_vjp(fun, x):
+    """``core.make_vjp`` for a ``vjp`` the caller keeps: its backward pass,
+    run later, is reported as :func:`_reported` reports."""
+    with reported_at_user_code():
+        vjp, ans = core.make_vjp(fun, x)
+
+    def reported_vjp(g):
+        with reported_at_user_code():
+            return vjp(g)
+
+    return reported_vjp, ans
+
+
+def _make_jvp(fun, x):
+    """``core.make_jvp`` for a ``jvp`` the caller keeps, reported as
+    :func:`_make_vjp`'s."""
+    jvp = core.make_jvp(fun, x)
+
+    def reported_jvp(g):
+        with reported_at_user_code():
+            return jvp(g)
+
+    return reported_jvp
 
 
 def _scalar_one(ans, name):
@@ -51,20 +91,23 @@ def _check_scalar(ans, name):
 
 
 @unary_to_nary
+@_reported
 def grad(fun, x):
     """Gradient of a scalar-valued ``fun`` with respect to argument ``argnum``."""
-    vjp, ans = _make_vjp(fun, x)
+    vjp, ans = core.make_vjp(fun, x)
     return vjp(_scalar_one(ans, "grad"))
 
 
 @unary_to_nary
+@_reported
 def value_and_grad(fun, x):
     """Return ``(fun(x), grad(fun)(x))`` from one forward pass."""
-    vjp, ans = _make_vjp(fun, x)
+    vjp, ans = core.make_vjp(fun, x)
     return ans, vjp(_scalar_one(ans, "value_and_grad"))
 
 
 @unary_to_nary
+@_reported
 def grad_and_aux(fun, x):
     """For ``fun`` returning ``(value, aux)``: return ``(grad of value, aux)``."""
     aux = []
@@ -74,24 +117,26 @@ def grad_and_aux(fun, x):
         aux.append(a)
         return value
 
-    vjp, ans = _make_vjp(value_only, x)
+    vjp, ans = core.make_vjp(value_only, x)
     return vjp(_scalar_one(ans, "grad_and_aux")), getval(aux[0])
 
 
 @unary_to_nary
+@_reported
 def elementwise_grad(fun, x):
     """Sum of the Jacobian's rows: the derivative of each output element with
     respect to its own input element when ``fun`` acts elementwise."""
-    vjp, ans = _make_vjp(fun, x)
+    vjp, ans = core.make_vjp(fun, x)
     if vspace(ans).iscomplex:
         raise TypeError("elementwise_grad of a complex-valued function is ambiguous")
     return vjp(vspace(ans).ones())
 
 
 @unary_to_nary
+@_reported
 def jacobian(fun, x):
     """Jacobian of shape ``out.shape + x.shape``, one VJP per output element."""
-    vjp, ans = _make_vjp(fun, x)
+    vjp, ans = core.make_vjp(fun, x)
     ans_vs, x_vs = vspace(ans), vspace(x)
     rows = [vjp(basis) for basis in ans_vs.standard_basis()]
     if not rows:
@@ -112,9 +157,10 @@ def make_jvp(fun, x):
 
 
 @unary_to_nary
+@_reported
 def deriv(fun, x):
     """Derivative of a function of a scalar (forward mode)."""
-    return _make_jvp(fun, x)(vspace(x).ones())[1]
+    return core.make_jvp(fun, x)(vspace(x).ones())[1]
 
 
 def hessian(fun, argnum=0):

@@ -14,8 +14,10 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import warnings
 
-__all__ = ["TracedValueError", "user_location", "at", "lost_derivative", "explain"]
+__all__ = ["TracedValueError", "user_frame", "user_location", "warn_at_user_code", "at",
+           "lost_derivative", "explain"]
 
 # Frames in these directories are probad's own (the package root: probad.ad is
 # used from the model layer too) or numpy's; the first other frame is the user's.
@@ -42,6 +44,8 @@ class TracedValueError(TypeError):
 
 
 def _is_internal(filename: str) -> bool:
+    if filename.startswith("<probad."):  # a compiled replay's generated code
+        return True
     path = os.path.abspath(filename)
     return path.startswith(_PACKAGE + os.sep) or f"{os.sep}numpy{os.sep}" in path \
         or f"{os.sep}scipy{os.sep}" in path
@@ -63,12 +67,29 @@ def user_location(frames=None) -> str:
             if not _is_internal(frame.filename):
                 return _describe(frame.filename, frame.lineno)
         return ""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if not _is_internal(frame.f_code.co_filename):
-            return _describe(frame.f_code.co_filename, frame.f_lineno)
+    frame = user_frame(sys._getframe(1))
+    return "" if frame is None else _describe(frame.f_code.co_filename, frame.f_lineno)
+
+
+def user_frame(frame):
+    """The innermost frame outside probad, numpy and scipy, from ``frame``
+    outwards, or None."""
+    while frame is not None and _is_internal(frame.f_code.co_filename):
         frame = frame.f_back
-    return ""
+    return frame
+
+
+def warn_at_user_code(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the innermost frame outside probad, numpy
+    and scipy, however deep inside probad the caller is."""
+    frame = user_frame(sys._getframe(1))
+    if frame is None:
+        warnings.warn(message, category, stacklevel=2)
+        return
+    globals_ = frame.f_globals
+    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                           module=globals_.get("__name__"),
+                           registry=globals_.setdefault("__warningregistry__", {}))
 
 
 def at(location: str) -> str:

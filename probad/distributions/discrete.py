@@ -325,7 +325,7 @@ class NegativeBinomial2(Distribution):
             as_param(mean), as_param(concentration))
         super().__init__(batch_shape, validate_args=validate_args)
 
-    def _constrained_params(self):
+    def constrained_params(self):
         return {"mean": self._mean, "concentration": self.concentration}
 
     def sample(self, rng, sample_shape=()):
@@ -449,7 +449,7 @@ class OrderedLogistic(Categorical):
         self.logits = np.concatenate(
             [special.log_expit(x[..., :1]), middle, special.log_expit(-x[..., -1:])], axis=-1)
 
-    def _constrained_params(self):
+    def constrained_params(self):
         return {"predictor": self.predictor, "cutpoints": self.cutpoints}
 
 
@@ -532,7 +532,7 @@ class ZeroInflatedNegativeBinomial2(ZeroInflatedDistribution):
         base = NegativeBinomial2(mean, concentration, validate_args=False)
         super().__init__(base, gate=gate, gate_logits=gate_logits, validate_args=validate_args)
 
-    def _constrained_params(self):
-        params = self.base_dist._constrained_params()
+    def constrained_params(self):
+        params = self.base_dist.constrained_params()
         params[self._gate_given] = getattr(self, self._gate_given)
         return params

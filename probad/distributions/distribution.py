@@ -183,7 +183,7 @@ class Distribution:
         if validate_args is None:
             validate_args = _validation_enabled and not getattr(_SUSPENDED, "active", False)
         if validate_args:
-            params = self._constrained_params()
+            params = self.constrained_params()
             if not any(isbox(v) for v in params.values()):
                 self._check_params(params)
 
@@ -209,15 +209,16 @@ class Distribution:
         return tuple(sample_shape) + self._batch_shape + self._event_shape
 
     # -------------------------------------------------------- validation
-    def _constrained_params(self) -> dict:
-        # Parameters given to the constructor live on the instance; derived
-        # ones (a derived_param such as logits from probs) are not checked.
+    def constrained_params(self) -> dict:
+        """The parameters that ``validate_args`` checks, by name: those given
+        to the constructor (a derived one, such as logits computed from
+        probs, is not checked), each with a constraint in ``arg_constraints``."""
         given = vars(self)
         return {name: given[name] for name in self.arg_constraints if name in given}
 
     def validate_args(self) -> None:
         """Raise ValueError naming the first parameter outside its constraint."""
-        self._check_params(self._constrained_params())
+        self._check_params(self.constrained_params())
 
     def _check_params(self, params: dict) -> None:
         constraints_ = self.arg_constraints

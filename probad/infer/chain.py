@@ -63,9 +63,9 @@ class ChainResult(NamedTuple):
     rejections : tuple of (str, int, str)
         Evaluations during this chain where the density could not be
         evaluated and the proposal got infinite energy: the kind (a failed
-        ODE solve, a failed Cholesky factor, a NaN energy), how many, and
-        what went wrong the first time; filled in by the driver from the
-        potential's ``rejections`` and ``rejection_examples``.
+        ODE solve, a failed Cholesky factor, an invalid parameter or NaN),
+        how many, and what went wrong the first time; filled in by the
+        driver from the potential's ``rejections`` and ``rejection_examples``.
     discrete, warmup_discrete : ndarray or None
         With ``gibbs``: the discrete values of each kept (and warmup) draw,
         shape ``(draws, discrete dim)``.

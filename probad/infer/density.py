@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import traceback
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -27,8 +26,9 @@ import probad.ad.numpy as np
 from ..ad import hessian, value_and_grad
 from ..ad.compiler import compile as compile_function
 from ..ad.extend import isbox
-from ..ad.misuse import TracedValueError, explain
+from ..ad.misuse import TracedValueError, explain, warn_at_user_code
 from ..ad.scipy.integrate import ODEintError
+from ..distributions import constraints
 from ..distributions.distribution import (ExpandedDistribution, Independent, MaskedDistribution,
                                           validation_suspended)
 from ..distributions.transforms import biject_to, sum_rightmost
@@ -40,7 +40,7 @@ from .enumerate import (Enumerator, carries_enumeration, contract, first_enum_di
 from .initialization import init_to_uniform, init_to_value
 
 __all__ = ["potential", "Potential", "Site", "log_density", "MissingDataWarning",
-           "scaled_log_prob", "dim_names"]
+           "NoFiniteStartError", "scaled_log_prob", "dim_names"]
 
 # Tries of the init strategy before giving up on a finite starting point.
 MAX_INIT_ATTEMPTS = 100
@@ -153,6 +153,51 @@ def _parameter_problem(msg) -> str | None:
     except ValueError as exc:
         return f"site '{msg['name']}': {exc}"
     return None
+
+
+# Constraints decided by elementwise comparisons, which a compiled tape can
+# record: the ones whose violation a log density may not show (Beta(-0.5, 1)
+# has a finite log density). NaN fails them too. Others are left to NaN
+# (``real``) or to the failure they cause (a Cholesky factor of a matrix
+# that is not positive definite).
+_COMPARISONS = (constraints.greater_than, constraints.less_than, constraints.interval,
+                type(constraints.nonnegative))
+
+
+def _comparison(constraint):
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    return constraint if isinstance(constraint, _COMPARISONS) else None
+
+
+def _invalid_parameter_penalty(model_trace, latent_names):
+    """0.0 if every parameter of the trace's distributions lies in its
+    constraint, else NaN: the energy's term that makes a proposal with an
+    invalid parameter a rejected one, on every path (eager, compiled, native).
+
+    Traced parameters give a traced term. A latent value used as it is where
+    its support is the parameter's constraint (``Normal(mu, tau)`` with
+    ``tau`` a positive site) is not checked: its transform keeps it valid,
+    and the tape of such a model stays as it was. Concrete parameters (data,
+    or every parameter when nothing is traced) are checked here and add
+    nothing to a tape.
+    """
+    supports = {id(model_trace[name]["value"]): model_trace[name]["fn"].support
+                for name in latent_names}
+    penalty = 0.0
+    for msg in model_trace.values():
+        if msg["type"] != "sample":
+            continue
+        fn = _written(msg["fn"])
+        for name, value in fn.constrained_params().items():
+            constraint = fn.arg_constraints[name]
+            comparison = _comparison(constraint)
+            if comparison is None or supports.get(id(value)) is constraint:
+                continue
+            term = np.sum(np.where(comparison.check(value), 0.0, np.nan))
+            if isbox(term) or term != 0.0:
+                penalty = penalty + term
+    return penalty
 
 
 def _check_parameters(msg):
@@ -424,11 +469,11 @@ def _warn_of_missing_data(prototype):
              and msg["infer"].get("obs_is_none")]
     if names:
         quoted = ", ".join(f"'{name}'" for name in names)
-        warnings.warn(
+        warn_at_user_code(
             f"site(s) {quoted} are written as data (obs=...) but got None, so inference treats "
             "them as latent variables and samples them. If they are data, pass their values in "
             "data=...; to draw them from the prior, use pb.prior_predictive.",
-            MissingDataWarning, stacklevel=4)
+            MissingDataWarning)
 
 
 def _tape_position(x):
@@ -483,6 +528,14 @@ class _FailedStart(Exception):
     """A try of ``initial_point`` that cannot go on; the message says why."""
 
 
+class NoFiniteStartError(ValueError):
+    """``initial_point`` found no point where ``U`` and its gradient are finite.
+
+    Unlike the model's own errors, which every start meets alike, this one
+    depends on the points tried: another seed may succeed.
+    """
+
+
 class Potential:
     """The potential energy ``U(q) = -log p(x(q), data) - log|det dx/dq|``.
 
@@ -505,9 +558,11 @@ class Potential:
 
     ``rejections`` counts the evaluations that returned +inf because the
     density could not be evaluated (see :meth:`value_and_grad`), by kind:
-    ``"NaN energy"`` (an invalid parameter), ``"linear algebra failed"``,
-    ``"ODE solve failed"``; ``rejection_examples`` holds, for each kind,
-    what went wrong the first time (for NaN, the sites whose log density or
+    ``"invalid parameter or NaN"``, ``"linear algebra failed"``, ``"ODE
+    solve failed"``, those of the compiled NUTS on :attr:`native` included;
+    ``rejection_examples`` holds, for each kind, what went wrong the first
+    time it was met in Python (for an invalid parameter, the site, the
+    parameter and its value; for NaN, the sites whose log density or
     Jacobian was not finite). Both start empty and belong to this copy of
     the potential (a worker process counts in its own).
     """
@@ -515,7 +570,7 @@ class Potential:
     def __init__(self, model: Callable, data: Mapping | None = None, *, compile: bool = True,
                  backend: str = "auto", gibbs: bool = False):
         self.model = model
-        self.rejections: dict[str, int] = {}
+        self._rejections: dict[str, int] = {}
         self.rejection_examples: dict[str, str] = {}
         self.backend = backend
         self.compiled = compile
@@ -715,7 +770,10 @@ class Potential:
         the Gibbs sites' values (an input of the tape, like ``q``)."""
         model_trace, log_dets = self._run(q, z)
         log_joint = self._log_joint(model_trace)
-        return -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
+        energy = -(log_joint + sum(log_dets.values())) if jacobian else -log_joint
+        penalty = _invalid_parameter_penalty(model_trace, self.sites)
+        # Left off where nothing is traced and all is valid: the tape is unchanged.
+        return energy if not isbox(penalty) and penalty == 0.0 else energy + penalty
 
     def _constrain_and_log_likelihood(self, q, with_log_likelihood: bool, z=None):
         """What one draw contributes to the results, from one run of the model:
@@ -828,10 +886,10 @@ class Potential:
         """Count a point where ``U`` cannot be evaluated (``error``, or NaN if
         None; ``grad`` what the gradient came out as) and return its energy, +inf."""
         if error is None:
-            kind = "NaN energy"
+            kind = "invalid parameter or NaN"
         else:
             kind = f"{_undefined_what(error)} failed"
-        self.rejections[kind] = self.rejections.get(kind, 0) + 1
+        self._rejections[kind] = self._rejections.get(kind, 0) + 1
         if kind not in self.rejection_examples:
             if error is None:  # once: it takes one more run of the model
                 q = onp.asarray(q, dtype=onp.float64)
@@ -840,6 +898,23 @@ class Potential:
                 detail = f"{type(error).__name__}: {error}"
             self.rejection_examples[kind] = detail
         return onp.inf
+
+    @property
+    def rejections(self) -> dict[str, int]:
+        """Evaluations that returned +inf, by kind (see the class docstring):
+        those counted in Python plus those the native programs of
+        ``value_and_grad`` counted when the compiled NUTS called them."""
+        counts = dict(self._rejections)
+        programs = [tape.native for tapes in getattr(self._energy_and_grad, "tapes", {}).values()
+                    for tape in tapes if getattr(tape, "native", None) is not None]
+        if programs:
+            from ..ad.compiler.native import REJECTION_KINDS  # imports numba: native runs only
+
+            for program in programs:
+                for kind, n in zip(REJECTION_KINDS, program.status[1:1 + len(REJECTION_KINDS)]):
+                    if n:
+                        counts[kind] = counts.get(kind, 0) + int(n)
+        return counts
 
     @property
     def native(self):
@@ -971,11 +1046,12 @@ class Potential:
         ------
         ValueError
             As :meth:`check_start` (no latent sites, or ``strategy`` gives
-            values for sites that are not latent), or after
-            ``MAX_INIT_ATTEMPTS`` tries, naming the sites where the last
-            try failed: an invalid distribution parameter, a value outside
-            its support (a draw that underflowed to the edge), a log density,
-            Jacobian or gradient that was not finite.
+            values for sites that are not latent), or (a
+            :class:`NoFiniteStartError`) after ``MAX_INIT_ATTEMPTS`` tries,
+            naming the sites where the last try failed: an invalid
+            distribution parameter, a value outside its support (a draw that
+            underflowed to the edge), a log density, Jacobian or gradient
+            that was not finite.
         """
         self.check_start(strategy)
         rng = onp.random.default_rng(seed)
@@ -1002,7 +1078,7 @@ class Potential:
                 return self._try_start(init_value, rng)
             except _FailedStart as failure:
                 last_failure = failure
-        raise ValueError(
+        raise NoFiniteStartError(
             f"no finite starting point after {MAX_INIT_ATTEMPTS} tries of {strategy!r}; at the "
             f"last try: {last_failure}. Check that the data fit the likelihood and the priors' "
             "supports, or give starting values with init_to_value(values={...}).")
@@ -1051,10 +1127,12 @@ class Potential:
         Returns
         -------
         str
-            The sites whose log density (latent, observed or factor) or
-            transform Jacobian is not finite at ``q`` and those whose slice
-            of ``grad`` is not, e.g. ``"log density not finite at site(s)
-            ridge"``; or that the model's linear algebra failed there.
+            The sites with an invalid distribution parameter at ``q`` (and
+            what is wrong with it), the sites whose log density (latent,
+            observed or factor) or transform Jacobian is not finite there and
+            those whose slice of ``grad`` is not, e.g. ``"log density not
+            finite at site(s) ridge"``; or that the model's linear algebra
+            failed there.
         """
         try:
             with _checked_at_sites():  # NaN parameters give NaN densities, not errors
@@ -1063,10 +1141,13 @@ class Potential:
                                if msg["type"] == "sample" and not _finite(scaled_log_prob(msg))]
         except _UNDEFINED_AT as exc:
             return f"the model's {_undefined_what(exc)} failed ({exc})"
+        problems = (_parameter_problem(msg) for msg in model_trace.values()
+                    if msg["type"] == "sample")
+        invalid = [problem for problem in problems if problem is not None]
         bad_jacobian = [name for name, log_det in log_dets.items() if not _finite(log_det)]
         bad_grad = [site.name for site in self.sites.values()
                     if not _finite(grad[site.offset:site.offset + site.size])]
-        parts = []
+        parts = [f"invalid parameter at {problem}" for problem in invalid]
         if bad_density:
             parts.append(f"log density not finite at site(s) {', '.join(bad_density)}")
         if bad_jacobian:

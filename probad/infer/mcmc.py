@@ -30,6 +30,7 @@ import numpy as np
 
 from .adaptation import window_ends
 from .chain import check_adapt, run_chain, show_progress
+from .density import NoFiniteStartError
 from .density import potential as make_potential
 from .diagnostics import SamplingWarning, check_sampling
 from .fisher_adaptation import fisher_schedule
@@ -368,6 +369,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         checked. If packaging is interrupted (a second Ctrl-C) or runs out of
         memory while computing the ``log_likelihood`` group, the result comes
         without it; ``pb.log_likelihood(model, data, idata)`` adds it later.
+        A proposal where the density cannot be evaluated (a parameter
+        outside its constraint, a failed Cholesky factor or ODE solve) is
+        rejected, as in Stan, whichever kernel backend runs;
+        ``attrs["rejections"]`` gives each kind's count per chain and the
+        first site and cause, and so does one :class:`SamplingWarning`.
         ``attrs`` also keep what :func:`extend` and ``warm_start`` go on from
         (:mod:`probad.infer.resume`): each chain's unconstrained end state
         (``last_position``, ``last_potential_energy``, ``last_potential_grad``),
@@ -410,10 +416,11 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
             "model's potential has no native form (compile=False, or a primitive without a "
             "native lowering); use kernel_backend='auto' to run the Python kernel instead")
     check_coords(pot, coords, dims)  # a wrong coordinate must not cost the draws
+    _check_model_runs(pot, init)
     if warm_start is not None:
         adapt = "step_size"  # the earlier run's metric is kept: see warm_start above
-    if tune > 0 and adapt == "stan":  # Stan's windows; the Fisher schedule scales with tune
-        _warn_short_warmup(tune)
+    if tune > 0:
+        _warn_short_warmup(tune, adapt)
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
@@ -542,6 +549,24 @@ def _sample(pot, jobs, executor, cores, build_time, progress):
     return results, errors, unfinished
 
 
+def _check_model_runs(pot, init) -> None:
+    """Find a start and its gradient here, once, before any chain starts.
+
+    A model error that does not depend on the point (``float()`` of a latent
+    value, plain numpy on one, a shape clash) would otherwise fail every
+    chain alike, each in its worker, and come back as "every chain failed".
+    Not finding a finite start is left to the chains: each tries points of
+    its own. Given values (a dict or ``init_to_value``) are used here too;
+    another strategy of the user's is not (it may draw for one chain what it
+    would not draw for another). The compiled tape recorded here serves the
+    chains run in this process.
+    """
+    strategy = init_to_value(values=init) if isinstance(init, Mapping) else \
+        init if isinstance(init, init_to_value) else None
+    with contextlib.suppress(NoFiniteStartError):
+        pot.value_and_grad(pot.initial_point(seed=0, strategy=strategy))
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -599,8 +624,21 @@ def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept,
             raise ValueError(f"pb.hmc: jitter must lie in [0, 1), got {jitter}")
 
 
-def _warn_short_warmup(tune: int) -> None:
-    """Say, as Stan does, when warmup is too short for its adaptation windows."""
+def _warn_short_warmup(tune: int, adapt: str) -> None:
+    """Say, as Stan does, when warmup is too short for its adaptation windows
+    (a warm start's, which adapts the step size only, has none)."""
+    if adapt == "step_size":
+        return
+    if adapt != "stan":
+        # The Fisher schedule is fractions of any tune; below 30 not one of
+        # its windows (the first: 10 draws in the first 30% of warmup) fits.
+        schedule = fisher_schedule(tune)
+        if not schedule.switches:
+            warnings.warn(f"tune={tune} is too short for the Fisher warmup's windows (the first "
+                          "needs 10 draws within the first 30% of warmup): the metric is "
+                          f"estimated from at most {schedule.final_start} draws. Use tune >= 30 "
+                          "(400 is the default).", SamplingWarning, stacklevel=3)
+        return
     fast_and_slow = 75 + 25 + 50  # Stan's initial buffer, first window, terminal buffer
     if tune < 20:
         warnings.warn(f"tune={tune} is too short to estimate the metric (Stan needs at least "
@@ -956,6 +994,21 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _warn_of_rejections(rejections: list[str]) -> None:
+    """One warning for the proposals rejected because the density could not
+    be evaluated (an invalid parameter, a failed Cholesky factor or ODE
+    solve), from ``attrs["rejections"]``: each kind's count per chain and
+    what went wrong the first time (the site and parameter)."""
+    if rejections:
+        warnings.warn(
+            f"proposals were rejected (infinite energy) because the density could not be "
+            f"evaluated there ({' | '.join(rejections)}). A few, early in warmup, are harmless, "
+            "as in Stan; many mean the model lets a parameter leave its constraint: give the "
+            "latent sites it is computed from priors with a matching support (a positive prior "
+            "for a scale), or rewrite the expression. attrs['rejections'] keeps this.",
+            SamplingWarning, stacklevel=4)
+
+
 def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling_time,
              max_tree_depth, algorithm, log_likelihood, seed, adaptation, options,
              previous=None):
@@ -1019,6 +1072,7 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
     if interrupted:
         warnings.warn(f"sampling stopped early: returning {len(done)} chain(s) of {n} draws",
                       RuntimeWarning, stacklevel=3)
+    _warn_of_rejections(attrs["rejections"])
     # Partial draws are checked too (a run whose every draw diverged must say
     # so), as are the chains that finished when another one failed.
     check_sampling(idata, max_tree_depth=max_tree_depth, partial=interrupted, stacklevel=4)

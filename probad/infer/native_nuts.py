@@ -20,7 +20,8 @@ draws and U-turn checks happen in the same order, and an invalid half stops
 the build at the same leaf.
 
 A native potential returns NaN to say that a guard of its tape failed and the
-Python potential must be traced again. The transition is then abandoned, the
+Python potential must be traced again (or that it met its first rejected
+point of a kind, which Python then evaluates and describes). The transition is then abandoned, the
 generator put back as it was, and the caller runs the reference kernel on the
 Python potential instead (same draws, so the chain does not change).
 """

@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 import numpy as onp
 
 from .. import handlers
+from ..ad.floating_point import reported_at_user_code
 from .density import model_arguments
 from .results import import_arviz
 
@@ -168,14 +169,15 @@ def predictive(model: Callable, data: Mapping | None, posterior, sites=None,
     data = model_arguments(data)
     forward = handlers.seed(handlers.uncondition(model), rng)
     runs = []
-    for i in range(math.prod(leading)):
-        draw = {name: onp.asarray(v[i]) for name, v in draws.items()}
-        fixed = handlers.substitute(forward, substitute_fn=_fixed_latents(draw))
-        model_trace = handlers.trace(fixed).get_trace(**data)
-        if i == 0:
-            _check_sites(model_trace, sites)
-            _warn_of_prior_draws(model_trace, draws, observed)
-        runs.append(_record(model_trace, sites))
+    with reported_at_user_code():  # a log(0) in the model: at its line, not in probad's
+        for i in range(math.prod(leading)):
+            draw = {name: onp.asarray(v[i]) for name, v in draws.items()}
+            fixed = handlers.substitute(forward, substitute_fn=_fixed_latents(draw))
+            model_trace = handlers.trace(fixed).get_trace(**data)
+            if i == 0:
+                _check_sites(model_trace, sites)
+                _warn_of_prior_draws(model_trace, draws, observed)
+            runs.append(_record(model_trace, sites))
     return {name: v.reshape(leading + v.shape[1:]) for name, v in _stack(runs).items()}
 
 
@@ -205,9 +207,10 @@ def prior_predictive(model: Callable, data: Mapping | None = None, draws: int = 
     forward = handlers.trace(handlers.seed(handlers.uncondition(model), rng))
     data = model_arguments(data)
     runs = []
-    for i in range(draws):
-        model_trace = forward.get_trace(**data)
-        if i == 0:
-            _check_sites(model_trace, sites)
-        runs.append(_record(model_trace, sites))
+    with reported_at_user_code():
+        for i in range(draws):
+            model_trace = forward.get_trace(**data)
+            if i == 0:
+                _check_sites(model_trace, sites)
+            runs.append(_record(model_trace, sites))
     return _stack(runs)

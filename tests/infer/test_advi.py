@@ -225,8 +225,10 @@ def _culprit(message: str) -> str:
 @pytest.mark.parametrize("model,init_scale,culprit", [
     # A factor, while every site value is finite.
     (_nowhere_finite, 1.0, "log density not finite at site(s) ridge"),
-    # An observed site; its NaN mean makes the gradient for its scale s NaN too.
+    # An observed site, whose NaN mean is named first; it makes the gradient
+    # for its scale s NaN too.
     (_likelihood_fails_far_out, 100.0,
+     "invalid parameter at site 'y': Normal: parameter 'loc' must satisfy real, got nan; "
      "log density not finite at site(s) y; gradient not finite for site(s) s"),
 ], ids=["factor", "observed"])
 def test_unreachable_elbo_names_the_failing_sites(model, init_scale, culprit):

@@ -681,6 +681,18 @@ def test_a_site_written_as_data_without_data_warns_once_naming_it():
     with pytest.warns(MissingDataWarning, match=r"site\(s\) 'y' are written as data") as record:
         pot = potential(_regression, {"x": onp.ones(3)}, compile=False)
     assert len(record) == 1 and "y" in pot.sites
+    assert record[0].filename == __file__  # the user's call, not probad's
+
+
+def test_the_missing_data_warning_of_pb_hmc_points_at_the_call():
+    from probad.infer.mcmc import hmc
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        hmc(_regression, {"x": onp.ones(3)}, draws=5, tune=5, chains=1, seed=0,
+               progress=False)
+    (missing,) = [w for w in record if w.category is MissingDataWarning]
+    assert missing.filename == __file__
 
 
 def test_latent_sites_written_without_obs_do_not_warn():
@@ -773,6 +785,12 @@ def _nan_parameter_model():
     sample("y", dist.Normal(0.0, np.sqrt(x)), obs=0.5)  # NaN scale for x < 0
 
 
+def _finite_invalid_parameter_model():
+    x = sample("x", dist.Normal(1.0, 1.0))
+    # For x < 0 Beta's log density is still a finite number, and wrong.
+    sample("y", dist.Beta(x, 1.0), obs=0.5)
+
+
 def _failing_ode_model():
     from probad.ad.scipy.integrate import odeint
 
@@ -783,14 +801,19 @@ def _failing_ode_model():
     sample("y", dist.Normal(path[-1, 0], 1.0), obs=0.5)
 
 
-@pytest.mark.parametrize("model, bad, kind", [
-    (_unused_cholesky_model, 1.5, "linear algebra failed"),
-    (_nan_parameter_model, -1.5, "NaN energy"),
-    (_failing_ode_model, 2.5, "ODE solve failed")])
-def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind):
+@pytest.mark.parametrize("model, bad, kind, bad_grad, where", [
+    (_unused_cholesky_model, 1.5, "linear algebra failed", 0.0, "LinAlgError"),
+    (_nan_parameter_model, -1.5, "invalid parameter or NaN", onp.nan, "site(s) y"),
+    # U = -log N(x; 1, 1) - ((x - 1) log 0.5 + log x): dU/dx = (x - 1) - log 0.5 - 1/x
+    (_finite_invalid_parameter_model, -0.5, "invalid parameter or NaN",
+     -1.5 - math.log(0.5) + 2.0,
+     "site 'y': Beta: parameter 'concentration1' must satisfy positive, got -0.5"),
+    (_failing_ode_model, 2.5, "ODE solve failed", 0.0, "ODEintError")])
+def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kind, bad_grad, where):
     # Before: the compiled gradient dropped an unused failing Cholesky (finite
     # where eager is inf); a NaN parameter raised eagerly but gave NaN and a
-    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient.
+    # RuntimeWarning compiled; a failed ODE solve gave a finite wrong gradient;
+    # an invalid parameter whose log density is finite was accepted.
     results = {}
     for compile in (True, False):
         pot = potential(model, compile=compile)
@@ -804,15 +827,14 @@ def test_compiled_and_eager_agree_where_the_density_is_undefined(model, bad, kin
                 q = onp.array([q])
                 results.setdefault(compile, []).append((pot(q), *pot.value_and_grad(q)))
         assert pot.rejections == {kind: 4}
-        assert kind in pot.rejection_examples
-        if kind == "NaN energy":
-            assert "site(s) y" in pot.rejection_examples[kind]
+        assert where in pot.rejection_examples[kind]
     for compiled, eager in zip(results[True], results[False]):
         assert compiled[0] == eager[0] == compiled[1] == eager[1]
         onp.testing.assert_array_equal(compiled[2], eager[2])
     assert results[True][1][:2] == (math.inf, math.inf)
-    # Zero where an error stopped the gradient; NaN, as computed, for NaN energy.
-    onp.testing.assert_array_equal(results[True][1][2], [onp.nan if kind == "NaN energy" else 0.0])
+    # Zero where an error stopped the gradient; as computed otherwise (NaN for a
+    # NaN energy; the prior's and Beta's terms for the invalid Beta).
+    onp.testing.assert_allclose(results[True][1][2], [bad_grad], rtol=1e-12)
 
 
 def _math_exp_model(y=None):

@@ -8,6 +8,7 @@ with fixed seeds; a failure is a bug, not a tolerance to widen.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ import probad as pb
 import probad.ad.numpy as np
 from probad import distributions as dist
 from probad import handlers
+from probad.ad.misuse import TracedValueError
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
 from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
                           eight_schools_noncentered)
@@ -625,6 +627,19 @@ def test_bad_input_raises_before_sampling(model, data, message):
         pb.hmc(model, data, executor=NoChainsExecutor(), progress=False)
 
 
+def float_of_a_latent(y):
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    pb.sample("y", dist.Normal(float(mu), 1.0), obs=y)
+
+
+def test_a_model_error_every_chain_would_meet_is_raised_once_before_any_chain_starts():
+    """float() of a latent fails at every point: it is raised here, naming the
+    site and the fix, not as "every chain failed" from the workers."""
+    with pytest.raises(TracedValueError, match=r"latent site\(s\) 'mu': float\(\)"):
+        pb.hmc(float_of_a_latent, {"y": onp.zeros(3)}, executor=NoChainsExecutor(),
+               progress=False)
+
+
 # ------------------------------------------- issue 19: nothing hidden, no work lost
 def walled_clocked(clock):
     """A standard normal cut off at |x| = 0.05: nearly every trajectory hits
@@ -641,6 +656,29 @@ def test_an_interrupted_run_still_reports_its_divergences():
             idata = pb.hmc(walled_clocked, {"clock": InterruptAt(1500)}, draws=1000, tune=30,
                            chains=1, seed=2, compile=False, progress=False, init={"x": 0.0})
     assert idata.attrs["partial"] and int(idata.sample_stats["diverging"].sum()) > 0
+
+
+def gamma_with_a_free_shape(y):
+    a = pb.sample("a", dist.Normal(1.0, 1.0))
+    # For a <= 0 Gamma's log density is a finite number (or NaN): not a density.
+    pb.sample("y", dist.Gamma(a, 1.0), obs=y)
+
+
+def test_proposals_with_an_invalid_parameter_are_rejected_counted_and_reported_on_both_kernels():
+    data = {"y": onp.array([0.3, 0.5, 0.9, 1.8])}
+    counts = {}
+    for backend in ("python", "native"):
+        with pytest.warns(SamplingWarning, match=r"proposals were rejected .*invalid parameter"
+                                                 r" or NaN: \[\d+\]; first: invalid parameter at "
+                                                 r"site 'y': Gamma: parameter 'concentration' "
+                                                 r"must satisfy positive"):
+            idata = pb.hmc(gamma_with_a_free_shape, data, draws=100, tune=100, chains=1, seed=1,
+                           progress=False, kernel_backend=backend)
+        assert float(idata.posterior["a"].min()) > 0.0
+        (rejections,) = idata.sample_stats.attrs["rejections"]
+        counts[backend] = int(re.match(r"invalid parameter or NaN: \[(\d+)\]", rejections)[1])
+    # Same seed, same draws up to rounding: the same proposals are rejected.
+    assert counts["python"] == counts["native"] > 0
 
 
 def test_one_chain_runs_the_ess_checks_and_says_rhat_needs_more_chains():
@@ -677,15 +715,26 @@ def test_cores_and_executor_together_are_refused():
         pb.hmc(iid_normal, {"dim": 2}, executor=NoChainsExecutor(), cores=2, progress=False)
 
 
-@pytest.mark.parametrize("tune, message", [
-    (10, "tune=10 is too short to estimate the metric"),
-    (100, "tune=100 is shorter than the adaptation windows"),
+@pytest.mark.parametrize("tune, adapt, message", [
+    (10, "stan", "tune=10 is too short to estimate the metric"),
+    (100, "stan", "tune=100 is shorter than the adaptation windows"),
+    (29, "fisher", r"tune=29 is too short for the Fisher warmup's windows .* at most 25 draws"),
 ])
-def test_a_warmup_too_short_for_the_windows_warns_as_stan_does(tune, message):
-    # Stan's windows only: the Fisher schedule is fractions of any tune.
+def test_a_warmup_too_short_for_the_windows_warns_as_stan_does(tune, adapt, message):
     with pytest.warns(SamplingWarning, match=message):
         pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=tune, chains=1, seed=0, progress=False,
-               adapt="stan")
+               adapt=adapt)
+
+
+def test_the_fisher_warmup_warns_below_its_first_window_only():
+    """tune=30 is the shortest warmup in which a Fisher window completes."""
+    from probad.infer.fisher_adaptation import fisher_schedule
+
+    assert not fisher_schedule(29).switches and fisher_schedule(30).switches
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        pb.hmc(iid_normal, {"dim": 2}, draws=10, tune=30, chains=1, seed=0, progress=False)
+    assert not any("tune=" in str(w.message) for w in record)
 
 
 def test_a_warmup_that_fits_the_windows_does_not_warn_about_them():

@@ -1,8 +1,13 @@
 """Prior and posterior predictive draws."""
+import warnings
+
 import arviz as az
 import numpy as onp
 import pytest
 
+import probad as pb
+import probad.ad.numpy as np
+from probad import distributions as dist
 from probad.infer.predictive import predictive, prior_predictive
 from tests import models
 
@@ -121,3 +126,19 @@ def test_prediction_sites_without_draws_are_not_warned_of():
         # y given (redrawn), and y written obs=y with y None (a prediction)
         predictive(models.eight_schools_noncentered, ES, posterior, seed=0)
         predictive(models.eight_schools_noncentered, without_y, posterior, seed=0)
+
+
+def _log_of_zero():
+    mu = pb.sample("mu", dist.Normal(0.0, 1.0))
+    pb.deterministic("d", np.log(mu - mu))
+
+
+def test_a_floating_point_warning_in_the_model_points_at_the_model():
+    """Not at probad's tracer, where numpy's own warning pointed."""
+    for run in (lambda: prior_predictive(_log_of_zero, draws=2),
+                lambda: predictive(_log_of_zero, None, {"mu": onp.zeros(2)})):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            run()
+        found = [(w.filename, str(w.message)) for w in record if w.category is RuntimeWarning]
+        assert found and set(found) == {(__file__, "divide by zero encountered in log")}

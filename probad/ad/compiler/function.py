@@ -23,6 +23,7 @@ import warnings
 import numpy as onp
 
 from ..differential_operators import grad, make_jvp, value_and_grad
+from ..floating_point import as_outside, reported_at_user_code
 from ..numpy import random as ad_random
 from ..tracer import Box, trace_scope
 from .codegen import GuardFailure, Tape, build_tape, output_template
@@ -343,7 +344,8 @@ class Compiled:
         if tapes is not None:
             for i, tape in enumerate(tapes):
                 try:
-                    out = tape.replay(*leaves)
+                    with reported_at_user_code():
+                        out = tape.replay(*leaves)
                 except GuardFailure:
                     continue
                 except Exception:
@@ -369,7 +371,11 @@ class Compiled:
             return self.fun(*args, **kwargs)
         self.trace_count += 1
         error = None
-        with trace_scope(RecordTrace) as trace:
+        # Entered before the trace starts, as around a replay: the trace
+        # records an op's errstate only where it differs from its own, so a
+        # derivative inside entering the same context records none.
+        with reported_at_user_code(), trace_scope(RecordTrace) as trace:
+            baseline = trace.errstate
             boxed_args, boxed_kwargs = _map_leaves(
                 (args, kwargs), lambda x: trace.new_input(x) if _is_array_leaf(x) else x)
             n_inputs = len(trace.meta)
@@ -379,6 +385,8 @@ class Compiled:
                 except Exception as exc:
                     error = exc
             trace.close()
+            for op in trace.ops:  # an errstate the function entered itself
+                op.errstate = as_outside(op.errstate, baseline)
         if error is not None:
             del boxed_args, boxed_kwargs
             result = self.fun(*args, **kwargs)  # raises the function's own error, if any

@@ -679,14 +679,29 @@ def run(code, ints, ws, status):
 
 
 @_jit
+def _rejected(status, kind):
+    """+inf, a rejected proposal, counted in ``status[kind]``; but NaN the
+    first time (marked in ``status[kind + 2]``), which makes the caller
+    evaluate the point through Python: that names the site and the cause."""
+    if status[kind + 2] == 0:
+        status[kind + 2] = 1
+        return math.nan
+    status[kind] += 1
+    return math.inf
+
+
+@_jit
 def potential_fn(q, grad_out, prog):
     """``U(q)`` of a lowered potential, with ``dU/dq`` written into ``grad_out``.
 
     ``prog`` is ``(code, ints, ws, status, io)``; ``io`` holds the offset of
     ``q`` in ``ws``, the offset of ``U`` and then the position of each
-    gradient entry. Returns +inf where the energy is not a number (NaN
-    parameters, a failed Cholesky factorisation: a rejected proposal), and NaN
-    with ``status[0] == 1`` when a guard failed (see :mod:`.native`).
+    gradient entry. Returns +inf where the energy is not a number (NaN or
+    invalid parameters, a failed Cholesky factorisation: a rejected
+    proposal), counted in ``status[1]`` and ``status[2]`` respectively
+    (``native.REJECTION_KINDS``), except the first of each kind (see
+    :func:`_rejected`); and NaN with ``status[0] == 1`` when a guard failed
+    (see :mod:`.native`).
     """
     code, ints, ws, status, io = prog
     q_at = io[0]
@@ -698,7 +713,7 @@ def potential_fn(q, grad_out, prog):
     for i in range(grad_out.shape[0]):
         grad_out[i] = ws[io[2 + i]]
     if flag == 2:
-        return math.inf
+        return _rejected(status, 2)
     u = ws[io[1]]
-    return u if u == u else math.inf
+    return _rejected(status, 1) if u != u else u
 

@@ -34,7 +34,9 @@ its sentinel: ``fn`` returns NaN and leaves ``prog[3][0] == 1``
 potential through Python (``Potential.value_and_grad(q)``), which retraces,
 and reads ``Potential.native`` again for the new program. Every other NaN
 energy is returned as +inf, as is a failed linear-algebra routine (numpy's
-``LinAlgError``): the proposal is rejected.
+``LinAlgError``): the proposal is rejected, and counted in the program's
+``status``; the first of each kind is returned as NaN instead, so that the
+caller evaluates the point through Python, which says where it happened.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ from .reroll import reroll
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "lowering_of", "Unsupported",
-           "estimated_costs", "NUMPY_ONLY", "numpy_only_primitives"]
+           "estimated_costs", "REJECTION_KINDS", "NUMPY_ONLY", "numpy_only_primitives"]
 
 _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERNARY, interp.REDUCE
 _F8 = onp.dtype(onp.float64)
@@ -64,6 +66,15 @@ _MAXDIM = 4
 _SCALARISE = 4
 _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
                _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
+
+
+#: What ``Program.status[1 + i]`` counts: the evaluations of the native
+#: potential that returned +inf for each reason, as ``Potential.rejections``
+#: names them (the compiled NUTS calls it where Python cannot count).
+#: ``status[1 + len(REJECTION_KINDS) + i]`` is 1 once the first of a kind
+#: was handed to Python instead (NaN, as a failed guard: Python evaluates the
+#: point again, and counts and describes it).
+REJECTION_KINDS = ("invalid parameter or NaN", "linear algebra failed")
 
 
 class Unsupported(Exception):
@@ -131,7 +142,9 @@ class Program:
     ----------
     code, ints, ws, status : numpy arrays
         The interpreter's instruction stream, position table, workspace
-        (inputs, constants and intermediates) and status flag.
+        (inputs, constants and intermediates) and status: ``status[0]`` the
+        flag of the last run, then the rejections of
+        :func:`.interpreter.potential_fn` (see :data:`REJECTION_KINDS`).
     inputs : list of (offset, size)
         Where each array leaf of a call is written.
     """
@@ -140,7 +153,7 @@ class Program:
         self.code = code
         self.ints = ints
         self.ws = ws
-        self.status = onp.zeros(1, dtype=onp.int64)
+        self.status = onp.zeros(1 + 2 * len(REJECTION_KINDS), dtype=onp.int64)
         self.inputs = inputs
         self._views = out_views  # slot -> (positions, meta)
         self._meta = out_meta

@@ -90,8 +90,30 @@ def test_native_potential_interface_matches_value_and_grad():
     want_value, want_gradient = pot.value_and_grad(q)
     assert value == want_value and onp.array_equal(grad_out, want_gradient)
     assert not nat.guard_failed()
-    # a NaN parameter is a rejected proposal, not a NaN energy
+    # a NaN parameter is a rejected proposal, not a NaN energy (after the
+    # first, which goes to Python to be described: see the next test)
+    nat.fn(onp.full(pot.dim, onp.nan), grad_out, nat.prog)
     assert nat.fn(onp.full(pot.dim, onp.nan), grad_out, nat.prog) == onp.inf
+
+
+def test_the_native_potentials_rejections_are_counted_by_the_potential():
+    """The compiled NUTS calls ``fn`` where Python cannot count: the program
+    counts, and ``Potential.rejections`` adds its counts to its own. The
+    first rejection is handed to Python (NaN, not a failed guard), which
+    evaluates the point again, counts it and says where it happened."""
+    model, data = SUITE["eight_schools_noncentered"]
+    pot = pb.infer.potential(model, data, backend="native")
+    q, bad = pot.initial_point(seed=3), onp.full(pot.dim, onp.nan)
+    nat = pot.native
+    grad_out = onp.zeros(pot.dim)
+    nat.fn(q, grad_out, nat.prog)
+    assert pot.rejections == {}
+    assert onp.isnan(nat.fn(bad, grad_out, nat.prog)) and not nat.guard_failed()
+    assert pot.value_and_grad(bad)[0] == onp.inf  # what the compiled NUTS's caller does
+    assert "site(s)" in pot.rejection_examples["invalid parameter or NaN"]
+    for _ in range(3):
+        assert nat.fn(bad, grad_out, nat.prog) == onp.inf
+    assert pot.rejections == {"invalid parameter or NaN": 4}
 
 
 def test_native_potential_is_none_on_the_numpy_backend():
@@ -112,7 +134,9 @@ def test_failed_cholesky_is_infinite_energy():
     assert_close(fast.value_and_grad(good)[1], reference.value_and_grad(good)[1])
     assert fast.value_and_grad(bad)[0] == reference.value_and_grad(bad)[0] == onp.inf
     nat = fast.native
+    assert onp.isnan(nat.fn(bad, onp.zeros(1), nat.prog))  # the first: Python describes it
     assert nat.fn(bad, onp.zeros(1), nat.prog) == onp.inf
+    assert fast.rejections == {"linear algebra failed": 2}  # the value_and_grad above, and this
 
 
 # ------------------------------------------------------------------ guards
