@@ -38,9 +38,9 @@ def measure(label, model, data, draws=500, tune=300):
     sweep = GibbsSteps.__call__
     sweeps = []
 
-    def timed(self, rng, q):
+    def timed(self, rng, q, tune=False):
         start = time.perf_counter()
-        out = sweep(self, rng, q)
+        out = sweep(self, rng, q, tune)
         sweeps.append(time.perf_counter() - start)
         return out
 

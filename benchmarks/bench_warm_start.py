@@ -24,11 +24,25 @@ logistic       1.38x         0.74x          1.46x
 radon          1.50x         0.99x          1.46x
 =============  ============  =============  ======
 
-Reusing the step size and metric as they are saves the whole warmup. A
-50-iteration re-tune does not pay on logistic and radon: dual averaging's
-average over so few iterations ends below the step size it converges to
-(radon: 0.37-0.42 against the fresh run's 0.48-0.51, acceptance 0.87-0.89
-instead of 0.80-0.82); with 150 iterations it is back at 0.44-0.48.
+Reusing the step size and metric as they are saves the whole warmup. The
+50-iteration re-tune did not pay on logistic and radon: dual averaging with
+Stan's ``t0 = 10`` swings widely in its first iterations, and its average
+over so few ended ~20% below the step size it converges to (radon: 0.37-0.42
+against the fresh run's 0.48-0.51, acceptance 0.87-0.89 instead of
+0.80-0.82). The re-tune now uses ``t0 = 100``
+(``adaptation.WARM_START_T0``); measured again (same day, same machine):
+
+=============  ============  =============  ======
+model          warm, tune=0  warm, tune=50  extend
+=============  ============  =============  ======
+eight schools  1.57x         1.08x          1.65x
+logistic       1.38x         1.32x          1.38x
+radon          1.37x         1.20x          1.65x
+=============  ============  =============  ======
+
+(radon's re-tuned steps 0.43-0.50, acceptance 0.82-0.87; eight schools'
+tune=50 costs the same gradients as tune=0 and differs in ESS only, which
+varies 20-30% between runs.)
 
 Run: ``python benchmarks/bench_warm_start.py`` (about 2 minutes on two busy
 cores; ``--models eight_schools`` to restrict).

@@ -21,15 +21,18 @@ it takes for derivatives of any order and for forward-over-reverse products.
 from __future__ import annotations
 
 import functools
+import threading
 import types
 import warnings
 import weakref
+
+import numpy as onp
 
 from .misuse import lost_derivative
 
 __all__ = [
     "Box", "primitive", "notrace_primitive", "nondiff_primitive", "register_notrace",
-    "new_box", "isbox", "getval", "trace_scope", "Node", "trace",
+    "new_box", "isbox", "getval", "trace_scope", "Node", "trace", "shared_calls", "constant_key",
 ]
 
 
@@ -295,6 +298,9 @@ class primitive:
     # Makes one traced array of a (nested) list or tuple holding traced
     # values; set by the numpy layer.
     pack_sequence = None
+    # Whether equal arguments give an equal result (not so for random draws):
+    # only such calls are shared under ``shared_calls``.
+    pure = True
     # Every primitive made, for autograd's ``primitive_vjps`` registry view.
     instances = weakref.WeakSet()
 
@@ -334,6 +340,10 @@ class primitive:
                     break
                 boxed = i
             i += 1
+        if _SHARED and boxed is not None and self.pure:
+            memo = _SHARED.get(threading.get_ident())
+            if memo is not None:
+                return _shared_call(self, memo, args, kwargs)
         if boxed is None:
             try:
                 return self.fun(*args, **kwargs)
@@ -412,6 +422,79 @@ class primitive:
 
     def __repr__(self):
         return f"<primitive {self.__name__}>"
+
+
+# ----------------------------------------------------- shared repeated calls
+#: thread id -> memo of the innermost ``shared_calls`` block open in that thread.
+_SHARED: dict[int, dict] = {}
+#: Largest array compared by value in a call's key; a larger one by identity.
+VALUE_KEY_BYTES = 4096
+
+
+def constant_key(value, by_value=lambda array: True):
+    """A hashable stand-in for an argument that is not traced here: by value
+    for Python and numpy scalars (bit pattern, so 0.0 and -0.0 differ), for
+    numeric arrays of at most :data:`VALUE_KEY_BYTES` that ``by_value``
+    accepts, and for tuples of these; by identity for anything else (the
+    caller keeps such an object alive while the key is in use)."""
+    t = type(value)
+    if t in (type(None), bool, int, str):
+        return t, value
+    if t is float or isinstance(value, onp.generic) and value.dtype.kind in "biufc":
+        return t, onp.asarray(value).tobytes()
+    if t is tuple:  # an index: (1, True) is not (1, 1)
+        return t, tuple(constant_key(v, by_value) for v in value)
+    if t is onp.ndarray and value.dtype.kind in "biufc" and value.nbytes <= VALUE_KEY_BYTES \
+            and by_value(value):
+        return t, value.dtype.str, value.shape, value.tobytes()
+    return "id", id(value)
+
+
+def _shared_call(prim, memo, args, kwargs):
+    """``prim(*args, **kwargs)``, or the result of an earlier call with the
+    same boxes and equal constants in this ``shared_calls`` block."""
+    key = (prim, tuple(("box", id(a)) if isinstance(a, Box) else constant_key(a) for a in args),
+           tuple((k, constant_key(v)) for k, v in kwargs.items()))
+    hit = memo.get(key)
+    if hit is not None:
+        return hit[0]
+    token = _SHARED.pop(threading.get_ident())  # the call itself runs unshared
+    try:
+        ans = prim(*args, **kwargs)
+    finally:
+        _SHARED[threading.get_ident()] = token
+    if isinstance(ans, Box):  # a raw result (a mask) may be changed in place by its user
+        memo[key] = (ans, args, kwargs)  # the arguments keep the ids in the key unique
+    return ans
+
+
+class shared_calls:
+    """Within this block (in this thread), a pure primitive called again on
+    the same boxes with equal other arguments returns the first call's result
+    instead of recording a second call.
+
+    A model whose Python loop repeats a computation (``theta[x]`` at every
+    step of an enumerated Markov chain, with ``x`` the same support each
+    time) then has one node for it on every trace: a compiled replay
+    computes it, and the backward pass differentiates it, once, with the
+    gradients of its uses summed first (which may round differently from
+    differentiating each use and summing after).
+    """
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self):
+        ident = threading.get_ident()
+        self._outer = _SHARED.get(ident)
+        _SHARED[ident] = {}
+        return self
+
+    def __exit__(self, *exc):
+        ident = threading.get_ident()
+        if self._outer is None:
+            del _SHARED[ident]
+        else:
+            _SHARED[ident] = self._outer
 
 
 def _traced_call(args):

@@ -69,6 +69,9 @@ class ChainResult(NamedTuple):
     discrete, warmup_discrete : ndarray or None
         With ``gibbs``: the discrete values of each kept (and warmup) draw,
         shape ``(draws, discrete dim)``.
+    gibbs_end : tuple or None
+        With ``gibbs``: ``(discrete values, random walks' reaches)`` where
+        the chain stopped, what ``gibbs_start`` continues from.
     """
 
     positions: np.ndarray
@@ -84,6 +87,7 @@ class ChainResult(NamedTuple):
     rejections: tuple = ()
     discrete: np.ndarray | None = None
     warmup_discrete: np.ndarray | None = None
+    gibbs_end: tuple | None = None
 
 
 class ChainProgress(NamedTuple):
@@ -188,6 +192,7 @@ def run_chain(
     should_stop: Callable[[], bool] | None = None,
     native_potential: Callable[[], object | None] | None = None,
     gibbs: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
+    gibbs_start: tuple | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
 
@@ -252,11 +257,19 @@ def run_chain(
         potential hands back (a failed guard of its tape) runs in Python on
         ``potential_fn``, and the native form is asked for again afterwards.
         Initialisation and step size searches always use ``potential_fn``.
-    gibbs : callable, optional
-        ``gibbs(rng, q) -> values``: one sweep of Gibbs steps over discrete
-        sites that ``potential_fn`` reads (:class:`probad.infer.gibbs.GibbsSteps`),
-        run after every transition; ``U`` and its gradient are then evaluated
+    gibbs : GibbsSteps, optional
+        ``gibbs(rng, q, tune) -> values``: one sweep of Gibbs steps over
+        discrete sites that ``potential_fn`` reads
+        (:class:`probad.infer.gibbs.GibbsSteps`), run after every transition
+        (``tune`` in warmup); ``U`` and its gradient are then evaluated
         again at the new values, and the values are recorded with each draw.
+        ``gibbs.restart()`` is called first.
+    gibbs_start : tuple, optional
+        ``(discrete values, reaches, exact)``: where an earlier chain's Gibbs
+        steps stopped (its ``gibbs_end``). The chain starts from those values
+        and reaches; with ``exact`` (an extension, which goes on with the
+        earlier chain's generator) it makes no first sweep, so it continues
+        that chain's stream.
 
     Returns
     -------
@@ -285,10 +298,23 @@ def run_chain(
         return potential_fn(q)
 
     discrete = None
-    if gibbs is not None:
+    gibbs_tuning = tune > 0  # warmup sweeps tune the Gibbs random walks' reach
+    if gibbs is not None and gibbs_start is not None:
+        values, reaches, exact = gibbs_start
+        discrete = gibbs.resume(values, reaches)
+        start = np.asarray(getattr(init_position, "position", init_position), dtype=np.float64)
+        if exact:
+            # Not counted, and not for its value: a compiled (native) potential
+            # reads the discrete values of its last evaluation, which may have
+            # been another chain's (chains in one process share the potential).
+            potential_fn(start)
+        else:
+            discrete = gibbs(rng, start, gibbs_tuning)
+    elif gibbs is not None:
+        gibbs.restart()  # from the first reach, whichever chains ran before in this process
         # A first sweep, so that the discrete values are drawn given the start
         # (not left at the prior draws initialisation begins from).
-        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64))
+        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64), gibbs_tuning)
     state = init_position if isinstance(init_position, kernels.HMCState) else \
         kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
@@ -328,7 +354,7 @@ def run_chain(
         def transition(state, step_size, metric):
             nonlocal discrete
             state, info = continuous_transition(state, step_size, metric)
-            discrete = gibbs(rng, state.position)
+            discrete = gibbs(rng, state.position, gibbs_tuning)
             if native is not None:
                 native.refresh()  # the compiled potential's discrete input changed
             # The transition's statistics stay its own; the state's energy and
@@ -361,7 +387,7 @@ def run_chain(
             adapt_state = adaptation.init(rng, state, counted_potential, step_size, inverse_metric)
             step_size, metric = adapt_state.step_size, adapt_state.metric
         for iteration in range(total):
-            warmup = iteration < tune
+            warmup = gibbs_tuning = iteration < tune
             state, info = transition(state, step_size, metric)
             if iteration == tune:
                 divergences = 0  # the bar reports sampling's divergences, as the summary does
@@ -405,4 +431,5 @@ def run_chain(
         rng_state=rng.bit_generator.state,
         discrete=trace.discrete_arrays(),
         warmup_discrete=warmup_trace.discrete_arrays() if warmup_trace is not None else None,
+        gibbs_end=None if gibbs is None else (discrete.copy(), gibbs.reaches()),
     )

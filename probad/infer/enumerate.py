@@ -32,6 +32,7 @@ import numpy as onp
 
 import probad.ad.numpy as np
 from ..ad.scipy.special import logsumexp
+from ..ad.tracer import shared_calls
 from ..primitives import Messenger, SiteError
 
 __all__ = ["is_enumerated", "carries_enumeration", "Enumerator", "first_enum_dim", "contract",
@@ -140,7 +141,16 @@ class Enumerator(Messenger):
 
     def __enter__(self):
         self._holders = defaultdict(list)  # dim -> [(site, markov path)], oldest first
+        # A Markov chain's steps repeat computations on the same support
+        # (``theta[x]``): shared, each is traced, replayed and differentiated once.
+        self._shared = shared_calls().__enter__()
         return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._shared.__exit__(*exc)
 
     def _scope(self, path) -> dict:
         scope = {}
@@ -372,14 +382,16 @@ def contract(model_trace, first_dim: int, site_log_prob, records=None):
     """
     layout = _Layout(model_trace)
     total, factors = 0.0, []
-    for msg in model_trace.values():
-        if msg["type"] != "sample":
-            continue
-        log, sites = _site_factor(msg, site_log_prob(msg), first_dim)
-        if sites:
-            factors.append(_Factor(log, sites, frozenset(f.name for f in msg["cond_indep_stack"])))
-        else:
-            total = total + np.sum(log)
+    with shared_calls():  # the log densities of a Markov chain's steps repeat (Enumerator)
+        for msg in model_trace.values():
+            if msg["type"] != "sample":
+                continue
+            log, sites = _site_factor(msg, site_log_prob(msg), first_dim)
+            if sites:
+                factors.append(_Factor(log, sites,
+                                       frozenset(f.name for f in msg["cond_indep_stack"])))
+            else:
+                total = total + np.sum(log)
     return total + _eliminate(layout, factors, records=records) if factors else total
 
 

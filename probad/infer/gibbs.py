@@ -8,9 +8,14 @@ with one sweep over these sites, in model order (NumPyro's
   from its full conditional: the log joint at each value of the support,
   every other site held fixed, normalised.
 - A site with an infinite support (Poisson, Geometric, NegativeBinomial
-  counts) takes a Metropolis step: a symmetric random walk of +-1 on the
-  integers, accepted with the ratio of the log joints (a proposal outside
-  the support is rejected).
+  counts) takes a Metropolis step: a symmetric random walk on the integers,
+  a jump of 1..m with either sign, accepted with the ratio of the log joints
+  (a proposal outside the support is rejected). The reach ``m`` starts at 1
+  and is tuned during warmup by the rule PyMC's Metropolis tunes its scale
+  by (every :data:`TUNE_INTERVAL` sweeps, grown while more than half the
+  proposals are accepted, shrunk while fewer than a fifth are), then fixed
+  for sampling; a count with a posterior sd of 8 then moves by about that
+  much, not by one.
 
 Where the site sits in plates, its entries are conditionally independent
 given everything else, so all of them are updated from **one run** of the
@@ -44,11 +49,14 @@ from ..distributions.distribution import validation_suspended
 from .density import Potential, scaled_log_prob
 from .enumerate import first_enum_dim
 
-__all__ = ["GibbsSteps", "GibbsWarning", "gibbs_steps", "MAX_SUPPORT"]
+__all__ = ["GibbsSteps", "GibbsWarning", "gibbs_steps", "MAX_SUPPORT", "TUNE_INTERVAL"]
 
 #: Largest finite support drawn from its full conditional; a larger one takes
 #: random-walk Metropolis steps (one run costs a pass per candidate value).
 MAX_SUPPORT = 256
+
+#: Warmup sweeps between two changes of a random walk's reach.
+TUNE_INTERVAL = 50
 
 # What a blocked update's local terms may differ from the potential by
 # (rounding of two sums in different orders), relative to the terms' size.
@@ -71,12 +79,15 @@ class _Update:
     constraint: object  # the site's support, to refuse random-walk proposals outside it
     blocked: bool  # every entry from one run of the model
     plates: tuple  # plate names of the site (for the summary)
+    scale: float = 1.0  # a random walk's reach (its largest jump), tuned in warmup
+    accepted: int = 0  # random-walk proposals accepted since the reach last changed
+    proposed: int = 0
 
     def describe(self) -> str:
         if self.support is not None:
             how = f"Gibbs from its full conditional over {len(self.support)} values"
         else:
-            how = "Metropolis, random walk of +-1 (infinite support)"
+            how = "Metropolis, random walk on the integers tuned in warmup (infinite support)"
         if self.size == 1:
             return how
         if self.blocked:
@@ -93,9 +104,12 @@ class GibbsSteps:
         Built with ``gibbs=True``; its ``discrete_values`` are what a sweep
         updates.
 
-    Calling the object, ``steps(rng, q)``, runs one sweep at the continuous
-    position ``q`` and returns the new ``discrete_values`` (also set on
-    ``pot``). ``describe()`` says how each site is updated.
+    Calling the object, ``steps(rng, q, tune=False)``, runs one sweep at the
+    continuous position ``q`` and returns the new ``discrete_values`` (also
+    set on ``pot``); with ``tune`` the sweep is a warmup one, whose random
+    walks tune their reach. ``restart()`` sets every reach back to 1, as a
+    new chain begins (chains run in one process share this object).
+    ``describe()`` says how each site is updated.
     """
 
     def __init__(self, pot: Potential):
@@ -225,23 +239,50 @@ class GibbsSteps:
         """Site name -> how its values are updated."""
         return {u.name: u.describe() for u in self.updates}
 
-    def __call__(self, rng: onp.random.Generator, q) -> onp.ndarray:
+    def restart(self) -> None:
+        """Every random walk back to its first reach, for a new chain."""
+        for update in self.updates:
+            update.scale, update.accepted, update.proposed = 1.0, 0, 0
+
+    def reaches(self) -> onp.ndarray:
+        """Every site's reach (1 for a site drawn from its full conditional)."""
+        return onp.array([update.scale for update in self.updates])
+
+    def resume(self, values, reaches) -> onp.ndarray:
+        """Go on from an earlier chain's discrete values and reaches."""
+        self.restart()
+        for update, scale in zip(self.updates, reaches):
+            update.scale = float(scale)
+        self.pot.discrete_values = onp.array(values, dtype=onp.float64)
+        return self.pot.discrete_values
+
+    def __call__(self, rng: onp.random.Generator, q, tune: bool = False) -> onp.ndarray:
         q = onp.asarray(q, dtype=onp.float64)
         with onp.errstate(all="ignore"):
             for update in self.updates:
                 z = self.pot.discrete_values.copy()
                 current = z[update.offset:update.offset + update.size]
                 step = self._blocked_step if update.blocked else self._entrywise_step
-                z[update.offset:update.offset + update.size] = step(rng, q, z, update, current)
+                new = step(rng, q, z, update, current)
+                if tune and update.support is None:
+                    _tune_reach(update, int(onp.count_nonzero(new != current)), update.size)
+                z[update.offset:update.offset + update.size] = new
                 self.pot.discrete_values = z
         return self.pot.discrete_values
+
+    @staticmethod
+    def _jumps(rng, update, shape):
+        """Symmetric random-walk jumps: 1..m with either sign, m the reach."""
+        reach = max(1, int(round(update.scale)))
+        sizes = rng.integers(1, reach + 1, size=shape) if reach > 1 else onp.ones(shape)
+        return rng.choice((-1.0, 1.0), size=shape) * sizes
 
     def _blocked_step(self, rng, q, z, update, current):
         if update.support is not None:
             rows = self._candidates(update, current)
             logits = onp.reshape(self._local(q, z, rows, update.name), rows.shape)
             return self._draw(rng, logits, update.support, current)
-        proposal = current + rng.choice((-1.0, 1.0), size=current.shape)
+        proposal = current + self._jumps(rng, update, current.shape)
         rows = onp.stack([current, proposal])
         local = onp.reshape(self._local(q, z, rows, update.name), rows.shape)
         return self._accept(rng, local[1] - local[0], current, proposal, update)
@@ -254,7 +295,7 @@ class GibbsSteps:
                 new[i] = self._draw(rng, -onp.array(energies)[:, None], update.support,
                                     new[i:i + 1])[0]
             else:
-                proposal = new[i] + rng.choice((-1.0, 1.0))
+                proposal = new[i] + self._jumps(rng, update, ())
                 log_ratio = self._energy(q, z, update, new, i, new[i]) - \
                     self._energy(q, z, update, new, i, proposal)
                 new[i] = self._accept(rng, onp.array([log_ratio]), new[i:i + 1],
@@ -282,6 +323,21 @@ class GibbsSteps:
         # NaN ratios (a proposal where the density is undefined) are refused.
         accept = inside & (onp.log(rng.random(current.shape)) < log_ratio)
         return onp.where(accept, proposal, current)
+
+
+def _tune_reach(update: _Update, accepted: int, proposed: int) -> None:
+    """Count a warmup sweep's random-walk acceptances; every
+    :data:`TUNE_INTERVAL` sweeps, scale the reach by PyMC's Metropolis rule
+    (acceptance rate below 0.2 shrinks it, above 0.5 grows it)."""
+    update.accepted += accepted
+    update.proposed += proposed
+    if update.proposed < TUNE_INTERVAL * update.size:
+        return
+    rate = update.accepted / update.proposed
+    factor = (0.1 if rate < 0.001 else 0.5 if rate < 0.05 else 0.9 if rate < 0.2
+              else 10.0 if rate > 0.95 else 2.0 if rate > 0.75 else 1.1 if rate > 0.5 else 1.0)
+    update.scale = max(1.0, update.scale * factor)
+    update.accepted = update.proposed = 0
 
 
 def gibbs_steps(pot: Potential) -> GibbsSteps:

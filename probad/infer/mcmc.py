@@ -532,7 +532,10 @@ def _start_options(start: ChainStart | None) -> dict:
     """The step size and inverse metric a chain starts from, if it continues a run."""
     if start is None:
         return {}
-    return {"step_size": start.step_size, "inverse_metric": start.inverse_metric}
+    options = {"step_size": start.step_size, "inverse_metric": start.inverse_metric}
+    if start.gibbs is not None:  # an extension (an exact state) continues the Gibbs stream
+        options["gibbs_start"] = (*start.gibbs, start.state is not None)
+    return options
 
 
 def _sample(pot, jobs, executor, cores, build_time, progress):

@@ -3,7 +3,8 @@
 A run's draws are constrained values, and a chain cannot be continued from
 them: it needs its unconstrained state (position, potential energy and
 gradient, bit for bit), its step size and inverse metric, and the state of
-its random generator. ``pb.hmc`` records these in ``idata.attrs`` (netCDF
+its random generator, and with Gibbs-sampled discrete sites their values
+and random walks' reaches. ``pb.hmc`` records these in ``idata.attrs`` (netCDF
 keeps float64 and int64 arrays exactly, so they survive ``to_netcdf``); this
 module writes them, reads them back checked against the model given, and
 appends an extension's draws to the run it continues.
@@ -55,6 +56,9 @@ class ChainStart(NamedTuple):
     rng_state : dict or None
         The chain's generator state (for an extension), or None: the new
         run's seed gives the stream.
+    gibbs : tuple or None
+        ``(discrete values, reaches)`` where the chain's Gibbs steps stopped
+        (:mod:`probad.infer.gibbs`), or None for a model without Gibbs sites.
     """
 
     position: np.ndarray
@@ -62,6 +66,7 @@ class ChainStart(NamedTuple):
     step_size: float
     inverse_metric: object
     rng_state: dict | None
+    gibbs: tuple | None = None
 
     def generator(self, seed) -> np.random.Generator:
         """The chain's generator: the one it stopped with, else one from ``seed``."""
@@ -79,7 +84,12 @@ def chain_state_attrs(chains, results) -> dict:
     ``inverse_metric*`` and ``num_gradient_evaluations`` attrs share them)."""
     states = [r.last_state for r in results]
     metric = results[0].inverse_metric
+    gibbs = {} if results[0].gibbs_end is None else {
+        "last_discrete": np.stack([r.gibbs_end[0] for r in results]),
+        "gibbs_reach": np.stack([r.gibbs_end[1] for r in results]),
+    }
     return {
+        **gibbs,
         "state_chains": [int(c) for c in chains],
         # netCDF gives a (1, d, d) array back as (d, d): the kind cannot be read off the shape.
         "inverse_metric_kind": "low_rank" if isinstance(metric, LowRankInverseMetric) else
@@ -185,19 +195,18 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
     TypeError
         If ``idata`` is not an InferenceData.
     ValueError
-        If the model has Gibbs-sampled discrete sites (not carried over yet),
-        or ``idata`` holds no sampler state, or its sites or dimension differ
+        If ``idata`` holds no sampler state, or its sites or dimension differ
         from the model's, or (``exact``) the log density at a chain's end is
         not the one the run computed, or a chain was stopped early.
     """
     _check_type(idata, caller)
-    if getattr(pot, "discrete", None):
-        # A chain's end would need its discrete values too, and the first Gibbs
-        # sweep that a chain makes at its start would break the stream.
-        raise ValueError(f"{caller}: runs of models with Gibbs-sampled discrete sites "
-                         f"({', '.join(pot.discrete)}) cannot be continued yet; start a new "
-                         "run with pb.hmc")
     attrs = getattr(idata, "attrs", None) or {}
+    gibbs = bool(getattr(pot, "discrete", None))
+    if gibbs and "last_position" in attrs and "last_discrete" not in attrs:
+        raise ValueError(f"{caller}: the model has Gibbs-sampled discrete sites "
+                         f"({', '.join(pot.discrete)}) but the InferenceData has no discrete "
+                         "values to go on from (attrs['last_discrete']): is this the model "
+                         "that was sampled?")
     if "posterior" not in idata.groups() or "last_position" not in attrs:
         raise ValueError(f"{caller}: this InferenceData has no sampler state to continue from "
                          "(attrs['last_position'] is missing); it must come from pb.hmc or "
@@ -225,6 +234,16 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
             raise ValueError(f"{caller}: the InferenceData has no end state for its chain "
                              f"{chain} (attrs['state_chains'] lists {sorted(rows)})")
         row, state, rng_state = rows[chain], None, None
+        ends = None
+        if gibbs:
+            values = np.asarray(attrs["last_discrete"], dtype=np.float64).reshape(n_chains, -1)
+            if values.shape[1] != len(pot.discrete_values):
+                raise ValueError(f"{caller}: the run's chains have {values.shape[1]} discrete "
+                                 f"values but the model has {len(pot.discrete_values)}: is "
+                                 "this the model that was sampled?")
+            ends = (values[row].copy(),
+                    np.asarray(attrs["gibbs_reach"], dtype=np.float64).reshape(n_chains, -1)[row])
+            pot.discrete_values = ends[0].copy()  # what the checks below evaluate at
         if exact:
             grads = np.asarray(attrs["last_potential_grad"], dtype=np.float64)
             state = HMCState(positions[row].copy(),
@@ -235,7 +254,8 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
             rng_state = _decode_rng(np.reshape(attrs["rng_state"], (n_chains, -1))[row])
         starts[chain] = ChainStart(positions[row], state,
                                    float(_per_chain(attrs, "step_size")[row]),
-                                   _inverse_metric(attrs, row, n_chains, pot.dim), rng_state)
+                                   _inverse_metric(attrs, row, n_chains, pot.dim), rng_state,
+                                   ends)
     return starts
 
 
@@ -263,7 +283,7 @@ def _check_end(pot, posterior, state: HMCState, chain: int, index: int, caller: 
         last = pot.constrain_and_log_likelihood(state.position)[0]
     else:
         last = pot.constrain(state.position)
-    for name in pot.sites:
+    for name in [*pot.sites, *getattr(pot, "discrete", ())]:
         drawn = np.asarray(posterior[name].values[index, -1])
         if not np.allclose(drawn, last[name], rtol=1e-12, atol=0.0):
             raise ValueError(f"{caller}: chain {chain} did not stop at its last kept draw (the "

@@ -123,3 +123,67 @@ def test_getval_and_isbox_see_under_the_trace():
     grad(f)(onp.ones(2))
     f(onp.ones(2))
     assert seen == [(True, onp.ndarray), (False, onp.ndarray)]
+
+
+
+def test_shared_calls_trace_a_repeated_computation_once():
+    import threading
+
+    from probad.ad import value_and_grad
+    from probad.ad.tracer import shared_calls
+
+    masked = primitive(lambda x, mask: onp.where(mask, x, 0.0))
+    vjp_calls = []
+    defvjp(masked, lambda ans, x, mask: lambda g: vjp_calls.append(1) or np.where(mask, g, 0.0))
+    x0 = onp.array([0.5, -1.5, 2.0])
+
+    def f(x):
+        # A fresh (equal) mask at every step, as a loop would build it.
+        return sum(np.sum(masked(np.exp(x), onp.arange(3) > 0)) * w for w in (1.0, 2.0, 3.0))
+
+    u, g = value_and_grad(f)(x0)
+    assert len(vjp_calls) == 3
+    vjp_calls.clear()
+    with shared_calls():
+        u_shared, g_shared = value_and_grad(f)(x0)
+        other_thread = []
+        thread = threading.Thread(target=lambda: other_thread.append(value_and_grad(f)(x0)))
+        thread.start()
+        thread.join()
+    assert len(vjp_calls) == 1 + 3  # this thread's run shares; the other thread's does not
+    # The same derivative, the gradients of the three uses summed before the VJP.
+    assert u_shared == pytest.approx(u, rel=1e-15)
+    onp.testing.assert_allclose(g_shared, g, rtol=1e-15)
+    vjp_calls.clear()
+    value_and_grad(f)(x0)
+    assert len(vjp_calls) == 3  # sharing ends with the block
+
+
+def test_shared_calls_never_share_random_draws():
+    from probad.ad import grad
+    from probad.ad.tracer import shared_calls
+
+    def f(loc):
+        with shared_calls():
+            a, b = np.random.normal(loc), np.random.normal(loc)
+        assert a != b
+        return loc * 1.0
+
+    onp.random.seed(0)
+    grad(f)(0.5)
+
+
+def test_shared_calls_give_a_fresh_raw_result_each_time():
+    # A comparison of a traced value is a raw array to a derivative trace;
+    # its user may change it in place, so it is never handed out twice.
+    from probad.ad import grad
+    from probad.ad.tracer import shared_calls
+
+    def f(x):
+        with shared_calls():
+            first = np.greater(x, 0.0)
+            first[:] = False
+            assert np.greater(x, 0.0).all()
+        return np.sum(x)
+
+    grad(f)(onp.ones(2))

@@ -245,6 +245,49 @@ def test_categorical_zero_probability_and_sampling():
     assert pvalue > 1e-3
 
 
+def _log_mass_by_mask(probs, x):
+    """Categorical log mass selected with a one-hot mask (the formula of a traced value)."""
+    import probad.ad.numpy as anp
+    from probad.distributions.distribution import log_probability
+
+    chosen = anp.equal(anp.expand_dims(x, -1), onp.arange(onp.shape(probs)[-1]))
+    return anp.sum(anp.where(chosen, log_probability(probs), 0.0), axis=-1)
+
+
+def test_categorical_gathers_concrete_values_with_the_mask_bits():
+    # The layout of enumeration: probs depend on the previous state (dim -2),
+    # the value is the support along dim -1; one category has probability 0.
+    from probad.ad import value_and_grad
+
+    probs = onp.array([[[0.3, 0.7]], [[0.0, 1.0]]])
+    x = onp.arange(2)
+    for value in (x, onp.array(1), onp.array([1, 0, 1]).reshape(3, 1, 1)):
+        got = value_and_grad(lambda p: onp.sum(dist.Categorical(probs=p).log_prob(value)))(probs)
+        want = value_and_grad(lambda p: onp.sum(_log_mass_by_mask(p, value)))(probs)
+        assert onp.asarray(got[0]).tobytes() == onp.asarray(want[0]).tobytes()
+        assert got[1].tobytes() == want[1].tobytes() and onp.all(onp.isfinite(got[1]))
+    # Outside 0..K-1 (no gather possible) the log mass is still computed.
+    assert dist.Categorical(probs=probs[0, 0]).log_prob(onp.array([0, 2]))[0] == onp.log(0.3)
+
+
+def test_enumerated_categorical_costs_a_gather():
+    from probad.ad import value_and_grad
+    from probad.ad.compiler import compile
+
+    x = onp.arange(3).reshape(3, 1)
+    x.flags.writeable = False
+
+    def f(logits):
+        return onp.sum(dist.Categorical(logits=logits).log_prob(x))
+
+    compiled = compile(value_and_grad(f))
+    logits = onp.log(onp.random.default_rng(0).dirichlet(onp.ones(3), 2))
+    got, want = compiled(logits), value_and_grad(f)(logits)
+    onp.testing.assert_array_equal(got[1], want[1])
+    names = [op.name for tape, *_ in compiled.tapes.values() for op in tape.ops]
+    assert "getitem" in names and "where3" not in names and "equal" not in names
+
+
 def test_bernoulli_extreme_logits_are_finite():
     d = dist.Bernoulli(logits=onp.array([-800.0, 800.0]))
     onp.testing.assert_allclose(d.log_prob(onp.array([0, 1])), [0.0, 0.0])

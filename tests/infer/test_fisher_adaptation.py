@@ -266,3 +266,106 @@ def test_fisher_warmup_samples_a_correlated_gaussian(adapt):
     ess_sq = az.ess(az.convert_to_dataset(draws**2))["x"].values
     var = (draws**2).reshape(-1, 8).mean(0)
     assert np.all(np.abs(var - sd**2) < 4 * np.sqrt(2) * sd**2 / np.sqrt(ess_sq))
+
+
+def far_start_cliff(scale=0.03, power=200):
+    """A narrow Gaussian in ``x[0]`` (sd ``scale``) behind a far cliff ``x[0] ** power``,
+    as arma11's MA recursion explodes for ``|theta| > 1``; two more Gaussian
+    coordinates of sd 0.01 and 100. From ``x[0] = 1.16`` the gradient is ~1e15
+    and the chain crawls down the cliff for tens of iterations."""
+    scales = np.array([scale, 0.01, 100.0])
+
+    def potential(q):
+        z = q / scales
+        grad = z / scales
+        grad[0] += power * q[0] ** (power - 1)
+        return 0.5 * z @ z + q[0] ** power, grad
+
+    return potential, scales
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_far_start_transient_does_not_shrink_the_metric(seed):
+    # With tune=200 the early phase ends at iteration 60, while the chain leaves
+    # the cliff near iteration 60-180: before the transient was cut, its ~1e15
+    # gradients stayed in the foreground estimate and every seed here ended with
+    # an x[0] scale below 4e-4 (a 100x too small metric, 100-400 leapfrog steps
+    # per draw). The posterior is Gaussian 33 sd before the cliff, where the
+    # estimate is exact but for sampling noise of a few percent: a factor 1.5 can
+    # only fail if the transient is still in the estimate.
+    potential, scales = far_start_cliff()
+    result = run_chain(potential, np.array([1.16, 0.0, 0.0]), seed_or_rng=seed, draws=1,
+                       tune=200, adapt="fisher")
+    ratio = np.sqrt(result.inverse_metric) / scales
+    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), ratio
+
+
+def test_transient_is_cut_and_restarts_the_step_size():
+    # Draws descending a ramp (potential energies 200 apart, more than the
+    # 100 + dim of TRANSIENT_ENERGY) and then equilibrium draws of N(0, 1): the
+    # transient leaves the background at once; in the main phase, after
+    # EARLY_WINDOW clean draws, the background replaces the foreground outside the
+    # schedule and dual averaging restarts from a new step size search.
+    potential, _ = gaussian(np.eye(2))
+    num_warmup = 100  # early phase to 30, switches at 8..28, then none until the freeze
+    adaptation = fisher_adaptation(num_warmup)
+    assert adaptation.schedule.switches == (8, 18, 28)
+    rng = np.random.default_rng(3)
+    ramp = [np.array([np.sqrt(2 * u), 0.0]) for u in (900.0, 700.0, 500.0, 300.0, 100.0)]
+    state = kernels.init(np.array([45.0, 0.0]), potential)
+    adapt_state = adaptation.init(rng, state, potential)
+    for i in range(35):  # still descending after the early phase
+        position = ramp[i - 30] if i >= 30 else np.array([45.0 - 0.01 * i, 0.0])
+        adapt_state = adaptation.update(rng, adapt_state, kernels.init(position, potential),
+                                        0.8, potential)
+    assert adapt_state.transient_end == adapt_state.count - 1  # all but the newest draw
+    assert adapt_state.background_start == adapt_state.transient_end
+    assert adapt_state.foreground_start < adapt_state.transient_end  # kept until cleaned
+    restart = None
+    for i in range(35, 80):
+        state = kernels.init(rng.standard_normal(2), potential)
+        before = adapt_state
+        adapt_state = adaptation.update(rng, adapt_state, state, 0.8, potential)
+        if adapt_state.foreground_start != before.foreground_start:
+            assert restart is None
+            restart = i
+            assert adapt_state.foreground_start == before.background_start
+            assert adapt_state.dual_averaging.count == 0  # a new search, DA restarted
+    # the ramp's last draw, then EARLY_WINDOW - 1 equilibrium ones fill the background
+    assert restart == 35 + 8
+    # exact for a Gaussian, the ramp's last draw included (it is one of N(0, 1)'s points)
+    np.testing.assert_allclose(adapt_state.metric.inverse_metric, 1.0, rtol=1e-12)
+
+
+def test_non_finite_draws_are_not_added():
+    potential, _ = gaussian(np.eye(2))
+    adaptation = fisher_adaptation(50)
+    rng = np.random.default_rng(0)
+    adapt_state = adaptation.init(rng, kernels.init(np.ones(2), potential), potential)
+    bad = kernels.HMCState(np.array([2.0, 1.0]), np.inf, np.array([np.nan, 1.0]))
+    after = adaptation.update(rng, adapt_state, bad, 0.0, potential)
+    assert after.count == adapt_state.count
+
+
+def test_arma11_far_start_ends_with_the_posterior_scale():
+    # The start one chain of the posteriordb benchmark had (Stan's uniform(-2, 2)
+    # init): theta = -1.30 makes the MA recursion explode (gradients ~1e49). Before
+    # the transient was cut the warmup ended with a scale 400-24000x too small per
+    # coordinate (step size 265, 1000-step trees). The Fisher estimate of this
+    # near-Gaussian posterior is its sd up to a few percent of sampling noise
+    # (measured: ratios 0.96-1.0), so a factor 1.5 fails only on a poisoned metric.
+    import warnings
+
+    import probad as pb
+    from tests.posteriordb_models import model_and_data, reference_draws
+
+    model, data = model_and_data("arma-arma11")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pb.infer.SamplingWarning)
+        idata = pb.hmc(model, data, draws=10, tune=400, chains=1, seed=0, progress=False,
+                       cores=1, init={"mu": -0.936, "phi": 1.938, "theta": -1.304, "sigma": 1.506})
+    reference = reference_draws("arma-arma11")
+    sd = np.array([np.std(reference["mu"]), np.std(reference["phi"]),
+                   np.std(reference["theta"]), np.std(np.log(reference["sigma"]))])
+    ratio = np.sqrt(idata.attrs["inverse_metric"][0]) / sd
+    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), ratio

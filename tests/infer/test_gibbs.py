@@ -10,6 +10,7 @@ import functools
 import math
 import warnings
 
+import arviz as az
 import numpy as onp
 import pytest
 from scipy import integrate, stats
@@ -174,12 +175,40 @@ def _count_failures(seed) -> dict:
 
 def test_latent_count_takes_metropolis_steps():
     steps = GibbsSteps(potential(latent_count, COUNT_DATA, gibbs=True))
-    assert steps.describe() == {"n": "Metropolis, random walk of +-1 (infinite support)"}
+    assert steps.describe() == {
+        "n": "Metropolis, random walk on the integers tuned in warmup (infinite support)"}
 
 
 @pytest.mark.slow
 def test_latent_poisson_count_matches_exact_posterior():
     assert_passes_on_repeat(_count_failures, seeds=(31, 32, 33, 34))
+
+
+def large_count(y):
+    """A count whose posterior sd (8) is far more than a +-1 step."""
+    n = pb.sample("n", dist.Poisson(200.0))
+    pb.sample("x", dist.Normal(0.0, 1.0))  # a continuous site for NUTS
+    pb.sample("y", dist.Normal(n, 10.0), obs=y)
+
+
+def test_random_walk_reach_is_tuned_in_warmup_so_a_large_count_mixes():
+    # The exact posterior of n, summed over its support.
+    ns = onp.arange(600)
+    log_p = stats.poisson(200.0).logpmf(ns) + stats.norm(ns, 10.0).logpdf(205.0)
+    p = onp.exp(log_p - lse(log_p))
+    mean, sd = p @ ns, math.sqrt(p @ (ns - p @ ns) ** 2)
+    idata = _hmc(large_count, {"y": 205.0}, seed=1, draws=500, tune=500)
+    # +-1 steps gave a bulk ESS of 3 to 20 here; a tuned reach gives about
+    # 250, whose estimate falls below 100 with negligible probability.
+    assert float(az.ess(idata, var_names=["n"])["n"]) > 100
+    # The rule of the exact checks above: |z| < 4 for the mean and sd.
+    z_mean, z_sd = z_scores_exact(idata.posterior["n"].values, mean, sd)
+    assert abs(z_mean) < 4 and abs(z_sd) < 4
+    # Sampling runs at the tuned reach; a new chain begins at 1 again.
+    steps = gibbs_steps(potential(large_count, {"y": 205.0}, gibbs=True))
+    steps.updates[0].scale = 20.0
+    steps.restart()
+    assert steps.updates[0].scale == 1.0
 
 
 @pytest.mark.slow
@@ -233,11 +262,11 @@ def test_ctrl_c_keeps_the_discrete_draws_so_far(monkeypatch):
     full = _hmc(zip_gibbs, data, seed=7, **SMALL)
     sweep, calls = GibbsSteps.__call__, [0]
 
-    def interrupted(self, rng, q):
+    def interrupted(self, rng, q, tune=False):
         calls[0] += 1
         if calls[0] == 60:  # the first chain's 60th sweep: 20 draws in
             raise KeyboardInterrupt
-        return sweep(self, rng, q)
+        return sweep(self, rng, q, tune)
 
     monkeypatch.setattr(GibbsSteps, "__call__", interrupted)
     with pytest.warns(RuntimeWarning, match="sampling stopped early"):
@@ -399,7 +428,8 @@ def test_gibbs_steps_on_a_model_with_enumerated_sites_match_the_exact_posterior(
     mean, sd = p @ ns, math.sqrt(p @ ns ** 2 - (p @ ns) ** 2)
     pot = potential(shifted_mixture, SHIFT_DATA, gibbs=True)
     assert pot.enumerated == ["z"]
-    assert GibbsSteps(pot).describe() == {"n": "Metropolis, random walk of +-1 (infinite support)"}
+    assert GibbsSteps(pot).describe() == {
+        "n": "Metropolis, random walk on the integers tuned in warmup (infinite support)"}
 
     def failures(seed):
         idata = _hmc(shifted_mixture, SHIFT_DATA, seed=seed, draws=2000)

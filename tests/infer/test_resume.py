@@ -302,16 +302,26 @@ def test_an_extended_run_can_be_warm_started_and_plotted():
                                    both.attrs["step_size"])
 
 
-def test_runs_with_gibbs_sampled_sites_are_refused_not_continued_wrongly():
+@pytest.mark.parametrize("model_name, cores", [("latent_count", 1), ("zip_gibbs", 2)])
+def test_runs_with_gibbs_sampled_sites_extend_exactly(model_name, cores, tmp_path):
+    # A random walk with its tuned reach (latent_count's n) and a whole
+    # plate's indicators from their full conditionals (zip_gibbs's zero):
+    # each chain goes on from its discrete values and reach, with no first
+    # sweep, so the extension is the longer run bit for bit.
     from probad.infer import GibbsWarning
-    from tests.infer.test_gibbs import COUNT_DATA, latent_count
+    from tests.infer import test_gibbs
 
+    model = getattr(test_gibbs, model_name)
+    data = test_gibbs.COUNT_DATA if model_name == "latent_count" else test_gibbs._zip_data(20)
+    options = dict(tune=100, chains=2, seed=3, cores=cores)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GibbsWarning)
-        first = quiet(pb.hmc, latent_count, COUNT_DATA, draws=10, tune=20, chains=1, seed=0,
-                      cores=1)
-        with pytest.raises(ValueError, match=r"Gibbs-sampled discrete sites \(n\) cannot be "
-                                             "continued yet"):
-            pb.extend(first, latent_count, COUNT_DATA, progress=False)
-        with pytest.raises(ValueError, match="Gibbs-sampled discrete sites"):
-            pb.hmc(latent_count, COUNT_DATA, chains=1, warm_start=first, progress=False)
+        one = quiet(pb.hmc, model, data, draws=60, **options)
+        half = netcdf_round_trip(quiet(pb.hmc, model, data, draws=30, **options), tmp_path)
+        both = quiet(pb.extend, half, model, data, draws=30)
+        assert_same_run(one, both)
+        for name in ("last_discrete", "gibbs_reach"):
+            onp.testing.assert_array_equal(one.attrs[name], both.attrs[name])
+        # A warm start goes on from the same discrete values, with a new stream.
+        warm = quiet(pb.hmc, model, data, draws=5, tune=0, chains=2, seed=4, warm_start=one)
+        assert warm.posterior.sizes["draw"] == 5

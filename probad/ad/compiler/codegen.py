@@ -36,6 +36,7 @@ from numpy.lib import NumpyVersion
 
 from .. import builtins as containers
 from ..numpy import numpy_wrapper as anp
+from ..tracer import constant_key
 from .tape import Guard, Op, Ref, shape_signature
 
 __all__ = ["Tape", "GuardFailure", "build_tape", "SIMPLIFICATIONS"]
@@ -202,17 +203,22 @@ def _identity_operand(op: Op, meta):
     return None
 
 
+def _frozen(array) -> bool:
+    """Whether nothing can change ``array`` behind the tape's back: it is
+    read-only, and so is every array whose memory it views. The tape's own
+    snapshots of writeable constants (``RecordTrace._constant``) are such."""
+    while isinstance(array, onp.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return array is None
+
+
 def _constant_key(value):
-    """A hashable stand-in for a constant: by value for scalars (bit pattern,
-    so 0.0 and -0.0 differ), by identity for anything else."""
-    t = type(value)
-    if t in _LITERAL_TYPES:
-        return t, value
-    if t is float or isinstance(value, onp.generic) and value.dtype.kind in "biufc":
-        return t, onp.asarray(value).tobytes()
-    if t is tuple and _is_literal(value):
-        return t, tuple((type(v), v) for v in value)  # (1, True) is not (1, 1)
-    return "id", id(value)
+    """A constant compared by value where it cannot change (scalars, small
+    frozen arrays: a one-hot mask that a loop builds afresh at every step is
+    one constant, and tuples of these), by identity otherwise."""
+    return constant_key(value, _frozen)
 
 
 def _op_key(op):

@@ -58,7 +58,9 @@ def _announced_function(name: str, fun: Callable) -> nondiff_primitive:
 
     draw.__name__ = name
     draw.__doc__ = fun.__doc__
-    return nondiff_primitive(draw, name)
+    prim = nondiff_primitive(draw, name)
+    prim.pure = False  # two draws are two draws, even with equal arguments
+    return prim
 
 
 def _announced_method(class_name: str, name: str, method: Callable) -> Callable:

@@ -219,3 +219,33 @@ def test_a_primitive_declares_its_own_simplification():
     compiled = check_against_eager(f, [(X3,)])
     assert [op.name for op in only_tapes(compiled)[0].ops] == ["sin", "sum"]
     assert grad(f)(X3) == pytest.approx(onp.cos(X3))
+
+
+def test_equal_small_constants_are_one_constant():
+    # A loop that builds the same one-hot mask afresh at every step (as
+    # Categorical.log_prob does for an enumerated value) computes it once.
+    def f(x):
+        total = 0.0
+        for _ in range(5):
+            mask = onp.arange(3) == 1
+            total = total + np.sum(np.where(mask, x, 0.0))
+        return total
+
+    tape = only_tapes(check_against_eager(f, [(X3,), (X3 + 1.0,)]))[0]
+    assert [op.name for op in tape.ops] == ["where3", "sum"] + ["add"] * 5
+
+
+def test_constants_that_may_change_are_compared_by_identity():
+    # A read-only view of a writeable array follows that array: two of them
+    # that are equal when traced must stay two constants.
+    base_a, base_b = onp.array([1.0, 2.0]), onp.array([1.0, 2.0])
+    a, b = onp.broadcast_to(base_a, (2,)), onp.broadcast_to(base_b, (2,))
+
+    def f(x):
+        return np.sum(x * a) + np.sum(x * b)
+
+    compiled = compile(f)
+    x = onp.array([1.0, 1.0])
+    assert compiled(x) == 6.0
+    base_b[:] = 0.0
+    assert compiled(x) == 3.0
