@@ -52,6 +52,7 @@ import argparse
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -71,6 +72,11 @@ QUICK_TOOLS = ["probad", "pymc", "numpyro vectorized"]
 
 
 # ------------------------------------------------------------------- data
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSTERIORDB_DATA = pathlib.Path(ROOT) / "tests" / "data" / "posteriordb"
+POSTERIORDB = {"hmm_example": "hmm_example-hmm_example", "arma11": "arma-arma11"}
+
+
 def make_data(name: str) -> dict:
     """The model's keyword arguments, from fixed seeds."""
     if name == "eight_schools":
@@ -87,6 +93,14 @@ def make_data(name: str) -> dict:
         d = radon_like_data()
         return {"group": d["county"], "x": d["floor"], "n_groups": d["n_counties"],
                 "y": d["log_radon"]}
+    if name in POSTERIORDB:
+        d = json.loads((POSTERIORDB_DATA / POSTERIORDB[name] / "data.json").read_text())
+        return {"N": d["N"], "K": d["K"], "y": onp.asarray(d["y"], dtype=float)} \
+            if name == "hmm_example" else {"T": d["T"], "y": onp.asarray(d["y"], dtype=float)}
+    if name == "garch11":
+        from tests.models import garch_data  # imports probad: not for the cold-time runs
+
+        return garch_data(T=200)
     raise KeyError(name)
 
 
@@ -120,6 +134,14 @@ def probad_model(name: str):
         with pb.plate("obs", len(group)):
             pb.sample("y", dist.Normal(a[group] + b * x, sigma_y), obs=y)
 
+    if name in POSTERIORDB:
+        from tests import posteriordb_models
+
+        return getattr(posteriordb_models, name)
+    if name == "garch11":
+        from tests.models import garch11
+
+        return garch11
     return {"eight_schools": eight_schools, "logistic": logistic, "radon": radon}[name]
 
 
@@ -153,13 +175,15 @@ def run_probad(name, data, draws, tune, pool) -> dict:
                 accept=float(idata.sample_stats["acceptance_rate"].mean()))
 
 
-def run_pymc(name, data, draws, tune, cores) -> dict:
+def run_pymc(name, data, draws, tune, cores, mode=None) -> dict:
+    """PyMC's NUTS; ``mode``: PyTensor's compile mode ("NUMBA"), None for its default (C)."""
     import pymc as pm
 
     def sample():
         with pymc_model(name, data):
             return pm.sample(draws=draws, tune=tune, chains=CHAINS, cores=cores,
-                             random_seed=SEED, progressbar=False)
+                             random_seed=SEED, progressbar=False,
+                             compile_kwargs=None if mode is None else {"mode": mode})
 
     idata, wall, finished = timed(sample)
     # PyMC samples at exp(x_bar), its ``step_size_bar``; its ``step_size`` stat

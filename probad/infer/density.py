@@ -633,6 +633,9 @@ class Potential:
             self._energy_and_grad = compile_function(value_and_grad(self._energy_fn),
                                                      backend=backend)
             self._outputs = compile_function(self._constrain_and_log_likelihood, backend=backend)
+            # A reason to fall back (a primitive with no native lowering) is said once
+            # for the potential, not once by each of its compiled functions.
+            self._energy_and_grad._warned = self._outputs._warned = self._energy._warned
         else:
             self._energy = self._energy_fn
             self._energy_and_grad = value_and_grad(self._energy_fn)

@@ -267,6 +267,8 @@ def _stacklevel() -> int:
 def _native_pays(tape: Tape) -> bool:
     from . import native  # imports numba (0.5 s): only when a native backend is asked for
 
+    if native.numpy_only_primitives(tape):
+        return False  # runs in numpy by design: not worth lowering, nor a surprise to announce
     numpy_ns, native_ns = native.estimated_costs(tape)
     return native_ns < numpy_ns
 

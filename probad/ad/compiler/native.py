@@ -53,7 +53,7 @@ from .reroll import reroll
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "lowering_of", "Unsupported",
-           "estimated_costs", "REJECTION_KINDS"]
+           "estimated_costs", "REJECTION_KINDS", "NUMPY_ONLY", "numpy_only_primitives"]
 
 _OP, _UN, _BIN, _TER, _RED = interp.OP, interp.UNARY, interp.BINARY, interp.TERNARY, interp.REDUCE
 _F8 = onp.dtype(onp.float64)
@@ -728,11 +728,17 @@ LOWERINGS = {
 _KERNELS = {"unary": _UN, "binary": _BIN}
 _RESOLVED: dict = {}  # declaration -> lowering
 
+#: The declaration ``native=NUMPY_ONLY``: the primitive runs in numpy by design
+#: (it calls into a library, as ``odeint`` calls scipy's solver), so a tape that
+#: uses it keeps the numpy replay. ``backend="auto"`` then does not try to lower
+#: the tape and says nothing: that is a choice, not a missing lowering.
+NUMPY_ONLY = "numpy"
+
 
 def lowering_of(prim):
     """The lowering that ``prim`` declares for this backend, or None."""
     spec = prim.lowerings.get("native")
-    if spec is None:
+    if spec is None or spec == NUMPY_ONLY:
         return None
     try:
         return _RESOLVED[spec]
@@ -795,6 +801,11 @@ def _guard(lw, guard) -> None:
         raise Unsupported(f"a guard '{guard!r}'")
     want = lw.constant(float(guard.observed))
     lw.emit(_OP["GUARD"], kind, view.base, want.base)
+
+
+def numpy_only_primitives(tape) -> list[str]:
+    """Names of the tape's primitives declared ``native=NUMPY_ONLY``."""
+    return sorted({op.name for op in tape.ops if op.prim.lowerings.get("native") == NUMPY_ONLY})
 
 
 def unsupported_primitives(tape) -> list[str]:

@@ -40,7 +40,7 @@ import scipy.integrate as _si
 from ..builtins import DictBox, SequenceBox
 from ..compiler.function import compile as _compile
 from ..compiler.function import signature
-from ..core import defjvp, defvjp, make_jvp, make_vjp
+from ..core import defjvp, defprimitive, defvjp, make_jvp, make_vjp
 from ..differential_operators import jacobian
 from ..misc.flatten import flatten
 from ..numpy import numpy_wrapper as anp
@@ -285,7 +285,10 @@ def _solve_raw(system: _System, solver: _Solver, times, x, consts):
 #: traced (``times`` is then their number), ``(y0, p)`` when they are not
 #: (``times`` is then the times themselves).
 _solve = primitive(_solve_raw, name="odeint")
-_solve.may_raise = True  # the compiler keeps a solve whose result is unused: it may fail
+# may_raise: the compiler keeps a solve whose result is unused, as it may fail.
+# native="numpy" (compiler.native.NUMPY_ONLY): scipy's solver runs in numpy by
+# design, so backend="auto" keeps such a tape on the numpy replay without a word.
+defprimitive(_solve, may_raise=True, native="numpy")
 
 
 def _run(system: _System, solver: _Solver, y0, t, p, consts):

@@ -16,7 +16,7 @@ from probad import distributions as dist
 from probad.ad import value_and_grad
 from probad.ad.compiler import CompileWarning, compile
 from probad.ad.compiler import interpreter
-from probad.ad.compiler.native import lowering_of
+from probad.ad.compiler.native import NUMPY_ONLY, lowering_of
 from probad.ad.extend import defprimitive
 from probad.ad.scipy import special
 from probad.ad.tracer import primitive
@@ -183,6 +183,39 @@ def test_missing_lowering_falls_back_with_one_warning_naming_it():
     assert len(record) == 1
     assert_close(got[0], value_and_grad(f)(onp.array([2.0, 1.0, 3.0]))[0])
     assert all(t.native is None for ts in fast.tapes.values() for t in ts)
+
+
+def test_a_potential_names_a_missing_lowering_once_for_all_its_compiled_functions():
+    def model():
+        x = pb.sample("x", dist.Normal(0.0, 1.0))
+        pb.deterministic("y", np.arcsinh(x))
+        pb.factor("f", -np.arcsinh(x) ** 2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pot = pb.infer.potential(model, backend="native")
+        q = onp.array([0.3])
+        pot(q)  # the energy, its gradient and the constrained values: three compiled functions
+        pot.value_and_grad(q)
+        pot.constrain(q)
+    lines = [str(w.message) for w in caught if issubclass(w.category, CompileWarning)]
+    assert len(lines) == 1 and "'arcsinh'" in lines[0]
+
+
+def test_a_numpy_only_primitive_keeps_the_numpy_replay_silently_under_auto():
+    from probad.ad.scipy.integrate import _solve, odeint
+
+    def f(k):
+        y = odeint(lambda y, t, k: -k * y, np.array([1.0]), onp.array([0.0, 1.0]), (k[0],))
+        return np.sum(y[1] ** 2)
+
+    assert _solve.lowerings.get("native") == NUMPY_ONLY and lowering_of(_solve) is None
+    fast = compile(value_and_grad(f), backend="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # not announced: a declared choice
+        got = fast(onp.array([0.5]))
+    assert all(t.native is None for ts in fast.tapes.values() for t in ts)
+    assert_close(got[1], value_and_grad(f)(onp.array([0.5]))[1])
 
 
 def test_a_new_primitive_runs_natively_by_its_declaration():
