@@ -5,7 +5,7 @@ Everything else (trace, pair, energy, rank, forest, ppc) is ArviZ's job:
 """
 from __future__ import annotations
 
-import numpy as np
+import numpy as onp
 
 __all__ = ["plot_compare", "plot_warmup", "plot_elbo", "plot_sbc_ranks", "plot_sbc_ecdf_diff"]
 
@@ -21,7 +21,7 @@ def _scalar_columns(posterior, var_names):
     names = var_names or [v for v in posterior.data_vars]
     cols = {}
     for name in names:
-        values = np.asarray(posterior[name])
+        values = onp.asarray(posterior[name])
         flat = values.reshape(values.shape[:2] + (-1,))
         for i in range(flat.shape[-1]):
             label = name if flat.shape[-1] == 1 else f"{name}[{i}]"
@@ -56,14 +56,14 @@ def plot_compare(*fits, labels=None, var_names=None, draws: int = 2000, seed=0, 
     columns = [_scalar_columns(_posterior_of(f, draws, seed), var_names) for f in fits]
     names = [n for n in columns[0] if all(n in c for c in columns)][:max_panels]
     ncols = min(4, len(names))
-    nrows = int(np.ceil(len(names) / ncols))
+    nrows = int(onp.ceil(len(names) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.6 * ncols, 2.8 * nrows), squeeze=False,
                              layout="constrained")
     for ax, name in zip(axes.ravel(), names):
         for cols, label in zip(columns, labels):
             x = cols[name]
-            lo, hi = np.quantile(x, [0.001, 0.999])
-            grid = np.linspace(lo, hi, 200)
+            lo, hi = onp.quantile(x, [0.001, 0.999])
+            grid = onp.linspace(lo, hi, 200)
             ax.plot(grid, gaussian_kde(x)(grid), label=label)
         ax.set_title(name)
         ax.set_xlabel("value")
@@ -94,11 +94,11 @@ def plot_warmup(idata, *, figsize=(9, 5)):
     if "warmup_sample_stats" not in idata.groups():
         raise ValueError("plot_warmup needs the warmup draws: run pb.hmc(..., warmup_draws=True)")
     stats = idata.warmup_sample_stats
-    step = np.asarray(stats["step_size"])
-    depth = np.asarray(stats["tree_depth"])
+    step = onp.asarray(stats["step_size"])
+    depth = onp.asarray(stats["tree_depth"])
     n_warmup = step.shape[1]
     fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=figsize, layout="constrained")
-    it = np.arange(n_warmup)
+    it = onp.arange(n_warmup)
     for c in range(step.shape[0]):
         ax1.plot(it, step[c], lw=0.8, label=f"chain {c}")
         ax2.plot(it, depth[c], lw=0.8)
@@ -109,7 +109,7 @@ def plot_warmup(idata, *, figsize=(9, 5)):
         # Estimator windows, then one span from the last switch to the final phase,
         # then the final phase itself.
         final_start = int(idata.attrs["adaptation_final_start"])
-        ends = [int(e) for e in np.atleast_1d(idata.attrs["adaptation_windows"])]
+        ends = [int(e) for e in onp.atleast_1d(idata.attrs["adaptation_windows"])]
         ends += [final_start - 1, n_warmup - 1]
     start = 0
     for i, end in enumerate(ends):
@@ -149,19 +149,19 @@ def plot_elbo(fit, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
-    steps = np.arange(1, fit.num_steps + 1)
+    steps = onp.arange(1, fit.num_steps + 1)
     ax.plot(steps, fit.elbo, color="C0", alpha=0.3, lw=0.6, label="ELBO (one step)")
     n_full = fit.num_steps // BLOCK
     if n_full:
-        smooth = np.array([finite_mean(fit.elbo[i * BLOCK:(i + 1) * BLOCK])
+        smooth = onp.array([finite_mean(fit.elbo[i * BLOCK:(i + 1) * BLOCK])
                            for i in range(n_full)])
-        ax.plot((np.arange(n_full) + 0.5) * BLOCK, smooth, color="C0", lw=2,
+        ax.plot((onp.arange(n_full) + 0.5) * BLOCK, smooth, color="C0", lw=2,
                 label=f"mean per {BLOCK} steps")
         tail = smooth[n_full // 2:]
-        tail = tail[np.isfinite(tail)]
+        tail = tail[onp.isfinite(tail)]
         if tail.size:
-            spread = np.nanstd(fit.elbo[fit.averaged_from:]) if \
-                np.isfinite(fit.elbo[fit.averaged_from:]).sum() > 1 else 1.0
+            spread = onp.nanstd(fit.elbo[fit.averaged_from:]) if \
+                onp.isfinite(fit.elbo[fit.averaged_from:]).sum() > 1 else 1.0
             ax.set_ylim(tail.min() - 4 * spread, tail.max() + 2 * spread)
     ax.axvspan(fit.averaged_from, fit.num_steps, color="C2", alpha=0.12,
                label="averaged iterates")
@@ -180,7 +180,7 @@ def _sbc_columns(result, var_names, max_panels):
     names = var_names or list(result.ranks.data_vars)
     cols = {}
     for name in names:
-        values = np.asarray(result.ranks[name])
+        values = onp.asarray(result.ranks[name])
         flat = values.reshape(values.shape[0], -1)
         for i in range(flat.shape[-1]):
             cols[name if flat.shape[-1] == 1 else f"{name}[{i}]"] = flat[:, i]
@@ -232,7 +232,7 @@ def plot_sbc_ranks(result, var_names=None, bins: int | None = None, max_panels: 
     for ax, (label, ranks) in zip(axes, cols.items()):
         ax.axhspan(low, high, color="0.85", label="99% band, uniform")
         ax.axhline(n / bins, color="0.5", lw=0.8)
-        ax.hist(ranks, bins=np.arange(0, L + 2, width), color="C0", alpha=0.8)
+        ax.hist(ranks, bins=onp.arange(0, L + 2, width), color="C0", alpha=0.8)
         ax.set_title(label, fontsize=9)
         ax.set_xlim(0, L + 1)
     axes[0].legend(fontsize=7, loc="lower left")
@@ -261,7 +261,7 @@ def plot_sbc_ecdf_diff(result, var_names=None, alpha: float = 0.05, max_panels: 
     z, lower, upper = ecdf_band(n, result.rank_draws, alpha)
     fig, axes = _panel_grid(len(cols), figsize)
     for ax, (label, ranks) in zip(axes, cols.items()):
-        ecdf = (ranks[:, None] <= np.arange(result.rank_draws + 1)).mean(axis=0)
+        ecdf = (ranks[:, None] <= onp.arange(result.rank_draws + 1)).mean(axis=0)
         ax.fill_between(z, lower - z, upper - z, step="post", color="0.85",
                         label=f"{100 * (1 - alpha):.0f}% simultaneous band")
         ax.step(z, ecdf - z, where="post", color="C0")

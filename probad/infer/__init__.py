@@ -14,6 +14,9 @@ Gaussian ones from ``gaussian``; ``reparam`` rewrites sites;
 ``predictive`` runs the model forward; ``sbc`` calibrates a model and its
 inference over many simulated data sets, on any executor (``cluster`` for
 Ray).
+
+One name for each numpy in every module here, as in ``distributions`` and
+the tests: ``onp`` is plain numpy, ``np`` is ``probad.ad.numpy`` (traced).
 """
 from . import autoguide  # noqa: F401
 from .advi import ADVIFit, advi  # noqa: F401

@@ -17,7 +17,7 @@ and metric the next transition should use. The pieces, each as in Stan:
 import math
 from typing import Callable, NamedTuple
 
-import numpy as np
+import numpy as onp
 
 from probad.infer.kernels import (
     HMCState,
@@ -179,28 +179,28 @@ class WelfordState(NamedTuple):
     """Running mean and sum of squared deviations (matrix for a dense estimate)."""
 
     count: int
-    mean: np.ndarray
-    m2: np.ndarray
+    mean: onp.ndarray
+    m2: onp.ndarray
 
 
 def welford_init(dim: int, dense: bool = False) -> WelfordState:
     """Empty estimator of a variance vector, or a covariance matrix if ``dense``."""
-    return WelfordState(0, np.zeros(dim), np.zeros((dim, dim) if dense else dim))
+    return WelfordState(0, onp.zeros(dim), onp.zeros((dim, dim) if dense else dim))
 
 
-def welford_update(state: WelfordState, x: np.ndarray) -> WelfordState:
+def welford_update(state: WelfordState, x: onp.ndarray) -> WelfordState:
     """Add one sample; Welford's update stays accurate when the mean is far from 0."""
     count = state.count + 1
     delta = x - state.mean
     mean = state.mean + delta / count
     if state.m2.ndim == 2:
-        m2 = state.m2 + np.outer(x - mean, delta)
+        m2 = state.m2 + onp.outer(x - mean, delta)
     else:
         m2 = state.m2 + (x - mean) * delta
     return WelfordState(count, mean, m2)
 
 
-def welford_covariance(state: WelfordState) -> np.ndarray:
+def welford_covariance(state: WelfordState) -> onp.ndarray:
     """Sample (co)variance shrunk towards ``1e-3 * I`` as Stan regularises its metric.
 
     A dense estimate is exactly symmetric (the average of the estimate and
@@ -221,7 +221,7 @@ def welford_covariance(state: WelfordState) -> np.ndarray:
         covariance = 0.5 * (covariance + covariance.T)
     shrinkage = 1e-3 * (5.0 / (n + 5.0))
     if covariance.ndim == 2:
-        return (n / (n + 5.0)) * covariance + shrinkage * np.eye(covariance.shape[0])
+        return (n / (n + 5.0)) * covariance + shrinkage * onp.eye(covariance.shape[0])
     return (n / (n + 5.0)) * covariance + shrinkage
 
 
@@ -232,7 +232,7 @@ _LOG_ACCEPT_TARGET = math.log(0.8)
 
 @quiet_floating_point
 def find_reasonable_step_size(
-    rng: np.random.Generator,
+    rng: onp.random.Generator,
     state: HMCState,
     potential_fn: PotentialFn,
     metric: Metric,
@@ -327,7 +327,7 @@ class WindowAdaptation(NamedTuple):
 
     init: Callable[..., WindowAdaptationState]
     update: Callable[..., WindowAdaptationState]
-    final: Callable[[WindowAdaptationState], tuple[float, np.ndarray]]
+    final: Callable[[WindowAdaptationState], tuple[float, onp.ndarray]]
 
 
 def window_adaptation(
@@ -375,7 +375,7 @@ def window_adaptation(
     def init(rng, state, potential_fn, step_size=1.0, inverse_metric=None):
         dim = state.position.shape[0]
         if inverse_metric is None:
-            inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
+            inverse_metric = onp.eye(dim) if dense_mass else onp.ones(dim)
         metric = make_metric(inverse_metric)
         step_size = find_reasonable_step_size(rng, state, potential_fn, metric, step_size)
         return WindowAdaptationState(

@@ -10,7 +10,7 @@ import functools
 import math
 from typing import Callable, NamedTuple
 
-import numpy as np
+import numpy as onp
 
 from probad.infer import kernels
 from probad.infer.adaptation import step_size_adaptation, window_adaptation
@@ -19,15 +19,15 @@ from probad.infer.progress import TextBar, progress_bar
 
 #: Per-draw statistics, named as ArviZ ``sample_stats`` expects.
 STAT_DTYPES = {
-    "lp": np.float64,
-    "acceptance_rate": np.float64,
-    "step_size": np.float64,
-    "tree_depth": np.int64,
-    "n_steps": np.int64,
-    "diverging": np.bool_,
-    "energy": np.float64,
-    "energy_error": np.float64,
-    "max_energy_error": np.float64,
+    "lp": onp.float64,
+    "acceptance_rate": onp.float64,
+    "step_size": onp.float64,
+    "tree_depth": onp.int64,
+    "n_steps": onp.int64,
+    "diverging": onp.bool_,
+    "energy": onp.float64,
+    "energy_error": onp.float64,
+    "max_energy_error": onp.float64,
 }
 
 
@@ -74,19 +74,19 @@ class ChainResult(NamedTuple):
         the chain stopped, what ``gibbs_start`` continues from.
     """
 
-    positions: np.ndarray
+    positions: onp.ndarray
     stats: dict
-    warmup_positions: np.ndarray | None
+    warmup_positions: onp.ndarray | None
     warmup_stats: dict | None
     step_size: float
-    inverse_metric: np.ndarray
+    inverse_metric: onp.ndarray
     num_grad_evals: int
     partial: bool
     last_state: kernels.HMCState
     rng_state: dict
     rejections: tuple = ()
-    discrete: np.ndarray | None = None
-    warmup_discrete: np.ndarray | None = None
+    discrete: onp.ndarray | None = None
+    warmup_discrete: onp.ndarray | None = None
     gibbs_end: tuple | None = None
 
 
@@ -104,9 +104,9 @@ class _Trace:
     """Preallocated draws and statistics for one phase, filled as the chain runs."""
 
     def __init__(self, capacity, dim, discrete_dim=None):
-        self.positions = np.empty((capacity, dim))
-        self.discrete = None if discrete_dim is None else np.empty((capacity, discrete_dim))
-        self.stats = {name: np.empty(capacity, dtype) for name, dtype in STAT_DTYPES.items()}
+        self.positions = onp.empty((capacity, dim))
+        self.discrete = None if discrete_dim is None else onp.empty((capacity, discrete_dim))
+        self.stats = {name: onp.empty(capacity, dtype) for name, dtype in STAT_DTYPES.items()}
         self.size = 0
 
     def record(self, state, info, step_size, discrete=None):
@@ -191,7 +191,7 @@ def run_chain(
     inverse_metric=None,
     should_stop: Callable[[], bool] | None = None,
     native_potential: Callable[[], object | None] | None = None,
-    gibbs: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
+    gibbs: Callable[[onp.random.Generator, onp.ndarray], onp.ndarray] | None = None,
     gibbs_start: tuple | None = None,
 ) -> ChainResult:
     """Warm up and sample one chain of NUTS or static HMC.
@@ -289,7 +289,7 @@ def run_chain(
     if adapt != "step_size":  # the warm starts' scheme, which pb.hmc chooses itself
         check_adapt(adapt, dense_mass)
 
-    rng = np.random.default_rng(seed_or_rng)
+    rng = onp.random.default_rng(seed_or_rng)
     num_grad_evals = 0
 
     def counted_potential(q):
@@ -302,7 +302,7 @@ def run_chain(
     if gibbs is not None and gibbs_start is not None:
         values, reaches, exact = gibbs_start
         discrete = gibbs.resume(values, reaches)
-        start = np.asarray(getattr(init_position, "position", init_position), dtype=np.float64)
+        start = onp.asarray(getattr(init_position, "position", init_position), dtype=onp.float64)
         if exact:
             # Not counted, and not for its value: a compiled (native) potential
             # reads the discrete values of its last evaluation, which may have
@@ -314,7 +314,7 @@ def run_chain(
         gibbs.restart()  # from the first reach, whichever chains ran before in this process
         # A first sweep, so that the discrete values are drawn given the start
         # (not left at the prior draws initialisation begins from).
-        discrete = gibbs(rng, np.asarray(init_position, dtype=np.float64), gibbs_tuning)
+        discrete = gibbs(rng, onp.asarray(init_position, dtype=onp.float64), gibbs_tuning)
     state = init_position if isinstance(init_position, kernels.HMCState) else \
         kernels.init(init_position, counted_potential)
     dim = state.position.shape[0]
@@ -364,7 +364,7 @@ def run_chain(
     # The Fisher warmup starts from 1/|grad| unless it is given a metric to start from.
     initial_inverse_metric = inverse_metric
     if inverse_metric is None:
-        inverse_metric = np.eye(dim) if dense_mass else np.ones(dim)
+        inverse_metric = onp.eye(dim) if dense_mass else onp.ones(dim)
     metric = kernels.make_metric(inverse_metric)
 
     discrete_dim = None if discrete is None else len(discrete)

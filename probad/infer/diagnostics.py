@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
+import numpy as onp
 
 from .results import import_arviz
 
@@ -19,7 +19,7 @@ class SamplingWarning(UserWarning):
     """A diagnostic problem with an MCMC run (divergences, R-hat, ESS, ...)."""
 
 
-def energy_bfmi(energy: np.ndarray) -> np.ndarray:
+def energy_bfmi(energy: onp.ndarray) -> onp.ndarray:
     """E-BFMI of each chain: the mean squared change of the energy from one draw
     to the next over the energy's sample variance (Betancourt, 2016), as ``arviz.bfmi``.
 
@@ -36,8 +36,8 @@ def energy_bfmi(energy: np.ndarray) -> np.ndarray:
     numpy.ndarray
         One value per chain.
     """
-    energy = np.atleast_2d(energy)
-    return np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1, ddof=1)
+    energy = onp.atleast_2d(energy)
+    return onp.square(onp.diff(energy, axis=1)).mean(axis=1) / onp.var(energy, axis=1, ddof=1)
 
 
 def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, partial: bool = False,
@@ -79,7 +79,7 @@ def check_sampling(idata, *, max_tree_depth: int = 10, warn: bool = True, partia
         problems.append("R-hat needs at least 2 chains and this run has 1: convergence cannot "
                         "be checked across chains; run chains=4.")
     if n_draws >= 4:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        with warnings.catch_warnings(), onp.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             rhat = az.rhat(idata.posterior) if n_chains > 1 else None
             ess_bulk = az.ess(idata.posterior, method="bulk")
@@ -109,9 +109,9 @@ def _worst(dataset, bad) -> str:
     """Names of variables (with the worst value) where ``bad`` holds anywhere."""
     names = []
     for name, arr in dataset.data_vars.items():
-        values = np.asarray(arr)
-        finite = values[np.isfinite(values)]
-        if finite.size and np.any(bad(finite)):
+        values = onp.asarray(arr)
+        finite = values[onp.isfinite(values)]
+        if finite.size and onp.any(bad(finite)):
             names.append(name)
     return ", ".join(names)
 

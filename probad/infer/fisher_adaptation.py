@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 from typing import Callable, NamedTuple
 
-import numpy as np
+import numpy as onp
 
 from probad.infer.adaptation import (
     DualAveragingState,
@@ -163,13 +163,13 @@ def fisher_schedule(
 # ---------------------------------------------------------------- estimates
 
 
-def initial_variance(grad: np.ndarray) -> np.ndarray:
+def initial_variance(grad: onp.ndarray) -> onp.ndarray:
     """nutpie's first inverse metric: ``1 / |grad|``, clipped."""
-    with np.errstate(divide="ignore"):
-        return 1.0 / np.clip(np.abs(grad), *VARIANCE_LIMITS)
+    with onp.errstate(divide="ignore"):
+        return 1.0 / onp.clip(onp.abs(grad), *VARIANCE_LIMITS)
 
 
-def fisher_diagonal(draws: np.ndarray, grads: np.ndarray, previous: np.ndarray) -> np.ndarray:
+def fisher_diagonal(draws: onp.ndarray, grads: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
     """``sqrt(Var(x) / Var(grad))`` per coordinate, clipped to :data:`VARIANCE_LIMITS`.
 
     Parameters
@@ -179,41 +179,41 @@ def fisher_diagonal(draws: np.ndarray, grads: np.ndarray, previous: np.ndarray) 
         Kept where the ratio is not finite or is 0 (a coordinate that has not
         moved, or whose gradient is constant).
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = np.sqrt(np.var(draws, axis=0) / np.var(grads, axis=0))
-    valid = np.isfinite(ratio) & (ratio > 0)
-    return np.where(valid, np.clip(ratio, *VARIANCE_LIMITS), previous)
+    with onp.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = onp.sqrt(onp.var(draws, axis=0) / onp.var(grads, axis=0))
+    valid = onp.isfinite(ratio) & (ratio > 0)
+    return onp.where(valid, onp.clip(ratio, *VARIANCE_LIMITS), previous)
 
 
-def spd_geometric_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def spd_geometric_mean(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
     """The symmetric positive-definite ``C`` with ``C b C = a``.
 
     ``C = b^-1/2 (b^1/2 a b^1/2)^1/2 b^-1/2``: with ``a = Cov(x)`` and
     ``b = Cov(grad)`` it is the covariance of a Gaussian whose draws and
     gradients have exactly those covariances.
     """
-    w, v = np.linalg.eigh(b)
-    root = np.sqrt(w)
+    w, v = onp.linalg.eigh(b)
+    root = onp.sqrt(w)
     b_half = (v * root) @ v.T
     b_inv_half = (v / root) @ v.T
-    w2, v2 = np.linalg.eigh(b_half @ a @ b_half)
-    middle = (v2 * np.sqrt(np.clip(w2, 0.0, None))) @ v2.T
+    w2, v2 = onp.linalg.eigh(b_half @ a @ b_half)
+    middle = (v2 * onp.sqrt(onp.clip(w2, 0.0, None))) @ v2.T
     c = b_inv_half @ middle @ b_inv_half
     return 0.5 * (c + c.T)
 
 
 def _rescaled(draws, grads, variance):
     """Centred draws and gradients in the coordinates where ``variance`` is the identity."""
-    scale = np.sqrt(variance)
+    scale = onp.sqrt(variance)
     return scale, (draws - draws.mean(axis=0)) / scale, (grads - grads.mean(axis=0)) * scale
 
 
 def _regularised_geometric_mean(xs, gs):
-    eye = np.eye(xs.shape[1])
+    eye = onp.eye(xs.shape[1])
     return spd_geometric_mean(xs.T @ xs / GAMMA + eye, gs.T @ gs / GAMMA + eye)
 
 
-def fisher_dense(draws: np.ndarray, grads: np.ndarray, variance: np.ndarray) -> np.ndarray:
+def fisher_dense(draws: onp.ndarray, grads: onp.ndarray, variance: onp.ndarray) -> onp.ndarray:
     """Affine-invariant dense inverse metric (see the module docstring).
 
     Parameters
@@ -228,18 +228,18 @@ def fisher_dense(draws: np.ndarray, grads: np.ndarray, variance: np.ndarray) -> 
 
 
 def fisher_low_rank(
-    draws: np.ndarray, grads: np.ndarray, variance: np.ndarray
+    draws: onp.ndarray, grads: onp.ndarray, variance: onp.ndarray
 ) -> LowRankInverseMetric:
     """nutpie's low-rank inverse metric: the diagonal estimate corrected along
     the eigenvectors of the draw/gradient geometric mean whose eigenvalues lie
     outside ``(1/2, 2)``, found within the span of the rescaled draws and
     gradients (``O(n^2 dim)``, never a ``dim x dim`` matrix)."""
     scale, xs, gs = _rescaled(draws, grads, variance)
-    basis, singular, _ = np.linalg.svd(np.vstack([xs, gs]).T, full_matrices=False)
-    rank = int(np.sum(singular > singular[0] * max(basis.shape) * np.finfo(float).eps)) \
+    basis, singular, _ = onp.linalg.svd(onp.vstack([xs, gs]).T, full_matrices=False)
+    rank = int(onp.sum(singular > singular[0] * max(basis.shape) * onp.finfo(float).eps)) \
         if singular.size and singular[0] > 0 else 0
     basis = basis[:, :rank]
-    values, vectors = np.linalg.eigh(_regularised_geometric_mean(xs @ basis, gs @ basis))
+    values, vectors = onp.linalg.eigh(_regularised_geometric_mean(xs @ basis, gs @ basis))
     keep = (values > EIGENVALUE_CUTOFF) | (values < 1.0 / EIGENVALUE_CUTOFF)
     return LowRankInverseMetric(scale, basis @ vectors[:, keep], values[keep])
 
@@ -259,14 +259,14 @@ class FisherAdaptationState(NamedTuple):
     step_size: float
     metric: Metric
     dual_averaging: DualAveragingState
-    variance: np.ndarray
-    draws: np.ndarray
-    grads: np.ndarray
+    variance: onp.ndarray
+    draws: onp.ndarray
+    grads: onp.ndarray
     count: int
     foreground_start: int
     background_start: int
     metric_adapted: bool
-    last_position: np.ndarray
+    last_position: onp.ndarray
 
 
 class FisherAdaptation(NamedTuple):
@@ -283,11 +283,11 @@ def _as_inverse_metric(kind, variance, draws=None, grads=None):
         return variance
     if kind == "dense":
         if draws is None:
-            return np.diag(variance)
+            return onp.diag(variance)
         return fisher_dense(draws, grads, variance)
     if draws is None:
         dim = variance.shape[0]
-        return LowRankInverseMetric(np.sqrt(variance), np.zeros((dim, 0)), np.zeros(0))
+        return LowRankInverseMetric(onp.sqrt(variance), onp.zeros((dim, 0)), onp.zeros(0))
     return fisher_low_rank(draws, grads, variance)
 
 
@@ -329,8 +329,8 @@ def fisher_adaptation(
             _as_inverse_metric(kind, variance) if inverse_metric is None else inverse_metric
         )
         step_size = find_reasonable_step_size(rng, state, potential_fn, metric, step_size)
-        draws = np.empty((num_warmup + 1, dim))
-        grads = np.empty((num_warmup + 1, dim))
+        draws = onp.empty((num_warmup + 1, dim))
+        grads = onp.empty((num_warmup + 1, dim))
         draws[0], grads[0] = state.position, state.potential_grad
         return FisherAdaptationState(
             0, step_size, metric, dual_averaging_init(step_size), variance,
@@ -344,7 +344,7 @@ def fisher_adaptation(
         if iteration < schedule.final_start:
             # A draw equal to its predecessor (the trajectory chose its start) says
             # nothing new about the scales and would shrink both variances.
-            if not np.array_equal(state.position, last_position):
+            if not onp.array_equal(state.position, last_position):
                 draws[count], grads[count] = state.position, state.potential_grad
                 count += 1
             switched = iteration in switches
@@ -380,7 +380,7 @@ def fisher_adaptation(
 def _try_metric(metric, kind, variance, draws, grads):
     """The new metric, or the old one if the estimate is not usable (singular, not finite)."""
     try:
-        with np.errstate(all="ignore"):
+        with onp.errstate(all="ignore"):
             return make_metric(_as_inverse_metric(kind, variance, draws, grads)), True
-    except (ValueError, np.linalg.LinAlgError):
+    except (ValueError, onp.linalg.LinAlgError):
         return metric, False

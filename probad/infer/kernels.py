@@ -15,34 +15,34 @@ merge of two subtrees.
 import math
 from typing import Callable, NamedTuple
 
-import numpy as np
+import numpy as onp
 import scipy.linalg
 
-PotentialFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
+PotentialFn = Callable[[onp.ndarray], tuple[float, onp.ndarray]]
 
 #: Energy error above which a trajectory is declared divergent (Stan's max_deltaH).
 DIVERGENCE_THRESHOLD = 1000.0
 
 # Divergent trajectories overflow by design; they are caught through the energy
 # (NaN reads as +inf), so numpy's floating-point warnings would only be noise.
-quiet_floating_point = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+quiet_floating_point = onp.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 class IntegratorState(NamedTuple):
     """A point in phase space, with the potential and its gradient at ``position``."""
 
-    position: np.ndarray
-    momentum: np.ndarray
+    position: onp.ndarray
+    momentum: onp.ndarray
     potential_energy: float
-    potential_grad: np.ndarray
+    potential_grad: onp.ndarray
 
 
 class HMCState(NamedTuple):
     """The Markov chain state shared by HMC and NUTS (momentum is resampled each step)."""
 
-    position: np.ndarray
+    position: onp.ndarray
     potential_energy: float
-    potential_grad: np.ndarray
+    potential_grad: onp.ndarray
 
 
 class HMCInfo(NamedTuple):
@@ -104,11 +104,11 @@ class Metric(NamedTuple):
         draw momenta from it; a metric without one runs in Python only.
     """
 
-    inverse_metric: "np.ndarray | LowRankInverseMetric"
-    sample_momentum: Callable[[np.random.Generator], np.ndarray]
-    velocity: Callable[[np.ndarray], np.ndarray]
-    kinetic_energy: Callable[[np.ndarray], float]
-    momentum_factor: np.ndarray | None = None
+    inverse_metric: "onp.ndarray | LowRankInverseMetric"
+    sample_momentum: Callable[[onp.random.Generator], onp.ndarray]
+    velocity: Callable[[onp.ndarray], onp.ndarray]
+    kinetic_energy: Callable[[onp.ndarray], float]
+    momentum_factor: onp.ndarray | None = None
 
 
 class LowRankInverseMetric(NamedTuple):
@@ -130,31 +130,31 @@ class LowRankInverseMetric(NamedTuple):
         Positive variances along ``U`` in the rescaled space.
     """
 
-    scale: np.ndarray
-    vectors: np.ndarray
-    values: np.ndarray
+    scale: onp.ndarray
+    vectors: onp.ndarray
+    values: onp.ndarray
 
-    def dense(self) -> np.ndarray:
+    def dense(self) -> onp.ndarray:
         """The full ``dim x dim`` matrix ``M^{-1}`` (for reports and tests)."""
         u = self.vectors
-        inner = np.eye(len(self.scale)) + (u * (self.values - 1.0)) @ u.T
+        inner = onp.eye(len(self.scale)) + (u * (self.values - 1.0)) @ u.T
         return self.scale[:, None] * inner * self.scale[None, :]
 
 
 def _low_rank_metric(inverse_metric: LowRankInverseMetric) -> Metric:
-    scale = np.array(inverse_metric.scale, dtype=np.float64)
-    u = np.array(inverse_metric.vectors, dtype=np.float64).reshape(len(scale), -1)
-    values = np.array(inverse_metric.values, dtype=np.float64).reshape(-1)
-    if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(u)) and np.all(np.isfinite(values))):
+    scale = onp.array(inverse_metric.scale, dtype=onp.float64)
+    u = onp.array(inverse_metric.vectors, dtype=onp.float64).reshape(len(scale), -1)
+    values = onp.array(inverse_metric.values, dtype=onp.float64).reshape(-1)
+    if not (onp.all(onp.isfinite(scale)) and onp.all(onp.isfinite(u)) and onp.all(onp.isfinite(values))):
         raise ValueError("low-rank inverse metric contains non-finite values")
-    if not (np.all(scale > 0) and np.all(values > 0)):
+    if not (onp.all(scale > 0) and onp.all(values > 0)):
         raise ValueError("a low-rank inverse metric needs positive scales and values")
-    if u.shape[1] != values.shape[0] or not np.allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-8):
+    if u.shape[1] != values.shape[0] or not onp.allclose(u.T @ u, onp.eye(u.shape[1]), atol=1e-8):
         raise ValueError("a low-rank inverse metric needs orthonormal vectors, one per value")
     dim = scale.shape[0]
     stretch = values - 1.0
     # p = S^-1 (I + U (values^-1/2 - 1) U^T) z has covariance S^-1 (I + U (1/values - 1) U^T) S^-1 = M.
-    momentum_stretch = 1.0 / np.sqrt(values) - 1.0
+    momentum_stretch = 1.0 / onp.sqrt(values) - 1.0
 
     def sample_momentum(rng):
         z = rng.standard_normal(dim)
@@ -190,15 +190,15 @@ def make_metric(inverse_metric) -> Metric:
     """
     if isinstance(inverse_metric, LowRankInverseMetric):
         return _low_rank_metric(inverse_metric)
-    inv = np.array(inverse_metric, dtype=np.float64)
-    if not np.all(np.isfinite(inv)):
+    inv = onp.array(inverse_metric, dtype=onp.float64)
+    if not onp.all(onp.isfinite(inv)):
         raise ValueError("inverse metric contains non-finite values")
     dim = inv.shape[0] if inv.ndim else 0
 
     if inv.ndim == 1:
-        if not np.all(inv > 0):
+        if not onp.all(inv > 0):
             raise ValueError("a diagonal inverse metric must be strictly positive")
-        momentum_scale = 1.0 / np.sqrt(inv)
+        momentum_scale = 1.0 / onp.sqrt(inv)
 
         momentum_factor = momentum_scale
 
@@ -209,13 +209,13 @@ def make_metric(inverse_metric) -> Metric:
             return inv * p
 
     elif inv.ndim == 2 and inv.shape == (dim, dim):
-        if not np.allclose(inv, inv.T, rtol=1e-10, atol=0.0):
+        if not onp.allclose(inv, inv.T, rtol=1e-10, atol=0.0):
             raise ValueError("a dense inverse metric must be symmetric")
         try:
-            metric = scipy.linalg.cho_solve(scipy.linalg.cho_factor(inv, lower=True), np.eye(dim))
+            metric = scipy.linalg.cho_solve(scipy.linalg.cho_factor(inv, lower=True), onp.eye(dim))
             # p ~ N(0, M) through the Cholesky factor of M itself.
-            metric_chol = np.linalg.cholesky(0.5 * (metric + metric.T))
-        except np.linalg.LinAlgError:
+            metric_chol = onp.linalg.cholesky(0.5 * (metric + metric.T))
+        except onp.linalg.LinAlgError:
             raise ValueError("a dense inverse metric must be positive definite") from None
 
         momentum_factor = metric_chol
@@ -245,10 +245,10 @@ def init(position, potential_fn: PotentialFn) -> HMCState:
         If the potential or its gradient is not finite there: no transition
         could ever leave such a point.
     """
-    q = np.array(position, dtype=np.float64).reshape(-1)
+    q = onp.array(position, dtype=onp.float64).reshape(-1)
     potential_energy, potential_grad = potential_fn(q)
-    potential_grad = np.asarray(potential_grad, dtype=np.float64)
-    if not (math.isfinite(potential_energy) and np.all(np.isfinite(potential_grad))):
+    potential_grad = onp.asarray(potential_grad, dtype=onp.float64)
+    if not (math.isfinite(potential_energy) and onp.all(onp.isfinite(potential_grad))):
         raise ValueError(
             f"the log density or its gradient is not finite at the initial position "
             f"(potential energy {potential_energy}); choose another starting point"
@@ -281,7 +281,7 @@ def hamiltonian(state: IntegratorState, metric: Metric) -> float:
 
 @quiet_floating_point
 def hmc_step(
-    rng: np.random.Generator,
+    rng: onp.random.Generator,
     state: HMCState,
     potential_fn: PotentialFn,
     step_size: float,
@@ -346,7 +346,7 @@ def hmc_step(
 
 
 def _logaddexp(a: float, b: float) -> float:
-    # math-module version: np.logaddexp on Python scalars costs ~1 us per call.
+    # math-module version: onp.logaddexp on Python scalars costs ~1 us per call.
     if a < b:
         a, b = b, a
     if b == -math.inf:
@@ -354,7 +354,7 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def _no_u_turn(p_sharp_minus: np.ndarray, p_sharp_plus: np.ndarray, rho: np.ndarray) -> bool:
+def _no_u_turn(p_sharp_minus: onp.ndarray, p_sharp_plus: onp.ndarray, rho: onp.ndarray) -> bool:
     """Generalised U-turn criterion (Betancourt 2017): both ends still move along ``rho``."""
     return p_sharp_plus.dot(rho) > 0.0 and p_sharp_minus.dot(rho) > 0.0
 
@@ -370,11 +370,11 @@ class Subtree(NamedTuple):
     proposal: IntegratorState    # the multinomial draw among its leaves
     proposal_energy: float
     log_weight: float            # log of the summed exp(H0 - H) over its leaves
-    rho: np.ndarray              # the sum of its leaves' momenta
-    p_first: np.ndarray          # momentum and M^{-1} p of the first and last leaves,
-    p_sharp_first: np.ndarray    # for the U-turn checks
-    p_last: np.ndarray
-    p_sharp_last: np.ndarray
+    rho: onp.ndarray              # the sum of its leaves' momenta
+    p_first: onp.ndarray          # momentum and M^{-1} p of the first and last leaves,
+    p_sharp_first: onp.ndarray    # for the U-turn checks
+    p_last: onp.ndarray
+    p_sharp_last: onp.ndarray
 
 
 class _Tally:
@@ -391,7 +391,7 @@ class _Tally:
 
 @quiet_floating_point
 def nuts_step(
-    rng: np.random.Generator,
+    rng: onp.random.Generator,
     state: HMCState,
     potential_fn: PotentialFn,
     step_size: float,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import cloudpickle
-import numpy as np
+import numpy as onp
 
 from .adaptation import window_ends
 from .chain import check_adapt, run_chain, show_progress
@@ -53,7 +53,7 @@ class _ChainJob:
     data: Mapping | None
     compile: bool
     chain: int
-    seed: np.random.SeedSequence | None  # None: the start carries the chain's generator
+    seed: onp.random.SeedSequence | None  # None: the start carries the chain's generator
     init: Any
     options: dict = field(default_factory=dict)
     stop: "_StopFlag | None" = None
@@ -171,8 +171,8 @@ def _run_job(job: _ChainJob, pot=None):
         strategy = job.init
         if isinstance(strategy, Mapping):
             strategy = init_to_value(values=strategy)
-        q0 = pot.initial_point(seed=np.random.default_rng(init_seed), strategy=strategy)
-        rng = np.random.default_rng(chain_seed)
+        q0 = pot.initial_point(seed=onp.random.default_rng(init_seed), strategy=strategy)
+        rng = onp.random.default_rng(chain_seed)
     progress = job.options.pop("progress", False)
     bar = _progress_bar(job) if progress is True else None
     native = None
@@ -424,7 +424,7 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
     if seed is None:
         # A fresh seed, recorded in attrs["seed"], so any run can be repeated
         # exactly; 63 bits keep it an int64 that netCDF attributes can hold.
-        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        seed = int(onp.random.SeedSequence().generate_state(1, onp.uint64)[0] >> onp.uint64(1))
     root = _seed_sequence(seed)
     options = dict(draws=draws, tune=tune, algorithm=algorithm, target_accept=target_accept,
                    max_tree_depth=max_tree_depth, dense_mass=dense_mass, adapt=adapt, thin=thin,
@@ -598,7 +598,7 @@ def _check_options(*, draws, tune, chains, thin, seed, algorithm, target_accept,
                         "parallel without one, use cores=")
     if executor is not None and cores is not None:
         raise ValueError("pb.hmc: give cores or executor, not both")
-    if not (seed is None or isinstance(seed, np.random.SeedSequence) or
+    if not (seed is None or isinstance(seed, onp.random.SeedSequence) or
             (_is_int(seed) and seed >= 0)):
         raise TypeError(f"pb.hmc: seed must be a non-negative integer or a "
                         f"numpy.random.SeedSequence, got {seed!r}")
@@ -654,14 +654,14 @@ def _warn_short_warmup(tune: int, adapt: str) -> None:
                       f"be poor. Use tune >= {fast_and_slow}.", SamplingWarning, stacklevel=3)
 
 
-def _seed_sequence(seed) -> np.random.SeedSequence:
+def _seed_sequence(seed) -> onp.random.SeedSequence:
     """The run's root SeedSequence; a copy of a given one, so that spawning the
     chains' streams does not change it and the same seed repeats the run."""
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+    if isinstance(seed, onp.random.SeedSequence):
+        return onp.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
                                       pool_size=seed.pool_size,
                                       n_children_spawned=seed.n_children_spawned)
-    return np.random.SeedSequence(seed)
+    return onp.random.SeedSequence(seed)
 
 
 def _seed_attrs(seed) -> dict:
@@ -671,7 +671,7 @@ def _seed_attrs(seed) -> dict:
     or more is recorded as a decimal string, and a SeedSequence by its parts
     (its entropy is 128 bits when numpy draws it).
     """
-    if not isinstance(seed, np.random.SeedSequence):
+    if not isinstance(seed, onp.random.SeedSequence):
         return {"seed": int(seed) if seed < 2**63 else str(seed)}
     return {"seed_entropy": str(seed.entropy),
             "seed_spawn_key": [int(k) for k in seed.spawn_key],
@@ -937,14 +937,14 @@ def _inverse_metric_attrs(inverse_metrics) -> dict:
     ``inverse_metric_vectors[c]`` are chain ``c``'s, the padding is zero
     vectors with value 1, which change nothing."""
     if not isinstance(inverse_metrics[0], LowRankInverseMetric):
-        return {"inverse_metric": [np.asarray(m).tolist() for m in inverse_metrics]}
+        return {"inverse_metric": [onp.asarray(m).tolist() for m in inverse_metrics]}
     rank = max(len(m.values) for m in inverse_metrics)
     dim = len(inverse_metrics[0].scale)
 
     def pad(m):
         k = len(m.values)
-        return (np.hstack([m.vectors, np.zeros((dim, rank - k))]).tolist(),
-                np.concatenate([m.values, np.ones(rank - k)]).tolist())
+        return (onp.hstack([m.vectors, onp.zeros((dim, rank - k))]).tolist(),
+                onp.concatenate([m.values, onp.ones(rank - k)]).tolist())
 
     padded = [pad(m) for m in inverse_metrics]
     return {
@@ -1031,16 +1031,16 @@ def _package(pot, results, errors, unfinished, *, chains, coords, dims, sampling
     n = min(len(r.positions) for r in done)
     interrupted = len(results) + len(errors) < chains or any(r.partial for r in done) or \
         any(len(r.positions) > n for r in done)
-    q = np.stack([r.positions[:n] for r in done])
-    discrete = None if done[0].discrete is None else np.stack([r.discrete[:n] for r in done])
-    stats = {k: np.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
+    q = onp.stack([r.positions[:n] for r in done])
+    discrete = None if done[0].discrete is None else onp.stack([r.discrete[:n] for r in done])
+    stats = {k: onp.stack([r.stats[k][:n] for r in done]) for k in done[0].stats}
     warm_q = warm_stats = warm_discrete = None
     if done[0].warmup_positions is not None:
         m = min(len(r.warmup_positions) for r in done)
-        warm_q = np.stack([r.warmup_positions[:m] for r in done])
+        warm_q = onp.stack([r.warmup_positions[:m] for r in done])
         if discrete is not None:
-            warm_discrete = np.stack([r.warmup_discrete[:m] for r in done])
-        warm_stats = {k: np.stack([r.warmup_stats[k][:m] for r in done]) for k in done[0].warmup_stats}
+            warm_discrete = onp.stack([r.warmup_discrete[:m] for r in done])
+        warm_stats = {k: onp.stack([r.warmup_stats[k][:m] for r in done]) for k in done[0].warmup_stats}
     from .. import __version__
 
     attrs = {

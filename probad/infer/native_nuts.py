@@ -30,7 +30,7 @@ import ctypes
 import math
 from typing import Callable
 
-import numpy as np
+import numpy as onp
 from numba import njit, typeof, types
 from numba.core import cgutils
 from numba.experimental.function_type import _get_jit_address
@@ -79,12 +79,12 @@ def _bit_generator(typingctx, handle):
     return bitgen_type(handle), codegen
 
 
-def _bit_generator_handle(rng: np.random.Generator) -> np.ndarray:
+def _bit_generator_handle(rng: onp.random.Generator) -> onp.ndarray:
     interface = rng.bit_generator.ctypes
     pointers = [interface.state.value] + [
         ctypes.cast(getattr(interface, name), ctypes.c_void_p).value
         for name in ("next_uint64", "next_uint32", "next_double")]
-    return np.array(pointers, dtype=np.uint64)
+    return onp.array(pointers, dtype=onp.uint64)
 
 
 def _potential_signature(prog_type):
@@ -125,7 +125,7 @@ def _velocity_impl(inverse_metric, p, out):
         return diagonal
 
     def dense(inverse_metric, p, out):
-        np.dot(inverse_metric, p, out)
+        onp.dot(inverse_metric, p, out)
     return dense
 
 
@@ -147,7 +147,7 @@ def _sample_momentum_impl(bitgen, momentum_factor, z, out):
     def dense(bitgen, momentum_factor, z, out):
         for i in range(out.shape[0]):
             z[i] = random_standard_normal(bitgen)
-        np.dot(momentum_factor, z, out)
+        onp.dot(momentum_factor, z, out)
     return dense
 
 
@@ -250,9 +250,9 @@ def _build_subtree(depth, direction, step_size, potential, prog, inverse_metric,
         current = slots[depth]
         record = records[current]
         _velocity(inverse_metric, p, record[_PS_END])
-        energy = potential_energy + 0.5 * np.dot(p, record[_PS_END])
+        energy = potential_energy + 0.5 * onp.dot(p, record[_PS_END])
         if energy != energy:
-            energy = np.inf
+            energy = onp.inf
         energy_error = energy - energy0
         tally[_SUM_ACCEPT] += 1.0 if energy_error <= 0.0 else math.exp(-energy_error)
         if abs(energy_error) > abs(tally[_MAX_ENERGY_ERROR]):
@@ -293,15 +293,15 @@ def _nuts_transition(rng_handle, potential_address, prog, position, potential_en
     """
     bitgen = _bit_generator(rng_handle)
     potential = _potential_function(potential_address, prog)
-    scalars = np.empty((records.shape[0], 3))
-    slots = np.arange(records.shape[0])
-    tally = np.zeros(4)
+    scalars = onp.empty((records.shape[0], 3))
+    slots = onp.arange(records.shape[0])
+    tally = onp.zeros(4)
 
     p0 = trajectory[_Z_P]
     _sample_momentum(bitgen, momentum_factor, trajectory[_SCRATCH], p0)
     v0 = trajectory[_T_PS]
     _velocity(inverse_metric, p0, v0)
-    energy0 = potential_energy + 0.5 * np.dot(p0, v0)
+    energy0 = potential_energy + 0.5 * onp.dot(p0, v0)
     for end in range(2):
         trajectory[_Z_Q + end, :] = position
         trajectory[_Z_P + end, :] = p0
@@ -366,8 +366,8 @@ def _nuts_transition(rng_handle, potential_address, prog, position, potential_en
 @njit(cache=True, nogil=True)
 def _hamiltonian(potential_energy, p, inverse_metric, scratch):
     _velocity(inverse_metric, p, scratch)
-    energy = potential_energy + 0.5 * np.dot(p, scratch)
-    return np.inf if energy != energy else energy
+    energy = potential_energy + 0.5 * onp.dot(p, scratch)
+    return onp.inf if energy != energy else energy
 
 
 @njit(cache=True, nogil=True)
@@ -419,11 +419,11 @@ def _hmc_transition(rng_handle, potential_address, prog, position, potential_ene
 # ---------------------------------------------------------------- the Python face
 
 
-def _compiled_vector(a) -> np.ndarray:
+def _compiled_vector(a) -> onp.ndarray:
     """``a`` as the writable C-contiguous float64 vector the kernels are compiled
     for: a read-only one (a cached gradient, say) would make numba compile them
     all again for that type."""
-    a = np.ascontiguousarray(a, np.float64)
+    a = onp.ascontiguousarray(a, onp.float64)
     return a if a.flags.writeable else a.copy()
 
 
@@ -454,7 +454,7 @@ class NativeKernel:
         transitions included.
     """
 
-    def __init__(self, native_potential: Callable[[], object | None], rng: np.random.Generator,
+    def __init__(self, native_potential: Callable[[], object | None], rng: onp.random.Generator,
                  dim: int):
         self._native_potential = native_potential
         self.native = native_potential()
@@ -464,8 +464,8 @@ class NativeKernel:
         self._rng_handle = _bit_generator_handle(rng)
         self._function = self._prog = None
         self._address = 0
-        self._records = np.empty((0, _RECORD_ROWS, dim))
-        self._trajectory = np.empty((_TRAJECTORY_ROWS, dim))
+        self._records = onp.empty((0, _RECORD_ROWS, dim))
+        self._trajectory = onp.empty((_TRAJECTORY_ROWS, dim))
 
     def nuts_step(self, state: kernels.HMCState, step_size: float, metric: kernels.Metric,
                   max_tree_depth: int = 10) -> tuple[kernels.HMCState, kernels.HMCInfo] | None:
@@ -483,7 +483,7 @@ class NativeKernel:
         if max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
         if len(self._records) < max_tree_depth:
-            self._records = np.empty((max_tree_depth, _RECORD_ROWS, self.dim))
+            self._records = onp.empty((max_tree_depth, _RECORD_ROWS, self.dim))
         return self._run(_nuts_transition, state, step_size, metric, max_tree_depth,
                          self._records)
 
@@ -512,7 +512,7 @@ class NativeKernel:
             return None
         address, prog = self._potential()
         saved = self.rng.bit_generator.state
-        position, grad = np.empty(self.dim), np.empty(self.dim)
+        position, grad = onp.empty(self.dim), onp.empty(self.dim)
         (status, potential_energy, acceptance_rate, diverging, energy, energy_error,
          max_energy_error, n_steps, tree_depth) = transition(
             self._rng_handle, address, prog, _compiled_vector(state.position),

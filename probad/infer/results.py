@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Mapping
 
-import numpy as np
+import numpy as onp
 
 __all__ = ["draws_to_inference_data", "constrained_draws", "log_likelihood", "check_coords"]
 
@@ -25,7 +25,7 @@ def import_arviz():
     return arviz
 
 
-def constrained_draws(potential, q_draws: np.ndarray, *, log_likelihood: bool = True,
+def constrained_draws(potential, q_draws: onp.ndarray, *, log_likelihood: bool = True,
                       discrete=None):
     """Map q draws of shape ``(chains, draws, dim)`` through the model.
 
@@ -51,23 +51,23 @@ def _constrain_draws(potential, q_draws, log_likelihood: bool, discrete=None):
     it and goes on with the posterior alone, from the draw where it struck:
     the draws are worth more than the group, which can be computed later.
     """
-    q_draws = np.asarray(q_draws, dtype=float)
+    q_draws = onp.asarray(q_draws, dtype=float)
     chains, draws, dim = q_draws.shape
     leading, n = (chains, draws), chains * draws
-    posterior: dict[str, np.ndarray] = {}
-    loglik: dict[str, np.ndarray] = {}
+    posterior: dict[str, onp.ndarray] = {}
+    loglik: dict[str, onp.ndarray] = {}
     dropped = None
     flat = q_draws.reshape((n, dim))
     if discrete is None:
         def draw(i):
             return (flat[i],)
     else:  # the values of the Gibbs-sampled sites go with each draw
-        flat_discrete = np.reshape(discrete, (n, -1))
+        flat_discrete = onp.reshape(discrete, (n, -1))
 
         def draw(i):
             return flat[i], flat_discrete[i]
     i = 0
-    with np.errstate(all="ignore"):
+    with onp.errstate(all="ignore"):
         while log_likelihood and i < n:
             try:
                 values, pointwise = potential.constrain_and_log_likelihood(*draw(i))
@@ -89,15 +89,15 @@ def _store(out, values, i, n):
     for name, value in values.items():
         column = out.get(name)
         if column is None:
-            # np.empty, not np.full: the pages of a large log-likelihood array
+            # onp.empty, not onp.full: the pages of a large log-likelihood array
             # are then written once, not twice. Rows of draws in which the
             # site was missing get their NaN explicitly.
-            column = out[name] = np.empty((n,) + value.shape, np.result_type(value, float))
-            column[:i] = np.nan
+            column = out[name] = onp.empty((n,) + value.shape, onp.result_type(value, float))
+            column[:i] = onp.nan
         column[i] = value
     if len(out) > len(values):
         for name in out.keys() - values.keys():
-            out[name][i] = np.nan
+            out[name][i] = onp.nan
 
 
 def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=None,
@@ -140,10 +140,10 @@ def draws_to_inference_data(potential, q_draws, *, sample_stats=None, warmup_q=N
         posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood=loglik or None,
-        observed_data={k: np.asarray(v) for k, v in potential.observed.items()} or None,
-        constant_data={k: np.asarray(v) for k, v in potential.constant_data.items()} or None,
+        observed_data={k: onp.asarray(v) for k, v in potential.observed.items()} or None,
+        constant_data={k: onp.asarray(v) for k, v in potential.constant_data.items()} or None,
     )
-    if warmup_q is not None and np.shape(warmup_q)[1] > 0:
+    if warmup_q is not None and onp.shape(warmup_q)[1] > 0:
         groups["warmup_posterior"], _ = constrained_draws(potential, warmup_q, log_likelihood=False,
                                                           discrete=warmup_discrete)
         groups["warmup_sample_stats"] = warmup_stats
@@ -182,10 +182,10 @@ def _complete_coords(coords, dims, groups):
             continue
         draw_axes = 0 if key in ("observed_data", "constant_data") else 2
         for name, value in group.items():
-            for dim, n in zip(dims.get(name, ()), np.shape(value)[draw_axes:]):
+            for dim, n in zip(dims.get(name, ()), onp.shape(value)[draw_axes:]):
                 sizes.setdefault(dim, n)
     for dim, n in sizes.items():
-        coords.setdefault(dim, np.arange(n))
+        coords.setdefault(dim, onp.arange(n))
     return coords
 
 
@@ -203,10 +203,10 @@ def check_coords(potential, coords: Mapping | None, dims: Mapping | None = None)
     all_dims.update({k: list(v) for k, v in (dims or {}).items()})
     shapes = {name: site.shape for name, site in potential.sites.items()}
     shapes.update({name: site.shape for name, site in getattr(potential, "discrete", {}).items()})
-    shapes.update({name: np.shape(v) for name, v in potential.observed.items()})
-    shapes.update({name: np.shape(v) for name, v in potential.constant_data.items()})
+    shapes.update({name: onp.shape(v) for name, v in potential.observed.items()})
+    shapes.update({name: onp.shape(v) for name, v in potential.constant_data.items()})
     for dim, values in coords.items():
-        if np.ndim(values) != 1:
+        if onp.ndim(values) != 1:
             raise ValueError(f"coords['{dim}'] must be a 1-D sequence of coordinate values, "
                              f"got {values!r}")
     for name, names in all_dims.items():
@@ -252,13 +252,13 @@ def log_likelihood(model, data: Mapping | None, idata, *, compile: bool = True):
         raise ValueError(f"pb.log_likelihood: the posterior has no draws of the latent "
                          f"site(s) {', '.join(missing)}; is this the model that was sampled?")
     chains, draws = post.sizes["chain"], post.sizes["draw"]
-    values = {name: np.asarray(post[name].values) for name in latent}
-    q = np.empty((chains, draws, pot.dim))
+    values = {name: onp.asarray(post[name].values) for name in latent}
+    q = onp.empty((chains, draws, pot.dim))
     for c in range(chains):
         for d in range(draws):
             q[c, d] = pot.unconstrain({name: v[c, d] for name, v in values.items()})
     # Sites that pb.hmc sampled by Gibbs steps: their draws go with each q.
-    discrete = np.concatenate([values[name].reshape(chains, draws, -1).astype(float)
+    discrete = onp.concatenate([values[name].reshape(chains, draws, -1).astype(float)
                                for name in pot.discrete], axis=-1) if pot.discrete else None
     _, loglik = constrained_draws(pot, q, log_likelihood=True, discrete=discrete)
     used_dims = {name: list(pot.dims[name]) for name in loglik if name in pot.dims}

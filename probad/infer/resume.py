@@ -20,7 +20,7 @@ import math
 import warnings
 from typing import NamedTuple
 
-import numpy as np
+import numpy as onp
 
 from .kernels import HMCState, LowRankInverseMetric
 from .results import import_arviz
@@ -61,18 +61,18 @@ class ChainStart(NamedTuple):
         (:mod:`probad.infer.gibbs`), or None for a model without Gibbs sites.
     """
 
-    position: np.ndarray
+    position: onp.ndarray
     state: HMCState | None
     step_size: float
     inverse_metric: object
     rng_state: dict | None
     gibbs: tuple | None = None
 
-    def generator(self, seed) -> np.random.Generator:
+    def generator(self, seed) -> onp.random.Generator:
         """The chain's generator: the one it stopped with, else one from ``seed``."""
         if self.rng_state is None:
-            return np.random.default_rng(seed)
-        rng = np.random.Generator(np.random.PCG64())  # what default_rng makes
+            return onp.random.default_rng(seed)
+        rng = onp.random.Generator(onp.random.PCG64())  # what default_rng makes
         rng.bit_generator.state = self.rng_state
         return rng
 
@@ -85,19 +85,19 @@ def chain_state_attrs(chains, results) -> dict:
     states = [r.last_state for r in results]
     metric = results[0].inverse_metric
     gibbs = {} if results[0].gibbs_end is None else {
-        "last_discrete": np.stack([r.gibbs_end[0] for r in results]),
-        "gibbs_reach": np.stack([r.gibbs_end[1] for r in results]),
+        "last_discrete": onp.stack([r.gibbs_end[0] for r in results]),
+        "gibbs_reach": onp.stack([r.gibbs_end[1] for r in results]),
     }
     return {
         **gibbs,
         "state_chains": [int(c) for c in chains],
         # netCDF gives a (1, d, d) array back as (d, d): the kind cannot be read off the shape.
         "inverse_metric_kind": "low_rank" if isinstance(metric, LowRankInverseMetric) else
-                               "dense" if np.ndim(metric) == 2 else "diag",
-        "last_position": np.stack([s.position for s in states]),
-        "last_potential_energy": np.array([s.potential_energy for s in states]),
-        "last_potential_grad": np.stack([s.potential_grad for s in states]),
-        "rng_state": np.stack([_encode_rng(r.rng_state) for r in results]),
+                               "dense" if onp.ndim(metric) == 2 else "diag",
+        "last_position": onp.stack([s.position for s in states]),
+        "last_potential_energy": onp.array([s.potential_energy for s in states]),
+        "last_potential_grad": onp.stack([s.potential_grad for s in states]),
+        "rng_state": onp.stack([_encode_rng(r.rng_state) for r in results]),
     }
 
 
@@ -129,14 +129,14 @@ def recorded_options(idata, caller: str) -> dict:
     return options
 
 
-def _encode_rng(state: dict) -> np.ndarray:
+def _encode_rng(state: dict) -> onp.ndarray:
     """A PCG64 state (``default_rng``'s generator) as int64 words."""
     if state["bit_generator"] != "PCG64":
         raise TypeError(f"cannot record a {state['bit_generator']} generator's state")
     words = []
     for value in (state["state"]["state"], state["state"]["inc"]):
         words += [(value >> (_WORD * i)) & (2**_WORD - 1) for i in range(_WORDS)]
-    return np.array(words + [state["has_uint32"], state["uinteger"]], dtype=np.int64)
+    return onp.array(words + [state["has_uint32"], state["uinteger"]], dtype=onp.int64)
 
 
 def _decode_rng(words) -> dict:
@@ -152,14 +152,14 @@ def _decode_rng(words) -> dict:
 
 def _per_chain(attrs, name: str) -> list:
     """``attrs[name]`` as a list: netCDF gives a one-element list back as a scalar."""
-    return np.atleast_1d(attrs[name]).tolist()
+    return onp.atleast_1d(attrs[name]).tolist()
 
 
 def _inverse_metric(attrs, row: int, n_chains: int, dim: int):
     """Chain ``row``'s inverse metric as ``pb.hmc`` recorded it (see ``_inverse_metric_attrs``)."""
 
     def chain_row(name, shape):
-        return np.asarray(attrs[name], dtype=np.float64).reshape((n_chains,) + shape)[row].copy()
+        return onp.asarray(attrs[name], dtype=onp.float64).reshape((n_chains,) + shape)[row].copy()
 
     kind = attrs["inverse_metric_kind"]
     if kind != "low_rank":
@@ -223,7 +223,7 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
                              "was made with")
     rows = {int(c): i for i, c in enumerate(_per_chain(attrs, "state_chains"))}
     n_chains = len(rows)
-    positions = np.asarray(attrs["last_position"], dtype=np.float64).reshape(n_chains, -1)
+    positions = onp.asarray(attrs["last_position"], dtype=onp.float64).reshape(n_chains, -1)
     if positions.shape[1] != pot.dim:
         raise ValueError(f"{caller}: the run's chains have {positions.shape[1]} unconstrained "
                          f"coordinates but the model has {pot.dim}: is this the model that was "
@@ -236,22 +236,22 @@ def read_starts(idata, pot, *, caller: str, exact: bool) -> dict[int, ChainStart
         row, state, rng_state = rows[chain], None, None
         ends = None
         if gibbs:
-            values = np.asarray(attrs["last_discrete"], dtype=np.float64).reshape(n_chains, -1)
+            values = onp.asarray(attrs["last_discrete"], dtype=onp.float64).reshape(n_chains, -1)
             if values.shape[1] != len(pot.discrete_values):
                 raise ValueError(f"{caller}: the run's chains have {values.shape[1]} discrete "
                                  f"values but the model has {len(pot.discrete_values)}: is "
                                  "this the model that was sampled?")
             ends = (values[row].copy(),
-                    np.asarray(attrs["gibbs_reach"], dtype=np.float64).reshape(n_chains, -1)[row])
+                    onp.asarray(attrs["gibbs_reach"], dtype=onp.float64).reshape(n_chains, -1)[row])
             pot.discrete_values = ends[0].copy()  # what the checks below evaluate at
         if exact:
-            grads = np.asarray(attrs["last_potential_grad"], dtype=np.float64)
+            grads = onp.asarray(attrs["last_potential_grad"], dtype=onp.float64)
             state = HMCState(positions[row].copy(),
                              float(_per_chain(attrs, "last_potential_energy")[row]),
                              grads.reshape(n_chains, -1)[row].copy())
             _check_end(pot, posterior, state, chain, index, caller,
                        "log_likelihood" in idata.groups())
-            rng_state = _decode_rng(np.reshape(attrs["rng_state"], (n_chains, -1))[row])
+            rng_state = _decode_rng(onp.reshape(attrs["rng_state"], (n_chains, -1))[row])
         starts[chain] = ChainStart(positions[row], state,
                                    float(_per_chain(attrs, "step_size")[row]),
                                    _inverse_metric(attrs, row, n_chains, pot.dim), rng_state,
@@ -263,7 +263,7 @@ def _check_end(pot, posterior, state: HMCState, chain: int, index: int, caller: 
                with_log_likelihood: bool) -> None:
     """Refuse to extend a chain from a model or data other than the sampled
     ones, or a chain whose last kept draw is not where it stopped."""
-    with np.errstate(all="ignore"):
+    with onp.errstate(all="ignore"):
         energy, _ = pot.value_and_grad(state.position)
     # The run computed this energy with this potential; only a native and a
     # numpy replay can differ, by rounding (~1e-14 relative). Other data or
@@ -284,8 +284,8 @@ def _check_end(pot, posterior, state: HMCState, chain: int, index: int, caller: 
     else:
         last = pot.constrain(state.position)
     for name in [*pot.sites, *getattr(pot, "discrete", ())]:
-        drawn = np.asarray(posterior[name].values[index, -1])
-        if not np.allclose(drawn, last[name], rtol=1e-12, atol=0.0):
+        drawn = onp.asarray(posterior[name].values[index, -1])
+        if not onp.allclose(drawn, last[name], rtol=1e-12, atol=0.0):
             raise ValueError(f"{caller}: chain {chain} did not stop at its last kept draw (the "
                              "run was interrupted, or it was cut to the shortest chain's "
                              "length), so it cannot be continued exactly; start a new run "
@@ -317,7 +317,7 @@ def append_draws(first, extension):
                                           zip(rows, _per_chain(after, "num_gradient_evaluations"))],
              "partial": max(int(before["partial"]), int(after["partial"])),
              # Each part's rejected evaluations, per kind: the run's, then the extension's.
-             "rejections": [*np.atleast_1d(before.get("rejections", [])).tolist(),
+             "rejections": [*onp.atleast_1d(before.get("rejections", [])).tolist(),
                             *_per_chain(after, "rejections")],
              "failed_chains": [int(chain) for chain, _ in failures],
              "failure_reasons": [str(reason) for _, reason in failures]}
