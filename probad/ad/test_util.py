@@ -90,26 +90,26 @@ def _flat(x):
     return onp.concatenate([onp.ravel(a) for a in _leaves(x)] or [onp.zeros(0)])
 
 
-def check_vjp(f, x):
+def check_vjp(f, x, eps=EPS):
     """Check the reverse mode of ``f`` at ``x`` along a random direction."""
     vjp, y = make_vjp(f, x)
     x_vs, y_vs = vspace(x), vspace(y)
     x_v, y_v = x_vs.randn(), y_vs.randn()
     vjp_y = x_vs.covector(vjp(y_vs.covector(y_v)))
     exact = x_vs.inner_prod(x_v, vjp_y)
-    numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x, y)(x_v))
+    numeric = y_vs.inner_prod(y_v, _numerical_jvp(f, x, y, eps)(x_v))
     check_equivalent(exact, numeric, f"Derivative (VJP) check of {get_name(f)} failed with arg {x}")
 
 
-def check_jvp(f, x):
+def check_jvp(f, x, eps=EPS):
     """Check the forward mode of ``f`` at ``x`` along a random direction."""
     v = vspace(x).randn()
     y, exact = make_jvp(f, x)(v)
-    numeric = _numerical_jvp(f, x, y)(v)
+    numeric = _numerical_jvp(f, x, y, eps)(v)
     check_equivalent(exact, numeric, f"Derivative (JVP) check of {get_name(f)} failed with arg {x}")
 
 
-def _check_grads(f, x, modes=("fwd", "rev"), order=2):
+def _check_grads(f, x, modes=("fwd", "rev"), order=2, eps=EPS):
     """Check derivatives of ``f`` at ``x`` in the given modes, up to ``order``.
 
     Higher orders differentiate the derivative itself: forward mode checks the
@@ -118,27 +118,27 @@ def _check_grads(f, x, modes=("fwd", "rev"), order=2):
     if not set(modes) <= {"fwd", "rev"}:
         raise ValueError(f"modes must be a subset of ['fwd', 'rev'], got {modes}")
     if "fwd" in modes:
-        check_jvp(f, x)
+        check_jvp(f, x, eps)
         if order > 1:
             def jvp_f(x, v):
                 return make_jvp(f, x)(v)[1]
             jvp_f.__name__ = f"jvp_{get_name(f)}"
             v = vspace(x).randn()
-            check_grads(jvp_f, (0, 1), modes, order - 1)(x, v)
+            check_grads(jvp_f, (0, 1), modes, order - 1, eps=eps)(x, v)
     if "rev" in modes:
-        check_vjp(f, x)
+        check_vjp(f, x, eps)
         if order > 1:
             def vjp_f(x, g):
                 return make_vjp(f, x)[0](g)
             vjp_f.__name__ = f"vjp_{get_name(f)}"
             g = vspace(f(x)).randn()
-            check_grads(vjp_f, (0, 1), modes, order - 1)(x, g)
+            check_grads(vjp_f, (0, 1), modes, order - 1, eps=eps)(x, g)
 
 
 _check_grads_nary = unary_to_nary(_check_grads)
 
 
-def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
+def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2, *, eps=EPS):
     """``check_grads(f, modes=["fwd", "rev"], order=2)(*args)``.
 
     Compares derivatives of ``f`` with central finite differences along random
@@ -148,6 +148,10 @@ def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
     At float32 (or complex64) points the derivatives are computed, and must
     stay, in single precision; the finite differences are taken in float64
     and the comparison uses a single-precision tolerance.
+
+    ``eps`` is the finite-difference step (autograd's 1e-6). A function
+    computed only to a tolerance ``tol`` (an adaptive ODE solve) has
+    differences wrong by about ``tol / eps``: pass a larger step for it.
     """
     if isinstance(argnum, (list, tuple)) and argnum and isinstance(argnum[0], str):
         modes, argnum = argnum, None  # check_grads(f, ["rev"]) reads naturally too
@@ -155,7 +159,7 @@ def check_grads(f, argnum=None, modes=("fwd", "rev"), order=2):
     def checker(*args, **kwargs):
         nums = tuple(range(len(args))) if argnum is None else argnum
         with_kwargs = functools.wraps(f)(lambda *a: f(*a, **kwargs))  # messages name ``f``
-        return _check_grads_nary(with_kwargs, nums, modes, order)(*args)
+        return _check_grads_nary(with_kwargs, nums, modes, order, eps)(*args)
 
     return checker
 

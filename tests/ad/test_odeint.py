@@ -18,6 +18,13 @@ from probad.ad.test_util import check_grads
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)
 MODES = ["fwd", "rev"]
+# check_grads' finite-difference step. An adaptive solve's result moves by
+# about its tolerance (1e-12 here) when a tiny change of input changes its step
+# choices, so a central difference of step h is off by about 1e-12 / h: 1e-6
+# relative at autograd's h = 1e-6, at the edge of check_grads' 1e-5 / 1e-6, and
+# about 1 random direction in 20 failed. At h = 1e-4 that error is 1e-8, and the
+# difference's own truncation error, (h / 2)^2 / 6 times the third derivative, about 4e-10.
+EPS = 1e-4
 
 
 def nonlinear(y, t, a, c):
@@ -63,7 +70,7 @@ def test_gradient_with_respect_to_a_rate():
 def test_first_derivatives_in_every_argument():
     a, c, y0, t = setup()
     check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), **TIGHT),
-                modes=MODES, order=1)(y0, t, a, c)
+                modes=MODES, order=1, eps=EPS)(y0, t, a, c)
 
 
 @pytest.mark.slow
@@ -79,7 +86,7 @@ def test_second_derivatives(argnum):
         call[argnum] = x
         return odeint(nonlinear, call[0], call[1], (call[2], c), **TIGHT)
 
-    check_grads(fun, modes=MODES, order=2)(args[argnum])
+    check_grads(fun, modes=MODES, order=2, eps=EPS)(args[argnum])
 
 
 def test_single_output_time():
@@ -145,7 +152,7 @@ def test_scalar_initial_state_as_in_scipy():
     g = grad(final)(1.5)
     assert onp.shape(g) == () and g == pytest.approx(onp.exp(-1.4), rel=1e-9)
     assert make_jvp(final)(1.5)(1.0)[1] == pytest.approx(onp.exp(-1.4), rel=1e-9)
-    check_grads(final, modes=MODES, order=1)(1.5)
+    check_grads(final, modes=MODES, order=1, eps=EPS)(1.5)
 
 
 def test_float32_arguments_get_float32_gradients():
@@ -165,7 +172,7 @@ def test_forward_sensitivities_give_the_same_first_derivatives():
     # adjoint=False computes reverse mode from dy/d(y0, args) integrated forwards.
     a, c, y0, t = setup()
     check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), adjoint=False, **TIGHT),
-                modes=["rev"], order=1)(y0, t, a, c)
+                modes=["rev"], order=1, eps=EPS)(y0, t, a, c)
 
     def loss(y0, t, a, c, adjoint):
         return np.sum(odeint(nonlinear, y0, t, (a, c), adjoint=adjoint, **TIGHT) ** 2)
@@ -207,20 +214,19 @@ def test_bdf_solves_a_stiff_system():
 def test_bdf_derivatives_on_a_stiff_system():
     # ~7 s: scipy's BDF steps in Python, and check_grads solves the
     # forward-sensitivity system (21 states) besides the finite differences.
-    # A central difference with step 1e-6 is off by about (solver error) /
-    # 1e-6: at rtol = 1e-10 that is 1e-4 relative, above check_grads' 1e-5,
-    # and some random directions failed; at rtol = 1e-12 it is 1e-6.
+    # The difference step is EPS, for the reason given there; rtol = 1e-12
+    # keeps the solver's share of its error at 1e-8.
     y0, log_k = ROBERTSON["y0"], ROBERTSON["log_k"]
     t = onp.array([0.0, 0.4, 4.0, 40.0])
     check_grads(lambda log_k, y0: odeint(robertson, y0, t, (log_k,), method="bdf", mxstep=20_000,
                                          rtol=1e-12, atol=1e-17),
-                modes=MODES, order=1)(log_k, y0)
+                modes=MODES, order=1, eps=EPS)(log_k, y0)
 
 
 def test_bdf_derivatives_of_a_nonstiff_system():
     a, c, y0, t = setup()
     check_grads(lambda y0, t, a, c: odeint(nonlinear, y0, t, (a, c), method="bdf", **TIGHT),
-                modes=MODES, order=1)(y0, t, a, c)
+                modes=MODES, order=1, eps=EPS)(y0, t, a, c)
 
 
 def test_bdf_options_and_methods_are_checked():
