@@ -1,7 +1,6 @@
 """The native backend: every model of the test suite runs natively and agrees
 with the numpy replay; each lowering agrees with numpy on special values;
 guards retrace; primitives without a lowering fall back with one warning."""
-import os
 import pathlib
 import subprocess
 import sys
