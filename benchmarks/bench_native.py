@@ -46,6 +46,7 @@ import probad as pb  # noqa: E402
 import probad.ad.numpy as np  # noqa: E402
 from bench_compile import garch_data, make_garch  # noqa: E402
 from bench_nuts import by_hand, make_data, probad_model  # noqa: E402
+from peer_models import numpyro_model  # noqa: E402
 from probad.ad import value_and_grad  # noqa: E402
 from probad.ad.compiler import compile  # noqa: E402
 from tests import posteriordb_models as P  # noqa: E402
@@ -98,48 +99,6 @@ def _jax():
 
 
 # ------------------------------------------------------------ loop models
-def numpyro_loop_model(name):
-    """hmm_example and arma11 for NumPyro, the loop as ``lax.scan``."""
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from jax import lax
-    from jax.scipy.special import logsumexp
-    from numpyro.distributions import constraints
-
-    def hmm_example(N, K, y):
-        theta1 = numpyro.sample("theta1", dist.ImproperUniform(constraints.simplex, (), (K,)))
-        theta2 = numpyro.sample("theta2", dist.ImproperUniform(constraints.simplex, (), (K,)))
-        mu = numpyro.sample("mu", dist.ImproperUniform(constraints.positive_ordered_vector, (),
-                                                       (K,)))
-        numpyro.factor("mu_prior", dist.Normal(3.0, 1.0).log_prob(mu[0])
-                       + dist.Normal(10.0, 1.0).log_prob(mu[1]))
-        log_theta_T = jnp.log(jnp.stack([theta1, theta2])).T
-        emission = dist.Normal(mu, 1.0).log_prob(y[:, None])
-
-        def step(gamma, e):
-            return logsumexp(gamma + log_theta_T, axis=1) + e, None
-
-        gamma, _ = lax.scan(step, emission[0], emission[1:])
-        numpyro.factor("y", logsumexp(gamma))
-
-    def arma11(T, y):
-        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
-        phi = numpyro.sample("phi", dist.Normal(0.0, 2.0))
-        theta = numpyro.sample("theta", dist.Normal(0.0, 2.0))
-        sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
-        err0 = y[0] - (mu + phi * mu)
-
-        def step(err, t):
-            err = y[t] - (mu + phi * y[t - 1] + theta * err)
-            return err, err
-
-        _, errs = lax.scan(step, err0, jnp.arange(1, T))
-        numpyro.sample("err", dist.Normal(0.0, sigma), obs=jnp.concatenate([err0[None], errs]))
-
-    return {"hmm_example": hmm_example, "arma11": arma11}[name]
-
-
 def numpyro_potential(name, data, probad_pot, q):
     """``jax.jit`` of NumPyro's potential and gradient, checked against probad's
     log density at the same constrained point; and NumPyro's flat point."""
@@ -150,7 +109,7 @@ def numpyro_potential(name, data, probad_pot, q):
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import log_density, potential_energy, unconstrain_fn
 
-    model = numpyro_loop_model(name)
+    model = numpyro_model(name)
     kwargs = {k: jnp.asarray(v) if hasattr(v, "shape") else v for k, v in data.items()}
     constrained = probad_pot.constrain(q)
     params = {k: jnp.asarray(constrained[k]) for k in probad_pot.sites}

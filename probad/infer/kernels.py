@@ -209,6 +209,8 @@ def make_metric(inverse_metric) -> Metric:
             return inv * p
 
     elif inv.ndim == 2 and inv.shape == (dim, dim):
+        # Adaptation's estimates are exactly symmetric; a user's matrix may
+        # carry rounding from its own arithmetic, which 1e-10 forgives.
         if not onp.allclose(inv, inv.T, rtol=1e-10, atol=0.0):
             raise ValueError("a dense inverse metric must be symmetric")
         try:
