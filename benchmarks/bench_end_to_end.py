@@ -42,15 +42,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
-import warnings
 
 import numpy as onp
 
-from bench_nuts import CHAINS, ROOT, SEED, make_data, run_numpyro, run_probad, run_pymc, timed
+from bench_nuts import (CHAINS, SEED, child_record, enable_x64_for, launch, make_data,
+                        run_numpyro, run_probad, run_pymc, timed)
 from peer_models import FREE_VARIABLES, pymc_model
 
 MODELS = ["eight_schools", "radon", "logistic", "hmm_example", "arma11", "garch11"]
@@ -89,33 +86,18 @@ def run(tool, name, draws, tune) -> dict:
 
 def child(tool, name, draws, tune, launched):
     """Run one tool on one model in this (fresh) process; print a JSON line."""
-    if tool.startswith("numpyro"):
-        import numpyro
-
-        numpyro.enable_x64()  # float64 like probad and PyMC
-    import arviz as az
-
+    enable_x64_for(tool)
     result = run(tool, name, draws, tune)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess = az.ess(result["idata"].posterior[FREE_VARIABLES[name]], method="bulk")
-    min_ess = min(float(onp.min(ess[v].values)) for v in ess.data_vars)
     posterior = result["idata"].posterior
     # Posterior means, to see that the tools sample the same density.
     means = {v: onp.ravel(posterior[v].mean(("chain", "draw")).values).round(3).tolist()
              for v in FREE_VARIABLES[name] if posterior[v].size <= 4 * posterior[v].shape[1]
              * posterior[v].shape[0]}
-    print(json.dumps({"min_ess": min_ess, "grads": result["grads"], "wall": result["wall"],
-                      "sampling": result["sampling"], "cold": result["finished"] - launched,
-                      "means": means}))
+    print(json.dumps(dict(child_record(result, name, launched), means=means)))
 
 
 def measure(tool, name, draws, tune) -> dict:
-    env = dict(os.environ, PYTHONWARNINGS="ignore",
-               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "benchmarks")]))
-    args = [sys.executable, os.path.abspath(__file__), "--child", tool, name, str(draws),
-            str(tune), repr(time.time())]
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    done = launch(__file__, tool, name, draws, tune)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -247,31 +247,51 @@ def run_tool(tool, name, data, draws, tune) -> dict:
     return run_numpyro(name, data, draws, tune, chain_method=tool.split()[1])
 
 
-def child(tool, name, draws, tune, launched):
-    """Run one tool on one model in this (fresh) process; print a JSON line."""
+def min_bulk_ess(idata, name) -> float:
+    """The smallest bulk ESS over benchmark ``name``'s free variables."""
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(idata.posterior[FREE_VARIABLES[name]], method="bulk")
+    return min(float(onp.min(ess[v].values)) for v in ess.data_vars)
+
+
+def child_record(run, name, launched) -> dict:
+    """What every benchmark's child process reports of one sampling run."""
+    return {"min_ess": min_bulk_ess(run["idata"], name), "grads": run["grads"],
+            "wall": run["wall"], "sampling": run["sampling"], "cold": run["finished"] - launched}
+
+
+def launch(script, tool, name, draws, tune) -> subprocess.CompletedProcess:
+    """Run ``script --child tool name draws tune launched`` in a fresh process
+    (so each tool pays its own imports and compilation), from the repository
+    root with benchmarks/ importable."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "benchmarks")]))
+    args = [sys.executable, os.path.abspath(script), "--child", tool, name, str(draws),
+            str(tune), repr(time.time())]
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def enable_x64_for(tool) -> None:
     if tool.startswith("numpyro"):
         import numpyro
 
         numpyro.enable_x64()  # float64 like probad and PyMC
-    import arviz as az
 
+
+def child(tool, name, draws, tune, launched):
+    """Run one tool on one model in this (fresh) process; print a JSON line."""
+    enable_x64_for(tool)
     run = run_tool(tool, name, make_data(name), draws, tune)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess = az.ess(run["idata"].posterior[FREE_VARIABLES[name]], method="bulk")
-    min_ess = min(float(onp.min(ess[v].values)) for v in ess.data_vars)
-    print(json.dumps({"min_ess": min_ess, "grads": run["grads"], "wall": run["wall"],
-                      "sampling": run["sampling"], "cold": run["finished"] - launched,
-                      "step_size": run["step_size"], "accept": run["accept"],
-                      "divergences": int(run["idata"].sample_stats["diverging"].sum())}))
+    print(json.dumps(dict(child_record(run, name, launched), step_size=run["step_size"],
+                          accept=run["accept"],
+                          divergences=int(run["idata"].sample_stats["diverging"].sum()))))
 
 
 def measure(tool, name, draws, tune) -> dict:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    args = [sys.executable, __file__, "--child", tool, name, str(draws), str(tune),
-            repr(time.time())]
-    done = subprocess.run(args, capture_output=True, text=True, env=env,
-                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    done = launch(__file__, tool, name, draws, tune)
     if done.returncode != 0:
         raise RuntimeError(f"{tool} on {name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
