@@ -218,7 +218,7 @@ def bench_hierarchical():
 
 # ----------------------------------------------------------- compile times
 def suite_models():
-    from tests.ad.test_native import SUITE
+    from tests.ad.compiler.test_native import SUITE
     return SUITE
 
 

@@ -77,7 +77,7 @@ def q_draws(pot, chains, draws, seed):
 def assert_identical(got: dict, want: dict):
     """Same names in the same order, same dtypes and shapes, the same bits
     (the numpy replay promises bit-for-bit results; the native backend's
-    1e-12 agreement is tested in tests/ad/test_native.py)."""
+    1e-12 agreement is tested in tests/ad/compiler/test_native.py)."""
     assert list(got) == list(want)
     for name in want:
         assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
