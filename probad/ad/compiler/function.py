@@ -17,6 +17,7 @@ import os
 import random as pyrandom
 import sys
 import threading
+import time
 import types
 import warnings
 
@@ -245,14 +246,25 @@ def _watch_randomness(trace: RecordTrace, generators: list):
 def _escaped(boxes: list) -> bool:
     """Whether anything besides ``boxes`` still holds one of the trace's boxes
     (the function stored a traced value in an outer list, a global, an
-    attribute, a cache): the stored value would silently go stale."""
-    for attempt in range(2):
+    attribute, a cache): the stored value would silently go stale.
+
+    Two kinds of reference are passing, not stored: garbage cycles (collected
+    before the second look) and another thread's snapshot of this thread's
+    stack (a sampling profiler, such as a Dask worker's, holds the frames of
+    calls that have returned, and their locals, for a moment: 1 trace in 80
+    gave up for it there). While other threads run, a few more looks a
+    millisecond apart let such a snapshot go; a stored value stays.
+    """
+    looks = 5 if threading.active_count() > 1 else 2
+    for attempt in range(looks):
         # A box held only by the list is referenced by the list, the loop
         # variable and getrefcount's own argument.
         if all(sys.getrefcount(b) <= 3 for b in boxes):
             return False
         if attempt == 0:
             gc.collect()  # references from garbage cycles do not count
+        elif attempt < looks - 1:
+            time.sleep(0.001)
     return True
 
 
