@@ -102,6 +102,11 @@ class _View:
                     (n,) + (1,) * (len(self.shape) - k - 1))
         return pos
 
+    @property
+    def uniform(self) -> bool:
+        """One element, or one element broadcast (every stride 0)."""
+        return not any(s for n, s in zip(self.shape, self.strides) if n > 1)
+
     def contiguous(self) -> bool:
         expect, ok = 1, True
         for n, s in zip(reversed(self.shape), reversed(self.strides)):
@@ -326,8 +331,17 @@ class _Lowerer:
         if arr.dtype.kind not in "biuf" or (arr.dtype.kind in "iu" and arr.size
                                             and onp.abs(arr).max() > 2**53):
             raise Unsupported(f"a constant of dtype {arr.dtype}")
-        view = self.alloc(arr.shape)
-        self.init.append((view.base, arr.astype(onp.float64).ravel()))
+        values = arr.astype(onp.float64).ravel()
+        bits = values.view(onp.int64)
+        if values.size > 1 and len(arr.shape) <= _MAXDIM and (bits == bits[0]).all():
+            # one number repeated (a broadcast seed of the backward pass, a
+            # scale): stored once, read with stride 0
+            one = self.alloc(())
+            view = _View(one.base, arr.shape, (0,) * arr.ndim)
+            values = values[:1]
+        else:
+            view = self.alloc(arr.shape)
+        self.init.append((view.base, values))
         self._constants[key] = (view, value)  # keeps value alive: its id stays unique
         return view
 
@@ -391,6 +405,23 @@ class _Lowerer:
 
     def elementwise(self, op, kind: str, f: int, args) -> None:
         views = [self.view(a) for a in args]
+        _, shape, dtype = self.meta[op.out]
+        shape = () if shape is None else tuple(shape)
+        if math.prod(shape) > 1 and all(v.uniform for v in views):
+            # every operand one number broadcast (a site's scale, a parameter
+            # check on a broadcast scalar): the result is one number too,
+            # computed once and broadcast, the same value in every element
+            _check_dtype(dtype, op)
+            o = self.alloc((), reuse=True)
+            self._block_size[o.base] = 1
+            self.settle(op.out, o.base)
+            self.views[op.out] = _View(o.base, shape, (0,) * len(shape))
+            if kind == "TER":
+                self.emit(_OP["TER"], f, o.base, 1, 1, 1, 1,
+                          *[w for v in views for w in [v.base, 0, 0, 0, 0]])
+            else:
+                self.scalar(kind, f, o.base, *[v.base for v in views])
+            return
         o = self.out(op)
         shape = o.shape
         n = o.size
@@ -404,7 +435,7 @@ class _Lowerer:
             return
         steps = []
         for v in views:
-            if v.size == 1:
+            if v.uniform:
                 steps.append(0)
             elif v.shape == shape and v.contiguous():
                 steps.append(1)
@@ -447,8 +478,16 @@ class _Lowerer:
                     self.scalar("BIN", step, o.base + k, o.base + k, x)
             return
         bases = flat[:, :1] if flat.shape[1] else onp.zeros((flat.shape[0], 1), onp.int64)
+        offsets = flat[0] - bases[0] if len(flat) else onp.zeros(1, onp.int64)
+        step = int(offsets[1]) if offsets.size > 1 else 0
+        if f == _RED["sum"] and reduced == list(range(len(kept), ndim)) \
+                and onp.array_equal(offsets, step * onp.arange(offsets.size)):
+            # the trailing axes, evenly spaced: numpy's pairwise sum (numpy
+            # sums a leading axis one row after another, as RED does)
+            self.emit(_OP["SUM"], o.base, o.size, flat.shape[1], self.table(bases), step)
+            return
         self.emit(_OP["RED"], f, o.base, o.size, flat.shape[1], self.table(bases),
-                  self.table(flat[0] - bases[0] if len(flat) else onp.zeros(1, onp.int64)))
+                  self.table(offsets))
 
     def rearrange(self, op, fun, x, *rest, **kwargs) -> None:
         """An op that only picks and moves elements: ``fun`` applied to the

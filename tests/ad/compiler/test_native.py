@@ -350,11 +350,45 @@ def test_an_array_of_scalars_is_one_move():
     x = onp.random.default_rng(0).normal(size=6)
     fast(x)
     onp.testing.assert_array_equal(fast(x), f(x))
-    code, ops, pc = fast.tapes[fast.cache_key(x)][0].native.code, [], 0
+    assert _op_codes(fast, x).count(interpreter.OP["MOVE"]) == 1
+
+
+def _op_codes(fast, *args) -> list[int]:
+    """The op codes of the native program ``fast`` runs on ``args``."""
+    code, ops, pc = fast.tapes[fast.cache_key(*args)][0].native.code, [], 0
     while pc < len(code):
         ops.append(int(code[pc]))
         pc += interpreter.WIDTH[ops[-1]]
-    assert ops.count(interpreter.OP["MOVE"]) == 1
+    return ops
+
+
+@pytest.mark.parametrize("case", [
+    lambda x: np.sum(x), lambda x: np.sum(x[::3]), lambda x: np.sum(x[:900].reshape(9, 100), 1),
+    lambda x: np.sum(x[:900].reshape(3, 3, 100), axis=(1, 2)), lambda x: np.mean(x[:500])])
+def test_sums_of_evenly_spaced_elements_are_numpys_pairwise_sums_bit_for_bit(case):
+    # a sequential sum of these lengths differs from numpy's in the last bits
+    x = onp.random.default_rng(3).normal(size=1000) * onp.logspace(-4, 4, 1000)
+    fast = compile(case, backend="native")
+    fast(x)
+    assert onp.array_equal(fast(x), case(x))
+    assert interpreter.OP["SUM"] in _op_codes(fast, x)
+
+
+def test_an_op_on_broadcast_scalars_is_computed_once():
+    # a site's parameter check on a scalar broadcast over its plate, and the
+    # backward pass's broadcast seed (a constant of one repeated number)
+    def f(s, x):
+        ok = np.where(np.broadcast_to(s, x.shape) > 0.0, 0.0, onp.nan)
+        return np.sum(ok) + np.sum(onp.full(x.shape, -1.0) * x / s)
+
+    fast = compile(f, backend="native")
+    x = onp.random.default_rng(0).normal(size=1000)
+    for s in (2.0, -1.0):
+        fast(s, x)
+        onp.testing.assert_array_equal(fast(s, x), f(s, x))
+    # x, the product and the quotient, and a few numbers; storing each
+    # broadcast (the constant, the comparison, the where) took 3,000 more
+    assert fast.tapes[fast.cache_key(2.0, x)][0].native.ws.size < 3 * x.size + 20
 
 
 def test_outputs_are_not_views_of_the_workspace():
