@@ -240,12 +240,17 @@ class NativePotential:
     ``fn`` is :func:`.interpreter.potential_fn` (one numba dispatcher for
     every model) and ``prog`` the tuple ``(code, ints, ws, status, io)`` it
     needs. See the module docstring for NaN, +inf and guard failures.
+    ``value_and_grad_fn``, with the same arguments, counts no rejection and
+    returns NaN for whatever the caller must evaluate through Python (see
+    :func:`.interpreter.value_and_grad_fn`): the fast path of
+    ``Potential.value_and_grad``.
     """
 
-    __slots__ = ("fn", "prog")
+    __slots__ = ("fn", "prog", "value_and_grad_fn")
 
     def __init__(self, program: Program, value: Ref, grad: Ref, q_at: int):
         self.fn = interp.potential_fn
+        self.value_and_grad_fn = interp.value_and_grad_fn
         io = onp.concatenate([[q_at, program.output_positions(value)[0]],
                               program.output_positions(grad)]).astype(onp.int64)
         self.prog = (program.code, program.ints, program.ws, program.status, io)
