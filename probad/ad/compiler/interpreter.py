@@ -35,8 +35,11 @@ contiguous
 ``ints[pb + k] + j * step``, pairwise as numpy sums
 ``MATMUL o m k n a as0 as1 b bs0 bs1``: ``(m, k) @ (k, n)``
 ``MOVE n p``            ``ws[ints[p + 2i]] = ws[ints[p + 2i + 1]]``
+``GATHER o n p``        ``ws[o + i] = ws[ints[p + i]]`` (a long move into a block)
 ``SCATTER o size add n p``: zero ``size`` outputs, then assign (or add)
 ``ws[src]`` into ``ws[dst]`` for the ``n`` pairs at ``ints[p:]``
+``SCATTER_FROM o size add n p s``: the same from the block at ``s``:
+``ws[s + i]`` into ``ws[ints[p + i]]``
 ``CUMSUM o outer n inner``: in place, along the middle axis
 ``CHOL o a n``, ``SOLVE o a b n m``, ``TRSOLVE o a b n m trans lower unit``
 ``GUARD kind a c``      the guard ``kind(ws[a]) == ws[c]`` (else status 1)
@@ -50,12 +53,14 @@ routine failed (a matrix not positive definite, a singular system), where
 numpy would raise ``LinAlgError``.
 
 Results differ from numpy's in the last bits, not more: transcendental
-functions come from the C library (numpy may use its own SIMD versions),
+functions come from the C library (numpy may use its own SIMD versions);
 sums over other than evenly spaced elements (and products, maxima and
-minima) run in index order where numpy may sum pairwise, matmul uses BLAS,
-and logsumexp is always a sequential ``logaddexp`` reduction (probad's numpy
-logsumexp shifts by the maximum past 64 entries). Sums of evenly spaced
-elements (``SUM``) are numpy's pairwise sums, bit for bit.
+minima) run in index order where numpy may sum pairwise; matmul uses BLAS;
+logsumexp is always a sequential ``logaddexp`` reduction (probad's numpy
+logsumexp shifts by the maximum past 64 entries); and a vector divided by a
+number is multiplied by its reciprocal (within one ulp of the quotient).
+Sums of evenly spaced elements (``SUM``) are numpy's pairwise sums, bit for
+bit.
 """
 from __future__ import annotations
 
@@ -82,10 +87,11 @@ AVAILABLE = numba is not None
 # baked into the compiled interpreter; the lowering (native.py) uses the names.
 OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9, MOVE=10,
           SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16, S_ADD=17, S_SUB=18,
-          S_MUL=19, S_DIV=20, CALL=21, SUM=22)
+          S_MUL=19, S_DIV=20, CALL=21, SUM=22, GATHER=23, SCATTER_FROM=24)
 #: words per instruction, the op code included
 WIDTH = {1: 4, 2: 5, 3: 6, 4: 8, 5: 12, 6: 17, 7: 22, 8: 7, 9: 11, 10: 3, 11: 6, 12: 5, 13: 4,
-         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3, 22: 6}
+         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3, 22: 6, 23: 4,
+         24: 7}
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
@@ -100,8 +106,8 @@ REDUCE = dict(sum=0, logsumexp=1, max=2, min=3, prod=4)
 GUARD_KINDS = dict(bool=0, int=1, float=2)
 
 _S_UN, _S_BIN, _V_UN, _V_BIN, _UN, _BIN, _TER, _RED, _MATMUL, _MOVE, _SCATTER, _CUMSUM, \
-    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL, _SUM = range(1, 23)
-assert list(OP.values()) == list(range(1, 23)) == list(WIDTH)
+    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL, _SUM, _GATHER, _SCATTER_FROM = range(1, 25)
+assert list(OP.values()) == list(range(1, 25)) == list(WIDTH)
 
 
 # ------------------------------------------------------- numba on-disk cache
@@ -437,6 +443,26 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
     return True
 
 
+# Gathers and scatters with one side a block: slices, so that the block's
+# side needs neither a position from the table nor a wrap-around check.
+@_kernel
+def _gather(ws, at, out):
+    for i in range(out.shape[0]):
+        out[i] = ws[at[i]]
+
+
+@_kernel
+def _scatter_from(ws, at, o, size, add, values):
+    for i in range(size):
+        ws[o + i] = 0.0
+    if add != 0:
+        for i in range(values.shape[0]):
+            ws[at[i]] += values[i]
+    else:
+        for i in range(values.shape[0]):
+            ws[at[i]] = values[i]
+
+
 @_jit
 def _pairwise_sum(ws, a, n, step):
     """The sum of ``ws[a + j * step]`` for ``j < n`` in numpy's order
@@ -476,6 +502,11 @@ def _pairwise_sum(ws, a, n, step):
     return _pairwise_sum(ws, a, half, step) + _pairwise_sum(ws, a + half * step, n - half, step)
 
 
+#: A divisor of at least this magnitude and at most its reciprocal, 2**1020,
+#: has a normal reciprocal that stays normal when multiplied back.
+_RECIPROCAL_SAFE = 2.0 ** -1020
+
+
 # + - * / over contiguous runs, one loop per case so that LLVM vectorises
 # each (a stride known only at run time would make every load a gather).
 # The loops index slices of ``ws``, not ``ws[o + i]``: an index that may be
@@ -510,7 +541,15 @@ def _arith_vs(ws, f, o, n, a, y):
     elif f == 2:
         for i in range(n):
             z[i] = x[i] * y
-    else:
+    elif _RECIPROCAL_SAFE <= abs(y) <= 1.0 / _RECIPROCAL_SAFE:
+        # times the reciprocal: a division costs ~8 multiplications, and
+        # with y and 1/y both normal numbers the result is within one ulp
+        # of x / y (the one place where native and numpy results differ by
+        # more than libm's last bit and the order of a sum)
+        r = 1.0 / y
+        for i in range(n):
+            z[i] = x[i] * r
+    else:  # 0, inf, NaN, or 1/y not normal: divide
         for i in range(n):
             z[i] = x[i] / y
 
@@ -671,12 +710,22 @@ def run(code, ints, ws, status):
                 code[pc + 5]
             for i in range(size):
                 ws[o + i] = 0.0
-            for i in range(n):
-                if add != 0:
+            if add != 0:
+                for i in range(n):
                     ws[ints[p + 2 * i]] += ws[ints[p + 2 * i + 1]]
-                else:
+            else:
+                for i in range(n):
                     ws[ints[p + 2 * i]] = ws[ints[p + 2 * i + 1]]
             pc += 6
+        elif op == _SCATTER_FROM:
+            o, size, add, n, p, src = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
+                code[pc + 5], code[pc + 6]
+            _scatter_from(ws, ints[p:p + n], o, size, add, ws[src:src + n])
+            pc += 7
+        elif op == _GATHER:
+            o, n, p = code[pc + 1], code[pc + 2], code[pc + 3]
+            _gather(ws, ints[p:p + n], ws[o:o + n])
+            pc += 4
         elif op == _MATMUL:
             o, m, kk, n = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4]
             a, as0, as1 = code[pc + 5], code[pc + 6], code[pc + 7]

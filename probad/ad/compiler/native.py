@@ -64,6 +64,9 @@ _MAXDIM = 4
 # where a vector instruction costs ~25 ns on tiny arrays, and a loop of them
 # (an HMM's forward algorithm on 2 states) is then re-rolled into compiled code.
 _SCALARISE = 4
+# A move of at least this many elements into one block is a GATHER (shorter
+# ones stay MOVEs, which consecutive moves extend: ``np.array`` of scalars).
+_GATHER_MIN = 16
 _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
                _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
 
@@ -382,6 +385,9 @@ class _Lowerer:
         pairs = onp.stack([onp.ravel(dst), onp.ravel(onp.broadcast_to(src, dst.shape))], axis=1)
         if not pairs.size:
             return
+        if len(pairs) >= _GATHER_MIN and _is_block(pairs[:, 0]):
+            self.emit(_OP["GATHER"], pairs[0, 0], len(pairs), self.table(pairs[:, 1]))
+            return
         at = self.table(pairs)
         # a move right after a move whose pairs end where these start extends
         # it (``np.array`` of T scalars: one instruction, not T)
@@ -522,7 +528,11 @@ class _Lowerer:
             dst.append(d.ravel())
             src.append(onp.broadcast_to(self.view(value).positions(), d.shape).ravel())
         pairs = onp.stack([onp.concatenate(dst), onp.concatenate(src)], axis=1)
-        self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
+        if len(pairs) and _is_block(pairs[:, 1]):
+            self.emit(_OP["SCATTER_FROM"], o.base, o.size, int(add), len(pairs),
+                      self.table(pairs[:, 0]), pairs[0, 1])
+        else:
+            self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
 
     def build(self):
         # loops of scalar instructions become calls of compiled loops
@@ -532,6 +542,11 @@ class _Lowerer:
             ws[at:at + values.size] = values
         ints = onp.concatenate(self.ints) if self.ints else onp.zeros(1, dtype=onp.int64)
         return onp.asarray(self.code, dtype=onp.int64), ints, ws
+
+
+def _is_block(positions: onp.ndarray) -> bool:
+    """Whether ``positions`` are consecutive, ascending."""
+    return bool(onp.array_equal(positions, positions[0] + onp.arange(len(positions))))
 
 
 def _c_strides(shape):

@@ -391,6 +391,44 @@ def test_an_op_on_broadcast_scalars_is_computed_once():
     assert fast.tapes[fast.cache_key(2.0, x)][0].native.ws.size < 3 * x.size + 20
 
 
+def test_long_gathers_and_index_adjoints_read_their_block_directly():
+    # a[group] and its adjoint (add.at) as radon has them: one table of
+    # positions for the indexed side, the block side read as a slice
+    idx = onp.random.default_rng(0).integers(0, 50, size=400)
+    w = onp.linspace(-1.0, 1.0, 400)
+
+    def f(a):
+        return np.sum(np.exp(a[idx]) * w)
+
+    fast = compile(value_and_grad(f), backend="native")
+    numpy = compile(value_and_grad(f), backend="numpy")
+    a = onp.random.default_rng(1).normal(size=50)
+    fast(a)
+    got, want = fast(a), numpy(a)
+    assert got[0] == want[0] and onp.array_equal(got[1], want[1])  # in numpy's order
+    ops = _op_codes(fast, a)
+    assert interpreter.OP["GATHER"] in ops and interpreter.OP["SCATTER_FROM"] in ops
+
+
+@pytest.mark.parametrize("s", [3.0, -7.1, 1e-300, 1e300, 2.0**-1020, 2.0**1020, 2.0**-1021,
+                               2.0**1021, 5e-324, 0.0, -0.0, onp.inf, onp.nan])
+def test_a_vector_over_a_number_is_within_an_ulp_of_the_quotient(s):
+    # multiplied by the reciprocal where s and 1/s are normal numbers; else divided
+    x = onp.concatenate([SPECIAL, [1e308, -1e-310, 5e-324, 1.7e-308],
+                         onp.random.default_rng(0).normal(size=40) * onp.logspace(-300, 300, 40)])
+    fast = compile(lambda x, s: x / s, backend="native")
+    with onp.errstate(all="ignore"):  # the recording runs numpy
+        fast(x, s)
+        want = x / s
+    got = fast(x, s)
+    assert onp.array_equal(onp.isnan(got), onp.isnan(want))
+    finite, infinite = onp.isfinite(want), onp.isinf(want)
+    assert onp.array_equal(got[infinite], want[infinite])
+    assert onp.all(onp.abs(got[finite] - want[finite]) <= onp.spacing(onp.abs(want[finite])))
+    if not 2.0**-1020 <= abs(s) <= 2.0**1020:
+        assert onp.array_equal(got, want, equal_nan=True)
+
+
 def test_outputs_are_not_views_of_the_workspace():
     # the next call overwrites the workspace: results handed out earlier stay
     fast = compile(lambda x: {"a": 2.0 * x, "b": (x.sum(), x[::2] + 1.0)}, backend="native")
