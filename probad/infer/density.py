@@ -629,8 +629,11 @@ class Potential:
             if k not in self.observed and v is not None
             and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
         # (shape of q, fn, prog): value_and_grad's call of the native program
-        # it replayed last, without the compiled function's Python around it
+        # it replayed last, without the compiled function's Python around it;
+        # and the trace count at which none was found (looked for again only
+        # once the compiled function has traced anew)
         self._native_call = None
+        self._no_native_at = -1
         if compile:
             self._energy = compile_function(self._energy_fn, backend=backend)
             self._energy_and_grad = compile_function(value_and_grad(self._energy_fn),
@@ -891,8 +894,12 @@ class Potential:
         except _UNDEFINED_AT as exc:
             return self._reject(exc, q), onp.zeros_like(q)
         grad = onp.asarray(grad, dtype=onp.float64)
-        if jacobian and self._native_call is None:
+        compiled = self._energy_and_grad
+        if jacobian and self._native_call is None \
+                and self._no_native_at != getattr(compiled, "trace_count", None):
             self._native_call = self._native_entry(q)
+            if self._native_call is None:
+                self._no_native_at = getattr(compiled, "trace_count", None)
         if value != value:
             return self._reject(None, q, grad), grad
         return float(value), grad
@@ -912,7 +919,7 @@ class Potential:
 
     def __getstate__(self):
         # the native entry holds machine-code addresses of this process
-        return {**self.__dict__, "_native_call": None}
+        return {**self.__dict__, "_native_call": None, "_no_native_at": -1}
 
     def _reject(self, error: Exception | None, q, grad=None) -> float:
         """Count a point where ``U`` cannot be evaluated (``error``, or NaN if

@@ -953,3 +953,13 @@ def test_a_pickled_native_potential_leaves_its_program_behind():
     assert copy._native_call is None
     got = copy.value_and_grad(q)
     assert got[0] == want[0] and onp.array_equal(got[1], want[1])
+
+
+def test_a_potential_on_the_numpy_replay_looks_for_a_native_program_once_per_trace(monkeypatch):
+    pot = potential(models.eight_schools_noncentered, ES, backend="numpy")
+    looked = []
+    original = pot._native_entry
+    monkeypatch.setattr(pot, "_native_entry", lambda q: looked.append(q) or original(q))
+    for k in range(4):
+        pot.value_and_grad(onp.full(pot.dim, 0.1 * k))
+    assert len(looked) == 1 and pot._native_call is None
