@@ -628,8 +628,8 @@ class Potential:
             k: onp.asarray(v) for k, v in self.data.items()
             if k not in self.observed and v is not None
             and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
-        # (shape of q, fn, prog): value_and_grad's call of the native program
-        # it replayed last, without the compiled function's Python around it;
+        # (shape of q, NativePotential): the native program value_and_grad
+        # replayed last, to run without the compiled function's Python around it;
         # and the trace count at which none was found (looked for again only
         # once the compiled function has traced anew)
         self._native_call = None
@@ -878,12 +878,11 @@ class Potential:
         native = self._native_call
         if native is not None and jacobian and q.shape == native[0] \
                 and self.discrete_values is None:
-            # the program the replay below would run (the same bits); NaN
+            # the program the replay below would run (the same bits); None
             # for what only the replay handles (a guard, a rejection)
-            grad = onp.empty(q.shape)
-            value = native[1](q, grad, native[2])
-            if value == value:
-                return value, grad
+            out = native[1].value_and_grad(q)
+            if out is not None:
+                return out
             self._native_call = None
         try:
             if quiet:
@@ -905,8 +904,9 @@ class Potential:
         return float(value), grad
 
     def _native_entry(self, q):
-        """``(q.shape, fn, prog)`` of the native program that ``value_and_grad``
-        replays at ``q`` first, or None (not native, Gibbs sites, checking)."""
+        """``(q.shape, NativePotential)`` of the native program that
+        ``value_and_grad`` replays at ``q`` first, or None (not native, Gibbs
+        sites, checking)."""
         compiled = self._energy_and_grad
         if getattr(compiled, "backend", "numpy") == "numpy" or compiled.check \
                 or self.discrete_values is not None:
@@ -915,7 +915,7 @@ class Potential:
 
         tapes = compiled.tapes.get(compiled.cache_key(q, True, None))
         native = NativePotential.of(tapes[0]) if tapes else None
-        return None if native is None else (q.shape, native.value_and_grad_fn, native.prog)
+        return None if native is None else (q.shape, native)
 
     def __getstate__(self):
         # the native entry holds machine-code addresses of this process

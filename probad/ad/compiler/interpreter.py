@@ -76,7 +76,7 @@ try:
 except ImportError:  # numba is a dependency, but a platform may lack a wheel
     numba = None
 
-__all__ = ["AVAILABLE", "run", "potential_fn", "value_and_grad_fn", "OP", "WIDTH", "UNARY", "BINARY", "TERNARY",
+__all__ = ["AVAILABLE", "run", "potential_fn", "OP", "WIDTH", "UNARY", "BINARY", "TERNARY",
            "REDUCE", "GUARD_KINDS"]
 
 AVAILABLE = numba is not None
@@ -801,39 +801,16 @@ def potential_fn(q, grad_out, prog):
     :func:`_rejected`); and NaN with ``status[0] == 1`` when a guard failed
     (see :mod:`.native`).
     """
-    flag = _run_at(q, grad_out, prog)
-    if flag == 1:
-        return math.nan
-    status = prog[3]
-    if flag == 2:
-        return _rejected(status, 2)
-    u = prog[2][prog[4][1]]
-    return _rejected(status, 1) if u != u else u
-
-
-@_jit
-def _run_at(q, grad_out, prog):
-    """Run the program at ``q``; unless a guard failed, write the gradient.
-    Returns the run's flag."""
     code, ints, ws, status, io = prog
     q_at = io[0]
     for i in range(q.shape[0]):
         ws[q_at + i] = q[i]
     flag = run(code, ints, ws, status)
-    if flag != 1:
-        for i in range(grad_out.shape[0]):
-            grad_out[i] = ws[io[2 + i]]
-    return flag
-
-
-@_jit
-def value_and_grad_fn(q, grad_out, prog):
-    """:func:`potential_fn` for Python callers that handle every exception
-    themselves: ``U(q)`` with ``dU/dq`` in ``grad_out`` after a complete run,
-    NaN for anything else (a failed guard or linear algebra, a NaN energy),
-    counting nothing; the caller then evaluates ``q`` through the numpy-side
-    replay, which retraces, or rejects, counts and describes the point."""
-    if _run_at(q, grad_out, prog) != 0:
+    if flag == 1:
         return math.nan
-    return prog[2][prog[4][1]]
-
+    for i in range(grad_out.shape[0]):
+        grad_out[i] = ws[io[2 + i]]
+    if flag == 2:
+        return _rejected(status, 2)
+    u = ws[io[1]]
+    return _rejected(status, 1) if u != u else u

@@ -243,20 +243,36 @@ class NativePotential:
     ``fn`` is :func:`.interpreter.potential_fn` (one numba dispatcher for
     every model) and ``prog`` the tuple ``(code, ints, ws, status, io)`` it
     needs. See the module docstring for NaN, +inf and guard failures.
-    ``value_and_grad_fn``, with the same arguments, counts no rejection and
-    returns NaN for whatever the caller must evaluate through Python (see
-    :func:`.interpreter.value_and_grad_fn`): the fast path of
-    ``Potential.value_and_grad``.
     """
 
-    __slots__ = ("fn", "prog", "value_and_grad_fn")
+    __slots__ = ("fn", "prog", "_q", "_value", "_grad")
 
     def __init__(self, program: Program, value: Ref, grad: Ref, q_at: int):
         self.fn = interp.potential_fn
-        self.value_and_grad_fn = interp.value_and_grad_fn
-        io = onp.concatenate([[q_at, program.output_positions(value)[0]],
-                              program.output_positions(grad)]).astype(onp.int64)
+        grad_at = program.output_positions(grad)
+        io = onp.concatenate([[q_at, program.output_positions(value)[0]], grad_at]
+                             ).astype(onp.int64)
         self.prog = (program.code, program.ints, program.ws, program.status, io)
+        self._q = slice(q_at, q_at + grad_at.size)
+        self._value = int(io[1])
+        self._grad = slice(grad_at[0], grad_at[0] + grad_at.size) \
+            if grad_at.size and _is_block(grad_at) else grad_at
+
+    def value_and_grad(self, q: onp.ndarray) -> tuple[float, onp.ndarray] | None:
+        """``(U, dU/dq)`` from a complete run of the program at ``q`` (a
+        float64 vector), through the interpreter Python calls anyway (no
+        second compiled entry point); None where the caller must evaluate
+        ``q`` through Python: a failed guard or linear algebra, a NaN
+        energy. Counts nothing."""
+        code, ints, ws, status, _ = self.prog
+        ws[self._q] = q
+        if interp.run(code, ints, ws, status) != 0:
+            return None
+        value = float(ws[self._value])
+        if value != value:
+            return None
+        grad = ws[self._grad]
+        return value, grad.copy() if type(self._grad) is slice else grad
 
     @classmethod
     def of(cls, tape) -> NativePotential | None:
