@@ -445,13 +445,13 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
 
 # Gathers and scatters with one side a block: slices, so that the block's
 # side needs neither a position from the table nor a wrap-around check.
-@_kernel
+@_jit
 def _gather(ws, at, out):
     for i in range(out.shape[0]):
         out[i] = ws[at[i]]
 
 
-@_kernel
+@_jit
 def _scatter_from(ws, at, o, size, add, values):
     for i in range(size):
         ws[o + i] = 0.0
