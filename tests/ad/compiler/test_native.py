@@ -499,3 +499,19 @@ def test_hmc_with_the_native_kernel_compiles_the_potential_natively():
                    kernel_backend="native")
     assert idata.posterior["mu"].shape == (1, 30)
     assert onp.all(onp.isfinite(idata.posterior["tau"].values))
+
+
+def test_a_native_replay_enters_no_floating_point_reporting(monkeypatch):
+    # the interpreter issues no numpy warnings: the context that names the
+    # primitive behind one (about 0.5 us a call) is for the numpy replay
+    from probad.ad.compiler import function
+
+    fast = compile(lambda x: np.sum(np.log(x)), backend="native")
+    x = onp.array([1.0, 2.0, 3.0])
+    fast(x)
+    entered = []
+    original = function.reported_at_user_code
+    monkeypatch.setattr(function, "reported_at_user_code",
+                        lambda: entered.append(1) or original())
+    assert fast(x) == onp.sum(onp.log(x))
+    assert not entered
