@@ -591,28 +591,6 @@ def _unary_v(ws, f, o, n, a):
 
 
 @_jit
-def _strided_arith(ws, f, o, n0, n1, n2, n3, a, a0, a1, a2, a3, b, b0, b1, b2, b3):
-    # + - * / of the general strided case (a matrix minus a broadcast row, an
-    # HMM's transition), the operator inline rather than a call of _binary
-    k = o
-    for i0 in range(n0):
-        for i1 in range(n1):
-            for i2 in range(n2):
-                for i3 in range(n3):
-                    x = ws[a + i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3]
-                    y = ws[b + i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3]
-                    if f == 0:
-                        ws[k] = x + y
-                    elif f == 1:
-                        ws[k] = x - y
-                    elif f == 2:
-                        ws[k] = x * y
-                    else:
-                        ws[k] = x / y
-                    k += 1
-
-
-@_jit
 def run(code, ints, ws, status):
     """Execute the instruction stream ``code`` on the workspace ``ws``.
 
@@ -680,10 +658,6 @@ def run(code, ints, ws, status):
             if op == _TER:
                 c = code[pc + 17]
                 c0, c1, c2, c3 = code[pc + 18], code[pc + 19], code[pc + 20], code[pc + 21]
-            if op == _BIN and f <= 3:
-                _strided_arith(ws, f, o, n0, n1, n2, n3, a, a0, a1, a2, a3, b, b0, b1, b2, b3)
-                pc += 17
-                continue
             k = o
             for i0 in range(n0):
                 for i1 in range(n1):
@@ -694,7 +668,17 @@ def run(code, ints, ws, status):
                                 ws[k] = _unary(f, x)
                             else:
                                 y = ws[b + i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3]
-                                if op == _BIN:
+                                # + - * / inline, not a call of _binary per
+                                # element (an HMM's matrix minus a broadcast row)
+                                if op == _BIN and f == 0:
+                                    ws[k] = x + y
+                                elif op == _BIN and f == 1:
+                                    ws[k] = x - y
+                                elif op == _BIN and f == 2:
+                                    ws[k] = x * y
+                                elif op == _BIN and f == 3:
+                                    ws[k] = x / y
+                                elif op == _BIN:
                                     ws[k] = _binary(f, x, y)
                                 else:
                                     z = ws[c + i0 * c0 + i1 * c1 + i2 * c2 + i3 * c3]
