@@ -10,6 +10,13 @@ rearrange elements (reshape, transpose, basic indexing, broadcast_to, flip,
 diagonal) are resolved here: the slot of the result is a strided *view* of
 its operand's place, or, when no strides describe it, one gather.
 
+A constant of one repeated number (the backward pass's broadcast seeds) is
+stored once and read with stride 0, and an elementwise op whose operands
+are all such broadcasts is computed once: a parameter check on a scale
+broadcast over a plate costs one comparison, not one per row. Sums over
+evenly spaced elements are numpy's pairwise sums (``SUM``), and a long
+gather or an index adjoint reads its contiguous side as a block.
+
 Ops on at most a few elements become scalar instructions, and the repeated
 runs of scalar instructions that a Python loop leaves (its iterations) are
 re-rolled into calls of compiled loops (:mod:`.reroll`) when the program is
