@@ -27,7 +27,7 @@ from probad import handlers
 from probad.ad.misuse import TracedValueError
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
 from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
-                          eight_schools_noncentered)
+                          eight_schools_noncentered, garch11, garch_data)
 
 STATS = {"lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
          "energy_error", "max_energy_error"}
@@ -898,6 +898,49 @@ def test_the_same_seed_gives_the_same_draws_on_one_core_or_many():
     one = sample(eight_schools_noncentered, EIGHT_SCHOOLS, cores=1, **options)
     assert_same_draws(one, sample(eight_schools_noncentered, EIGHT_SCHOOLS, cores=2, **options))
     assert_same_draws(one, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
+
+
+class PickledHere(Executor):
+    """Runs each chain at once in this process, with its job pickled as for a
+    worker process, so that the test can watch what the worker does."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.mark.parametrize("kernel_backend", ["auto", "python"])
+def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_backend):
+    # Recording and lowering GARCH(1,1) over 200 steps took a worker 1.5-2 s
+    # for every chain, more than sampling it, so the pool ran at half the
+    # speed of one process. Native tapes now travel with the job; numpy ones
+    # are recorded in the worker, and the pool's estimate counts that.
+    from probad.ad.compiler import function
+    from probad.infer import mcmc
+
+    traced, in_worker = [], []
+    record, run_pickled = function.Compiled._trace, mcmc._run_pickled
+
+    def counted(self, *args):
+        traced.append(bool(in_worker))
+        return record(self, *args)
+
+    def worker(payload):
+        in_worker.append(True)
+        try:
+            return run_pickled(payload)
+        finally:
+            in_worker.clear()
+
+    monkeypatch.setattr(function.Compiled, "_trace", counted)
+    monkeypatch.setattr(mcmc, "_run_pickled", worker)
+    options = dict(draws=20, tune=20, chains=2, seed=4, kernel_backend=kernel_backend)
+    pooled = sample(garch11, garch_data(), executor=PickledHere(), **options)
+    assert traced.count(True) == (0 if kernel_backend == "auto" else 2)
+    assert_same_draws(pooled, sample(garch11, garch_data(), cores=1, **options))
 
 
 def test_cores_none_keeps_a_cheap_run_here_and_pools_a_long_one(monkeypatch):
