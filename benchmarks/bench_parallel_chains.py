@@ -1,4 +1,4 @@
-"""What running chains in worker processes costs and saves (issue 14 item 4).
+"""What running chains in worker processes costs and saves (issues 13 and 14).
 
 Prints, for eight schools (cheap) and a 2,000-point logistic regression
 (dearer) at Stan's default length, and for a short run of eight schools, the
@@ -8,8 +8,19 @@ default ``cores=None`` (which chooses), plus the fixed costs behind the
 choice: starting a pool, starting the progress bars' manager process, and
 building the potential. Ratios are to the sequential run.
 
-    PYTHONPATH=. python benchmarks/bench_parallel_chains.py
+Then, for the end-to-end models (``bench_nuts.py``'s GARCH(1,1) T=200, eight
+schools, radon and hmm_example, 4 x (1000 + 1000)), the whole call with
+``cores=1`` and on the kept 2-process pool, taking turns, and what a worker
+pays for its potential: building it and adopting the driver's native tapes,
+against building it and recording the tapes itself (what every pooled chain
+did before the tapes travelled with the job).
+
+    PYTHONPATH=.:benchmarks python benchmarks/bench_parallel_chains.py [--models garch11,...]
+
+Measured here (2 CPUs shared with other jobs, load 5-8; pooled / sequential
+whole call, two turns each): see the report of issue 13's pool work.
 """
+import argparse
 import multiprocessing
 import os
 import time
@@ -88,8 +99,71 @@ def compare(name, model, data, **run_options):
     print(f"  same draws every way: {same}")
 
 
+def worker_build(name, adopt: bool) -> float:
+    """In a worker: seconds to build ``name``'s potential and be ready to
+    replay its value and gradient, adopting the driver's tapes or recording."""
+    from bench_nuts import make_data, probad_model
+
+    from probad.infer.density import potential
+
+    data = make_data(name)
+    tic = time.perf_counter()
+    pot = potential(probad_model(name), data, backend="auto", gibbs=True)
+    if adopt:
+        pot.adopt(DRIVER_TAPES[name])
+    pot.value_and_grad(pot.initial_point(seed=0))
+    return time.perf_counter() - tic
+
+
+DRIVER_TAPES = {}  # model -> the driver's native tapes, as a forked worker inherits them
+
+
+def end_to_end(names, turns=2):
+    """Sequential and pooled whole calls, taking turns, and a worker's build."""
+    from bench_nuts import make_data, probad_model
+
+    def call(name, cores):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return timed(lambda: pb.hmc(probad_model(name), make_data(name), chains=4, seed=1,
+                                        progress=False, cores=cores))
+
+    print("\nwhole call, 4 x (1000 + 1000): sequential (cores=1) and on the kept pool "
+          "(cores=2), taking turns")
+    for name in names:
+        call(name, 1)  # this process's first loads and compilations are not the pool's
+        pot = pb.potential(probad_model(name), make_data(name))
+        pot.value_and_grad(pot.initial_point(seed=0))
+        DRIVER_TAPES[name] = pot.native_tapes()
+        mcmc._shared_pool.discard()  # forks after DRIVER_TAPES is set
+        pool = mcmc._shared_pool.get(2)
+        pool.submit(abs, -1).result()
+        ratios, same = [], True
+        for _ in range(turns):
+            sequential, a = call(name, 1)
+            pooled, b = call(name, 2)
+            ratios.append((sequential, pooled))
+            same &= all(onp.array_equal(a.posterior[v].values, b.posterior[v].values)
+                        for v in a.posterior.data_vars)
+        adopting = min(pool.submit(worker_build, name, True).result() for _ in range(3))
+        recording = min(pool.submit(worker_build, name, False).result() for _ in range(3))
+        print(f"  {name:<14}" + "   ".join(f"{s:6.2f} s / {p:6.2f} s = {p / s:.2f}"
+                                          for s, p in ratios)
+              + f"   same draws: {same}")
+        print(f"  {'':<14}a worker's potential: {adopting:.3f} s adopting the driver's tapes, "
+              f"{recording:.3f} s recording its own")
+    mcmc._shared_pool.discard()
+
+
 if __name__ == "__main__":
-    print(f"{os.cpu_count()} CPUs")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="garch11,eight_schools,radon,hmm_example")
+    parser.add_argument("--only-end-to-end", action="store_true")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    end_to_end(args.models.split(","))
+    if args.only_end_to_end:
+        raise SystemExit
     fixed_costs()
     compare("eight schools, 4 x (1000 + 1000)", eight_schools_noncentered, EIGHT_SCHOOLS)
     compare("logistic n=2000 k=5, 4 x (1000 + 1000)", logistic, logistic_data())
