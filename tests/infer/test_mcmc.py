@@ -26,6 +26,7 @@ from probad import distributions as dist
 from probad import handlers
 from probad.ad.misuse import TracedValueError
 from probad.infer import LocScaleReparam, SamplingWarning, init_to_uniform, init_to_value
+from tests.executors import InlineExecutor
 from tests.models import (EIGHT_SCHOOLS, InterruptAt, clocked_normal, eight_schools_centered,
                           eight_schools_noncentered, garch11, garch_data)
 
@@ -900,18 +901,6 @@ def test_the_same_seed_gives_the_same_draws_on_one_core_or_many():
     assert_same_draws(one, sample(eight_schools_noncentered, EIGHT_SCHOOLS, **options))
 
 
-class PickledHere(Executor):
-    """Runs each chain at once in this process, with its job pickled as for a
-    worker process, so that the test can watch what the worker does."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        from concurrent.futures import Future
-
-        future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
 @pytest.mark.parametrize("kernel_backend", ["auto", "python"])
 def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_backend):
     # Recording and lowering GARCH(1,1) over 200 steps took a worker 1.5-2 s
@@ -938,7 +927,7 @@ def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_back
     monkeypatch.setattr(function.Compiled, "_trace", counted)
     monkeypatch.setattr(mcmc, "_run_pickled", worker)
     options = dict(draws=20, tune=20, chains=2, seed=4, kernel_backend=kernel_backend)
-    pooled = sample(garch11, garch_data(), executor=PickledHere(), **options)
+    pooled = sample(garch11, garch_data(), executor=InlineExecutor(), **options)
     assert traced.count(True) == (0 if kernel_backend == "auto" else 2)
     assert_same_draws(pooled, sample(garch11, garch_data(), cores=1, **options))
 
