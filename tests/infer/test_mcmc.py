@@ -932,6 +932,33 @@ def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_back
     assert_same_draws(pooled, sample(garch11, garch_data(), cores=1, **options))
 
 
+@pytest.mark.parametrize("kernel_backend, counted", [("auto", False), ("python", True)])
+def test_the_pool_estimate_counts_recording_where_a_worker_records(monkeypatch, kernel_backend,
+                                                                    counted):
+    # Each worker records numpy tapes again (only native ones travel), and
+    # that cost must be in the estimate of what the pool saves.
+    import types
+
+    from probad.infer import mcmc
+
+    clock = [0.0]
+    monkeypatch.setattr(mcmc, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0], monotonic=time.monotonic))
+    check_model_runs = mcmc._check_model_runs
+
+    def recording_takes_ten_seconds(pot, init):
+        check_model_runs(pot, init)
+        clock[0] += 10.0
+
+    seen = []
+    monkeypatch.setattr(mcmc, "_check_model_runs", recording_takes_ten_seconds)
+    monkeypatch.setattr(mcmc, "_choose_pool",
+                        lambda pot, jobs, cores, build_time: seen.append(build_time))
+    sample(garch11, garch_data(), draws=5, tune=5, chains=2, seed=1,
+           kernel_backend=kernel_backend)
+    assert seen == [10.0 if counted else 0.0]
+
+
 def test_cores_none_keeps_a_cheap_run_here_and_pools_a_long_one(monkeypatch):
     from probad.infer import mcmc
 
