@@ -309,7 +309,9 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         Show one progress bar per chain.
     executor : concurrent.futures.Executor, optional
         Run chains on it (e.g. ``ProcessPoolExecutor``); the model ships with
-        cloudpickle, so models defined in a notebook work.
+        cloudpickle, so models defined in a notebook work, and so do the
+        potential's native tapes, recorded and lowered here once: a worker
+        replays them rather than recording the model again.
     cores : int, optional
         Without an ``executor``: run the chains on this many worker processes
         (a pool kept for later calls); ``cores=1`` runs them one after
