@@ -148,10 +148,10 @@ class Program:
     inputs : list of (offset, size)
         Where each array leaf of a call is written.
 
-    A program pickles, for another process on a machine with the same probad
-    (a copy from another interpreter source unpickles as None): its compiled
-    loops are found there by their structure (:func:`.reroll.relocate`), and
-    its status starts at zero, so the copy counts its own rejections.
+    A program pickles, for another process (a copy lowered for another
+    interpreter source unpickles as None): its compiled loops are found
+    there by their structure (:func:`.reroll.relocate`), and its status
+    starts at zero, so the copy counts its own rejections.
     """
 
     def __init__(self, code, ints, ws, inputs, outputs, out_views, out_meta):
