@@ -930,6 +930,10 @@ def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_back
     pooled = sample(garch11, garch_data(), executor=InlineExecutor(), **options)
     assert traced.count(True) == (0 if kernel_backend == "auto" else 2)
     assert_same_draws(pooled, sample(garch11, garch_data(), cores=1, **options))
+    if kernel_backend == "auto":
+        # In real worker processes the re-rolled loop's CALL finds the
+        # process's own compiled body.
+        assert_same_draws(pooled, sample(garch11, garch_data(), cores=2, **options))
 
 
 @pytest.mark.parametrize("kernel_backend, counted", [("auto", False), ("python", True)])
