@@ -933,6 +933,7 @@ def test_chains_on_an_executor_replay_the_drivers_tapes(monkeypatch, kernel_back
     if kernel_backend == "auto":
         # In real worker processes the re-rolled loop's CALL finds the
         # process's own compiled body.
+        monkeypatch.undo()
         assert_same_draws(pooled, sample(garch11, garch_data(), cores=2, **options))
 
 
