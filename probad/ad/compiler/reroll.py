@@ -82,8 +82,8 @@ import numpy as onp
 from . import interpreter as interp
 from .native_cache import cache_directory
 
-__all__ = ["reroll", "calls_of", "relocate", "interpreter_stamp", "MIN_ITERATIONS", "MIN_INSTRUCTIONS",
-           "MAX_BODY"]
+__all__ = ["reroll", "calls_of", "relocate", "interpreter_stamp", "MIN_ITERATIONS",
+           "MIN_INSTRUCTIONS", "MAX_BODY"]
 
 #: A run is re-rolled when its body repeats at least this often ...
 MIN_ITERATIONS = 4
