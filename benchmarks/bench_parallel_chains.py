@@ -31,8 +31,8 @@ hmm_example    1.52, 1.15   1.05, 1.11   0.002 s (0.17-0.31 s)
 =============  ===========  ===========  ==========================================
 
 At that load the pool saves nothing: the kernel schedules by session
-(autogroup), so two workers share the one session's slice of the CPUs. On
-an idle machine the chains' part of the call halves.
+(autogroup), so two workers share the one session's slice of the CPUs. An
+idle machine gives each worker a CPU; it was not idle during these runs.
 """
 import argparse
 import multiprocessing
