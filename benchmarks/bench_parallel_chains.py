@@ -35,6 +35,7 @@ At that load the pool saves nothing: the kernel schedules by session
 idle machine gives each worker a CPU; it was not idle during these runs.
 """
 import argparse
+import contextlib
 import multiprocessing
 import os
 import time
@@ -132,18 +133,32 @@ def worker_build(name, adopt: bool) -> float:
 DRIVER_TAPES = {}  # model -> the driver's native tapes, as a forked worker inherits them
 
 
+def cpu_seconds() -> float:
+    """User and system CPU time of this process and its live worker processes."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
 def end_to_end(names, turns=2):
     """Sequential and pooled whole calls, taking turns, and a worker's build."""
     from bench_nuts import make_data, probad_model
 
     def call(name, cores):
+        used = cpu_seconds()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return timed(lambda: pb.hmc(probad_model(name), make_data(name), chains=4, seed=1,
-                                        progress=False, cores=cores))
+            wall, idata = timed(lambda: pb.hmc(probad_model(name), make_data(name), chains=4,
+                                               seed=1, progress=False, cores=cores))
+        return wall, cpu_seconds() - used, idata
 
-    print("\nwhole call, 4 x (1000 + 1000): sequential (cores=1) and on the kept pool "
-          "(cores=2), taking turns")
+    print("\nwhole call, 4 x (1000 + 1000): sequential (cores=1) / on the kept pool "
+          "(cores=2), taking turns; wall time and CPU time (this process and its workers)")
     for name in names:
         call(name, 1)  # this process's first loads and compilations are not the pool's
         pot = pb.potential(probad_model(name), make_data(name))
@@ -152,18 +167,18 @@ def end_to_end(names, turns=2):
         mcmc._shared_pool.discard()  # forks after DRIVER_TAPES is set
         pool = mcmc._shared_pool.get(2)
         pool.submit(abs, -1).result()
-        ratios, same = [], True
+        turns_seen, same = [], True
         for _ in range(turns):
-            sequential, a = call(name, 1)
-            pooled, b = call(name, 2)
-            ratios.append((sequential, pooled))
+            *sequential, a = call(name, 1)
+            *pooled, b = call(name, 2)
+            turns_seen.append((sequential, pooled))
             same &= all(onp.array_equal(a.posterior[v].values, b.posterior[v].values)
                         for v in a.posterior.data_vars)
         adopting = min(pool.submit(worker_build, name, True).result() for _ in range(3))
         recording = min(pool.submit(worker_build, name, False).result() for _ in range(3))
-        print(f"  {name:<14}" + "   ".join(f"{s:6.2f} s / {p:6.2f} s = {p / s:.2f}"
-                                          for s, p in ratios)
-              + f"   same draws: {same}")
+        print(f"  {name:<14}" + "   ".join(
+            f"wall {sw:5.2f} / {pw:5.2f} s = {pw / sw:.2f}, CPU {sc:5.2f} / {pc:5.2f} s = "
+            f"{pc / sc:.2f}" for (sw, sc), (pw, pc) in turns_seen) + f"   same draws: {same}")
         print(f"  {'':<14}a worker's potential: {adopting:.3f} s adopting the driver's tapes, "
               f"{recording:.3f} s recording its own")
     mcmc._shared_pool.discard()
