@@ -17,22 +17,29 @@ did before the tapes travelled with the job).
 
     PYTHONPATH=.:benchmarks python benchmarks/bench_parallel_chains.py [--models garch11,...]
 
-Measured here (2 CPUs shared with other jobs at load 7-9; pooled /
-sequential whole call, two turns each), before the tapes travelled with the
-job and after:
+Measured here (2 CPUs shared with other jobs at load 7-9), pooled /
+sequential, before the tapes travelled with the job and after; each figure
+one turn:
 
-=============  ===========  ===========  ==========================================
-model          before       after        a worker's potential, after (before)
-=============  ===========  ===========  ==========================================
-GARCH(1,1)     1.68, 1.41   1.02, 1.02   0.004 s adopting (1.26-1.44 s recording)
-eight schools  1.09, 1.17   0.96, 1.13   0.001 s (0.011-0.036 s)
-radon          1.50, 1.01   1.09, 0.98   0.001 s (0.010-0.015 s)
-hmm_example    1.52, 1.15   1.05, 1.11   0.002 s (0.17-0.31 s)
-=============  ===========  ===========  ==========================================
+=============  ===================  ===================  =======================
+model          wall before / after  CPU before / after   a worker's potential
+                                                         after (before)
+=============  ===================  ===================  =======================
+GARCH(1,1)     1.68 1.41 / 1.02     1.95 1.71 / 1.00     0.003 s (0.74-1.44 s)
+               1.02 0.97            0.94 1.01 1.08
+eight schools  1.09 1.17 / 0.96     1.17 1.09 / 1.06     0.001 s (0.008-0.036 s)
+               1.13 1.08 0.63       0.62 1.06 1.09
+radon          1.50 1.01 / 1.09     1.06 1.07 / 1.40     0.001 s (0.010-0.023 s)
+               0.98 1.44 0.95       0.97 0.92 1.05
+hmm_example    1.52 1.15 / 1.05     1.79 1.31 / 1.06     0.002 s (0.17-0.31 s)
+               1.11 1.19 1.12       1.05 1.11 1.19
+=============  ===================  ===================  =======================
 
-At that load the pool saves nothing: the kernel schedules by session
-(autogroup), so two workers share the one session's slice of the CPUs. An
-idle machine gives each worker a CPU; it was not idle during these runs.
+At that load the pool saves no wall time: the kernel schedules by session
+(autogroup), so two workers share the one session's slice of the CPUs (the
+calls got about 0.4 CPU). CPU time is then the figure that counts, and the
+pool's extra CPU was the workers' recording. An idle machine gives each
+worker a CPU; it was not idle during these runs.
 """
 import argparse
 import contextlib
