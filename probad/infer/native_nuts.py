@@ -87,6 +87,50 @@ def _bit_generator_handle(rng: onp.random.Generator) -> onp.ndarray:
     return onp.array(pointers, dtype=onp.uint64)
 
 
+class _GeneratorSnapshot:
+    """The state of a chain's generator, saved before a transition and put back
+    if the transition is handed back to Python.
+
+    ``bit_generator.state`` builds a dict of Python integers, which cost more
+    than a third of the Python work around a transition of a small model
+    (callgrind). For numpy's default bit generator, PCG64 (and PCG64DXSM,
+    which has the same layout), the snapshot is instead a copy of the bytes
+    that make up its state: its ``pcg64_state`` struct is a pointer to the
+    128-bit state and increment (32 bytes), then ``has_uint32`` and
+    ``uinteger`` (the buffered half of a 64-bit draw, 8 bytes). Other bit
+    generators use ``bit_generator.state``.
+    """
+
+    def __init__(self, rng: onp.random.Generator):
+        self._bit_generator = bit_generator = rng.bit_generator
+        self._regions = self._saved = None
+        if type(bit_generator) in (onp.random.PCG64, onp.random.PCG64DXSM):
+            struct = bit_generator.ctypes.state.value
+            pcg_state = ctypes.c_void_p.from_address(struct).value
+            self._regions = (_bytes_at(pcg_state, 32),
+                             _bytes_at(struct + ctypes.sizeof(ctypes.c_void_p), 8))
+            self._saved = tuple(region.copy() for region in self._regions)
+
+    def save(self) -> None:
+        if self._regions is None:
+            self._saved = self._bit_generator.state
+            return
+        for saved, region in zip(self._saved, self._regions):
+            saved[:] = region
+
+    def restore(self) -> None:
+        if self._regions is None:
+            self._bit_generator.state = self._saved
+            return
+        for saved, region in zip(self._saved, self._regions):
+            region[:] = saved
+
+
+def _bytes_at(address: int, size: int) -> onp.ndarray:
+    """A numpy view of ``size`` bytes of memory at ``address`` (owned elsewhere)."""
+    return onp.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(address))
+
+
 def _potential_signature(prog_type):
     return types.float64(types.float64[::1], types.float64[::1], prog_type)
 
@@ -462,6 +506,7 @@ class NativeKernel:
         self.num_grad_evals = 0
         self._handed_back = False
         self._rng_handle = _bit_generator_handle(rng)
+        self._rng_snapshot = _GeneratorSnapshot(rng)
         self._function = self._prog = None
         self._address = 0
         self._records = onp.empty((0, _RECORD_ROWS, dim))
@@ -511,7 +556,7 @@ class NativeKernel:
         if self.native is None or metric.momentum_factor is None:
             return None
         address, prog = self._potential()
-        saved = self.rng.bit_generator.state
+        self._rng_snapshot.save()
         position, grad = onp.empty(self.dim), onp.empty(self.dim)
         (status, potential_energy, acceptance_rate, diverging, energy, energy_error,
          max_energy_error, n_steps, tree_depth) = transition(
@@ -522,7 +567,7 @@ class NativeKernel:
             position, grad)
         self.num_grad_evals += n_steps
         if status == _RETRACE:
-            self.rng.bit_generator.state = saved
+            self._rng_snapshot.restore()
             self._handed_back = True
             return None
         info = kernels.HMCInfo(acceptance_rate, diverging, energy, energy_error, max_energy_error,
