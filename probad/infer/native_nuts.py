@@ -63,7 +63,8 @@ def _bit_generator(typingctx, handle):
     Passing a ``numpy.random.Generator`` into a compiled function costs ~6 us
     a call (numba looks its pointers up through ctypes every time); the
     pointers do not change, so :class:`NativeKernel` reads them once.
-    ``handle`` is ``[state, next_uint64, next_uint32, next_double]``.
+    ``handle`` starts with ``[state, next_uint64, next_uint32, next_double]``
+    (:func:`_bit_generator_handle`).
     """
     bitgen_type = types.NumPyRandomBitGeneratorType("bit_generator")
 
