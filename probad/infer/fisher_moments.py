@@ -25,6 +25,9 @@ from numba import njit
 
 import probad.ad.compiler.native_cache  # noqa: F401  (compiled code goes to the user's cache)
 
+#: Numba compiles no other module's code into this one's cached functions (see native_cache).
+NUMBA_CACHE_DEPENDS = ()
+
 #: Rows of one estimator's moments (``moments[estimator, row]``).
 MEAN_X, M2_X, MEAN_GRAD, M2_GRAD = range(4)
 ROWS = 4
