@@ -48,6 +48,18 @@ Three metric forms:
   above 2 or below 1/2 as corrections to the diagonal
   (:class:`~probad.infer.kernels.LowRankInverseMetric`).
 
+A fourth, diagonal and opt-in (``adapt="fisher-variance"`` in ``pb.hmc``):
+the Fisher estimate in the early phase, the draws' variance ``Var(x)`` in the
+main phase. For a Gaussian, ``Var(x) / Var(grad)`` is the product of each
+coordinate's marginal and conditional variances, so the Fisher estimate is
+their geometric mean: it shrinks a direction whose conditional variance is far
+below its marginal one, such as a hierarchical scale (radon's ``sigma_a``: 0.68x
+its posterior variance), and that direction then has the smallest ESS. PyMC
+and Stan use ``Var(x)``; nutpie's own ``use_grad_based_mass_matrix=False`` does
+too, and gains the same. Gradients matter while there are few draws, which is
+the early phase; the main phase's windows hold 80 or more.
+(``benchmarks/bench_fisher.py`` has the measurements.)
+
 Dense and low-rank estimates cost ``O(dim^3)`` or ``O(n^2 dim)`` each, so they
 are recomputed every ``10`` draws and at every window end rather than after
 every draw (nutpie, in compiled code, does every draw).
@@ -76,6 +88,8 @@ EIGENVALUE_CUTOFF = 2.0
 #: Draws between two recomputations of a dense or low-rank estimate.
 MATRIX_UPDATE_INTERVAL = 10
 KINDS = ("diag", "dense", "low_rank")
+#: What sets the diagonal in the main phase: the Fisher estimate, or the draws' variance.
+MAIN_ESTIMATES = ("fisher", "variance")
 
 
 # ---------------------------------------------------------------- schedule
@@ -185,6 +199,21 @@ def fisher_diagonal(draws: onp.ndarray, grads: onp.ndarray, previous: onp.ndarra
     return onp.where(valid, onp.clip(ratio, *VARIANCE_LIMITS), previous)
 
 
+def draw_variance(draws: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
+    """``Var(x)`` per coordinate, clipped to :data:`VARIANCE_LIMITS`.
+
+    Parameters
+    ----------
+    draws : ndarray, shape (n, dim)
+    previous : ndarray, shape (dim,)
+        Kept where the variance is not finite or is 0 (a coordinate that has not moved).
+    """
+    with onp.errstate(invalid="ignore", over="ignore"):
+        variance = onp.var(draws, axis=0)
+    valid = onp.isfinite(variance) & (variance > 0)
+    return onp.where(valid, onp.clip(variance, *VARIANCE_LIMITS), previous)
+
+
 def spd_geometric_mean(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
     """The symmetric positive-definite ``C`` with ``C b C = a``.
 
@@ -292,7 +321,8 @@ def _as_inverse_metric(kind, variance, draws=None, grads=None):
 
 
 def fisher_adaptation(
-    num_warmup: int, *, target_accept: float = 0.8, kind: str = "diag"
+    num_warmup: int, *, target_accept: float = 0.8, kind: str = "diag",
+    main_estimate: str = "fisher",
 ) -> FisherAdaptation:
     """nutpie's warmup for HMC/NUTS as pure ``init`` / ``update`` / ``final`` functions.
 
@@ -303,6 +333,9 @@ def fisher_adaptation(
         Target of dual averaging.
     kind : {"diag", "dense", "low_rank"}
         Form of the inverse metric (module docstring).
+    main_estimate : {"fisher", "variance"}
+        The diagonal from the main phase on: the Fisher estimate (nutpie's), or
+        the draws' variance (module docstring; ``kind="diag"`` only).
 
     Returns
     -------
@@ -318,6 +351,10 @@ def fisher_adaptation(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if main_estimate not in MAIN_ESTIMATES:
+        raise ValueError(f"main_estimate must be one of {MAIN_ESTIMATES}, got {main_estimate!r}")
+    if main_estimate == "variance" and kind != "diag":
+        raise ValueError(f'main_estimate="variance" is a diagonal metric; got kind={kind!r}')
     schedule = fisher_schedule(num_warmup)
     switches = frozenset(schedule.switches)
     interval = 1 if kind == "diag" else MATRIX_UPDATE_INTERVAL
@@ -352,7 +389,10 @@ def fisher_adaptation(
                 fg_start, bg_start = bg_start, count
             if count - fg_start >= 3 and (switched or iteration % interval == 0):
                 fg_draws, fg_grads = draws[fg_start:count], grads[fg_start:count]
-                variance = fisher_diagonal(fg_draws, fg_grads, variance)
+                if main_estimate == "variance" and iteration >= schedule.early_end:
+                    variance = draw_variance(fg_draws, variance)
+                else:
+                    variance = fisher_diagonal(fg_draws, fg_grads, variance)
                 metric, changed = _try_metric(metric, kind, variance, fg_draws, fg_grads)
         if changed and not metric_adapted:
             # nutpie searches once more after the first estimate replaces 1/|grad|,
