@@ -29,6 +29,16 @@ last window that fits starts at iteration 118), shrinking that chain's metric
 and 0.00x on arma11 (the same trap, worse: divergences, R-hat), so it is not
 the default.
 
+fisher-variance@400 (the draws' variance after the early phase; measured with
+the same estimator patched into ``fisher`` before it became its own scheme, so
+the same numerics), one run, against a stan@1000 run of this script on the same
+code and seed: eight schools 1.27x, blr 3.61x, arK 1.80x, arma11 0.92x,
+gp_pois_regr 1.48x, low_dim_gauss_mix 1.57x, hmm_example 2.05x, wells 3.88x:
+median 1.69x, minimum 0.92x; every check passes on the first seed. arma11
+rises from 0.29x, presumably because the main phase's estimate no longer uses
+the far-start chain's huge gradients (not checked chain by chain). The stan@1000
+figures are those of a concurrent run on main's code (the stan path is the same).
+
 Run: ``python benchmarks/bench_fisher_posteriordb.py --configs stan@1000 fisher@400``
 (on two quiet cores about 15 minutes per configuration; the HMM and the GP
 take most of it). ``--models`` restricts to some models (substring match).
