@@ -17,17 +17,18 @@ Each run appends one JSON line to ``--out``, so an interrupted sweep keeps its
 results; ``--table`` prints the per-model table and the ratios to the first
 ``stan@...`` configuration in such a file.
 
-Measured once (2026-12-06, two cores shared with other jobs; ESS/grad counting
-warmup, fisher@400 / stan@1000): eight schools 2.00x, blr 3.70x, arK 1.44x,
-arma11 0.29x, gp_pois_regr 1.43x, low_dim_gauss_mix 1.41x, hmm_example 1.17x,
-wells 4.11x: median 1.44x; every check passes on the first seed for both.
-arma11 is the miss: one chain starts at phi = 1.94 (Stan's uniform(-2, 2)
-init), where the gradient is ~1e49; it crawls out for ~150 iterations, and
-those draws, with their huge gradients, stay in the foreground estimate (the
-last window that fits starts at iteration 118), shrinking that chain's metric
-10^4-fold. fisher-lowrank@400 on the first four models: 1.90x, 23.6x, 14.2x,
-and 0.00x on arma11 (the same trap, worse: divergences, R-hat), so it is not
-the default.
+Measured (2026-12-06, two cores shared with other jobs; ESS/grad counting
+warmup, fisher@400 / stan@1000, each with its scheme's default init): eight
+schools 1.30x, blr 2.85x, arK 1.35x, arma11 2.52x, gp_pois_regr 1.34x,
+low_dim_gauss_mix 1.48x, hmm_example 1.37x, wells 3.94x: median 1.43x, min
+1.30x. Every check passes on the first seed except gp_pois_regr's with Fisher
+(1 divergence; the test, which tries further seeds, passes). An earlier sweep, with Fisher
+chains starting in Stan's (-2, 2), had arma11 at 0.29x: a chain started at
+phi = 1.94, where the gradient is ~1e49, and the draws of its crawl out set a
+metric 10^4-fold too small (``mcmc.default_init`` has the measurements that
+moved the Fisher start to nutpie's (-1, 1)). fisher-lowrank@400 on the first
+four models then: 1.90x, 23.6x, 14.2x, and 0.00x on arma11, so it is not the
+default.
 
 fisher-variance@400 (the draws' variance after the early phase; measured with
 the same estimator patched into ``fisher`` before it became its own scheme, so

@@ -976,7 +976,9 @@ def poisson_gp(t, counts=None, baseline=0.0):
         pb.sample("counts", dist.Poisson(np.exp(f)), obs=counts)
 
 poisson_data = {"t": t, "counts": counts, "baseline": float(onp.log(counts.mean()))}
-idata_pois = pb.hmc(poisson_gp, poisson_data, draws=500, tune=500, chains=4, seed=1,
+# 1000 draws: at 500, the largest R-hat of the 22 quantities checked below
+# passed 1.01 in 3 of 20 seeds even with a sound sampler.
+idata_pois = pb.hmc(poisson_gp, poisson_data, draws=1000, tune=500, chains=4, seed=1,
                     target_accept=0.99, progress=False)
 pb.summary(idata_pois, var_names=["lengthscale", "amplitude"]);
 

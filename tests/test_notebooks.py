@@ -130,6 +130,9 @@ def test_radon(tmp_path):
 def test_gaussian_processes(tmp_path):
     k = run_notebook("04_gaussian_processes", tmp_path)
     assert k["divergences_regression"] == 0 and k["divergences_poisson"] == 0
+    # The largest of 22 R-hats (Poisson) is a noisy statistic: at 500 draws per
+    # chain it passed 1.01 in 3 of 20 seeds; at the notebook's 1000, in 0 of 10
+    # (largest 1.0041), so a false failure here is rare.
     assert k["rhat_max_regression"] < 1.01 and k["rhat_max_poisson"] < 1.01
     assert within(k["noise_mean"], 0.3, k["noise_sd"])
     # 90% predictive intervals for held-out points: binomial spread of the

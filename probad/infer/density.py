@@ -916,6 +916,26 @@ class Potential:
                         counts[kind] = counts.get(kind, 0) + int(n)
         return counts
 
+    _COMPILED = ("_energy", "_energy_and_grad", "_outputs")  # the compiled functions
+
+    def native_tapes(self) -> dict | None:
+        """What this potential's functions replay natively, in a form that
+        pickles (see :meth:`~probad.ad.compiler.function.Compiled.native_tapes`),
+        for a copy of it in another process to :meth:`adopt`; None when it is
+        not compiled."""
+        if not self.compiled:
+            return None
+        return {name: getattr(self, name).native_tapes() for name in self._COMPILED}
+
+    def adopt(self, native_tapes: dict | None) -> None:
+        """Replay the tapes of another copy's :meth:`native_tapes` here instead
+        of recording them again. The copy must be of the same model and data
+        (``pb.hmc``'s worker processes build theirs from the same job)."""
+        if native_tapes is None or not self.compiled:
+            return
+        for name in self._COMPILED:
+            getattr(self, name).adopt(native_tapes[name])
+
     @property
     def native(self):
         """The native form of ``value_and_grad`` for compiled samplers, or None.

@@ -18,6 +18,10 @@ from typing import Callable, NamedTuple
 import numpy as onp
 import scipy.linalg
 
+#: ``native_nuts`` compiles ``_logaddexp`` and ``_no_u_turn`` of this module
+#: with numba's on-disk cache; they call no other module of probad.
+NUMBA_CACHE_DEPENDS = ()
+
 PotentialFn = Callable[[onp.ndarray], tuple[float, onp.ndarray]]
 
 #: Energy error above which a trajectory is declared divergent (Stan's max_deltaH).

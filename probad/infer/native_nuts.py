@@ -43,6 +43,11 @@ from numba.np.random.generator_core import next_double
 import probad.ad.compiler.native_cache  # noqa: F401  (compiled code goes to the user's cache)
 from probad.infer import kernels
 
+#: The modules whose code numba compiles into this module's cached functions
+#: (kernels' scalar helpers): editing one recompiles them, editing any other
+#: module (the MCMC driver next door) does not. See native_cache.
+NUMBA_CACHE_DEPENDS = ("probad.infer.kernels",)
+
 # Outcomes: of a transition, _DONE or _RETRACE; of a subtree, _VALID, _INVALID or _RETRACE.
 _DONE, _RETRACE, _VALID, _INVALID = range(4)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import Executor, Future
 from types import SimpleNamespace
 
 import numba
@@ -22,6 +21,7 @@ import probad as pb
 from probad.infer import SamplingWarning, kernels, mcmc, native_nuts
 from probad.infer.chain import STAT_DTYPES, run_chain
 from probad.infer.density import potential as make_potential
+from tests.executors import InlineExecutor
 from tests.models import EIGHT_SCHOOLS, eight_schools_noncentered
 
 # Every test potential takes its data as one float64 vector, so the kernels are
@@ -427,17 +427,6 @@ def test_hmc_runs_the_native_kernel_and_gives_the_python_draws(native_eight_scho
         for name in STAT_DTYPES:
             np.testing.assert_allclose(idata.sample_stats[name].values,
                                        python.sample_stats[name].values, rtol=1e-12, atol=1e-12)
-
-
-class InlineExecutor(Executor):
-    """Runs each chain when it is submitted, in this process, so that the test
-    sees the monkeypatched potential while the driver takes its executor path
-    (chains shipped with cloudpickle, stop flag, progress relay)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
 
 
 def test_hmc_runs_the_native_kernel_on_an_executor(native_eight_schools):

@@ -8,7 +8,7 @@ outcome only changes if the simulation's random stream does).
 import os
 import signal
 import warnings
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as onp
 import pytest
@@ -17,6 +17,7 @@ import probad as pb
 from probad import distributions as dist
 from probad import handlers
 from probad.infer.sbc import SBCResult, ecdf_band, ecdf_reference
+from tests.executors import InlineExecutor
 
 LEVEL = 1e-4
 
@@ -196,16 +197,6 @@ def _assert_same_ranks(a, b):
         onp.testing.assert_array_equal(a.ranks[name].values, b.ranks[name].values)
 
 
-class _InThisThread(Executor):
-    """Runs each call at once, here: the main thread of a main process, as a
-    Ray worker is."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
 def test_fits_on_an_executor_run_their_chains_one_after_another(monkeypatch):
     # pb.hmc in a Ray worker would otherwise start a process pool there (it
     # cannot tell a Ray worker from a main process), one per worker.
@@ -220,7 +211,7 @@ def test_fits_on_an_executor_run_their_chains_one_after_another(monkeypatch):
 
     monkeypatch.setattr(mcmc_module, "_choose_pool", recording)
     result = pb.sbc(normal_model, {"n": 5, "y": onp.zeros(5)}, num_simulations=2, seed=13,
-                    draws=50, tune=50, chains=2, progress=False, executor=_InThisThread())
+                    draws=50, tune=50, chains=2, progress=False, executor=InlineExecutor())
     assert result.diagnostics["ok"].values.all()
     assert asked == [1, 1]
 

@@ -324,10 +324,41 @@ class Compiled:
 
     def __getstate__(self):
         # Tapes are a cache of generated code: a copy (in another process, say)
-        # starts empty and traces again.
+        # starts empty and traces again, unless it adopts native_tapes().
         state = dict(self.__dict__)
         state.update(tapes={}, eager_keys={}, trace_count=0)
         return state
+
+    def native_tapes(self) -> dict:
+        """The tapes replayed natively, in a form that pickles, for a copy of
+        this function in another process to :meth:`adopt` instead of tracing
+        again (tracing and lowering a long tape takes seconds; a worker
+        process of ``pb.hmc`` runs a chain in less). Cache key -> list of
+        ``(program, guards, outputs, n_inputs, n_recorded, meta, positions)``;
+        tapes on the numpy replay are left out (the copy traces those)."""
+        return {key: [(t.native, t.guards, t.outputs, t.n_inputs, t.n_recorded, t.meta,
+                       t.positions) for t in tapes if t.native is not None]
+                for key, tapes in self.tapes.items()}
+
+    def adopt(self, native_tapes: dict) -> None:
+        """Replay the tapes of another copy's :meth:`native_tapes` (their
+        programs unpickled here) for calls with their keys, as if traced here.
+
+        An adopted tape holds its program, guards and outputs, not its ops or
+        numpy source: a failed guard traces the function again, as always. A
+        program lowered for another interpreter unpickles as None and is
+        skipped."""
+        for key, parts in native_tapes.items():
+            adopted = []
+            for program, guards, outputs, n_inputs, n_recorded, meta, positions in parts:
+                if program is None:
+                    continue
+                tape = Tape([], guards, outputs, n_inputs, n_recorded, "", program.replay, meta,
+                            positions)
+                tape.native = program
+                adopted.append(tape)
+            if adopted:
+                self.tapes[key] = adopted + self.tapes.get(key, [])
 
     def __get__(self, obj, objtype=None):
         # Decorating a method: bind the instance (a static argument).

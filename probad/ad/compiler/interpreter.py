@@ -72,6 +72,9 @@ __all__ = ["AVAILABLE", "run", "potential_fn", "OP", "WIDTH", "UNARY", "BINARY",
            "REDUCE", "GUARD_KINDS"]
 
 AVAILABLE = numba is not None
+#: The compiled interpreter calls no other module of probad: editing this
+#: file alone recompiles it (see native_cache).
+NUMBA_CACHE_DEPENDS = ()
 
 
 # ------------------------------------------------------------- op codes

@@ -49,7 +49,7 @@ from ..numpy.numpy_boxes import _index, _item
 from ..scipy import special as ad_special
 from . import interpreter as interp
 from .codegen import GuardFailure, _Node, template_refs
-from .reroll import reroll
+from .reroll import calls_of, interpreter_stamp, relocate, reroll
 from .tape import Ref
 
 __all__ = ["Program", "NativePotential", "lower", "LOWERINGS", "lowering_of", "Unsupported",
@@ -147,6 +147,11 @@ class Program:
         :func:`.interpreter.potential_fn` (see :data:`REJECTION_KINDS`).
     inputs : list of (offset, size)
         Where each array leaf of a call is written.
+
+    A program pickles, for another process (a copy lowered for another
+    interpreter source unpickles as None): its compiled loops are found
+    there by their structure (:func:`.reroll.relocate`), and its status
+    starts at zero, so the copy counts its own rejections.
     """
 
     def __init__(self, code, ints, ws, inputs, outputs, out_views, out_meta):
@@ -155,6 +160,7 @@ class Program:
         self.ws = ws
         self.status = onp.zeros(1 + 2 * len(REJECTION_KINDS), dtype=onp.int64)
         self.inputs = inputs
+        self._outputs = outputs
         self._views = out_views  # slot -> (positions, meta)
         self._meta = out_meta
         self._build = self._builder(outputs)
@@ -176,10 +182,14 @@ class Program:
         return self._build(ws)
 
     def __reduce__(self):
-        # its CALL instructions hold addresses of compiled loops in this process
-        raise TypeError("a native Program holds machine-code addresses of this process and "
-                        "cannot be pickled; pickle the compiled function instead (it records "
-                        "its tapes again)")
+        # CALL instructions hold addresses of compiled loops in this process:
+        # the copy gets the loops' structures, and zeros where the addresses were.
+        code = self.code.copy()
+        calls = calls_of(code)
+        for word, _ in calls:
+            code[word] = 0
+        return _unpickled_program, (interpreter_stamp(), code, calls, self.ints, self.ws,
+                                    self.inputs, self._outputs, self._views, self._meta)
 
     def _builder(self, node):
         """A function ``ws -> output`` for an output template (made once: the
@@ -227,6 +237,15 @@ class Program:
     def output_positions(self, ref: Ref) -> onp.ndarray:
         """Workspace positions of an output slot's elements, in C order."""
         return self._views[ref.index]
+
+
+def _unpickled_program(stamp, code, calls, ints, ws, inputs, outputs, out_views, out_meta):
+    """A pickled :class:`Program` in this process, or None if it was lowered
+    for another interpreter (whose op codes may mean other things)."""
+    if stamp != interpreter_stamp():
+        return None
+    relocate(code, calls)
+    return Program(code, ints, ws, inputs, outputs, out_views, out_meta)
 
 
 class NativePotential:

@@ -10,10 +10,19 @@ subdirectory per source tree, so two checkouts never share stale code.
 
 Numba checks only the stamp of the cached function's own source file, but a
 compiled function carries copies of the functions it calls; probad's compiled
-kernels call functions of sibling modules (``native_nuts`` compiles helpers
-of ``kernels``). So the stamp here covers every module of the directory: an
-edit to any of them recompiles the directory's cached functions instead of
-leaving stale machine code behind.
+kernels call functions of other modules (``native_nuts`` compiles helpers of
+``kernels``). So each module that defines cached functions declares, before
+its first decorator, the modules whose code numba compiles into them::
+
+    NUMBA_CACHE_DEPENDS = ("probad.infer.kernels",)
+
+and the stamp here covers the function's own file and exactly those: an edit
+to one of them recompiles the cached functions instead of leaving stale
+machine code behind, and an edit anywhere else (the MCMC driver next door)
+loads them as they are. ``tests/ad/compiler/test_native_cache.py`` checks
+that every probad module the declaring module imports is declared. A module
+of probad's that declares nothing is stamped with its whole directory, the
+safe guess.
 
 A user's ``NUMBA_CACHE_DIR`` still wins: numba asks its own locator for that
 first. Functions outside the probad package are left to numba's defaults.
@@ -29,7 +38,11 @@ Importing this module installs the locator and the load; every module of probad 
 caches compiled code imports it before decorating anything.
 """
 
+from __future__ import annotations
+
 import os
+import sys
+from importlib.util import find_spec
 
 from numba.core import caching
 from numba.core.runtime import rtsys
@@ -50,6 +63,35 @@ def cache_directory() -> str:
     return os.path.join(AppDirs(appname="probad", appauthor=False).user_cache_dir, "numba")
 
 
+#: The module-level name under which a module lists, as module names, the
+#: modules whose code numba compiles into its cached functions.
+DEPENDS = "NUMBA_CACHE_DEPENDS"
+
+
+def source_stamp(py_file: str, depends: tuple[str, ...] | None) -> tuple:
+    """What numba compares to decide whether cached code of ``py_file`` is
+    stale: ``(file name, mtime, size)`` of ``py_file`` and of the files of the
+    modules ``depends`` names, or of every module of its directory when
+    ``depends`` is None (undeclared)."""
+    if depends is None:
+        directory = os.path.dirname(py_file)
+        files = [os.path.join(directory, name) for name in sorted(os.listdir(directory))
+                 if name.endswith(".py")]
+    else:
+        files = [py_file] + [_module_file(name) for name in depends]
+    stamps = []
+    for path in files:
+        stat = os.stat(path)
+        stamps.append((os.path.basename(path), stat.st_mtime, stat.st_size))
+    return tuple(stamps)
+
+
+def _module_file(name: str) -> str:
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None) if module is not None else None
+    return path or find_spec(name).origin
+
+
 class ProbadCacheLocator(_UserWideCacheLocator):
     """Numba cache locator for functions defined in probad's source files."""
 
@@ -57,15 +99,10 @@ class ProbadCacheLocator(_UserWideCacheLocator):
         super().__init__(py_func, py_file)
         self._cache_path = os.path.join(cache_directory(),
                                         self.get_suitable_cache_subpath(py_file))
+        self._depends = py_func.__globals__.get(DEPENDS)
 
     def get_source_stamp(self):
-        directory = os.path.dirname(self._py_file)
-        stamps = []
-        for name in sorted(os.listdir(directory)):
-            if name.endswith(".py"):
-                stat = os.stat(os.path.join(directory, name))
-                stamps.append((name, stat.st_mtime, stat.st_size))
-        return tuple(stamps)
+        return source_stamp(self._py_file, self._depends)
 
     @classmethod
     def from_function(cls, py_func, py_file):

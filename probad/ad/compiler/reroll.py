@@ -62,8 +62,11 @@ same doubles in the same order (``_unary``/``_binary`` are the interpreter's
 own kernels), only without the dispatch.
 
 The ``CALL`` instruction holds the generated function's address, valid in
-this process only; a :class:`~.native.Program` is never pickled (compiled
-functions drop their tapes when pickled), so it never leaves the process.
+this process only. A :class:`~.native.Program` sent to another process (the
+worker processes of ``pb.hmc``, which then need not trace the model again)
+carries, in place of each address, the body's structure
+(:func:`calls_of`); the receiving process puts the address of its own
+compiled body there (:func:`relocate`), from numba's disk cache.
 """
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ import numpy as onp
 from . import interpreter as interp
 from .native_cache import cache_directory
 
-__all__ = ["reroll", "MIN_ITERATIONS", "MIN_INSTRUCTIONS", "MAX_BODY"]
+__all__ = ["reroll", "calls_of", "relocate", "interpreter_stamp", "MIN_ITERATIONS",
+           "MIN_INSTRUCTIONS", "MAX_BODY"]
 
 #: A run is re-rolled when its body repeats at least this often ...
 MIN_ITERATIONS = 4
@@ -97,6 +101,7 @@ _SCALAR = {_OP["S_ADD"]: (3, 0, 2), _OP["S_SUB"]: (3, 0, 2), _OP["S_MUL"]: (3, 0
 _INFIX = {_OP["S_ADD"]: "+", _OP["S_SUB"]: "-", _OP["S_MUL"]: "*", _OP["S_DIV"]: "/"}
 
 _compiled: dict[str, object] = {}  # structure hash -> numba cfunc, for this process
+_structures: dict[int, tuple] = {}  # a compiled body's address -> its structure
 
 
 def _decode(code: list[int]):
@@ -212,7 +217,8 @@ def _source(structure, name: str) -> str:
 
 
 @functools.cache
-def _interpreter_stamp() -> str:
+def interpreter_stamp() -> str:
+    """A hash of the interpreter's source: its op codes and scalar kernels."""
     with open(interp.__file__, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -221,7 +227,7 @@ def body_function(structure):
     """The compiled loop of a body (a numba cfunc), from this process's memo,
     numba's disk cache, or a fresh compilation."""
     text = _source(structure, "body")
-    digest = hashlib.sha256((_interpreter_stamp() + text).encode()).hexdigest()[:24]
+    digest = hashlib.sha256((interpreter_stamp() + text).encode()).hexdigest()[:24]
     fn = _compiled.get(digest)
     if fn is not None:
         return fn
@@ -240,7 +246,28 @@ def body_function(structure):
     sys.modules[module_name] = module  # numba's cache looks the module up by name
     spec.loader.exec_module(module)
     fn = _compiled[digest] = module.body
+    _structures[fn.address] = structure
     return fn
+
+
+def calls_of(code) -> list[tuple[int, tuple]]:
+    """``(word, structure)`` of each ``CALL`` in a program's ``code``: where
+    the instruction holds its body's address, and the body's structure, from
+    which another process finds its own address (:func:`relocate`)."""
+    found, pc, end = [], 0, len(code)
+    while pc < end:
+        op = int(code[pc])
+        if op == _OP["CALL"]:
+            found.append((pc + 1, _structures[int(code[pc + 1])]))
+        pc += interp.WIDTH[op]
+    return found
+
+
+def relocate(code, calls) -> None:
+    """Write this process's address of each body of ``calls`` (from
+    :func:`calls_of` in another process) into ``code``, in place."""
+    for word, structure in calls:
+        code[word] = body_function(structure).address
 
 
 def reroll(code: list[int], table) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 
 import probad.ad.numpy as np
 from probad.ad import grad, hessian, value_and_grad
+from probad.ad.compiler import interpreter
 from probad.ad.compiler import CompileMismatchError, CompileWarning, compile, compile_grad, compile_hvp, compile_value_and_grad
 from tests.ad.compiler.eager_cases import assert_same, check_against_eager, only_tapes, rng, loop_fixed, loop_traced_trip_count, branch_on_sum, int_as_range, item_and_float, containers, X3, CASES, IDS
 
@@ -372,3 +373,21 @@ def test_value_dependent_conversion_errors_are_not_baked_in():
     with pytest.warns(CompileWarning, match="converting a traced value"):
         assert onp.isnan(compiled(onp.float64(onp.nan)))
     assert compiled(onp.float64(2.5)) == 5.0
+
+
+@pytest.mark.skipif(not interpreter.AVAILABLE, reason="numba is not installed")
+def test_a_copy_adopts_native_tapes_instead_of_tracing_again():
+    import cloudpickle as pickle
+
+    fn = compile(value_and_grad(branch_on_sum), backend="native")
+    x = onp.array([0.3, -0.1, 0.5])
+    fn(x)
+    copy = pickle.loads(pickle.dumps(fn))  # another process's copy starts empty
+    copy.adopt(pickle.loads(pickle.dumps(fn.native_tapes())))
+    new = onp.array([0.2, 0.4, -0.1])
+    assert_same(copy(new), fn(new))
+    assert copy.trace_count == 0
+    # Its guards hold as they did: the other branch traces again.
+    negative = -onp.ones(3)
+    assert_same(copy(negative), value_and_grad(branch_on_sum)(negative))
+    assert copy.trace_count == 1

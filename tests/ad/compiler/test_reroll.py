@@ -157,14 +157,42 @@ def test_a_loop_over_tiny_vectors_is_rerolled_too():
     onp.testing.assert_allclose(grad, want_grad, rtol=1e-12)
 
 
-def test_a_program_refuses_to_be_pickled_but_its_function_pickles():
+def test_a_compiled_function_pickles_without_its_tapes():
     import cloudpickle as pickle
 
     y = onp.random.default_rng(0).normal(size=50)
     params = onp.array([0.3, 1.5])
     fast = compile(value_and_grad(smoothing_loss), backend="native")
     fast(params, y)
-    with pytest.raises(TypeError, match="cannot be pickled"):
-        pickle.dumps(fast.tapes[fast.cache_key(params, y)][0].native)
     again = pickle.loads(pickle.dumps(fast))  # drops its tapes: records again
     onp.testing.assert_array_equal(again(params, y)[1], fast(params, y)[1])
+    assert again.trace_count == 1
+
+
+def test_a_pickled_program_finds_its_compiled_loops_and_counts_afresh(monkeypatch):
+    # A worker process of pb.hmc adopts the driver's programs instead of tracing
+    # the model again; their CALLs must point at compiled loops there.
+    import pickle
+
+    from probad.ad.compiler import native
+
+    y = onp.random.default_rng(0).normal(size=50)
+    fn = compile(value_and_grad(smoothing_loss), backend="native")
+    fn(onp.array([0.3, 1.5]), y)
+    (tape,) = [t for tapes in fn.tapes.values() for t in tapes]
+    program = tape.native
+    assert OP["CALL"] in _ops(program.code)
+    program.status[1] = 7  # rejections counted here stay here
+    copy = pickle.loads(pickle.dumps(program))
+    onp.testing.assert_array_equal(copy.code, program.code)  # the same loops, relocated
+    assert not copy.status.any()
+    new = onp.array([0.2, 1.1])
+    want_value, want_grad = program.replay(new, y)
+    got_value, got_grad = copy.replay(new, y)
+    assert got_value == want_value
+    onp.testing.assert_array_equal(got_grad, want_grad)
+    # Op codes mean what this interpreter says: a program lowered for another
+    # one is not run.
+    payload = pickle.dumps(program)
+    monkeypatch.setattr(native, "interpreter_stamp", lambda: "another interpreter")
+    assert pickle.loads(payload) is None
