@@ -7,7 +7,11 @@ instruction counts vary by well under 0.1%, so they show what a change to
 - ``eager``: ``grad`` of a small function (41 primitive calls on 3-vectors,
   one or two traced arguments each), traced and differentiated every call;
 - ``replay``: the same gradient compiled, so the tracer is not on the path
-  (a check that the compiled replay is untouched).
+  (a check that the compiled replay is untouched);
+- ``radon``, ``eight_schools``: the native potential's ``value_and_grad`` of
+  the models of ``bench_nuts.py``, and ``radon-fn``, ``eight_schools-fn``:
+  the native program's numba entry alone (what the compiled NUTS calls).
+  These run with the native backend, so the interpreter's work shows too.
 
 Each workload runs under callgrind with instrumentation off until one
 warm-up call is done (imports, caches, the compiled tape); the workload then
@@ -30,11 +34,26 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NATIVE_PARTS = ("radon", "radon-fn", "eight_schools", "eight_schools-fn")
 
 
-def _workload(part: str, repeat: int) -> None:
-    sys.path.insert(0, ROOT)
+def _gradient(part: str):
+    """The workload ``part`` as a function of no arguments."""
     import numpy as onp
+
+    if part in NATIVE_PARTS:
+        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+        import probad as pb
+        from bench_nuts import make_data, probad_model
+
+        name = part.removesuffix("-fn")
+        pot = pb.potential(probad_model(name), make_data(name), backend="native")
+        q = pot.initial_point(seed=0)
+        pot.value_and_grad(q)
+        if part == name:
+            return lambda: pot.value_and_grad(q)
+        native, grad_out = pot.native, onp.zeros_like(q)
+        return lambda: native.fn(q, grad_out, native.prog)
 
     import probad.ad.numpy as np
     from probad.ad import compile, grad
@@ -48,11 +67,17 @@ def _workload(part: str, repeat: int) -> None:
 
     x = onp.array([0.1, 0.2, 0.3])
     g = grad(f) if part == "eager" else compile(grad(f))
-    g(x)  # warm-up: imports, caches, the compiled tape
+    return lambda: g(x)
+
+
+def _workload(part: str, repeat: int) -> None:
+    sys.path.insert(0, ROOT)
+    g = _gradient(part)
+    g()  # warm-up: imports, caches, the compiled tape
     instrument = ["callgrind_control", "--instr=on", str(os.getpid())]
     subprocess.run(instrument, check=True, stdout=subprocess.DEVNULL)
     for _ in range(repeat):
-        g(x)
+        g()
     instrument[1] = "--instr=off"
     subprocess.run(instrument, check=True, stdout=subprocess.DEVNULL)
 
@@ -76,8 +101,8 @@ def _instructions(part: str, repeat: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--part", choices=("eager", "replay"), action="append",
-                        help="the workload(s) to count (default: both)")
+    parser.add_argument("--part", choices=("eager", "replay") + NATIVE_PARTS, action="append",
+                        help="the workload(s) to count (default: eager and replay)")
     parser.add_argument("--run", nargs=2, metavar=("PART", "REPEAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -85,7 +110,7 @@ def main() -> None:
         return
     for part in args.part or ("eager", "replay"):
         total = _instructions(part, args.repeat)
-        print(f"{part:7s} {total / args.repeat:12,.0f} instructions per gradient")
+        print(f"{part:16s} {total / args.repeat:12,.0f} instructions per gradient")
 
 
 if __name__ == "__main__":

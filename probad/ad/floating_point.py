@@ -4,7 +4,8 @@ A ``log(0)`` inside a primitive makes numpy warn from the line that called
 the ufunc: probad's tracer, a VJP rule or a compiled replay, none of which
 the user wrote. :func:`reported_at_user_code` is entered once per outer call
 (``grad`` and the other derivative operators, the functions ``make_vjp`` and
-``make_jvp`` return, a compiled replay), not per primitive: inside
+``make_jvp`` return, a compiled function's numpy replay; the native
+interpreter issues no numpy warnings), not per primitive: inside
 it, the warnings numpy would issue go to :func:`_report`, which issues one
 ``RuntimeWarning`` naming the primitive and pointing at the first frame
 outside probad, numpy and scipy.

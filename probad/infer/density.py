@@ -628,6 +628,12 @@ class Potential:
             k: onp.asarray(v) for k, v in self.data.items()
             if k not in self.observed and v is not None
             and onp.asarray(v).ndim > 0 and onp.asarray(v).dtype.kind in "biuf"}
+        # (shape of q, NativePotential): the native program value_and_grad
+        # replayed last, to run without the compiled function's Python around it;
+        # and the trace count at which none was found (looked for again only
+        # once the compiled function has traced anew)
+        self._native_call = None
+        self._no_native_at = -1
         if compile:
             self._energy = compile_function(self._energy_fn, backend=backend)
             self._energy_and_grad = compile_function(value_and_grad(self._energy_fn),
@@ -869,6 +875,15 @@ class Potential:
         counted in :attr:`rejections`.
         """
         q = onp.asarray(q, dtype=onp.float64)
+        native = self._native_call
+        if native is not None and jacobian and q.shape == native[0] \
+                and self.discrete_values is None:
+            # the program the replay below would run (the same bits); None
+            # for what only the replay handles (a guard, a rejection)
+            out = native[1].value_and_grad(q)
+            if out is not None:
+                return out
+            self._native_call = None
         try:
             if quiet:
                 with onp.errstate(all="ignore"):
@@ -878,9 +893,33 @@ class Potential:
         except _UNDEFINED_AT as exc:
             return self._reject(exc, q), onp.zeros_like(q)
         grad = onp.asarray(grad, dtype=onp.float64)
+        compiled = self._energy_and_grad
+        if jacobian and self._native_call is None \
+                and self._no_native_at != getattr(compiled, "trace_count", None):
+            self._native_call = self._native_entry(q)
+            if self._native_call is None:
+                self._no_native_at = getattr(compiled, "trace_count", None)
         if value != value:
             return self._reject(None, q, grad), grad
         return float(value), grad
+
+    def _native_entry(self, q):
+        """``(q.shape, NativePotential)`` of the native program that
+        ``value_and_grad`` replays at ``q`` first, or None (not native, Gibbs
+        sites, checking)."""
+        compiled = self._energy_and_grad
+        if getattr(compiled, "backend", "numpy") == "numpy" or compiled.check \
+                or self.discrete_values is not None:
+            return None
+        from ..ad.compiler.native import NativePotential  # imports numba
+
+        tapes = compiled.tapes.get(compiled.cache_key(q, True, None))
+        native = NativePotential.of(tapes[0]) if tapes else None
+        return None if native is None else (q.shape, native)
+
+    def __getstate__(self):
+        # the native entry holds machine-code addresses of this process
+        return {**self.__dict__, "_native_call": None, "_no_native_at": -1}
 
     def _reject(self, error: Exception | None, q, grad=None) -> float:
         """Count a point where ``U`` cannot be evaluated (``error``, or NaN if

@@ -60,9 +60,13 @@ too, and gains the same. Gradients matter while there are few draws, which is
 the early phase; the main phase's windows hold 80 or more.
 (``benchmarks/bench_fisher.py`` has the measurements.)
 
-Dense and low-rank estimates cost ``O(dim^3)`` or ``O(n^2 dim)`` each, so they
-are recomputed every ``10`` draws and at every window end rather than after
-every draw (nutpie, in compiled code, does every draw).
+The variances of the diagonal estimate are running moments of each
+estimator's draws and gradients (:mod:`~probad.infer.fisher_moments`), so a
+draw costs ``O(dim)`` whatever the window's length; only dense and low-rank
+estimates keep the draws themselves. Those cost ``O(dim^3)`` or
+``O(n^2 dim)`` each, so they are recomputed every ``10`` draws and at every
+window end rather than after every draw (nutpie, in compiled code, does every
+draw).
 """
 from __future__ import annotations
 
@@ -77,7 +81,13 @@ from probad.infer.adaptation import (
     dual_averaging_update,
     find_reasonable_step_size,
 )
-from probad.infer.kernels import HMCState, LowRankInverseMetric, Metric, make_metric
+from probad.infer.kernels import (
+    HMCState,
+    LowRankInverseMetric,
+    Metric,
+    diagonal_metric,
+    make_metric,
+)
 
 #: Clip of inverse-metric values (nutpie's limits).
 VARIANCE_LIMITS = (1e-20, 1e20)
@@ -193,23 +203,20 @@ def fisher_diagonal(draws: onp.ndarray, grads: onp.ndarray, previous: onp.ndarra
         Kept where the ratio is not finite or is 0 (a coordinate that has not
         moved, or whose gradient is constant).
     """
-    with onp.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = onp.sqrt(onp.var(draws, axis=0) / onp.var(grads, axis=0))
-    valid = onp.isfinite(ratio) & (ratio > 0)
-    return onp.where(valid, onp.clip(ratio, *VARIANCE_LIMITS), previous)
+    from probad.infer.fisher_moments import diagonal_estimate  # numba loads only for Fisher warmups
+
+    return diagonal_estimate(onp.var(draws, axis=0), onp.var(grads, axis=0),
+                             onp.asarray(previous, dtype=onp.float64), *VARIANCE_LIMITS)
 
 
-def draw_variance(draws: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
-    """``Var(x)`` per coordinate, clipped to :data:`VARIANCE_LIMITS`.
+def clipped_variance(variance: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
+    """The draws' variance as an inverse metric: clipped to :data:`VARIANCE_LIMITS`,
+    ``previous`` where it is not finite or is 0 (a coordinate that has not moved).
 
     Parameters
     ----------
-    draws : ndarray, shape (n, dim)
-    previous : ndarray, shape (dim,)
-        Kept where the variance is not finite or is 0 (a coordinate that has not moved).
+    variance, previous : ndarray, shape (dim,)
     """
-    with onp.errstate(invalid="ignore", over="ignore"):
-        variance = onp.var(draws, axis=0)
     valid = onp.isfinite(variance) & (variance > 0)
     return onp.where(valid, onp.clip(variance, *VARIANCE_LIMITS), previous)
 
@@ -279,9 +286,13 @@ def fisher_low_rank(
 class FisherAdaptationState(NamedTuple):
     """Everything the Fisher warmup carries between iterations.
 
-    ``draws`` and ``grads`` are buffers shared by successive states and filled
-    in place: rows ``[foreground_start, count)`` are the foreground estimate,
-    rows ``[background_start, count)`` the background one.
+    The arrays are shared by successive states and updated in place.
+    ``moments[e]`` and ``counts[e]`` are estimator ``e``'s running moments
+    (:mod:`~probad.infer.fisher_moments`), ``e = foreground`` the foreground
+    one and the other the background one. Dense and low-rank estimates need
+    the draws themselves: ``draws`` and ``grads`` then hold every kept draw in
+    rows ``[0, count)``, the estimator's ``counts[e]`` last of them its own;
+    for a diagonal metric they are None.
     """
 
     iteration: int
@@ -289,11 +300,12 @@ class FisherAdaptationState(NamedTuple):
     metric: Metric
     dual_averaging: DualAveragingState
     variance: onp.ndarray
-    draws: onp.ndarray
-    grads: onp.ndarray
+    moments: onp.ndarray
+    counts: onp.ndarray
+    foreground: int
+    draws: onp.ndarray | None
+    grads: onp.ndarray | None
     count: int
-    foreground_start: int
-    background_start: int
     metric_adapted: bool
     last_position: onp.ndarray
 
@@ -355,6 +367,8 @@ def fisher_adaptation(
         raise ValueError(f"main_estimate must be one of {MAIN_ESTIMATES}, got {main_estimate!r}")
     if main_estimate == "variance" and kind != "diag":
         raise ValueError(f'main_estimate="variance" is a diagonal metric; got kind={kind!r}')
+    from probad.infer import fisher_moments  # numba loads only for Fisher warmups
+
     schedule = fisher_schedule(num_warmup)
     switches = frozenset(schedule.switches)
     interval = 1 if kind == "diag" else MATRIX_UPDATE_INTERVAL
@@ -366,34 +380,54 @@ def fisher_adaptation(
             _as_inverse_metric(kind, variance) if inverse_metric is None else inverse_metric
         )
         step_size = find_reasonable_step_size(rng, state, potential_fn, metric, step_size)
-        draws = onp.empty((num_warmup + 1, dim))
-        grads = onp.empty((num_warmup + 1, dim))
-        draws[0], grads[0] = state.position, state.potential_grad
+        moments = onp.zeros((2, fisher_moments.ROWS, dim))
+        counts = onp.zeros(2, dtype=onp.int64)
+        draws = grads = None
+        if kind != "diag":
+            draws = onp.empty((num_warmup + 1, dim))
+            grads = onp.empty((num_warmup + 1, dim))
+        # The starting point seeds both estimators (NaN: no previous draw to equal it).
+        count = _add(moments, counts, draws, grads, 0, state, onp.full(dim, onp.nan))
         return FisherAdaptationState(
-            0, step_size, metric, dual_averaging_init(step_size), variance,
-            draws, grads, 1, 0, 0, False, state.position,
-        )
+            0, step_size, metric, dual_averaging_init(step_size), variance, moments, counts, 0,
+            draws, grads, count, False, state.position)
+
+    def _add(moments, counts, draws, grads, count, state, last_position):
+        """Add the draw ``state`` to both estimators (and the buffers, if any) unless it
+        equals the last one; returns the buffers' new row count."""
+        if fisher_moments.add_draw(moments, counts, state.position, state.potential_grad,
+                                   last_position) and draws is not None:
+            draws[count], grads[count] = state.position, state.potential_grad
+            count += 1
+        return count
 
     def update(rng, adapt_state, state, accept_stat, potential_fn):
-        (iteration, step_size, metric, da_state, variance, draws, grads, count,
-         fg_start, bg_start, metric_adapted, last_position) = adapt_state
+        (iteration, step_size, metric, da_state, variance, moments, counts, foreground, draws,
+         grads, count, metric_adapted, last_position) = adapt_state
         changed = False
         if iteration < schedule.final_start:
             # A draw equal to its predecessor (the trajectory chose its start) says
             # nothing new about the scales and would shrink both variances.
-            if not onp.array_equal(state.position, last_position):
-                draws[count], grads[count] = state.position, state.potential_grad
-                count += 1
+            count = _add(moments, counts, draws, grads, count, state, last_position)
             switched = iteration in switches
-            if switched:
-                fg_start, bg_start = bg_start, count
-            if count - fg_start >= 3 and (switched or iteration % interval == 0):
-                fg_draws, fg_grads = draws[fg_start:count], grads[fg_start:count]
+            if switched:  # the background estimate takes over; a new one starts empty
+                foreground = 1 - foreground
+                moments[1 - foreground] = 0.0
+                counts[1 - foreground] = 0
+            held = counts[foreground]
+            if held >= 3 and (switched or iteration % interval == 0):
                 if main_estimate == "variance" and iteration >= schedule.early_end:
-                    variance = draw_variance(fg_draws, variance)
+                    variance = clipped_variance(
+                        moments[foreground, fisher_moments.M2_X] / held, variance)
                 else:
-                    variance = fisher_diagonal(fg_draws, fg_grads, variance)
-                metric, changed = _try_metric(metric, kind, variance, fg_draws, fg_grads)
+                    variance = fisher_moments.diagonal_estimate(
+                        moments[foreground, fisher_moments.M2_X],
+                        moments[foreground, fisher_moments.M2_GRAD], variance, *VARIANCE_LIMITS)
+                if kind == "diag":  # finite and positive by construction
+                    metric, changed = diagonal_metric(variance), True
+                else:
+                    rows = slice(count - held, count)
+                    metric, changed = _try_metric(metric, kind, variance, draws[rows], grads[rows])
         if changed and not metric_adapted:
             # nutpie searches once more after the first estimate replaces 1/|grad|,
             # then never restarts dual averaging.
@@ -404,9 +438,8 @@ def fisher_adaptation(
             da_state = dual_averaging_update(da_state, accept_stat, target_accept)
             step_size = math.exp(da_state.log_step_size)
         return FisherAdaptationState(
-            iteration + 1, step_size, metric, da_state, variance, draws, grads, count,
-            fg_start, bg_start, metric_adapted, state.position,
-        )
+            iteration + 1, step_size, metric, da_state, variance, moments, counts, foreground,
+            draws, grads, count, metric_adapted, state.position)
 
     def final(adapt_state):
         da_state = adapt_state.dual_averaging

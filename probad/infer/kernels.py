@@ -168,10 +168,7 @@ def _low_rank_metric(inverse_metric: LowRankInverseMetric) -> Metric:
         y = scale * p
         return scale * (y + u @ (stretch * (u.T @ y)))
 
-    def kinetic_energy(p):
-        return 0.5 * p.dot(velocity(p))
-
-    return Metric(LowRankInverseMetric(scale, u, values), sample_momentum, velocity, kinetic_energy)
+    return _metric(LowRankInverseMetric(scale, u, values), sample_momentum, velocity)
 
 
 def make_metric(inverse_metric) -> Metric:
@@ -202,17 +199,8 @@ def make_metric(inverse_metric) -> Metric:
     if inv.ndim == 1:
         if not onp.all(inv > 0):
             raise ValueError("a diagonal inverse metric must be strictly positive")
-        momentum_scale = 1.0 / onp.sqrt(inv)
-
-        momentum_factor = momentum_scale
-
-        def sample_momentum(rng):
-            return rng.standard_normal(dim) * momentum_scale
-
-        def velocity(p):
-            return inv * p
-
-    elif inv.ndim == 2 and inv.shape == (dim, dim):
+        return diagonal_metric(inv)
+    if inv.ndim == 2 and inv.shape == (dim, dim):
         # Adaptation's estimates are exactly symmetric; a user's matrix may
         # carry rounding from its own arithmetic, which 1e-10 forgives.
         if not onp.allclose(inv, inv.T, rtol=1e-10, atol=0.0):
@@ -224,22 +212,40 @@ def make_metric(inverse_metric) -> Metric:
         except onp.linalg.LinAlgError:
             raise ValueError("a dense inverse metric must be positive definite") from None
 
-        momentum_factor = metric_chol
-
         def sample_momentum(rng):
             return metric_chol @ rng.standard_normal(dim)
 
-        velocity = inv.dot
+        return _metric(inv, sample_momentum, inv.dot, metric_chol)
+    raise ValueError(f"inverse metric must be a vector or a square matrix, got shape {inv.shape}")
 
-    else:
-        raise ValueError(
-            f"inverse metric must be a vector or a square matrix, got shape {inv.shape}"
-        )
+
+def diagonal_metric(inverse_metric: onp.ndarray) -> Metric:
+    """:func:`make_metric` of a diagonal inverse metric already known to be a
+    finite, strictly positive float64 vector, which it keeps (not a copy).
+
+    Adaptation's estimates are such vectors by construction; the Fisher warmup
+    builds a new metric after every warmup draw, and skips the checks.
+    """
+    inv = inverse_metric
+    dim = inv.shape[0]
+    momentum_scale = 1.0 / onp.sqrt(inv)
+
+    def sample_momentum(rng):
+        return rng.standard_normal(dim) * momentum_scale
+
+    def velocity(p):
+        return inv * p
+
+    return _metric(inv, sample_momentum, velocity, momentum_scale)
+
+
+def _metric(inverse_metric, sample_momentum, velocity, momentum_factor=None) -> Metric:
+    """The :class:`Metric` with ``K(p) = p . velocity(p) / 2``."""
 
     def kinetic_energy(p):
         return 0.5 * p.dot(velocity(p))
 
-    return Metric(inv, sample_momentum, velocity, kinetic_energy, momentum_factor)
+    return Metric(inverse_metric, sample_momentum, velocity, kinetic_energy, momentum_factor)
 
 
 def init(position, potential_fn: PotentialFn) -> HMCState:

@@ -50,6 +50,8 @@ NUMBA_CACHE_DEPENDS = ("probad.infer.kernels",)
 
 # Outcomes: of a transition, _DONE or _RETRACE; of a subtree, _VALID, _INVALID or _RETRACE.
 _DONE, _RETRACE, _VALID, _INVALID = range(4)
+# Where a transition's result tuple holds its number of leapfrog steps.
+_N_STEPS = 7
 
 # The reference's scalar helpers, compiled as they are: one definition of each rule.
 _logaddexp = njit(cache=True)(kernels._logaddexp)
@@ -66,7 +68,8 @@ def _bit_generator(typingctx, handle):
     Passing a ``numpy.random.Generator`` into a compiled function costs ~6 us
     a call (numba looks its pointers up through ctypes every time); the
     pointers do not change, so :class:`NativeKernel` reads them once.
-    ``handle`` is ``[state, next_uint64, next_uint32, next_double]``.
+    ``handle`` starts with ``[state, next_uint64, next_uint32, next_double]``
+    (:func:`_bit_generator_handle`).
     """
     bitgen_type = types.NumPyRandomBitGeneratorType("bit_generator")
 
@@ -84,12 +87,59 @@ def _bit_generator(typingctx, handle):
     return bitgen_type(handle), codegen
 
 
-def _bit_generator_handle(rng: onp.random.Generator) -> onp.ndarray:
-    interface = rng.bit_generator.ctypes
+#: The bit generators whose state :func:`_save_generator` copies as raw bytes:
+#: their ``pcg64_state`` struct is a pointer to the 128-bit state and increment
+#: (32 bytes), then ``has_uint32`` and ``uinteger``, the buffered half of a
+#: 64-bit draw (8 bytes). Others are saved through ``bit_generator.state``.
+_BYTE_SAVED = (onp.random.PCG64, onp.random.PCG64DXSM)
+# Entries of a handle after the four pointers of :func:`_bit_generator`.
+_SAVE_TO, _REGION_A, _SIZE_A, _REGION_B, _SIZE_B = range(4, 9)
+
+
+def _bit_generator_handle(rng: onp.random.Generator) -> tuple[onp.ndarray, onp.ndarray | None]:
+    """``(handle, save buffer)``: the handle of :func:`_bit_generator`, then, for a
+    bit generator of :data:`_BYTE_SAVED`, where its state lies and where
+    :func:`_save_generator` keeps a copy (the buffer, which the caller keeps
+    alive); sizes 0 otherwise."""
+    bit_generator = rng.bit_generator
+    interface = bit_generator.ctypes
     pointers = [interface.state.value] + [
         ctypes.cast(getattr(interface, name), ctypes.c_void_p).value
         for name in ("next_uint64", "next_uint32", "next_double")]
-    return onp.array(pointers, dtype=onp.uint64)
+    buffer = None
+    regions = [0, 0, 0, 0, 0]
+    if type(bit_generator) in _BYTE_SAVED:
+        struct = interface.state.value
+        buffer = onp.empty(40, dtype=onp.uint8)
+        regions = [buffer.ctypes.data, ctypes.c_void_p.from_address(struct).value, 32,
+                   struct + ctypes.sizeof(ctypes.c_void_p), 8]
+    return onp.array(pointers + regions, dtype=onp.uint64), buffer
+
+
+@intrinsic
+def _copy_memory(typingctx, destination, source, size):
+    """``memcpy(destination, source, size)`` on raw addresses."""
+
+    def codegen(context, builder, signature, args):
+        cgutils.raw_memcpy(builder, builder.inttoptr(args[0], cgutils.voidptr_t),
+                           builder.inttoptr(args[1], cgutils.voidptr_t), args[2], 1)
+        return context.get_dummy_value()
+
+    return types.void(destination, source, size), codegen
+
+
+@njit(cache=True, nogil=True)
+def _save_generator(handle):
+    """Copy the generator's state aside (a bit generator of :data:`_BYTE_SAVED`)."""
+    _copy_memory(handle[_SAVE_TO], handle[_REGION_A], handle[_SIZE_A])
+    _copy_memory(handle[_SAVE_TO] + handle[_SIZE_A], handle[_REGION_B], handle[_SIZE_B])
+
+
+@njit(cache=True, nogil=True)
+def _restore_generator(handle):
+    """Put back the state :func:`_save_generator` copied."""
+    _copy_memory(handle[_REGION_A], handle[_SAVE_TO], handle[_SIZE_A])
+    _copy_memory(handle[_REGION_B], handle[_SAVE_TO] + handle[_SIZE_A], handle[_SIZE_B])
 
 
 def _potential_signature(prog_type):
@@ -297,6 +347,7 @@ def _nuts_transition(rng_handle, potential_address, prog, position, potential_en
     max_energy_error, n_steps, tree_depth)``.
     """
     bitgen = _bit_generator(rng_handle)
+    _save_generator(rng_handle)  # put back if the transition is handed back
     potential = _potential_function(potential_address, prog)
     scalars = onp.empty((records.shape[0], 3))
     slots = onp.arange(records.shape[0])
@@ -327,6 +378,7 @@ def _nuts_transition(rng_handle, potential_address, prog, position, potential_en
         status = _build_subtree(level, direction, step_size, potential, prog, inverse_metric,
                                 energy0, records, scalars, slots, trajectory, tally, bitgen)
         if status == _RETRACE:
+            _restore_generator(rng_handle)
             return _RETRACE, 0.0, 0.0, False, 0.0, 0.0, 0.0, int(tally[_N_LEAPFROG]), depth
         if status == _INVALID:
             break
@@ -382,6 +434,7 @@ def _hmc_transition(rng_handle, potential_address, prog, position, potential_ene
     """One static HMC transition, as ``kernels.hmc_step``; same outputs as
     :func:`_nuts_transition` (tree depth 0)."""
     bitgen = _bit_generator(rng_handle)
+    _save_generator(rng_handle)  # put back if the transition is handed back
     potential = _potential_function(potential_address, prog)
     if jitter != 0.0:
         step_size *= 1.0 + jitter * (2.0 * next_double(bitgen) - 1.0)
@@ -400,6 +453,7 @@ def _hmc_transition(rng_handle, potential_address, prog, position, potential_ene
         u = _leapfrog(potential, prog, q, p, grad, step_size, inverse_metric, scratch)
         n_steps += 1
         if u != u:
+            _restore_generator(rng_handle)
             return _RETRACE, 0.0, 0.0, False, 0.0, 0.0, 0.0, n_steps, 0
         energy_error = _hamiltonian(u, p, inverse_metric, scratch) - energy0
         if abs(energy_error) > abs(max_energy_error):
@@ -466,8 +520,11 @@ class NativeKernel:
         self.rng, self.dim = rng, dim
         self.num_grad_evals = 0
         self._handed_back = False
-        self._rng_handle = _bit_generator_handle(rng)
+        # The compiled kernels put back a PCG64 generator's state themselves when
+        # they hand a transition back; others are saved here (``_run``).
+        self._rng_handle, self._rng_saved = _bit_generator_handle(rng)
         self._function = self._prog = None
+        self._returned = (None, None)  # position and gradient of the last state returned
         self._address = 0
         self._records = onp.empty((0, _RECORD_ROWS, dim))
         self._trajectory = onp.empty((_TRAJECTORY_ROWS, dim))
@@ -516,23 +573,27 @@ class NativeKernel:
         if self.native is None or metric.momentum_factor is None:
             return None
         address, prog = self._potential()
-        saved = self.rng.bit_generator.state
-        position, grad = onp.empty(self.dim), onp.empty(self.dim)
-        (status, potential_energy, acceptance_rate, diverging, energy, energy_error,
-         max_energy_error, n_steps, tree_depth) = transition(
-            self._rng_handle, address, prog, _compiled_vector(state.position),
-            float(state.potential_energy), _compiled_vector(state.potential_grad),
-            float(step_size),
-            metric.inverse_metric, metric.momentum_factor, *options, self._trajectory,
-            position, grad)
-        self.num_grad_evals += n_steps
-        if status == _RETRACE:
-            self.rng.bit_generator.state = saved
+        saved = self.rng.bit_generator.state if self._rng_saved is None else None
+        # The state the last transition returned is already what the kernels take.
+        q, grad = state.position, state.potential_grad
+        if q is not self._returned[0]:
+            q = _compiled_vector(q)
+        if grad is not self._returned[1]:
+            grad = _compiled_vector(grad)
+        out_position, out_grad = onp.empty(self.dim), onp.empty(self.dim)
+        result = transition(self._rng_handle, address, prog, q, float(state.potential_energy),
+                            grad, float(step_size), metric.inverse_metric,
+                            metric.momentum_factor, *options, self._trajectory, out_position,
+                            out_grad)
+        self.num_grad_evals += result[_N_STEPS]
+        if result[0] == _RETRACE:
+            if saved is not None:
+                self.rng.bit_generator.state = saved
             self._handed_back = True
             return None
-        info = kernels.HMCInfo(acceptance_rate, diverging, energy, energy_error, max_energy_error,
-                               n_steps, tree_depth)
-        return kernels.HMCState(position, potential_energy, grad), info
+        self._returned = out_position, out_grad
+        # The kernels return the status, U, then HMCInfo's fields in its order.
+        return kernels.HMCState(out_position, result[1], out_grad), kernels.HMCInfo._make(result[2:])
 
     def _potential(self):
         native = self.native

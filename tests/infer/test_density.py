@@ -884,3 +884,82 @@ def test_quiet_false_leaves_numpy_warnings_to_the_caller():
             pot.value_and_grad(onp.array([-1.5]), quiet=False)
         with onp.errstate(invalid="ignore"):
             assert pot.value_and_grad(onp.array([-1.5]), quiet=False)[0] == math.inf
+
+
+# ------------------------------------------- value_and_grad on native programs
+def _native_eight_schools():
+    pytest.importorskip("numba")
+    return potential(models.eight_schools_noncentered, ES, backend="native")
+
+
+def test_native_value_and_grad_runs_the_program_without_the_compiled_call(monkeypatch):
+    # after the first call, value_and_grad runs the native program directly:
+    # the same bits as the compiled function's replay, without its Python
+    from probad.ad.compiler import function
+
+    pot = _native_eight_schools()
+    rng = onp.random.default_rng(0)
+    points = [rng.normal(size=pot.dim) for _ in range(5)]
+    pot.value_and_grad(points[0])
+    original, calls = function.signature, []
+    monkeypatch.setattr(function, "signature", lambda *a: calls.append(a) or original(*a))
+    got = [pot.value_and_grad(q) for q in points]
+    assert not calls
+    assert len({id(grad) for _, grad in got}) == len(got)  # a new array each call
+    for q, (value, grad) in zip(points, got):
+        want_value, want_grad = pot._energy_and_grad(q, True, None)
+        assert type(value) is float and value == want_value
+        assert onp.array_equal(grad, want_grad)
+        assert value == pytest.approx(eight_schools_energy(q), rel=1e-12)
+    assert len(calls) == len(points)  # the compiled calls just above
+
+
+def test_native_value_and_grad_retraces_at_a_failed_guard():
+    pytest.importorskip("numba")
+
+    def model():
+        mu = sample("mu", dist.Normal(0.0, 1.0))
+        if mu > 0:  # a guard
+            factor("half", -mu)
+
+    fast = potential(model, backend="native")
+    reference = potential(model, backend="numpy")
+    for mu in (1.0, 0.5, -0.5, -1.5, 2.0):
+        q = onp.array([mu])
+        got, want = fast.value_and_grad(q), reference.value_and_grad(q)
+        assert got[0] == want[0] and onp.array_equal(got[1], want[1])
+    assert fast._energy_and_grad.trace_count == 2
+
+
+def test_native_value_and_grad_counts_and_describes_a_rejection_once():
+    pot = _native_eight_schools()
+    pot.value_and_grad(onp.zeros(pot.dim))
+    bad = onp.full(pot.dim, onp.nan)
+    assert pot.value_and_grad(bad)[0] == onp.inf
+    assert pot.value_and_grad(bad)[0] == onp.inf
+    assert pot.rejections == {"invalid parameter or NaN": 2}
+    assert "site(s)" in pot.rejection_examples["invalid parameter or NaN"]
+
+
+def test_a_pickled_native_potential_leaves_its_program_behind():
+    # the program holds machine-code addresses of this process
+    import cloudpickle
+
+    pot = _native_eight_schools()
+    q = onp.linspace(-1.0, 1.0, pot.dim)
+    want = pot.value_and_grad(q)
+    pot.value_and_grad(q)
+    copy = cloudpickle.loads(cloudpickle.dumps(pot))
+    assert copy._native_call is None
+    got = copy.value_and_grad(q)
+    assert got[0] == want[0] and onp.array_equal(got[1], want[1])
+
+
+def test_a_potential_on_the_numpy_replay_looks_for_a_native_program_once_per_trace(monkeypatch):
+    pot = potential(models.eight_schools_noncentered, ES, backend="numpy")
+    looked = []
+    original = pot._native_entry
+    monkeypatch.setattr(pot, "_native_entry", lambda q: looked.append(q) or original(q))
+    for k in range(4):
+        pot.value_and_grad(onp.full(pot.dim, 0.1 * k))
+    assert len(looked) == 1 and pot._native_call is None

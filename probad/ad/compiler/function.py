@@ -387,8 +387,11 @@ class Compiled:
         if tapes is not None:
             for i, tape in enumerate(tapes):
                 try:
-                    with reported_at_user_code():
+                    if tape.native is not None:  # compiled code: no numpy warning to report
                         out = tape.replay(*leaves)
+                    else:
+                        with reported_at_user_code():
+                            out = tape.replay(*leaves)
                 except GuardFailure:
                     continue
                 except Exception:

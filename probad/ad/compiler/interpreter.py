@@ -31,10 +31,15 @@ dimension is broadcast):
 contiguous
 ``RED f o size count pb po``: output ``k`` (of ``size``) reduces the
 ``count`` elements at ``ints[pb + k] + ints[po + j]``, in order
+``SUM o size count pb step``: output ``k`` sums the ``count`` elements at
+``ints[pb + k] + j * step``, pairwise as numpy sums
 ``MATMUL o m k n a as0 as1 b bs0 bs1``: ``(m, k) @ (k, n)``
 ``MOVE n p``            ``ws[ints[p + 2i]] = ws[ints[p + 2i + 1]]``
+``GATHER o n p``        ``ws[o + i] = ws[ints[p + i]]`` (a long move into a block)
 ``SCATTER o size add n p``: zero ``size`` outputs, then assign (or add)
 ``ws[src]`` into ``ws[dst]`` for the ``n`` pairs at ``ints[p:]``
+``SCATTER_FROM o size add n p s``: the same from the block at ``s``:
+``ws[s + i]`` into ``ws[ints[p + i]]``
 ``CUMSUM o outer n inner``: in place, along the middle axis
 ``CHOL o a n``, ``SOLVE o a b n m``, ``TRSOLVE o a b n m trans lower unit``
 ``GUARD kind a c``      the guard ``kind(ws[a]) == ws[c]`` (else status 1)
@@ -48,11 +53,14 @@ routine failed (a matrix not positive definite, a singular system), where
 numpy would raise ``LinAlgError``.
 
 Results differ from numpy's in the last bits, not more: transcendental
-functions come from the C library (numpy may use its own SIMD versions),
-sums run in index order (numpy sums contiguous runs of more than eight
-numbers pairwise, and matmul uses BLAS), and logsumexp is always a
-sequential ``logaddexp`` reduction (probad's numpy logsumexp shifts by the
-maximum past 64 entries).
+functions come from the C library (numpy may use its own SIMD versions);
+sums over other than evenly spaced elements (and products, maxima and
+minima) run in index order where numpy may sum pairwise; matmul uses BLAS;
+logsumexp is always a sequential ``logaddexp`` reduction (probad's numpy
+logsumexp shifts by the maximum past 64 entries); and a vector divided by a
+number is multiplied by its reciprocal (within one ulp of the quotient).
+Sums of evenly spaced elements (``SUM``) are numpy's pairwise sums, bit for
+bit.
 """
 from __future__ import annotations
 
@@ -82,10 +90,11 @@ NUMBA_CACHE_DEPENDS = ()
 # baked into the compiled interpreter; the lowering (native.py) uses the names.
 OP = dict(S_UN=1, S_BIN=2, V_UN=3, V_BIN=4, UN=5, BIN=6, TER=7, RED=8, MATMUL=9, MOVE=10,
           SCATTER=11, CUMSUM=12, CHOL=13, SOLVE=14, TRSOLVE=15, GUARD=16, S_ADD=17, S_SUB=18,
-          S_MUL=19, S_DIV=20, CALL=21)
+          S_MUL=19, S_DIV=20, CALL=21, SUM=22, GATHER=23, SCATTER_FROM=24)
 #: words per instruction, the op code included
 WIDTH = {1: 4, 2: 5, 3: 6, 4: 8, 5: 12, 6: 17, 7: 22, 8: 7, 9: 11, 10: 3, 11: 6, 12: 5, 13: 4,
-         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3}
+         14: 6, 15: 9, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4, 21: 3, 22: 6, 23: 4,
+         24: 7}
 UNARY = dict(copy=0, negative=1, exp=2, log=3, log1p=4, expm1=5, sqrt=6, absolute=7, sign=8,
              tanh=9, expit=10, softplus=11, isfinite=12, logical_not=13, sin=14, cos=15,
              square=16, reciprocal=17, isnan=18, log_expit=19, sinh=20, cosh=21, arctan=22,
@@ -100,8 +109,8 @@ REDUCE = dict(sum=0, logsumexp=1, max=2, min=3, prod=4)
 GUARD_KINDS = dict(bool=0, int=1, float=2)
 
 _S_UN, _S_BIN, _V_UN, _V_BIN, _UN, _BIN, _TER, _RED, _MATMUL, _MOVE, _SCATTER, _CUMSUM, \
-    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL = range(1, 22)
-assert list(OP.values()) == list(range(1, 22)) == list(WIDTH)
+    _CHOL, _SOLVE, _TRSOLVE, _GUARD, _S_ADD, _S_SUB, _S_MUL, _S_DIV, _CALL, _SUM, _GATHER, _SCATTER_FROM = range(1, 25)
+assert list(OP.values()) == list(range(1, 25)) == list(WIDTH)
 
 
 # ------------------------------------------------------- numba on-disk cache
@@ -437,6 +446,70 @@ def _trsolve(ws, o, a, b, n, m, trans, lower, unit):
     return True
 
 
+# Gathers and scatters with one side a block: slices, so that the block's
+# side needs neither a position from the table nor a wrap-around check.
+@_jit
+def _gather(ws, at, out):
+    for i in range(out.shape[0]):
+        out[i] = ws[at[i]]
+
+
+@_jit
+def _scatter_from(ws, at, o, size, add, values):
+    for i in range(size):
+        ws[o + i] = 0.0
+    if add != 0:
+        for i in range(values.shape[0]):
+            ws[at[i]] += values[i]
+    else:
+        for i in range(values.shape[0]):
+            ws[at[i]] = values[i]
+
+
+@_jit
+def _pairwise_sum(ws, a, n, step):
+    """The sum of ``ws[a + j * step]`` for ``j < n`` in numpy's order
+    (``pairwise_sum`` of its add loops, from a -0.0): eight running sums
+    over blocks of up to 128 numbers, blocks halved (in multiples of eight)
+    and added pairwise. Besides matching numpy bit for bit, the eight sums
+    are independent, so the loop is not one chain of dependent additions."""
+    if n < 8:
+        res = -0.0
+        for i in range(n):
+            res += ws[a + i * step]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = ws[a], ws[a + step], ws[a + 2 * step], ws[a + 3 * step]
+        r4, r5, r6, r7 = ws[a + 4 * step], ws[a + 5 * step], ws[a + 6 * step], \
+            ws[a + 7 * step]
+        i = 8
+        end = n - n % 8
+        while i < end:
+            at = a + i * step
+            r0 += ws[at]
+            r1 += ws[at + step]
+            r2 += ws[at + 2 * step]
+            r3 += ws[at + 3 * step]
+            r4 += ws[at + 4 * step]
+            r5 += ws[at + 5 * step]
+            r6 += ws[at + 6 * step]
+            r7 += ws[at + 7 * step]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += ws[a + i * step]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(ws, a, half, step) + _pairwise_sum(ws, a + half * step, n - half, step)
+
+
+#: A divisor of at least this magnitude and at most its reciprocal, 2**1020,
+#: has a normal reciprocal that stays normal when multiplied back.
+_RECIPROCAL_SAFE = 2.0 ** -1020
+
+
 # + - * / over contiguous runs, one loop per case so that LLVM vectorises
 # each (a stride known only at run time would make every load a gather).
 # The loops index slices of ``ws``, not ``ws[o + i]``: an index that may be
@@ -471,7 +544,15 @@ def _arith_vs(ws, f, o, n, a, y):
     elif f == 2:
         for i in range(n):
             z[i] = x[i] * y
-    else:
+    elif _RECIPROCAL_SAFE <= abs(y) <= 1.0 / _RECIPROCAL_SAFE:
+        # times the reciprocal: a division costs ~8 multiplications, and
+        # with y and 1/y both normal numbers the result is within one ulp
+        # of x / y (the one place where native and numpy results differ by
+        # more than libm's last bit and the order of a sum)
+        r = 1.0 / y
+        for i in range(n):
+            z[i] = x[i] * r
+    else:  # 0, inf, NaN, or 1/y not normal: divide
         for i in range(n):
             z[i] = x[i] / y
 
@@ -590,7 +671,17 @@ def run(code, ints, ws, status):
                                 ws[k] = _unary(f, x)
                             else:
                                 y = ws[b + i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3]
-                                if op == _BIN:
+                                # + - * / inline, not a call of _binary per
+                                # element (an HMM's matrix minus a broadcast row)
+                                if op == _BIN and f == 0:
+                                    ws[k] = x + y
+                                elif op == _BIN and f == 1:
+                                    ws[k] = x - y
+                                elif op == _BIN and f == 2:
+                                    ws[k] = x * y
+                                elif op == _BIN and f == 3:
+                                    ws[k] = x / y
+                                elif op == _BIN:
                                     ws[k] = _binary(f, x, y)
                                 else:
                                     z = ws[c + i0 * c0 + i1 * c1 + i2 * c2 + i3 * c3]
@@ -620,17 +711,34 @@ def run(code, ints, ws, status):
                     acc = _reduce_step(f, acc, ws[base + ints[po + j]])
                 ws[o + k] = acc
             pc += 7
+        elif op == _SUM:
+            o, size, count, pb, step = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
+                code[pc + 5]
+            for k in range(size):
+                # numpy adds the pairwise sum onto +0.0: a sum of -0.0 is +0.0
+                ws[o + k] = 0.0 + _pairwise_sum(ws, ints[pb + k], count, step)
+            pc += 6
         elif op == _SCATTER:
             o, size, add, n, p = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
                 code[pc + 5]
             for i in range(size):
                 ws[o + i] = 0.0
-            for i in range(n):
-                if add != 0:
+            if add != 0:
+                for i in range(n):
                     ws[ints[p + 2 * i]] += ws[ints[p + 2 * i + 1]]
-                else:
+            else:
+                for i in range(n):
                     ws[ints[p + 2 * i]] = ws[ints[p + 2 * i + 1]]
             pc += 6
+        elif op == _SCATTER_FROM:
+            o, size, add, n, p, src = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4], \
+                code[pc + 5], code[pc + 6]
+            _scatter_from(ws, ints[p:p + n], o, size, add, ws[src:src + n])
+            pc += 7
+        elif op == _GATHER:
+            o, n, p = code[pc + 1], code[pc + 2], code[pc + 3]
+            _gather(ws, ints[p:p + n], ws[o:o + n])
+            pc += 4
         elif op == _MATMUL:
             o, m, kk, n = code[pc + 1], code[pc + 2], code[pc + 3], code[pc + 4]
             a, as0, as1 = code[pc + 5], code[pc + 6], code[pc + 7]
@@ -719,4 +827,3 @@ def potential_fn(q, grad_out, prog):
         return _rejected(status, 2)
     u = ws[io[1]]
     return _rejected(status, 1) if u != u else u
-

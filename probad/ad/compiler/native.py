@@ -10,6 +10,13 @@ rearrange elements (reshape, transpose, basic indexing, broadcast_to, flip,
 diagonal) are resolved here: the slot of the result is a strided *view* of
 its operand's place, or, when no strides describe it, one gather.
 
+A constant of one repeated number (the backward pass's broadcast seeds) is
+stored once and read with stride 0, and an elementwise op whose operands
+are all such broadcasts is computed once: a parameter check on a scale
+broadcast over a plate costs one comparison, not one per row. Sums over
+evenly spaced elements are numpy's pairwise sums (``SUM``), and a long
+gather or an index adjoint reads its contiguous side as a block.
+
 Ops on at most a few elements become scalar instructions, and the repeated
 runs of scalar instructions that a Python loop leaves (its iterations) are
 re-rolled into calls of compiled loops (:mod:`.reroll`) when the program is
@@ -64,6 +71,9 @@ _MAXDIM = 4
 # where a vector instruction costs ~25 ns on tiny arrays, and a loop of them
 # (an HMM's forward algorithm on 2 states) is then re-rolled into compiled code.
 _SCALARISE = 4
+# A move of at least this many elements into one block is a GATHER (shorter
+# ones stay MOVEs, which consecutive moves extend: ``np.array`` of scalars).
+_GATHER_MIN = 16
 _ARITHMETIC = {_BIN["add"]: _OP["S_ADD"], _BIN["subtract"]: _OP["S_SUB"],
                _BIN["multiply"]: _OP["S_MUL"], _BIN["divide"]: _OP["S_DIV"]}
 
@@ -101,6 +111,11 @@ class _View:
                 pos += (onp.arange(n, dtype=onp.int64) * s).reshape(
                     (n,) + (1,) * (len(self.shape) - k - 1))
         return pos
+
+    @property
+    def uniform(self) -> bool:
+        """One element, or one element broadcast (every stride 0)."""
+        return not any(s for n, s in zip(self.shape, self.strides) if n > 1)
 
     def contiguous(self) -> bool:
         expect, ok = 1, True
@@ -256,13 +271,34 @@ class NativePotential:
     needs. See the module docstring for NaN, +inf and guard failures.
     """
 
-    __slots__ = ("fn", "prog")
+    __slots__ = ("fn", "prog", "_q", "_value", "_grad")
 
     def __init__(self, program: Program, value: Ref, grad: Ref, q_at: int):
         self.fn = interp.potential_fn
-        io = onp.concatenate([[q_at, program.output_positions(value)[0]],
-                              program.output_positions(grad)]).astype(onp.int64)
+        grad_at = program.output_positions(grad)
+        io = onp.concatenate([[q_at, program.output_positions(value)[0]], grad_at]
+                             ).astype(onp.int64)
         self.prog = (program.code, program.ints, program.ws, program.status, io)
+        self._q = slice(q_at, q_at + grad_at.size)
+        self._value = int(io[1])
+        self._grad = slice(grad_at[0], grad_at[0] + grad_at.size) \
+            if grad_at.size and _is_block(grad_at) else grad_at
+
+    def value_and_grad(self, q: onp.ndarray) -> tuple[float, onp.ndarray] | None:
+        """``(U, dU/dq)`` from a complete run of the program at ``q`` (a
+        float64 vector), through the interpreter Python calls anyway (no
+        second compiled entry point); None where the caller must evaluate
+        ``q`` through Python: a failed guard or linear algebra, a NaN
+        energy. Counts nothing."""
+        code, ints, ws, status, _ = self.prog
+        ws[self._q] = q
+        if interp.run(code, ints, ws, status) != 0:
+            return None
+        value = float(ws[self._value])
+        if value != value:
+            return None
+        grad = ws[self._grad]
+        return value, grad.copy() if type(self._grad) is slice else grad
 
     @classmethod
     def of(cls, tape) -> NativePotential | None:
@@ -345,8 +381,17 @@ class _Lowerer:
         if arr.dtype.kind not in "biuf" or (arr.dtype.kind in "iu" and arr.size
                                             and onp.abs(arr).max() > 2**53):
             raise Unsupported(f"a constant of dtype {arr.dtype}")
-        view = self.alloc(arr.shape)
-        self.init.append((view.base, arr.astype(onp.float64).ravel()))
+        values = arr.astype(onp.float64).ravel()
+        bits = values.view(onp.int64)
+        if values.size > 1 and len(arr.shape) <= _MAXDIM and (bits == bits[0]).all():
+            # one number repeated (a broadcast seed of the backward pass, a
+            # scale): stored once, read with stride 0
+            one = self.alloc(())
+            view = _View(one.base, arr.shape, (0,) * arr.ndim)
+            values = values[:1]
+        else:
+            view = self.alloc(arr.shape)
+        self.init.append((view.base, values))
         self._constants[key] = (view, value)  # keeps value alive: its id stays unique
         return view
 
@@ -382,6 +427,9 @@ class _Lowerer:
         pairs = onp.stack([onp.ravel(dst), onp.ravel(onp.broadcast_to(src, dst.shape))], axis=1)
         if not pairs.size:
             return
+        if len(pairs) >= _GATHER_MIN and _is_block(pairs[:, 0]):
+            self.emit(_OP["GATHER"], pairs[0, 0], len(pairs), self.table(pairs[:, 1]))
+            return
         at = self.table(pairs)
         # a move right after a move whose pairs end where these start extends
         # it (``np.array`` of T scalars: one instruction, not T)
@@ -410,6 +458,23 @@ class _Lowerer:
 
     def elementwise(self, op, kind: str, f: int, args) -> None:
         views = [self.view(a) for a in args]
+        _, shape, dtype = self.meta[op.out]
+        shape = () if shape is None else tuple(shape)
+        if math.prod(shape) > 1 and all(v.uniform for v in views):
+            # every operand one number broadcast (a site's scale, a parameter
+            # check on a broadcast scalar): the result is one number too,
+            # computed once and broadcast, the same value in every element
+            _check_dtype(dtype, op)
+            o = self.alloc((), reuse=True)
+            self._block_size[o.base] = 1
+            self.settle(op.out, o.base)
+            self.views[op.out] = _View(o.base, shape, (0,) * len(shape))
+            if kind == "TER":
+                self.emit(_OP["TER"], f, o.base, 1, 1, 1, 1,
+                          *[w for v in views for w in [v.base, 0, 0, 0, 0]])
+            else:
+                self.scalar(kind, f, o.base, *[v.base for v in views])
+            return
         o = self.out(op)
         shape = o.shape
         n = o.size
@@ -423,7 +488,7 @@ class _Lowerer:
             return
         steps = []
         for v in views:
-            if v.size == 1:
+            if v.uniform:
                 steps.append(0)
             elif v.shape == shape and v.contiguous():
                 steps.append(1)
@@ -466,8 +531,16 @@ class _Lowerer:
                     self.scalar("BIN", step, o.base + k, o.base + k, x)
             return
         bases = flat[:, :1] if flat.shape[1] else onp.zeros((flat.shape[0], 1), onp.int64)
+        offsets = flat[0] - bases[0] if len(flat) else onp.zeros(1, onp.int64)
+        step = int(offsets[1]) if offsets.size > 1 else 0
+        if f == _RED["sum"] and reduced == list(range(len(kept), ndim)) \
+                and onp.array_equal(offsets, step * onp.arange(offsets.size)):
+            # the trailing axes, evenly spaced: numpy's pairwise sum (numpy
+            # sums a leading axis one row after another, as RED does)
+            self.emit(_OP["SUM"], o.base, o.size, flat.shape[1], self.table(bases), step)
+            return
         self.emit(_OP["RED"], f, o.base, o.size, flat.shape[1], self.table(bases),
-                  self.table(flat[0] - bases[0] if len(flat) else onp.zeros(1, onp.int64)))
+                  self.table(offsets))
 
     def rearrange(self, op, fun, x, *rest, **kwargs) -> None:
         """An op that only picks and moves elements: ``fun`` applied to the
@@ -497,7 +570,11 @@ class _Lowerer:
             dst.append(d.ravel())
             src.append(onp.broadcast_to(self.view(value).positions(), d.shape).ravel())
         pairs = onp.stack([onp.concatenate(dst), onp.concatenate(src)], axis=1)
-        self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
+        if len(pairs) and _is_block(pairs[:, 1]):
+            self.emit(_OP["SCATTER_FROM"], o.base, o.size, int(add), len(pairs),
+                      self.table(pairs[:, 0]), pairs[0, 1])
+        else:
+            self.emit(_OP["SCATTER"], o.base, o.size, int(add), len(pairs), self.table(pairs))
 
     def build(self):
         # loops of scalar instructions become calls of compiled loops
@@ -507,6 +584,11 @@ class _Lowerer:
             ws[at:at + values.size] = values
         ints = onp.concatenate(self.ints) if self.ints else onp.zeros(1, dtype=onp.int64)
         return onp.asarray(self.code, dtype=onp.int64), ints, ws
+
+
+def _is_block(positions: onp.ndarray) -> bool:
+    """Whether ``positions`` are consecutive, ascending."""
+    return bool(onp.array_equal(positions, positions[0] + onp.arange(len(positions))))
 
 
 def _c_strides(shape):

@@ -350,11 +350,83 @@ def test_an_array_of_scalars_is_one_move():
     x = onp.random.default_rng(0).normal(size=6)
     fast(x)
     onp.testing.assert_array_equal(fast(x), f(x))
-    code, ops, pc = fast.tapes[fast.cache_key(x)][0].native.code, [], 0
+    assert _op_codes(fast, x).count(interpreter.OP["MOVE"]) == 1
+
+
+def _op_codes(fast, *args) -> list[int]:
+    """The op codes of the native program ``fast`` runs on ``args``."""
+    code, ops, pc = fast.tapes[fast.cache_key(*args)][0].native.code, [], 0
     while pc < len(code):
         ops.append(int(code[pc]))
         pc += interpreter.WIDTH[ops[-1]]
-    assert ops.count(interpreter.OP["MOVE"]) == 1
+    return ops
+
+
+@pytest.mark.parametrize("case", [
+    lambda x: np.sum(x), lambda x: np.sum(x[::3]), lambda x: np.sum(x[:900].reshape(9, 100), 1),
+    lambda x: np.sum(x[:900].reshape(3, 3, 100), axis=(1, 2)), lambda x: np.mean(x[:500])])
+def test_sums_of_evenly_spaced_elements_are_numpys_pairwise_sums_bit_for_bit(case):
+    # a sequential sum of these lengths differs from numpy's in the last bits
+    x = onp.random.default_rng(3).normal(size=1000) * onp.logspace(-4, 4, 1000)
+    fast = compile(case, backend="native")
+    fast(x)
+    assert onp.array_equal(fast(x), case(x))
+    assert interpreter.OP["SUM"] in _op_codes(fast, x)
+
+
+def test_an_op_on_broadcast_scalars_is_computed_once():
+    # a site's parameter check on a scalar broadcast over its plate, and the
+    # backward pass's broadcast seed (a constant of one repeated number)
+    def f(s, x):
+        ok = np.where(np.broadcast_to(s, x.shape) > 0.0, 0.0, onp.nan)
+        return np.sum(ok) + np.sum(onp.full(x.shape, -1.0) * x / s)
+
+    fast = compile(f, backend="native")
+    x = onp.random.default_rng(0).normal(size=1000)
+    for s in (2.0, -1.0):
+        fast(s, x)
+        onp.testing.assert_array_equal(fast(s, x), f(s, x))
+    # x, the product and the quotient, and a few numbers; storing each
+    # broadcast (the constant, the comparison, the where) took 3,000 more
+    assert fast.tapes[fast.cache_key(2.0, x)][0].native.ws.size < 3 * x.size + 20
+
+
+def test_long_gathers_and_index_adjoints_read_their_block_directly():
+    # a[group] and its adjoint (add.at) as radon has them: one table of
+    # positions for the indexed side, the block side read as a slice
+    idx = onp.random.default_rng(0).integers(0, 50, size=400)
+    w = onp.linspace(-1.0, 1.0, 400)
+
+    def f(a):
+        return np.sum(np.exp(a[idx]) * w)
+
+    fast = compile(value_and_grad(f), backend="native")
+    numpy = compile(value_and_grad(f), backend="numpy")
+    a = onp.random.default_rng(1).normal(size=50)
+    fast(a)
+    got, want = fast(a), numpy(a)
+    assert got[0] == want[0] and onp.array_equal(got[1], want[1])  # in numpy's order
+    ops = _op_codes(fast, a)
+    assert interpreter.OP["GATHER"] in ops and interpreter.OP["SCATTER_FROM"] in ops
+
+
+@pytest.mark.parametrize("s", [3.0, -7.1, 1e-300, 1e300, 2.0**-1020, 2.0**1020, 2.0**-1021,
+                               2.0**1021, 5e-324, 0.0, -0.0, onp.inf, onp.nan])
+def test_a_vector_over_a_number_is_within_an_ulp_of_the_quotient(s):
+    # multiplied by the reciprocal where s and 1/s are normal numbers; else divided
+    x = onp.concatenate([SPECIAL, [1e308, -1e-310, 5e-324, 1.7e-308],
+                         onp.random.default_rng(0).normal(size=40) * onp.logspace(-300, 300, 40)])
+    fast = compile(lambda x, s: x / s, backend="native")
+    with onp.errstate(all="ignore"):  # the recording runs numpy
+        fast(x, s)
+        want = x / s
+    got = fast(x, s)
+    assert onp.array_equal(onp.isnan(got), onp.isnan(want))
+    finite, infinite = onp.isfinite(want), onp.isinf(want)
+    assert onp.array_equal(got[infinite], want[infinite])
+    assert onp.all(onp.abs(got[finite] - want[finite]) <= onp.spacing(onp.abs(want[finite])))
+    if not 2.0**-1020 <= abs(s) <= 2.0**1020:
+        assert onp.array_equal(got, want, equal_nan=True)
 
 
 def test_outputs_are_not_views_of_the_workspace():
@@ -427,3 +499,19 @@ def test_hmc_with_the_native_kernel_compiles_the_potential_natively():
                    kernel_backend="native")
     assert idata.posterior["mu"].shape == (1, 30)
     assert onp.all(onp.isfinite(idata.posterior["tau"].values))
+
+
+def test_a_native_replay_enters_no_floating_point_reporting(monkeypatch):
+    # the interpreter issues no numpy warnings: the context that names the
+    # primitive behind one (about 0.5 us a call) is for the numpy replay
+    from probad.ad.compiler import function
+
+    fast = compile(lambda x: np.sum(np.log(x)), backend="native")
+    x = onp.array([1.0, 2.0, 3.0])
+    fast(x)
+    entered = []
+    original = function.reported_at_user_code
+    monkeypatch.setattr(function, "reported_at_user_code",
+                        lambda: entered.append(1) or original())
+    assert fast(x) == onp.sum(onp.log(x))
+    assert not entered
