@@ -88,9 +88,11 @@ hierarchical scale), measured with the same seeds:
   post-warmup (8 seeds), nutpie 0.0591 +- 0.0019;
 - the metric: nutpie with the draws' variance as its metric
   (``{"use_grad_based_mass_matrix": false}``, its schedule otherwise) gives
-  0.0674 +- 0.0017 post-warmup, PyMC's figure (0.96 +- 0.04 of it). The Fisher
-  diagonal is the geometric mean of a coordinate's marginal and conditional
-  variances; for ``sigma_a`` it is 0.68x the posterior variance.
+  0.0674 +- 0.0017 post-warmup, PyMC's figure (0.96 +- 0.04 of it); on
+  logistic it gives 0.0849 +- 0.0014 (4 seeds) against its Fisher metric's
+  0.0754 +- 0.0018, and PyMC's 0.0847 +- 0.0058. The Fisher diagonal is the
+  geometric mean of a coordinate's marginal and conditional variances; for
+  ``sigma_a`` it is 0.68x the posterior variance.
 
 So ``adapt="fisher"`` (nutpie's metric) cannot meet ">= 1.0x PyMC after warmup"
 on radon; ``adapt="fisher-variance"`` (the Fisher estimate in the early phase,
@@ -100,7 +102,9 @@ eight schools 1.03 +- 0.02x, logistic 1.06 +- 0.03x (1.08 +- 0.03x after
 warmup, 1.01 +- 0.07x PyMC's). It diverges about twice as often on non-centred
 eight schools at target_accept=0.8. On the posteriordb models it is about
 neutral (``bench_fisher_posteriordb.py``: median 1.04x fisher, single runs), so
-it stays opt-in.
+it stays opt-in. Rerun after merging main's running-sum estimators and (-1, 1)
+Fisher start (radon, 8 seeds): fisher 0.0376 +- 0.0011 (0.0594 +- 0.0018 after
+warmup), fisher-variance 0.0414 +- 0.0022 (0.0658 +- 0.0034).
 
 Whole-call ESS/s, one run (2026-12-06, ``--modes seq par --tools "probad fisher"
 nutpie pymc numpyro``, 2 cores shared with other jobs whose load changed during
