@@ -58,7 +58,7 @@ logistic 10k
  probad fisher  0.0565 +- 0.0012 (8)     0.0793 +- 0.0016         0
  fisher-var.    0.0600 +- 0.0013 (4)     0.0853 +- 0.0019         0
  nutpie         0.0537 +- 0.0013 (8)     0.0754 +- 0.0018         0
- PyMC           0.0413 +- 0.0029 (4)     0.0847 +- 0.0058         0
+ PyMC           0.0415 +- 0.0015 (8)     0.0854 +- 0.0029         0
 radon
  probad fisher  0.0374 +- 0.0007 (32)    0.0591 +- 0.0010         0
  fisher-var.    0.0424 +- 0.0011 (16)    0.0675 +- 0.0018         0
@@ -74,8 +74,7 @@ Ratios of probad fisher (delta-method standard errors):
   noise of 1.0. The single runs' 0.84x (eight schools) and 0.98x (radon) were
   noise: the first 16 seeds alone gave 0.92 +- 0.04 on eight schools.
 - ESS per post-warmup gradient against PyMC: eight schools 0.99 +- 0.03,
-  logistic 0.94 +- 0.07 (within noise; PyMC's 4 seeds), radon 0.84 +- 0.03
-  (missed).
+  logistic 0.93 +- 0.04 (at the edge of noise), radon 0.84 +- 0.03 (missed).
 
 Why PyMC leads after warmup on radon (its min ESS is ``sigma_a``'s, the
 hierarchical scale), measured with the same seeds:
@@ -90,16 +89,16 @@ hierarchical scale), measured with the same seeds:
   (``{"use_grad_based_mass_matrix": false}``, its schedule otherwise) gives
   0.0674 +- 0.0017 post-warmup, PyMC's figure (0.96 +- 0.04 of it); on
   logistic it gives 0.0849 +- 0.0014 (4 seeds) against its Fisher metric's
-  0.0754 +- 0.0018, and PyMC's 0.0847 +- 0.0058. The Fisher diagonal is the
+  0.0754 +- 0.0018, and PyMC's 0.0854 +- 0.0029. The Fisher diagonal is the
   geometric mean of a coordinate's marginal and conditional variances; for
   ``sigma_a`` it is 0.68x the posterior variance.
 
 So ``adapt="fisher"`` (nutpie's metric) cannot meet ">= 1.0x PyMC after warmup"
-on radon; ``adapt="fisher-variance"`` (the Fisher estimate in the early phase,
+on radon (nor, by 7%, on logistic); ``adapt="fisher-variance"`` (the Fisher estimate in the early phase,
 the draws' variance after it) does within noise (0.96 +- 0.04) and gains
 counting warmup too: radon 1.13 +- 0.04x probad fisher (1.11 +- 0.04x nutpie),
 eight schools 1.03 +- 0.02x, logistic 1.06 +- 0.03x (1.08 +- 0.03x after
-warmup, 1.01 +- 0.07x PyMC's). It diverges about twice as often on non-centred
+warmup, 1.00 +- 0.04x PyMC's). It diverges about twice as often on non-centred
 eight schools at target_accept=0.8. On the posteriordb models it is about
 neutral (``bench_fisher_posteriordb.py``: median 1.04x fisher, single runs), so
 it stays opt-in. Rerun after merging main's running-sum estimators and (-1, 1)
