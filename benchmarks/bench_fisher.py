@@ -339,12 +339,12 @@ def report(mode, results, args):
     print(f"\nNUTS, {CHAINS} chains x {DRAWS} draws, {args.seeds} seed(s); warmup: probad "
           f"fisher {args.fisher_tune}, probad stan 1000, others {peer_tune}"
           + (f"; nutpie {args.nutpie_settings}" if args.nutpie_settings else ""))
-    print(f"{'model':<14}{'tool':<15}{'min ESS':>14}{'ESS/grad all':>18}"
+    print(f"{'model':<14}{'tool':<24}{'min ESS (range)':>18}{'ESS/grad all':>18}"
           f"{'ESS/grad post':>18}{'div':>5}{'seconds':>9}{'ESS/s':>8}")
     for (name, tool), records in results.items():
         first = records[0]
         ess = onp.array([r["min_ess"] for r in records])
-        print(f"{name:<14}{tool:<15}{ess.mean():8.0f} ({ess.min():.0f}-{ess.max():.0f})"
+        print(f"{name:<14}{tool:<24}{f'{ess.mean():.0f} ({ess.min():.0f}-{ess.max():.0f})':>18}"
               f"{format(estimate(records, 'min_ess', 'grads_all'), '.4f'):>18}"
               f"{format(estimate(records, 'min_ess', 'grads_post'), '.4f'):>18}"
               f"{sum(r['divergences'] for r in records):5d}"
