@@ -102,8 +102,10 @@ warmup, 1.00 +- 0.04x PyMC's). It diverges about twice as often on non-centred
 eight schools at target_accept=0.8. On the posteriordb models it is about
 neutral (``bench_fisher_posteriordb.py``: median 1.04x fisher, single runs), so
 it stays opt-in. Rerun after merging main's running-sum estimators and (-1, 1)
-Fisher start (radon, 8 seeds): fisher 0.0376 +- 0.0011 (0.0594 +- 0.0018 after
-warmup), fisher-variance 0.0414 +- 0.0022 (0.0658 +- 0.0034).
+Fisher start: radon (8 seeds) fisher 0.0376 +- 0.0011 (0.0594 +- 0.0018 after
+warmup), fisher-variance 0.0414 +- 0.0022 (0.0658 +- 0.0034); eight schools
+(24 seeds) fisher 0.0532 +- 0.0014 (0.0781 +- 0.0020, 2.3 divergences per
+run), fisher-variance 0.0563 +- 0.0012 (0.0837 +- 0.0017, 3.0 per run).
 
 Whole-call ESS/s, one run (2026-12-06, ``--modes seq par --tools "probad fisher"
 nutpie pymc numpyro``, 2 cores shared with other jobs whose load changed during
