@@ -30,6 +30,16 @@ moved the Fisher start to nutpie's (-1, 1)). fisher-lowrank@400 on the first
 four models then: 1.90x, 23.6x, 14.2x, and 0.00x on arma11, so it is not the
 default.
 
+fisher-variance@400 (the draws' variance after the early phase), one run with
+main's 91e97d0 merged (Fisher chains start in (-1, 1)), against the fisher@400
+and stan@1000 figures above (same seed): eight schools 1.28x
+stan (fisher 1.30x), blr 3.08x (2.85x), arK 1.63x (1.35x), arma11 2.25x
+(2.52x), gp_pois_regr 1.46x (1.34x), low_dim_gauss_mix 1.45x (1.48x),
+hmm_example 1.73x (1.37x), wells 3.54x (3.94x): median 1.68x (fisher 1.43x),
+minimum 1.28x (1.30x); against fisher per model 0.90-1.26x, median 1.04x, each
+a single run (+-15%). Every check passes on the first seed but gp_pois_regr's,
+with 2 divergences (fisher: 1; the test's repeat rule tries three more seeds).
+
 Run: ``python benchmarks/bench_fisher_posteriordb.py --configs stan@1000 fisher@400``
 (on two quiet cores about 15 minutes per configuration; the HMM and the GP
 take most of it). ``--models`` restricts to some models (substring match).

@@ -11,7 +11,7 @@ Per chain: the step size sampling ran with, the mean acceptance statistic
 after warmup (probad ``acceptance_rate``, nutpie ``mean_tree_accept``), the
 mean leapfrog steps per draw; then min bulk ESS over the free parameters per
 post-warmup gradient. 4 chains x 1000 draws, each tool at its defaults
-(probad ``tune=400``, nutpie ``tune=300``), one process per tool.
+(probad ``tune=400``, nutpie ``tune=400``), one process per tool.
 
 Measured (2026-12-06, two cores shared with other jobs; seed 1)::
 

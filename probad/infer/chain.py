@@ -157,15 +157,16 @@ def show_progress(bar, event: ChainProgress) -> None:
     bar.update(event.iteration - bar.n)
 
 
-ADAPT_SCHEMES = ("stan", "fisher", "fisher-lowrank")
+ADAPT_SCHEMES = ("stan", "fisher", "fisher-lowrank", "fisher-variance")
 
 
 def check_adapt(adapt: str, dense_mass: bool) -> None:
-    """Refuse an unknown warmup scheme, or a dense metric with a low-rank one."""
+    """Refuse an unknown warmup scheme, or a dense metric with a low-rank or diagonal-only one."""
     if adapt not in ADAPT_SCHEMES:
         raise ValueError(f"adapt must be one of {ADAPT_SCHEMES}, got {adapt!r}")
-    if adapt == "fisher-lowrank" and dense_mass:
-        raise ValueError('adapt="fisher-lowrank" estimates its own low-rank metric: '
+    own_metric = {"fisher-lowrank": "low-rank", "fisher-variance": "diagonal"}
+    if adapt in own_metric and dense_mass:
+        raise ValueError(f'adapt="{adapt}" estimates its own {own_metric[adapt]} metric: '
                          "drop dense_mass=True, or use adapt=\"fisher\" for a dense one")
 
 
@@ -220,7 +221,7 @@ def run_chain(
         NUTS only.
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
-    adapt : {"stan", "fisher", "fisher-lowrank", "step_size"}
+    adapt : {"stan", "fisher", "fisher-lowrank", "fisher-variance", "step_size"}
         Warmup scheme: Stan's windowed adaptation
         (:mod:`~probad.infer.adaptation`), or nutpie's metric from draws and
         gradients, diagonal (dense with ``dense_mass``) or low-rank
@@ -382,7 +383,9 @@ def run_chain(
                 adaptation = window_adaptation(tune, target_accept=target_accept, dense_mass=dense_mass)
             else:
                 kind = "low_rank" if adapt == "fisher-lowrank" else "dense" if dense_mass else "diag"
-                adaptation = fisher_adaptation(tune, target_accept=target_accept, kind=kind)
+                adaptation = fisher_adaptation(
+                    tune, target_accept=target_accept, kind=kind,
+                    main_estimate="variance" if adapt == "fisher-variance" else "fisher")
                 inverse_metric = initial_inverse_metric
             adapt_state = adaptation.init(rng, state, counted_potential, step_size, inverse_metric)
             step_size, metric = adapt_state.step_size, adapt_state.metric

@@ -48,6 +48,18 @@ Three metric forms:
   above 2 or below 1/2 as corrections to the diagonal
   (:class:`~probad.infer.kernels.LowRankInverseMetric`).
 
+A fourth, diagonal and opt-in (``adapt="fisher-variance"`` in ``pb.hmc``):
+the Fisher estimate in the early phase, the draws' variance ``Var(x)`` in the
+main phase. For a Gaussian, ``Var(x) / Var(grad)`` is the product of each
+coordinate's marginal and conditional variances, so the Fisher estimate is
+their geometric mean: it shrinks a direction whose conditional variance is far
+below its marginal one, such as a hierarchical scale (radon's ``sigma_a``: 0.68x
+its posterior variance), and that direction then has the smallest ESS. PyMC
+and Stan use ``Var(x)``; nutpie's own ``use_grad_based_mass_matrix=False`` does
+too, and gains the same. Gradients matter while there are few draws, which is
+the early phase; the main phase's windows hold 80 or more.
+(``benchmarks/bench_fisher.py`` has the measurements.)
+
 The variances of the diagonal estimate are running moments of each
 estimator's draws and gradients (:mod:`~probad.infer.fisher_moments`), so a
 draw costs ``O(dim)`` whatever the window's length; only dense and low-rank
@@ -86,6 +98,8 @@ EIGENVALUE_CUTOFF = 2.0
 #: Draws between two recomputations of a dense or low-rank estimate.
 MATRIX_UPDATE_INTERVAL = 10
 KINDS = ("diag", "dense", "low_rank")
+#: What sets the diagonal in the main phase: the Fisher estimate, or the draws' variance.
+MAIN_ESTIMATES = ("fisher", "variance")
 
 
 # ---------------------------------------------------------------- schedule
@@ -193,6 +207,18 @@ def fisher_diagonal(draws: onp.ndarray, grads: onp.ndarray, previous: onp.ndarra
 
     return diagonal_estimate(onp.var(draws, axis=0), onp.var(grads, axis=0),
                              onp.asarray(previous, dtype=onp.float64), *VARIANCE_LIMITS)
+
+
+def clipped_variance(variance: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
+    """The draws' variance as an inverse metric: clipped to :data:`VARIANCE_LIMITS`,
+    ``previous`` where it is not finite or is 0 (a coordinate that has not moved).
+
+    Parameters
+    ----------
+    variance, previous : ndarray, shape (dim,)
+    """
+    valid = onp.isfinite(variance) & (variance > 0)
+    return onp.where(valid, onp.clip(variance, *VARIANCE_LIMITS), previous)
 
 
 def spd_geometric_mean(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
@@ -307,7 +333,8 @@ def _as_inverse_metric(kind, variance, draws=None, grads=None):
 
 
 def fisher_adaptation(
-    num_warmup: int, *, target_accept: float = 0.8, kind: str = "diag"
+    num_warmup: int, *, target_accept: float = 0.8, kind: str = "diag",
+    main_estimate: str = "fisher",
 ) -> FisherAdaptation:
     """nutpie's warmup for HMC/NUTS as pure ``init`` / ``update`` / ``final`` functions.
 
@@ -318,6 +345,9 @@ def fisher_adaptation(
         Target of dual averaging.
     kind : {"diag", "dense", "low_rank"}
         Form of the inverse metric (module docstring).
+    main_estimate : {"fisher", "variance"}
+        The diagonal from the main phase on: the Fisher estimate (nutpie's), or
+        the draws' variance (module docstring; ``kind="diag"`` only).
 
     Returns
     -------
@@ -333,6 +363,10 @@ def fisher_adaptation(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if main_estimate not in MAIN_ESTIMATES:
+        raise ValueError(f"main_estimate must be one of {MAIN_ESTIMATES}, got {main_estimate!r}")
+    if main_estimate == "variance" and kind != "diag":
+        raise ValueError(f'main_estimate="variance" is a diagonal metric; got kind={kind!r}')
     from probad.infer import fisher_moments  # numba loads only for Fisher warmups
 
     schedule = fisher_schedule(num_warmup)
@@ -382,9 +416,13 @@ def fisher_adaptation(
                 counts[1 - foreground] = 0
             held = counts[foreground]
             if held >= 3 and (switched or iteration % interval == 0):
-                variance = fisher_moments.diagonal_estimate(
-                    moments[foreground, fisher_moments.M2_X],
-                    moments[foreground, fisher_moments.M2_GRAD], variance, *VARIANCE_LIMITS)
+                if main_estimate == "variance" and iteration >= schedule.early_end:
+                    variance = clipped_variance(
+                        moments[foreground, fisher_moments.M2_X] / held, variance)
+                else:
+                    variance = fisher_moments.diagonal_estimate(
+                        moments[foreground, fisher_moments.M2_X],
+                        moments[foreground, fisher_moments.M2_GRAD], variance, *VARIANCE_LIMITS)
                 if kind == "diag":  # finite and positive by construction
                     metric, changed = diagonal_metric(variance), True
                 else:

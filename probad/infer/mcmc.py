@@ -289,13 +289,16 @@ def hmc(model, data: Mapping | None = None, *, draws: int = 1000, tune: int = 40
         NUTS tree-depth cap (2**depth leapfrog steps).
     dense_mass : bool
         Adapt a dense inverse metric instead of a diagonal one.
-    adapt : {"fisher", "stan", "fisher-lowrank"}
+    adapt : {"fisher", "stan", "fisher-lowrank", "fisher-variance"}
         Warmup scheme. ``"fisher"`` (default): nutpie's, a metric from
         draws and gradients together (dense with ``dense_mass=True``).
         ``"stan"``: Stan's windowed adaptation of the metric to the draws'
         (co)variance.
         ``"fisher-lowrank"``: nutpie's diagonal plus low-rank metric, for
-        correlated posteriors. ``idata.attrs`` records the scheme, its
+        correlated posteriors. ``"fisher-variance"``: nutpie's schedule with
+        the draws' variance as the diagonal after its early phase, for
+        hierarchical scales, which the Fisher estimate shrinks
+        (``probad.infer.fisher_adaptation``). ``idata.attrs`` records the scheme, its
         windows and each chain's final metric.
     init : strategy or dict, optional
         An init strategy or a dict of constrained starting values (the

@@ -181,10 +181,12 @@ def test_unknown_adapt_scheme_and_dense_low_rank_are_refused():
         run_chain(standard_normal, onp.zeros(2), adapt="nutpie")
     with pytest.raises(ValueError, match="low-rank"):
         run_chain(standard_normal, onp.zeros(2), adapt="fisher-lowrank", dense_mass=True)
+    with pytest.raises(ValueError, match="diagonal"):
+        run_chain(standard_normal, onp.zeros(2), adapt="fisher-variance", dense_mass=True)
 
 
 def test_check_adapt_accepts_each_scheme_and_refuses_others():
     for scheme in ADAPT_SCHEMES:
-        check_adapt(scheme, dense_mass=scheme != "fisher-lowrank")
+        check_adapt(scheme, dense_mass=scheme in ("stan", "fisher"))
     with pytest.raises(ValueError, match="adapt must be one of"):
         check_adapt("nutpie", dense_mass=False)

@@ -323,7 +323,7 @@ def test_dense_mass_adapts_a_full_inverse_metric():
 
 
 @pytest.mark.parametrize("adapt, dense", [("stan", False), ("fisher", False), ("fisher", True),
-                                          ("fisher-lowrank", False)])
+                                          ("fisher-lowrank", False), ("fisher-variance", False)])
 def test_attrs_record_the_adaptation_and_survive_netcdf(adapt, dense, tmp_path):
     from probad.infer.adaptation import window_ends
     from probad.infer.fisher_adaptation import fisher_schedule
@@ -625,6 +625,7 @@ def latent_counts():
     (dict(draws=0), "draws"),
     (dict(adapt="nutpie"), "adapt must be one of"),
     (dict(adapt="fisher-lowrank", dense_mass=True), "low-rank"),
+    (dict(adapt="fisher-variance", dense_mass=True), "diagonal"),
 ])
 def test_bad_options_raise_before_sampling(options, message):
     with pytest.raises(ValueError, match=message):
