@@ -153,12 +153,12 @@ def timed(sample) -> tuple:
     return idata, time.perf_counter() - start, time.time()
 
 
-def run_probad(name, data, draws, tune, pool) -> dict:
+def run_probad(name, data, draws, tune, pool, cores=None) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
     import probad as pb
 
-    options = dict(draws=draws, tune=tune, chains=CHAINS, seed=SEED, progress=False)
+    options = dict(draws=draws, tune=tune, chains=CHAINS, seed=SEED, progress=False, cores=cores)
 
     def sample():
         with warnings.catch_warnings():
