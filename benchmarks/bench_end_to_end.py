@@ -12,9 +12,9 @@ The end-to-end targets of issue 13, measured with the current code:
   ``InferenceData``, imports included.
 
 Every tool runs 4 chains x (1000 warmup + 1000 draws) at its other defaults
-(probad's own warmup default is 400, nutpie's too), each run in a fresh process (``bench_nuts.py``'s child runner), the tools
-interleaved model by model so that the machine's changing load spreads over
-all of them. The loop models' peers use ``lax.scan`` / ``pytensor.scan``
+(probad's own warmup default is 400, nutpie's too), each run in a fresh
+process (``bench_nuts.py``'s child runner), the tools interleaved model by
+model so that the machine's changing load spreads over all of them. The loop models' peers use ``lax.scan`` / ``pytensor.scan``
 (``peer_models.py``); probad's are plain Python loops.
 
 Columns: ``min ESS`` (smallest bulk ESS over the free parameters' scalars),
