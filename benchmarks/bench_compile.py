@@ -20,14 +20,19 @@ Run: ``python benchmarks/bench_compile.py``
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as onp
 
-import probad.ad.numpy as np
-from probad.ad import value_and_grad
-from probad.ad.compiler import compile
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import probad.ad.numpy as np  # noqa: E402
+from probad.ad import value_and_grad  # noqa: E402
+from probad.ad.compiler import compile  # noqa: E402
+from tests.models import make_garch  # noqa: E402
 
 REPEATS = 5
 T_GARCH = 200
@@ -98,21 +103,6 @@ def garch_data(seed=0):
         y[t] = math.sqrt(sigma2) * rng.standard_normal()
         sigma2 = omega + alpha * y[t] ** 2 + beta * sigma2
     return y
-
-
-def make_garch(numpy_module, y):
-    """The GARCH(1,1) Gaussian log-likelihood, written once for any numpy-like module."""
-
-    def loglik(params):
-        omega, alpha, beta = params[0], params[1], params[2]
-        sigma2 = numpy_module.var(y)
-        ll = 0.0
-        for t in range(1, len(y)):
-            sigma2 = omega + alpha * y[t - 1] ** 2 + beta * sigma2
-            ll = ll - 0.5 * (numpy_module.log(2 * math.pi * sigma2) + y[t] ** 2 / sigma2)
-        return ll
-
-    return loglik
 
 
 def garch_by_hand(params, y):

@@ -49,8 +49,8 @@ import time
 
 import numpy as onp
 
-from bench_nuts import (CHAINS, SEED, child_record, enable_x64_for, launch, make_data,
-                        run_numpyro, run_probad, run_pymc, timed)
+from bench_nuts import (CHAINS, SEED, add_child_option, child_record, enable_x64_for, launch,
+                        make_data, run_child, run_numpyro, run_probad, run_pymc, timed)
 from peer_models import FREE_VARIABLES, pymc_model
 
 MODELS = ["eight_schools", "radon", "logistic", "hmm_example", "arma11", "garch11"]
@@ -160,12 +160,9 @@ def main():
                         help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help="comma-separated subset of " + ",".join(TOOLS))
-    parser.add_argument("--child", nargs=5, metavar=("TOOL", "MODEL", "DRAWS", "TUNE", "LAUNCHED"),
-                        help=argparse.SUPPRESS)
+    add_child_option(parser)
     args = parser.parse_args()
-    if args.child:
-        tool, name, draws, tune, launched = args.child
-        child(tool, name, int(draws), int(tune), float(launched))
+    if run_child(args, child):
         return
     draws = tune = 200 if args.quick else 1000
     models = args.models.split(",")

@@ -44,12 +44,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import probad as pb  # noqa: E402
 import probad.ad.numpy as np  # noqa: E402
-from bench_compile import garch_data, make_garch  # noqa: E402
+from bench_compile import garch_data  # noqa: E402
 from bench_nuts import by_hand, make_data, probad_model  # noqa: E402
 from peer_models import numpyro_model  # noqa: E402
 from probad.ad import value_and_grad  # noqa: E402
 from probad.ad.compiler import compile  # noqa: E402
 from tests import posteriordb_models as P  # noqa: E402
+from tests.models import make_garch  # noqa: E402
 
 
 def seconds_per_call_each(candidates: dict, rounds: int = 20, calls: int = 100) -> dict:

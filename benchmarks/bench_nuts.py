@@ -274,6 +274,22 @@ def launch(script, tool, name, draws, tune) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
 
 
+def add_child_option(parser: argparse.ArgumentParser) -> None:
+    """The hidden ``--child TOOL MODEL DRAWS TUNE LAUNCHED`` that :func:`launch` passes."""
+    parser.add_argument("--child", nargs=5, metavar=("TOOL", "MODEL", "DRAWS", "TUNE", "LAUNCHED"),
+                        help=argparse.SUPPRESS)
+
+
+def run_child(args, child) -> bool:
+    """If this process was launched as a child, run ``child(tool, name, draws,
+    tune, launched)`` with the arguments converted, and say so."""
+    if not args.child:
+        return False
+    tool, name, draws, tune, launched = args.child
+    child(tool, name, int(draws), int(tune), float(launched))
+    return True
+
+
 def enable_x64_for(tool) -> None:
     if tool.startswith("numpyro"):
         import numpyro
@@ -464,12 +480,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="300 warmup + 300 draws per chain, one configuration per tool")
-    parser.add_argument("--child", nargs=5, metavar=("TOOL", "MODEL", "DRAWS", "TUNE", "LAUNCHED"),
-                        help=argparse.SUPPRESS)
+    add_child_option(parser)
     args = parser.parse_args()
-    if args.child:
-        tool, name, draws, tune, launched = args.child
-        child(tool, name, int(draws), int(tune), float(launched))
+    if run_child(args, child):
         return
     draws = tune = 300 if args.quick else 1000
     results = {name: {} for name in MODELS}

@@ -6,6 +6,8 @@ makers use fixed seeds, so every test sees the same numbers.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as onp
 
 import probad.ad.numpy as np
@@ -82,6 +84,23 @@ def garch_data(T: int = 40, seed: int = 1) -> dict:
             s = onp.sqrt(0.3 + 0.3 * (y[t - 1] - 0.2) ** 2 + 0.5 * s**2)
         y[t] = 0.2 + s * rng.normal()
     return {"y": y, "sigma1": sigma1}
+
+
+def make_garch(numpy_module, y):
+    """The GARCH(1,1) Gaussian log-likelihood of ``params = (omega, alpha, beta)``,
+    written once for any numpy-like module (probad's, autograd's, jax's): the
+    compiler tests and the benchmarks' peers share it."""
+
+    def loglik(params):
+        omega, alpha, beta = params[0], params[1], params[2]
+        sigma2 = numpy_module.var(y)
+        ll = 0.0
+        for t in range(1, len(y)):
+            sigma2 = omega + alpha * y[t - 1] ** 2 + beta * sigma2
+            ll = ll - 0.5 * (numpy_module.log(2 * math.pi * sigma2) + y[t] ** 2 / sigma2)
+        return ll
+
+    return loglik
 
 
 def garch11(y, sigma1):

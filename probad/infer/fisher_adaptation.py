@@ -193,22 +193,6 @@ def initial_variance(grad: onp.ndarray) -> onp.ndarray:
         return 1.0 / onp.clip(onp.abs(grad), *VARIANCE_LIMITS)
 
 
-def fisher_diagonal(draws: onp.ndarray, grads: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
-    """``sqrt(Var(x) / Var(grad))`` per coordinate, clipped to :data:`VARIANCE_LIMITS`.
-
-    Parameters
-    ----------
-    draws, grads : ndarray, shape (n, dim)
-    previous : ndarray, shape (dim,)
-        Kept where the ratio is not finite or is 0 (a coordinate that has not
-        moved, or whose gradient is constant).
-    """
-    from probad.infer.fisher_moments import diagonal_estimate  # numba loads only for Fisher warmups
-
-    return diagonal_estimate(onp.var(draws, axis=0), onp.var(grads, axis=0),
-                             onp.asarray(previous, dtype=onp.float64), *VARIANCE_LIMITS)
-
-
 def clipped_variance(variance: onp.ndarray, previous: onp.ndarray) -> onp.ndarray:
     """The draws' variance as an inverse metric: clipped to :data:`VARIANCE_LIMITS`,
     ``previous`` where it is not finite or is 0 (a coordinate that has not moved).

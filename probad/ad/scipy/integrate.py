@@ -113,10 +113,7 @@ class _System:
             fun, n = self.fun, self.n
 
             def adjoint(z, time, p, consts):
-                # One flat input (y, p), not a tuple: no container primitives,
-                # so the recorded tape can replay natively.
-                vjp, f = make_vjp(lambda yp: fun(yp[:n], time, yp[n:], consts),
-                                  anp.concatenate([z[:n], p]))
+                vjp, f = make_vjp(_of_flat(fun, n, time, consts), anp.concatenate([z[:n], p]))
                 return anp.concatenate([f, -vjp(z[n:2 * n])])
 
             self._derived[key] = _System(adjoint, 2 * n + n_p, f"adjoint_of_{self.name}")
@@ -130,8 +127,7 @@ class _System:
             fun, n = self.fun, self.n
 
             def forward_jacobian(z, time, p, consts):
-                vjp, f = make_vjp(lambda yp: fun(yp[:n], time, yp[n:], consts),
-                                  anp.concatenate([z[:n], p]))
+                vjp, f = make_vjp(_of_flat(fun, n, time, consts), anp.concatenate([z[:n], p]))
                 rows = anp.stack([vjp(e) for e in onp.eye(n)])  # [df/dy df/dp]
                 s = anp.reshape(z[n:], (n, n + n_p))
                 ds = anp.dot(rows[:, :n], s) + anp.concatenate([onp.zeros((n, n)), rows[:, n:]], axis=1)
@@ -149,13 +145,20 @@ class _System:
             fun, n = self.fun, self.n
 
             def sensitivity(z, time, p_dp, consts):
-                f, df = make_jvp(lambda yp: fun(yp[:n], time, yp[n:], consts),
+                f, df = make_jvp(_of_flat(fun, n, time, consts),
                                  anp.concatenate([z[:n], p_dp[:n_p]]))(
                     anp.concatenate([z[n:], p_dp[n_p:]]))
                 return anp.concatenate([f, df])
 
             self._derived[key] = _System(sensitivity, 2 * self.n, f"sensitivity_of_{self.name}")
         return self._derived[key]
+
+
+def _of_flat(fun: Callable, n: int, time, consts) -> Callable:
+    """``fun`` at ``time`` as a function of one flat input ``(y, p)``, ``y`` its
+    first ``n`` entries: derived systems differentiate that, not a tuple, so
+    their recorded tapes hold no container primitives and replay natively."""
+    return lambda yp: fun(yp[:n], time, yp[n:], consts)
 
 
 def _evaluator(compiled, p, consts) -> Callable:

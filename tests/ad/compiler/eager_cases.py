@@ -4,6 +4,7 @@ import numpy as onp
 
 import probad.ad.numpy as np
 from probad.ad.compiler import compile
+from tests.models import make_garch
 
 
 def assert_same(got, want):
@@ -114,13 +115,7 @@ def closure_factory(weights):
 
 
 def garch_loglik(params, y):
-    omega, alpha, beta = params[0], params[1], params[2]
-    sigma2 = np.var(y)
-    ll = 0.0
-    for t in range(1, len(y)):
-        sigma2 = omega + alpha * y[t - 1] ** 2 + beta * sigma2
-        ll = ll - 0.5 * (np.log(2 * onp.pi * sigma2) + y[t] ** 2 / sigma2)
-    return ll
+    return make_garch(np, y)(params)
 
 
 X3 = rng.normal(size=3)

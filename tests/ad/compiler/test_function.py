@@ -375,6 +375,8 @@ def test_value_dependent_conversion_errors_are_not_baked_in():
     assert compiled(onp.float64(2.5)) == 5.0
 
 
+# numba is a dependency, but probad also runs without it (on the numpy replay,
+# interpreter.AVAILABLE False); only the native backend's own tests need it.
 @pytest.mark.skipif(not interpreter.AVAILABLE, reason="numba is not installed")
 def test_a_copy_adopts_native_tapes_instead_of_tracing_again():
     import cloudpickle as pickle

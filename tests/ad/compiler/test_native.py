@@ -22,6 +22,8 @@ from probad.ad.tracer import primitive
 from tests import models as M
 from tests import posteriordb_models as P
 
+# numba is a dependency, but probad also runs without it (on the numpy replay,
+# interpreter.AVAILABLE False); only the native backend's own tests need it.
 pytestmark = pytest.mark.skipif(not interpreter.AVAILABLE, reason="numba is not installed")
 
 

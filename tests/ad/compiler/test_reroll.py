@@ -8,6 +8,8 @@ from probad.ad.scipy.special import logsumexp
 from probad.ad import value_and_grad
 from probad.ad.compiler import compile, interpreter
 
+# numba is a dependency, but probad also runs without it (on the numpy replay,
+# interpreter.AVAILABLE False); only the native backend's own tests need it.
 pytestmark = pytest.mark.skipif(not interpreter.AVAILABLE, reason="numba is not installed")
 
 if interpreter.AVAILABLE:
